@@ -1,0 +1,1 @@
+"""batch_pipelines: slow, failure-prone batch work against outside services as Dagster assets."""

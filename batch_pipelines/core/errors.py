@@ -1,0 +1,62 @@
+"""Typed errors with stable codes.
+
+Codes are part of the product's interface (CLI --json output, metadata, notifications), so
+they never change meaning once published. Messages must never contain secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BatchPipelinesError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    code: str = "BP-000"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **({"details": self.details} if self.details else {})}
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class IllegalTransition(BatchPipelinesError):
+    code = "BP-TRANSITION"
+
+
+class ConfigurationError(BatchPipelinesError):
+    """Bad input: a configuration file, workbook, option or environment value."""
+
+    code = "BP-CONFIG"
+
+
+class BatchError(BatchPipelinesError):
+    """A batch cannot be created, validated, submitted or changed as asked."""
+
+    code = "BP-BATCH"
+
+
+class JobError(BatchPipelinesError):
+    """A single job cannot be submitted, tracked or resubmitted as asked."""
+
+    code = "BP-JOB"
+
+
+class CycleNotActive(BatchError):
+    code = "BP-CYCLE-NOT-ACTIVE"
+
+
+class NotFound(BatchPipelinesError):
+    code = "BP-NOT-FOUND"
+
+
+class StoreError(BatchPipelinesError):
+    code = "BP-STORE"
