@@ -1,0 +1,524 @@
+"""The asyncio batch executor: drives every job of a batch to a terminal state.
+
+Dagster works at batch granularity (a run costs seconds, a partition tens of
+milliseconds), so the thousands of jobs of one batch live inside one run, here.
+
+Guarantees:
+- Nothing done twice. Jobs are claimed (row-level, with a lease) before submission and
+  the claim records the intent; every submission carries the job's stored idempotency key,
+  so a resumed run that resends a job the service already accepted gets a replay.
+- Nothing lost. Every state change is durable before anything depends on it: changes go
+  through a group-commit writer (one transaction for all changes that arrived while the
+  previous commit ran) and the job's next step awaits its commit.
+- Bounded. At most ``concurrency`` submissions are in flight; tracking polls many
+  workflows per request at a poll interval that backs off while nothing changes.
+- Steerable. Pause and cancel are read from the store, so any process (UI action, CLI)
+  can steer a run it does not own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from batch_pipelines.core.aggregate import AggregatedView, aggregate
+from batch_pipelines.core.backoff import RetryPolicy, backoff_delay, poll_interval
+from batch_pipelines.core.errors import BatchError
+from batch_pipelines.core.reconciliation import Reconciliation
+from batch_pipelines.core.statuses import JOB_TERMINAL, BatchStatus, JobStatus
+from batch_pipelines.engine.handlers import JobHandler, SubmitOutcome, TrackOutcome
+from batch_pipelines.store.batch_store import BatchStore, JobChange, JobRecord
+
+log = logging.getLogger("batch_pipelines.engine")
+
+_IN_FLIGHT = (
+    JobStatus.SUBMITTED,
+    JobStatus.QUEUED,
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+    JobStatus.CANCEL_REQUESTED,
+    JobStatus.CANCELLING,
+)
+
+# How job statuses read in the aggregated (pending / in progress / done) view.
+_VIEW_STATE = {
+    JobStatus.INITIATED: "queued",
+    JobStatus.FINISHED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.ERROR: "failed",
+    JobStatus.CANCELLED: "failed",
+    **{s: "in_progress" for s in _IN_FLIGHT},
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    concurrency: int = 10
+    poll_interval_seconds: float = 1.0
+    poll_max_interval_seconds: float = 30.0
+    track_chunk_size: int = 100
+    # Per-job retries of transient submission failures that escaped the client's own
+    # per-request retries (e.g. a service down for longer than the client waits).
+    submit_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_retries=3))
+    lease_seconds: float = 60.0
+    control_check_seconds: float = 1.0
+    progress_interval_seconds: float = 5.0
+    # Stop waiting for another run's unexpired claims after this long (None: wait).
+    claim_wait_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.concurrency <= 1000:
+            raise BatchError(f"concurrency must be between 1 and 1000, got {self.concurrency}")
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    batch_id: int
+    counts: dict[str, int]
+    view: AggregatedView
+    elapsed_seconds: float
+    submitted_this_run: int
+    tracked: int
+
+    def message(self) -> str:
+        v = self.view
+        eta = f", ETA {v.eta_seconds:.0f}s" if v.eta_seconds is not None else ""
+        return (
+            f"batch {self.batch_id}: {v.completed + v.failed}/{v.total} settled "
+            f"({v.progress_percent:.1f}%), {v.in_progress} in flight, {v.failed} failed{eta}"
+        )
+
+
+@dataclass(frozen=True)
+class BatchRunResult:
+    batch_id: int
+    status: BatchStatus
+    reconciliation: Reconciliation
+    stopped: str  # settled | paused | cancelled | waiting (other runs hold work)
+    submitted: int
+    submit_errors: int
+    duration_seconds: float
+    counts: dict[str, int]
+
+
+class _GroupCommitWriter:
+    """Batches job changes into few transactions without weakening durability.
+
+    ``write`` returns only after the change is committed. While one commit runs in a
+    worker thread, new changes queue up and go in the next one, so throughput grows with
+    load instead of paying one transaction per change.
+    """
+
+    def __init__(self, store: BatchStore, max_batch: int = 1000):
+        self._store = store
+        self._max_batch = max_batch
+        self._pending: list[tuple[JobChange, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def write(self, *changes: JobChange) -> None:
+        if not changes:
+            return
+        loop = asyncio.get_running_loop()
+        futures = []
+        for change in changes:
+            fut = loop.create_future()
+            self._pending.append((change, fut))
+            futures.append(fut)
+        self._wake.set()
+        await asyncio.gather(*futures)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                try:
+                    await asyncio.to_thread(self._store.apply_job_changes, [c for c, _ in batch])
+                except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+            if self._closed and not self._pending:
+                return
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class BatchExecutor:
+    """Runs one batch with one handler. Create one per run; ``run`` once."""
+
+    def __init__(
+        self,
+        store: BatchStore,
+        handler: JobHandler,
+        options: EngineOptions | None = None,
+        *,
+        owner: str | None = None,
+        on_progress: Callable[[ProgressReport], None] | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ):
+        self.store = store
+        self.handler = handler
+        self.options = options or EngineOptions()
+        self.owner = owner or default_owner()
+        self.on_progress = on_progress
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._tracked: dict[int, JobRecord] = {}
+        self._tracked_changed = asyncio.Event()
+        self._stop_submitting = False
+        self._cancelled = False
+        self._paused = False
+        self._submitted = 0
+        self._submit_errors = 0
+        # Observed job durations (sync: the call; async: submission to terminal) for the ETA.
+        self._durations: list[float] = []
+        self._submitted_at: dict[int, float] = {}
+        self._started = time.monotonic()
+        self._last_progress = 0.0
+
+    # ----------------------------------------------------------------- public
+    async def run(self, batch_id: int) -> BatchRunResult:
+        self.batch_id = batch_id
+        batch = await asyncio.to_thread(self.store.get_batch, batch_id)
+        if batch.status == BatchStatus.PAUSED:
+            raise BatchError(f"batch {batch_id} is PAUSED: resume it before running", code="BP-BATCH-PAUSED")
+        if batch.status == BatchStatus.CANCELLED:
+            raise BatchError(f"batch {batch_id} is CANCELLED", code="BP-BATCH-CANCELLED")
+        if batch.status != BatchStatus.ACTIVE:
+            await asyncio.to_thread(self.store.activate_batch, batch_id)
+        self._run_started_at = datetime.now(UTC)
+
+        for job in await asyncio.to_thread(self.store.list_jobs, batch_id, skipped=False, statuses=_IN_FLIGHT):
+            self._tracked[job.id] = job
+
+        self._writer = _GroupCommitWriter(self.store)
+        self._writer.start()
+        background = [
+            asyncio.create_task(self._control_loop(), name="control"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+        submission_done = asyncio.Event()
+        tracker = asyncio.create_task(self._track_loop(submission_done), name="tracker")
+        try:
+            waiting = await self._submission_loop()
+            submission_done.set()
+            self._tracked_changed.set()
+            await tracker
+        finally:
+            submission_done.set()
+            self._tracked_changed.set()
+            for task in background:
+                task.cancel()
+            if not tracker.done():
+                tracker.cancel()
+            await asyncio.gather(*background, tracker, return_exceptions=True)
+            await self._writer.close()
+            await asyncio.to_thread(self.store.release_claims, self.owner)
+            if self._cancelled:
+                # Jobs this run had claimed but not yet sent are cancelled now that it let go.
+                await asyncio.to_thread(self.store.cancel_unsubmitted_jobs, batch_id)
+
+        reconciliation = await asyncio.to_thread(self.store.reconcile_batch, batch_id)
+        final = await asyncio.to_thread(self.store.get_batch, batch_id)
+        counts = await asyncio.to_thread(self.store.job_status_counts, batch_id)
+        self._report(counts, force=True)
+        if self._cancelled:
+            stopped = "cancelled"
+        elif self._paused:
+            stopped = "paused"
+        elif waiting or not final.status.is_terminal:
+            stopped = "waiting"
+        else:
+            stopped = "settled"
+        return BatchRunResult(
+            batch_id=batch_id,
+            status=final.status,
+            reconciliation=reconciliation,
+            stopped=stopped,
+            submitted=self._submitted,
+            submit_errors=self._submit_errors,
+            duration_seconds=time.monotonic() - self._started,
+            counts=counts,
+        )
+
+    # ------------------------------------------------------------- submission
+    async def _submission_loop(self) -> bool:
+        """Claim and submit until nothing is left; True if other runs still hold work."""
+        opts = self.options
+        semaphore = asyncio.Semaphore(opts.concurrency)
+        in_flight: set[asyncio.Task] = set()
+        window = opts.concurrency * 4
+        waited_since: float | None = None
+        while True:
+            if self._stop_submitting:
+                break
+            free = window - len(in_flight)
+            jobs: list[JobRecord] = []
+            if free > 0:
+                jobs = await asyncio.to_thread(
+                    self.store.claim_jobs,
+                    self.batch_id,
+                    self.owner,
+                    limit=free,
+                    lease_seconds=opts.lease_seconds,
+                    errored_before=self._run_started_at,
+                )
+            for job in jobs:
+                task = asyncio.create_task(self._submit_one(job, semaphore))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if jobs and len(in_flight) < window:
+                continue
+            if in_flight:
+                await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+                for task in list(in_flight):
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()
+                continue
+            if not jobs:
+                held = await asyncio.to_thread(self.store.count_claimed_by_others, self.batch_id, self.owner)
+                if not held:
+                    return False
+                # Another run (maybe a dead one whose lease has not run out) holds jobs.
+                waited_since = waited_since or time.monotonic()
+                if opts.claim_wait_seconds is not None and time.monotonic() - waited_since > opts.claim_wait_seconds:
+                    return True
+                await self._sleep(min(opts.lease_seconds / 4, 1.0))
+        if in_flight:
+            await asyncio.gather(*in_flight)
+        return False
+
+    async def _submit_one(self, job: JobRecord, semaphore: asyncio.Semaphore) -> None:
+        async with semaphore:
+            if self._stop_submitting:
+                return  # claim is released at the end of the run
+            outcome = await self._submit_with_retries(job)
+        if outcome.status == JobStatus.ERROR:
+            self._submit_errors += 1
+        else:
+            self._submitted += 1
+        change = JobChange(
+            job_id=job.id,
+            expected=job.status,
+            status=outcome.status,
+            workflow_id=outcome.workflow_id,
+            submission_request=outcome.request,
+            submission_response=outcome.response,
+            last_error=outcome.error,
+            release_claim=True,
+        )
+        await self._writer.write(change)
+        if outcome.status in _IN_FLIGHT:
+            self._submitted_at[job.id] = time.monotonic()
+            self._tracked[job.id] = _with_status(job, outcome.status, outcome.workflow_id)
+            self._tracked_changed.set()
+        await self._maybe_report()
+
+    async def _submit_with_retries(self, job: JobRecord) -> SubmitOutcome:
+        from batch_pipelines.clients.http import TransientServiceError  # clients import engine-free
+
+        policy = self.options.submit_retry
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                outcome = await self.handler.submit(job)
+                if outcome.status in JOB_TERMINAL:
+                    self._durations.append(time.monotonic() - started)
+                return outcome
+            except TransientServiceError as exc:
+                if attempt >= policy.max_retries:
+                    return SubmitOutcome(status=JobStatus.ERROR, error=_describe(exc))
+                delay = backoff_delay(attempt, policy, retry_after=getattr(exc, "retry_after", None), rng=self._rng)
+                log.info("job %s: transient submission failure (%s); retrying in %.2fs", job.id, exc, delay)
+                attempt += 1
+                await self._sleep(delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failing job never stops the rest
+                return SubmitOutcome(status=JobStatus.ERROR, error=_describe(exc))
+
+    # --------------------------------------------------------------- tracking
+    async def _track_loop(self, submission_done: asyncio.Event) -> None:
+        opts = self.options
+        unchanged = 0
+        cancel_sent: set[int] = set()
+        while True:
+            if not self._tracked:
+                if submission_done.is_set():
+                    return
+                self._tracked_changed.clear()
+                await self._tracked_changed.wait()
+                continue
+            if self._paused:
+                return  # submitted workflows keep running at the service; resume re-tracks them
+            await self._sleep(poll_interval(unchanged, opts.poll_interval_seconds, opts.poll_max_interval_seconds))
+            if self._cancelled:
+                await self._send_cancels(cancel_sent)
+            jobs = list(self._tracked.values())
+            changes: list[JobChange] = []
+            for start in range(0, len(jobs), opts.track_chunk_size):
+                chunk = jobs[start : start + opts.track_chunk_size]
+                try:
+                    outcomes = await self.handler.track(chunk)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - polling is retried on the next tick
+                    log.warning("batch %s: tracking %d jobs failed: %s", self.batch_id, len(chunk), _describe(exc))
+                    continue
+                changes.extend(_changes_from(chunk, outcomes))
+            if changes:
+                unchanged = 0
+                await self._writer.write(*changes)
+                for change in changes:
+                    job = self._tracked.get(change.job_id)
+                    if job is None:
+                        continue
+                    if change.status in JOB_TERMINAL:
+                        del self._tracked[change.job_id]
+                        submitted = self._submitted_at.pop(change.job_id, None)
+                        if submitted is not None:
+                            self._durations.append(time.monotonic() - submitted)
+                    else:
+                        self._tracked[change.job_id] = _with_status(job, change.status, job.workflow_id)
+            else:
+                unchanged += 1
+            await self._maybe_report()
+
+    async def _send_cancels(self, already: set[int]) -> None:
+        for job in list(self._tracked.values()):
+            if job.id in already or job.status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELLING):
+                continue
+            already.add(job.id)
+            try:
+                await self.handler.cancel(job)
+            except Exception as exc:  # noqa: BLE001 - it may have finished meanwhile
+                log.warning("job %s: cancel failed: %s", job.id, _describe(exc))
+
+    # ---------------------------------------------------------------- control
+    async def _control_loop(self) -> None:
+        while True:
+            await self._sleep(self.options.control_check_seconds)
+            batch = await asyncio.to_thread(self.store.get_batch, self.batch_id)
+            if batch.status == BatchStatus.PAUSED and not self._paused:
+                log.info("batch %s paused: in-flight submissions finish, then the run stops", self.batch_id)
+                self._paused = True
+                self._stop_submitting = True
+                self._tracked_changed.set()
+            elif batch.status == BatchStatus.CANCELLED and not self._cancelled:
+                log.info("batch %s cancelled: no more submissions; in-flight workflows are cancelled", self.batch_id)
+                self._cancelled = True
+                self._stop_submitting = True
+                await asyncio.to_thread(self.store.cancel_unsubmitted_jobs, self.batch_id)
+                self._tracked_changed.set()
+            await self._maybe_report()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._sleep(self.options.lease_seconds / 3)
+            await asyncio.to_thread(self.store.renew_claims, self.owner, lease_seconds=self.options.lease_seconds)
+
+    # --------------------------------------------------------------- progress
+    async def _maybe_report(self) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last_progress < self.options.progress_interval_seconds:
+            return
+        self._last_progress = now
+        counts = await asyncio.to_thread(self.store.job_status_counts, self.batch_id)
+        self._report(counts, force=True)
+
+    def _report(self, counts: dict[str, int], *, force: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        states = []
+        for status, n in counts.items():
+            if status == "SKIPPED":
+                continue
+            states.extend([_VIEW_STATE[JobStatus(status)]] * n)
+        recent = self._durations[-500:]
+        view = aggregate(states, durations_seconds=recent, concurrency=self.options.concurrency)
+        self.on_progress(
+            ProgressReport(
+                batch_id=self.batch_id,
+                counts=counts,
+                view=view,
+                elapsed_seconds=time.monotonic() - self._started,
+                submitted_this_run=self._submitted,
+                tracked=len(self._tracked),
+            )
+        )
+
+
+def _changes_from(jobs: list[JobRecord], outcomes: dict[int, TrackOutcome]) -> list[JobChange]:
+    changes = []
+    for job in jobs:
+        outcome = outcomes.get(job.id)
+        if outcome is None or outcome.status == job.status:
+            continue
+        changes.append(
+            JobChange(
+                job_id=job.id,
+                expected=job.status,
+                status=outcome.status,
+                service_status=outcome.service_status,
+                progress=outcome.progress,
+                details=outcome.details,
+                last_error=(outcome.details or {}).get("error") if outcome.status == JobStatus.FAILED else None,
+            )
+        )
+    return changes
+
+
+def _with_status(job: JobRecord, status: JobStatus, workflow_id: str | None) -> JobRecord:
+    from dataclasses import replace
+
+    return replace(job, status=status, workflow_id=workflow_id or job.workflow_id)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if text.startswith("[") else f"{type(exc).__name__}: {text}"
+
+
+async def run_batch(
+    store: BatchStore,
+    batch_id: int,
+    handler: JobHandler,
+    options: EngineOptions | None = None,
+    **kwargs: Any,
+) -> BatchRunResult:
+    """Drive ``batch_id`` to a settled state (or until paused/cancelled) with ``handler``."""
+    return await BatchExecutor(store, handler, options, **kwargs).run(batch_id)

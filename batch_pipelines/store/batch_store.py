@@ -1,0 +1,732 @@
+"""Persistence of batches, job configurations, jobs and their history.
+
+The store is the only place the engine and the families read or write state, and every
+multi-row change (a batch with its jobs, a resubmission, a reconciliation with its log
+row) is one transaction. Two processes working on one batch coordinate through row-level
+claims, so a job is never submitted by both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from batch_pipelines.core.errors import BatchError, JobError, NotFound
+from batch_pipelines.core.reconciliation import (
+    ConfigurationView,
+    JobView,
+    Reconciliation,
+    reconcile,
+)
+from batch_pipelines.core.statuses import (
+    JOB_TERMINAL,
+    BatchStatus,
+    JobStatus,
+    can_transition_batch,
+    check_batch_transition,
+    check_job_transition,
+)
+from batch_pipelines.store import schema as t
+from batch_pipelines.store.database import create_engine, migrate
+from batch_pipelines.store.urls import redacted
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: int
+    family: str
+    batch_type: str
+    name: str | None
+    cycle_id: int | None
+    configuration_id: int | None
+    partition_key: str | None
+    status: BatchStatus
+    options: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    settled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobConfigurationRecord:
+    id: int
+    batch_id: int
+    key: str
+    data: dict[str, Any]
+    skipped: bool
+    skipped_reason: str | None
+    override_reason: str | None
+    parent_job_configuration_id: int | None
+    overridden_by_job_configuration_id: int | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job with the key and data of its configuration, which is what handlers need."""
+
+    id: int
+    batch_id: int
+    job_configuration_id: int
+    parent_job_id: int | None
+    status: JobStatus
+    skipped: bool
+    skipped_reason: str | None
+    request_id: str
+    workflow_id: str | None
+    submission_request: dict[str, Any] | None
+    submission_response: dict[str, Any] | None
+    last_error: str | None
+    submit_attempts: int
+    created_at: datetime
+    submit_requested_at: datetime | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    key: str
+    configuration: dict[str, Any]
+
+    @property
+    def duration_seconds(self) -> float | None:
+        start = self.submitted_at or self.submit_requested_at
+        if start is None or self.finished_at is None:
+            return None
+        return (self.finished_at - start).total_seconds()
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One observed change of a job, applied only if the job is still in ``expected``.
+
+    The compare-and-set makes concurrent trackers harmless: whichever writes first wins and
+    the other's stale change is dropped instead of moving a job backwards.
+    """
+
+    job_id: int
+    expected: JobStatus
+    status: JobStatus
+    workflow_id: str | None = None
+    submission_request: dict[str, Any] | None = None
+    submission_response: dict[str, Any] | None = None
+    last_error: str | None = None
+    service_status: str | None = None  # set when the change comes from tracking: logged
+    progress: float | None = None
+    details: dict[str, Any] | None = field(default=None)
+    release_claim: bool = False
+
+
+_JOB_COLUMNS = [c for c in t.jobs.c]
+
+
+def _job_record(row: Any) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        id=m["id"],
+        batch_id=m["batch_id"],
+        job_configuration_id=m["job_configuration_id"],
+        parent_job_id=m["parent_job_id"],
+        status=JobStatus(m["status"]),
+        skipped=bool(m["skipped"]),
+        skipped_reason=m["skipped_reason"],
+        request_id=m["request_id"],
+        workflow_id=m["workflow_id"],
+        submission_request=m["submission_request"],
+        submission_response=m["submission_response"],
+        last_error=m["last_error"],
+        submit_attempts=m["submit_attempts"],
+        created_at=m["created_at"],
+        submit_requested_at=m["submit_requested_at"],
+        submitted_at=m["submitted_at"],
+        finished_at=m["finished_at"],
+        updated_at=m["updated_at"],
+        key=m["config_key"],
+        configuration=m["config_data"],
+    )
+
+
+def _batch_record(row: Any) -> BatchRecord:
+    m = row._mapping
+    return BatchRecord(
+        id=m["id"],
+        family=m["family"],
+        batch_type=m["batch_type"],
+        name=m["name"],
+        cycle_id=m["cycle_id"],
+        configuration_id=m["configuration_id"],
+        partition_key=m["partition_key"],
+        status=BatchStatus(m["status"]),
+        options=m["options"] or {},
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        settled_at=m["settled_at"],
+    )
+
+
+def _configuration_record(row: Any) -> JobConfigurationRecord:
+    m = row._mapping
+    return JobConfigurationRecord(
+        id=m["id"],
+        batch_id=m["batch_id"],
+        key=m["key"],
+        data=m["data"],
+        skipped=bool(m["skipped"]),
+        skipped_reason=m["skipped_reason"],
+        override_reason=m["override_reason"],
+        parent_job_configuration_id=m["parent_job_configuration_id"],
+        overridden_by_job_configuration_id=m["overridden_by_job_configuration_id"],
+    )
+
+
+def _new_request_id() -> str:
+    # Assigned when the job row is created, so the key exists durably before any call and
+    # every retry or resumed run of this job sends the same one.
+    return str(uuid.uuid4())
+
+
+class BatchStore:
+    """Batches, job configurations, jobs, tracking and reconciliation history."""
+
+    def __init__(self, url: str | None = None, *, engine: sa.Engine | None = None):
+        self.engine = engine or create_engine(url)
+        migrate(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        return redacted(self.engine.url)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ batches
+    def create_batch(
+        self,
+        *,
+        family: str,
+        batch_type: str,
+        job_configurations: Sequence[Mapping[str, Any]],
+        name: str | None = None,
+        cycle_id: int | None = None,
+        configuration_id: int | None = None,
+        partition_key: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Create a batch, one configuration per entry and one INITIATED job each, atomically.
+
+        Each entry is ``{"key": str, "data": {...}}`` (``data`` defaults to the entry itself).
+        """
+        now = utcnow()
+        keys = [str(c["key"]) for c in job_configurations]
+        if len(set(keys)) != len(keys):
+            dupes = sorted({k for k in keys if keys.count(k) > 1})
+            raise BatchError(f"duplicate job configuration keys in batch: {dupes[:5]}")
+        with self.engine.begin() as conn:
+            batch_id = conn.execute(
+                t.batches.insert()
+                .values(
+                    family=family,
+                    batch_type=batch_type,
+                    name=name,
+                    cycle_id=cycle_id,
+                    configuration_id=configuration_id,
+                    partition_key=partition_key,
+                    status=BatchStatus.INITIATED.value,
+                    options=dict(options or {}),
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(t.batches.c.id)
+            ).scalar_one()
+            if job_configurations:
+                config_rows = [
+                    {
+                        "batch_id": batch_id,
+                        "key": str(c["key"]),
+                        "data": dict(c.get("data", c)),
+                        "skipped": False,
+                        "created_at": now,
+                    }
+                    for c in job_configurations
+                ]
+                config_ids = conn.execute(
+                    t.job_configurations.insert().returning(
+                        t.job_configurations.c.id, sort_by_parameter_order=True
+                    ),
+                    config_rows,
+                ).scalars().all()
+                conn.execute(
+                    t.jobs.insert(),
+                    [self._new_job_row(batch_id, cid, now) for cid in config_ids],
+                )
+        return batch_id
+
+    @staticmethod
+    def _new_job_row(batch_id: int, configuration_id: int, now: datetime, parent: int | None = None) -> dict:
+        return {
+            "batch_id": batch_id,
+            "job_configuration_id": configuration_id,
+            "parent_job_id": parent,
+            "status": JobStatus.INITIATED.value,
+            "skipped": False,
+            "request_id": _new_request_id(),
+            "submit_attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def get_batch(self, batch_id: int) -> BatchRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.batches).where(t.batches.c.id == batch_id)).first()
+        if row is None:
+            raise NotFound(f"batch {batch_id} does not exist")
+        return _batch_record(row)
+
+    def find_batches(
+        self, *, family: str | None = None, batch_type: str | None = None, partition_key: str | None = None
+    ) -> list[BatchRecord]:
+        q = sa.select(t.batches).order_by(t.batches.c.id)
+        if family is not None:
+            q = q.where(t.batches.c.family == family)
+        if batch_type is not None:
+            q = q.where(t.batches.c.batch_type == batch_type)
+        if partition_key is not None:
+            q = q.where(t.batches.c.partition_key == partition_key)
+        with self.engine.connect() as conn:
+            return [_batch_record(r) for r in conn.execute(q)]
+
+    def set_batch_status(self, batch_id: int, status: BatchStatus | str) -> BatchRecord:
+        """Move a batch to ``status``; an illegal transition raises IllegalTransition."""
+        status = BatchStatus(status)
+        with self.engine.begin() as conn:
+            current = self._lock_batch(conn, batch_id)
+            check_batch_transition(current, status)
+            self._write_batch_status(conn, batch_id, status)
+        return self.get_batch(batch_id)
+
+    def _lock_batch(self, conn: sa.Connection, batch_id: int) -> BatchStatus:
+        q = sa.select(t.batches.c.status).where(t.batches.c.id == batch_id)
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        status = conn.execute(q).scalar_one_or_none()
+        if status is None:
+            raise NotFound(f"batch {batch_id} does not exist")
+        return BatchStatus(status)
+
+    @staticmethod
+    def _write_batch_status(conn: sa.Connection, batch_id: int, status: BatchStatus) -> None:
+        now = utcnow()
+        conn.execute(
+            t.batches.update()
+            .where(t.batches.c.id == batch_id)
+            .values(status=status.value, updated_at=now, settled_at=now if status.is_terminal else None)
+        )
+
+    def add_batch_event(self, batch_id: int, message: str, *, level: str = "INFO", data: dict | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.batch_events.insert().values(
+                    batch_id=batch_id, level=level, message=message, data=data, created_at=utcnow()
+                )
+            )
+
+    def batch_events(self, batch_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.batch_events).where(t.batch_events.c.batch_id == batch_id).order_by(t.batch_events.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------- configurations & jobs
+    def list_job_configurations(self, batch_id: int) -> list[JobConfigurationRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.job_configurations)
+                .where(t.job_configurations.c.batch_id == batch_id)
+                .order_by(t.job_configurations.c.id)
+            )
+            return [_configuration_record(r) for r in rows]
+
+    def _jobs_query(self) -> sa.Select:
+        jc = t.job_configurations
+        return sa.select(*_JOB_COLUMNS, jc.c.key.label("config_key"), jc.c.data.label("config_data")).join(
+            jc, jc.c.id == t.jobs.c.job_configuration_id
+        )
+
+    def list_jobs(
+        self,
+        batch_id: int,
+        *,
+        skipped: bool | None = None,
+        statuses: Iterable[JobStatus | str] | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> list[JobRecord]:
+        q = self._jobs_query().where(t.jobs.c.batch_id == batch_id).order_by(t.jobs.c.id)
+        if skipped is not None:
+            q = q.where(t.jobs.c.skipped == skipped)
+        if statuses is not None:
+            q = q.where(t.jobs.c.status.in_([JobStatus(s).value for s in statuses]))
+        if ids is not None:
+            q = q.where(t.jobs.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [_job_record(r) for r in conn.execute(q)]
+
+    def get_job(self, job_id: int) -> JobRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._jobs_query().where(t.jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(f"job {job_id} does not exist")
+        return _job_record(row)
+
+    def job_status_counts(self, batch_id: int) -> dict[str, int]:
+        """Non-skipped jobs by status, skipped ones under SKIPPED (one GROUP BY)."""
+        status = sa.case((t.jobs.c.skipped.is_(True), "SKIPPED"), else_=t.jobs.c.status)
+        q = sa.select(status.label("s"), sa.func.count()).where(t.jobs.c.batch_id == batch_id).group_by(status)
+        with self.engine.connect() as conn:
+            return {s: n for s, n in conn.execute(q)}
+
+    def tracking_log(self, job_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.job_tracking_log)
+                .where(t.job_tracking_log.c.job_id == job_id)
+                .order_by(t.job_tracking_log.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------------ claims
+    def claim_jobs(
+        self,
+        batch_id: int,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        errored_before: datetime | None = None,
+        now: datetime | None = None,
+    ) -> list[JobRecord]:
+        """Claim up to ``limit`` submittable jobs for ``owner`` and record the intent to submit.
+
+        INITIATED jobs are claimable, and ERROR jobs (a failed submission, resubmitted on
+        the same job with the same key) last changed before ``errored_before``: a run passes
+        its own start so that it does not retry, in a loop, the errors it just recorded.
+        A job is claimable when nobody holds it or its lease has run out (its owner died).
+        Claiming stamps ``submit_requested_at`` (first time only) and counts the attempt in
+        the same statement, so the intent is durable before any call is made. On PostgreSQL
+        the candidate rows are locked with SKIP LOCKED so concurrent claimers never block
+        each other or take the same row; on SQLite the single UPDATE is atomic.
+        """
+        now = now or utcnow()
+        j = t.jobs
+        candidates = (
+            sa.select(j.c.id)
+            .where(
+                j.c.batch_id == batch_id,
+                j.c.skipped.is_(False),
+                sa.or_(
+                    j.c.status == JobStatus.INITIATED.value,
+                    sa.and_(
+                        j.c.status == JobStatus.ERROR.value,
+                        j.c.updated_at < (errored_before or now),
+                    ),
+                ),
+                # Never the caller's own live claims: those jobs are already in its hands.
+                sa.or_(j.c.claimed_by.is_(None), j.c.claim_expires_at < now),
+            )
+            .order_by(j.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        stmt = (
+            j.update()
+            .where(j.c.id.in_(candidates.scalar_subquery()))
+            .values(
+                claimed_by=owner,
+                claim_expires_at=now + timedelta(seconds=lease_seconds),
+                submit_requested_at=sa.func.coalesce(j.c.submit_requested_at, now),
+                submit_attempts=j.c.submit_attempts + 1,
+                updated_at=now,
+            )
+            .returning(j.c.id)
+        )
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(stmt).scalars())
+        if not ids:
+            return []
+        return self.list_jobs(batch_id, ids=ids)
+
+    def count_claimed_by_others(self, batch_id: int, owner: str) -> int:
+        """Submittable jobs another run holds a claim on (live, or dead until its lease ends)."""
+        j = t.jobs
+        q = sa.select(sa.func.count()).where(
+            j.c.batch_id == batch_id,
+            j.c.skipped.is_(False),
+            j.c.status.in_([JobStatus.INITIATED.value, JobStatus.ERROR.value]),
+            j.c.claimed_by.is_not(None),
+            j.c.claimed_by != owner,
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one()
+
+    def cancel_unsubmitted_jobs(self, batch_id: int) -> int:
+        """Cancel jobs never submitted and not held by a live claim (a cancelled batch)."""
+        now = utcnow()
+        j = t.jobs
+        with self.engine.begin() as conn:
+            return conn.execute(
+                j.update()
+                .where(
+                    j.c.batch_id == batch_id,
+                    j.c.skipped.is_(False),
+                    j.c.status.in_([JobStatus.INITIATED.value, JobStatus.ERROR.value]),
+                    sa.or_(j.c.claimed_by.is_(None), j.c.claim_expires_at < now),
+                )
+                .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now)
+            ).rowcount
+
+    def renew_claims(self, owner: str, *, lease_seconds: float) -> int:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            return conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.claimed_by == owner)
+                .values(claim_expires_at=now + timedelta(seconds=lease_seconds))
+            ).rowcount
+
+    def release_claims(self, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.jobs.update().where(t.jobs.c.claimed_by == owner).values(claimed_by=None, claim_expires_at=None)
+            )
+
+    # ----------------------------------------------------------------- changes
+    def apply_job_changes(self, changes: Sequence[JobChange]) -> None:
+        """Apply many job changes in one transaction (the engine's group commit).
+
+        Every change is checked against the legal transitions first, so an illegal one
+        raises before anything is written. Each UPDATE only applies while the job is still
+        in the expected status; tracked observations are appended to the tracking log.
+        """
+        if not changes:
+            return
+        for c in changes:
+            check_job_transition(c.expected, c.status)
+        now = utcnow()
+        j = t.jobs
+        params = []
+        logs = []
+        for c in changes:
+            terminal = c.status in JOB_TERMINAL
+            params.append(
+                {
+                    "b_id": c.job_id,
+                    "b_expected": c.expected.value,
+                    "b_status": c.status.value,
+                    "b_workflow_id": c.workflow_id,
+                    "b_request": c.submission_request,
+                    "b_response": c.submission_response,
+                    "b_error": c.last_error,
+                    "b_submitted_at": now if c.status == JobStatus.SUBMITTED or (
+                        c.expected in (JobStatus.INITIATED, JobStatus.ERROR) and c.status == JobStatus.FINISHED
+                    ) else None,
+                    "b_tracked_at": now if c.service_status is not None else None,
+                    "b_finished_at": now if terminal else None,
+                    "b_release": c.release_claim or terminal,
+                    "b_now": now,
+                }
+            )
+            if c.service_status is not None:
+                logs.append(
+                    {
+                        "job_id": c.job_id,
+                        "status": c.status.value,
+                        "service_status": c.service_status,
+                        "progress": c.progress,
+                        "details": c.details,
+                        "tracked_at": now,
+                    }
+                )
+        bp = sa.bindparam
+        release = bp("b_release", type_=sa.Boolean)
+        stmt = (
+            j.update()
+            .where(j.c.id == bp("b_id"), j.c.status == bp("b_expected"))
+            .values(
+                status=bp("b_status"),
+                workflow_id=sa.func.coalesce(bp("b_workflow_id", type_=sa.String), j.c.workflow_id),
+                submission_request=sa.func.coalesce(bp("b_request", type_=sa.JSON), j.c.submission_request),
+                submission_response=sa.func.coalesce(bp("b_response", type_=sa.JSON), j.c.submission_response),
+                last_error=sa.func.coalesce(bp("b_error", type_=sa.Text), j.c.last_error),
+                submitted_at=sa.func.coalesce(j.c.submitted_at, bp("b_submitted_at", type_=t.UTCDateTime())),
+                last_tracked_at=sa.func.coalesce(bp("b_tracked_at", type_=t.UTCDateTime()), j.c.last_tracked_at),
+                finished_at=sa.func.coalesce(bp("b_finished_at", type_=t.UTCDateTime()), j.c.finished_at),
+                claimed_by=sa.case((release, None), else_=j.c.claimed_by),
+                claim_expires_at=sa.case((release, None), else_=j.c.claim_expires_at),
+                updated_at=bp("b_now", type_=t.UTCDateTime()),
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, params)
+            if logs:
+                conn.execute(t.job_tracking_log.insert(), logs)
+
+    def skip_job(self, job_id: int, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id)
+                .values(skipped=True, skipped_reason=reason, updated_at=utcnow())
+            )
+
+    def resubmit_jobs(
+        self,
+        job_ids: Sequence[int],
+        *,
+        configuration_data: Mapping[str, Any] | None = None,
+        override_reason: str | None = None,
+        allow_finished: bool = False,
+    ) -> list[int]:
+        """Create a new INITIATED job for each given job; the old one is marked skipped.
+
+        With ``configuration_data`` (and a required ``override_reason``) a new job
+        configuration replaces the old one, linked both ways, and the old configuration is
+        skipped. The batch reopens to ACTIVE. All of it is one transaction.
+        """
+        if configuration_data is not None and not (override_reason and override_reason.strip()):
+            raise JobError("a replacement job configuration needs an override reason")
+        now = utcnow()
+        new_ids: list[int] = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(self._jobs_query().where(t.jobs.c.id.in_(list(job_ids)))).all()
+            found = {r._mapping["id"]: _job_record(r) for r in rows}
+            missing = [i for i in job_ids if i not in found]
+            if missing:
+                raise NotFound(f"jobs do not exist: {missing}")
+            batch_ids = {j.batch_id for j in found.values()}
+            for job_id in job_ids:
+                job = found[job_id]
+                if job.skipped:
+                    raise JobError(f"job {job_id} is skipped (already resubmitted)", code="BP-JOB-SKIPPED")
+                allowed = {JobStatus.FAILED, JobStatus.ERROR, JobStatus.CANCELLED}
+                if allow_finished:
+                    allowed.add(JobStatus.FINISHED)
+                if job.status not in allowed:
+                    raise JobError(
+                        f"job {job_id} is {job.status}; only {sorted(s.value for s in allowed)} jobs can be resubmitted",
+                        code="BP-JOB-NOT-RESUBMITTABLE",
+                    )
+                configuration_id = job.job_configuration_id
+                if configuration_data is not None:
+                    configuration_id = conn.execute(
+                        t.job_configurations.insert()
+                        .values(
+                            batch_id=job.batch_id,
+                            key=job.key,
+                            data=dict(configuration_data),
+                            skipped=False,
+                            override_reason=override_reason,
+                            parent_job_configuration_id=job.job_configuration_id,
+                            created_at=now,
+                        )
+                        .returning(t.job_configurations.c.id)
+                    ).scalar_one()
+                    conn.execute(
+                        t.job_configurations.update()
+                        .where(t.job_configurations.c.id == job.job_configuration_id)
+                        .values(
+                            skipped=True,
+                            skipped_reason=f"overridden by configuration {configuration_id}",
+                            overridden_by_job_configuration_id=configuration_id,
+                        )
+                    )
+                new_id = conn.execute(
+                    t.jobs.insert()
+                    .values(**self._new_job_row(job.batch_id, configuration_id, now, parent=job.id))
+                    .returning(t.jobs.c.id)
+                ).scalar_one()
+                conn.execute(
+                    t.jobs.update()
+                    .where(t.jobs.c.id == job.id)
+                    .values(skipped=True, skipped_reason=f"resubmitted as job {new_id}", updated_at=now)
+                )
+                new_ids.append(new_id)
+            for batch_id in batch_ids:
+                current = self._lock_batch(conn, batch_id)
+                if current != BatchStatus.ACTIVE:
+                    check_batch_transition(current, BatchStatus.ACTIVE)
+                    self._write_batch_status(conn, batch_id, BatchStatus.ACTIVE)
+        return new_ids
+
+    # ---------------------------------------------------------- reconciliation
+    def reconcile_batch(self, batch_id: int) -> Reconciliation:
+        """Compute the batch status from its jobs, store it and log the result, atomically.
+
+        A PAUSED or CANCELLED batch keeps its status while work remains (ACTIVE result): only
+        an explicit resume or resubmission reopens it. A settled result overrides a pause
+        because nothing is left to resume.
+        """
+        with self.engine.begin() as conn:
+            current = self._lock_batch(conn, batch_id)
+            configs = [
+                ConfigurationView(id=r.id, skipped=bool(r.skipped))
+                for r in conn.execute(
+                    sa.select(t.job_configurations.c.id, t.job_configurations.c.skipped).where(
+                        t.job_configurations.c.batch_id == batch_id
+                    )
+                )
+            ]
+            job_views = [
+                JobView(id=r.id, job_configuration_id=r.job_configuration_id, status=JobStatus(r.status), skipped=bool(r.skipped))
+                for r in conn.execute(
+                    sa.select(t.jobs.c.id, t.jobs.c.job_configuration_id, t.jobs.c.status, t.jobs.c.skipped).where(
+                        t.jobs.c.batch_id == batch_id
+                    )
+                )
+            ]
+            result = reconcile(configs, job_views)
+            new = result.status
+            if current in (BatchStatus.PAUSED, BatchStatus.CANCELLED) and new == BatchStatus.ACTIVE:
+                # Someone paused or cancelled it on purpose: work left over does not reopen it.
+                new = current
+            if new != current:
+                if not can_transition_batch(current, new):
+                    # e.g. INITIATED -> FAILED cannot happen without passing ACTIVE.
+                    self._write_batch_status(conn, batch_id, BatchStatus.ACTIVE)
+                    current = BatchStatus.ACTIVE
+                if new != current:
+                    check_batch_transition(current, new)
+                    self._write_batch_status(conn, batch_id, new)
+            conn.execute(
+                t.batch_recon_log.insert().values(
+                    batch_id=batch_id, status=result.status.value, summary=result.to_dict(), reconciled_at=utcnow()
+                )
+            )
+        return result
+
+    def recon_log(self, batch_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.batch_recon_log)
+                .where(t.batch_recon_log.c.batch_id == batch_id)
+                .order_by(t.batch_recon_log.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def activate_batch(self, batch_id: int) -> BatchRecord:
+        """INITIATED/settled/PAUSED -> ACTIVE (no-op when already ACTIVE)."""
+        with self.engine.begin() as conn:
+            current = self._lock_batch(conn, batch_id)
+            if current != BatchStatus.ACTIVE:
+                check_batch_transition(current, BatchStatus.ACTIVE)
+                self._write_batch_status(conn, batch_id, BatchStatus.ACTIVE)
+        return self.get_batch(batch_id)

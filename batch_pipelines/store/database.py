@@ -1,0 +1,71 @@
+"""Engine creation and schema migrations for the store.
+
+SQLite is tuned for many small durable writes from one process at a time (WAL, NORMAL
+sync, a busy timeout so a second process waits instead of failing); PostgreSQL gets a pool
+sized for the engine's writer plus readers.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from batch_pipelines.store.urls import normalize_database_url
+
+_MIGRATED: set[str] = set()
+_MIGRATE_LOCK = threading.Lock()
+
+
+def create_engine(url: str | None) -> sa.Engine:
+    parsed = normalize_database_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest revision (once per process and database)."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _MIGRATE_LOCK:
+        if key in _MIGRATED:
+            return
+        with engine.begin() as conn:
+            cfg = _alembic_config(conn)
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            if MigrationContext.configure(conn).get_current_revision() != head:
+                if engine.dialect.name == "postgresql":
+                    # Two processes migrating at once: the advisory lock makes one wait.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+                command.upgrade(cfg, "head")
+        _MIGRATED.add(key)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
