@@ -1,0 +1,152 @@
+"""The `batch-pipelines` command: demo, simulators, workbook validation and batch actions."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.risk_modeling.cli import config
+from batch_pipelines.simulators.cli import simulate
+
+_database_url = click.option(
+    "--database-url",
+    envvar="BATCH_PIPELINES_DATABASE_URL",
+    default="",
+    show_envvar=True,
+    help="Store URL (sqlite:///PATH or postgresql://...); empty: the embedded SQLite file.",
+)
+
+
+def _store(database_url: str):
+    from batch_pipelines.store.batch_store import BatchStore
+
+    return BatchStore(database_url or None)
+
+
+@click.group()
+def main() -> None:
+    """Batch pipelines: observable, restartable batches against outside services."""
+
+
+main.add_command(simulate)
+main.add_command(config)
+
+
+@main.command()
+def demo() -> None:
+    """Run a batch of simulated Risk Modeler jobs end to end and print the reconciliation."""
+    from batch_pipelines.demo import run_demo
+
+    sys.exit(run_demo(click.echo))
+
+
+@main.group()
+def batch() -> None:
+    """Inspect and steer batches of any family."""
+
+
+@batch.command("list")
+@_database_url
+@click.option("--family", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
+    """List batches with their status and job counts."""
+    store = _store(database_url)
+    rows = [
+        {"id": b.id, "family": b.family, "batch_type": b.batch_type, "partition": b.partition_key,
+         "status": b.status.value, "jobs": store.job_status_counts(b.id)}
+        for b in store.find_batches(family=family)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>6}  {r['status']:<10} {r['family']:<14} {r['batch_type']:<28} {r['partition'] or '-':<10} {r['jobs']}")
+
+
+@batch.command()
+@click.argument("batch_id", type=int)
+@_database_url
+@click.option("--json", "as_json", is_flag=True)
+def status(batch_id: int, database_url: str, as_json: bool) -> None:
+    """A batch's status, its last reconciliation and its jobs."""
+    store = _store(database_url)
+    try:
+        b = store.get_batch(batch_id)
+    except BatchPipelinesError as exc:
+        raise click.ClickException(str(exc)) from None
+    recon = store.recon_log(batch_id)
+    jobs = store.list_jobs(batch_id)
+    if as_json:
+        click.echo(json.dumps({
+            "batch": {"id": b.id, "family": b.family, "batch_type": b.batch_type, "status": b.status.value,
+                      "partition": b.partition_key, "created_at": b.created_at.isoformat()},
+            "reconciliation": recon[-1]["summary"] if recon else None,
+            "jobs": [{"id": j.id, "key": j.key, "status": j.status.value, "skipped": j.skipped,
+                      "workflow_id": j.workflow_id, "parent_job_id": j.parent_job_id, "last_error": j.last_error}
+                     for j in jobs],
+        }, indent=2))
+        return
+    click.echo(f"batch {b.id}  {b.batch_type}  ({b.family}, partition {b.partition_key or '-'})  status {b.status}")
+    if recon:
+        click.echo(f"last reconciliation: {recon[-1]['status']} - {recon[-1]['summary'].get('reason', '')}")
+    click.echo(f"jobs: {store.job_status_counts(batch_id)}")
+    for j in jobs:
+        flag = " (skipped)" if j.skipped else ""
+        err = f"  {j.last_error}" if j.last_error and not j.skipped else ""
+        click.echo(f"  {j.id:>7} {j.status.value:<10} {j.key:<40} wf={j.workflow_id or '-'}{flag}{err}")
+
+
+def _set_status(batch_id: int, database_url: str, target: BatchStatus) -> None:
+    try:
+        b = _store(database_url).set_batch_status(batch_id, target)
+    except BatchPipelinesError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"batch {b.id} is now {b.status}")
+
+
+@batch.command()
+@click.argument("batch_id", type=int)
+@_database_url
+def pause(batch_id: int, database_url: str) -> None:
+    """Pause: in-flight submissions finish, then the running engine stops."""
+    _set_status(batch_id, database_url, BatchStatus.PAUSED)
+
+
+@batch.command()
+@click.argument("batch_id", type=int)
+@_database_url
+def resume(batch_id: int, database_url: str) -> None:
+    """Resume a paused batch (materialize its asset again to continue)."""
+    _set_status(batch_id, database_url, BatchStatus.ACTIVE)
+
+
+@batch.command()
+@click.argument("batch_id", type=int)
+@_database_url
+def cancel(batch_id: int, database_url: str) -> None:
+    """Cancel: no more submissions; in-flight workflows are cancelled at the service."""
+    _set_status(batch_id, database_url, BatchStatus.CANCELLED)
+
+
+@batch.command()
+@click.argument("job_ids", type=int, nargs=-1, required=True)
+@_database_url
+@click.option("--configuration-json", default=None, help="Replacement job configuration (JSON object).")
+@click.option("--reason", "override_reason", default=None, help="Why the configuration is replaced.")
+def resubmit(job_ids: tuple[int, ...], database_url: str, configuration_json: str | None, override_reason: str | None) -> None:
+    """Resubmit FAILED/ERROR/CANCELLED jobs as new jobs; the originals are kept, skipped."""
+    data = json.loads(configuration_json) if configuration_json else None
+    try:
+        new_ids = _store(database_url).resubmit_jobs(list(job_ids), configuration_data=data, override_reason=override_reason)
+    except BatchPipelinesError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"resubmitted {list(job_ids)} as {new_ids}")
+
+
+if __name__ == "__main__":
+    main()

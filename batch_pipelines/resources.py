@@ -1,0 +1,123 @@
+"""Dagster resources: the only way assets, jobs and sensors reach I/O.
+
+Each resource is configured from environment variables through ``dg.EnvVar`` when they are
+set, and falls back to the embedded default otherwise (a SQLite file under .data/ and the
+in-process simulators), so the same code runs on a laptop and in production.
+
+| env var                          | resource           | embedded default                |
+|----------------------------------|--------------------|---------------------------------|
+| BATCH_PIPELINES_DATABASE_URL     | BatchStoreResource | sqlite:///.data/batch_pipelines.db |
+| RISK_MODELER_BASE_URL / _API_KEY | RiskModelerResource| in-process simulator            |
+| MODELS_BASE_URL / MODELS_API_KEY | ModelsResource     | in-process simulator            |
+| TEAMS_WEBHOOK_URL                | TeamsResource      | in-process simulator            |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from batch_pipelines.clients.models import ModelClient
+from batch_pipelines.clients.risk_modeler import RiskModelerClient
+from batch_pipelines.clients.teams import TeamsClient
+from batch_pipelines.store.batch_store import BatchStore
+
+DATA_DIR = Path(".data")
+
+
+def env_or(name: str, default: str | None = None) -> dg.EnvVar | str | None:
+    """``dg.EnvVar(name)`` when the variable is set (so the UI shows where the value comes
+    from and never the value), else the embedded default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+class BatchStoreResource(dg.ConfigurableResource):
+    """The batch store; empty URL means the embedded SQLite file."""
+
+    database_url: str = ""
+
+    _store: BatchStore | None = PrivateAttr(default=None)
+
+    def get_store(self) -> BatchStore:
+        if self._store is None:
+            self._store = BatchStore(self.database_url or None)
+        return self._store
+
+
+class RiskModelerResource(dg.ConfigurableResource):
+    """The Risk Modeler API, or its simulator (SQLite state under .data/) when no URL is set."""
+
+    base_url: str = ""
+    api_key: str | None = None
+    timeout_seconds: float = 60.0
+    simulator_db: str = str(DATA_DIR / "risk_modeler_simulator.db")
+    simulator_workflow_seconds: float = 0.5
+
+    _simulator: Any = PrivateAttr(default=None)
+
+    @property
+    def is_simulated(self) -> bool:
+        return not self.base_url
+
+    def client(self) -> RiskModelerClient:
+        if self.is_simulated:
+            from batch_pipelines.simulators.embedded import risk_modeler_client
+
+            return risk_modeler_client(self.simulator(), timeout_seconds=self.timeout_seconds)
+        return RiskModelerClient(
+            self.base_url, self.api_key, timeout_seconds=self.timeout_seconds, use_aiohttp=True
+        )
+
+    def simulator(self):
+        """The embedded simulator (one per resource instance; its state is the SQLite file)."""
+        from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
+
+        if self._simulator is None:
+            s = self.simulator_workflow_seconds
+            self._simulator = RiskModelerSimulator(self.simulator_db, workflow_seconds=(s / 4, s / 4, s / 2))
+        return self._simulator
+
+
+class ModelsResource(dg.ConfigurableResource):
+    """An OpenAI-compatible model service, or its simulator when no URL is set."""
+
+    base_url: str = ""
+    api_key: str | None = None
+    timeout_seconds: float = 120.0
+
+    def client(self) -> ModelClient:
+        if not self.base_url:
+            from batch_pipelines.simulators.embedded import model_client
+            from batch_pipelines.simulators.models import ModelSimulator
+
+            return model_client(ModelSimulator(), timeout_seconds=self.timeout_seconds)
+        return ModelClient(self.base_url, self.api_key, timeout_seconds=self.timeout_seconds, use_aiohttp=True)
+
+
+class TeamsResource(dg.ConfigurableResource):
+    """The Teams channel's Workflows webhook (the URL is the secret), or a recording sink."""
+
+    webhook_url: str = ""
+
+    def client(self) -> TeamsClient:
+        if not self.webhook_url:
+            from batch_pipelines.simulators.embedded import teams_client
+            from batch_pipelines.simulators.teams import TeamsSimulator
+
+            return teams_client(TeamsSimulator())
+        return TeamsClient(self.webhook_url)
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "batch_store": BatchStoreResource(database_url=env_or("BATCH_PIPELINES_DATABASE_URL", "")),
+        "risk_modeler": RiskModelerResource(
+            base_url=env_or("RISK_MODELER_BASE_URL", ""), api_key=env_or("RISK_MODELER_API_KEY")
+        ),
+        "models": ModelsResource(base_url=env_or("MODELS_BASE_URL", ""), api_key=env_or("MODELS_API_KEY")),
+        "teams": TeamsResource(webhook_url=env_or("TEAMS_WEBHOOK_URL", "")),
+    }

@@ -1,0 +1,38 @@
+"""The batch-pipelines command, as a user types it."""
+
+from click.testing import CliRunner
+
+from batch_pipelines.cli import main
+from batch_pipelines.core.statuses import JobStatus
+from batch_pipelines.store.batch_store import JobChange
+
+
+def test_demo_runs_end_to_end_and_says_where_to_look(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "EDM Creation after resubmission: batch 1 reconciled COMPLETED" in result.output
+    assert "Portfolio Creation: batch 2 reconciled COMPLETED" in result.output
+    assert "duplicate acceptances: none" in result.output
+    assert "Where to look" in result.output
+
+
+def test_batch_status_list_pause_and_resubmit_from_the_command_line(store, database_url):
+    batch_id = store.create_batch(family="test", batch_type="EDM Creation", job_configurations=[{"key": "a"}])
+    store.activate_batch(batch_id)
+    job = store.list_jobs(batch_id)[0]
+    store.apply_job_changes([JobChange(job.id, JobStatus.INITIATED, JobStatus.ERROR, last_error="boom")])
+    runner = CliRunner()
+    url = ["--database-url", database_url]
+    out = runner.invoke(main, ["batch", "status", str(batch_id), *url])
+    assert out.exit_code == 0 and "ERROR" in out.output and "boom" in out.output
+    assert runner.invoke(main, ["batch", "pause", str(batch_id), *url]).output.strip().endswith("PAUSED")
+    listing = runner.invoke(main, ["batch", "list", "--json", *url])
+    assert f'"id": {batch_id}' in listing.output
+    resub = runner.invoke(main, ["batch", "resubmit", str(job.id), *url])
+    assert resub.exit_code == 0 and "resubmitted" in resub.output
+
+
+def test_an_unknown_batch_is_a_clear_error_not_a_traceback(store, database_url):
+    out = CliRunner().invoke(main, ["batch", "status", "987654", "--database-url", database_url])
+    assert out.exit_code == 1 and "does not exist" in out.output
