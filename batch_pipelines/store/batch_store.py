@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from batch_pipelines.core.errors import BatchError, JobError, NotFound
+from batch_pipelines.core.errors import BatchError, CycleNotActive, JobError, NotFound
 from batch_pipelines.core.reconciliation import (
     ConfigurationView,
     JobView,
@@ -38,6 +38,35 @@ from batch_pipelines.store.urls import redacted
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    id: int
+    name: str
+    status: str  # ACTIVE | ARCHIVED
+    created_at: datetime
+    archived_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == CYCLE_ACTIVE
+
+
+@dataclass(frozen=True)
+class ConfigurationRecord:
+    id: int
+    cycle_id: int | None
+    family: str
+    name: str
+    source: str | None
+    checksum: str | None
+    content: dict[str, Any]
+    created_at: datetime
+
+
+CYCLE_ACTIVE = "ACTIVE"
+CYCLE_ARCHIVED = "ARCHIVED"
 
 
 @dataclass(frozen=True)
@@ -207,6 +236,94 @@ class BatchStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    # ------------------------------------------------------------ cycles & configurations
+    def register_cycle(self, name: str) -> CycleRecord:
+        """Register a new cycle as the active one; the previously active cycle is archived.
+
+        Registering an existing name is refused: a cycle's history is never reused.
+        """
+        name = name.strip()
+        if not name:
+            raise BatchError("a cycle needs a name")
+        now = utcnow()
+        c = t.cycles
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(c.c.id).where(c.c.name == name)).first() is not None:
+                raise BatchError(f"cycle {name!r} already exists", code="BP-CYCLE-EXISTS")
+            conn.execute(
+                c.update().where(c.c.status == CYCLE_ACTIVE).values(status=CYCLE_ARCHIVED, archived_at=now)
+            )
+            conn.execute(c.insert().values(name=name, status=CYCLE_ACTIVE, created_at=now))
+        return self.get_cycle(name)
+
+    def get_cycle(self, name: str) -> CycleRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.cycles).where(t.cycles.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"cycle {name!r} does not exist")
+        return CycleRecord(**row._mapping)
+
+    def active_cycle(self) -> CycleRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.cycles).where(t.cycles.c.status == CYCLE_ACTIVE)).first()
+        return CycleRecord(**row._mapping) if row else None
+
+    def list_cycles(self) -> list[CycleRecord]:
+        with self.engine.connect() as conn:
+            return [CycleRecord(**r._mapping) for r in conn.execute(sa.select(t.cycles).order_by(t.cycles.c.id))]
+
+    def require_active_cycle(self, name: str) -> CycleRecord:
+        cycle = self.get_cycle(name)
+        if not cycle.is_active:
+            raise CycleNotActive(f"cycle {name!r} is not active (it was archived); only the active cycle accepts work")
+        return cycle
+
+    def save_configuration(
+        self,
+        *,
+        cycle_name: str,
+        family: str,
+        name: str,
+        content: Mapping[str, Any],
+        source: str | None = None,
+        checksum: str | None = None,
+    ) -> ConfigurationRecord:
+        """Store the cycle's configuration, replacing an earlier one only while no batch uses it."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            cycle = self.require_active_cycle(cycle_name)
+            cfg = t.configurations
+            existing = conn.execute(
+                sa.select(cfg.c.id).where(cfg.c.cycle_id == cycle.id, cfg.c.family == family)
+            ).scalar_one_or_none()
+            values = dict(name=name, source=source, checksum=checksum, content=dict(content), created_at=now)
+            if existing is None:
+                conn.execute(cfg.insert().values(cycle_id=cycle.id, family=family, **values))
+            else:
+                used = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.batches).where(t.batches.c.configuration_id == existing)
+                ).scalar_one()
+                if used:
+                    raise BatchError(
+                        f"the configuration of cycle {cycle_name!r} cannot be replaced: {used} batches exist for it",
+                        code="BP-CONFIGURATION-IN-USE",
+                    )
+                conn.execute(cfg.update().where(cfg.c.id == existing).values(**values))
+        found = self.configuration_for_cycle(cycle_name, family)
+        assert found is not None
+        return found
+
+    def configuration_for_cycle(self, cycle_name: str, family: str) -> ConfigurationRecord | None:
+        cfg = t.configurations
+        q = (
+            sa.select(cfg)
+            .join(t.cycles, t.cycles.c.id == cfg.c.cycle_id)
+            .where(t.cycles.c.name == cycle_name, cfg.c.family == family)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return ConfigurationRecord(**row._mapping) if row else None
 
     # ------------------------------------------------------------------ batches
     def create_batch(
@@ -581,11 +698,20 @@ class BatchStore:
                 conn.execute(t.job_tracking_log.insert(), logs)
 
     def skip_job(self, job_id: int, reason: str) -> None:
+        """Skip a job and its configuration: neither counts in reconciliation any more."""
         with self.engine.begin() as conn:
-            conn.execute(
+            config_id = conn.execute(
                 t.jobs.update()
                 .where(t.jobs.c.id == job_id)
                 .values(skipped=True, skipped_reason=reason, updated_at=utcnow())
+                .returning(t.jobs.c.job_configuration_id)
+            ).scalar_one_or_none()
+            if config_id is None:
+                raise NotFound(f"job {job_id} does not exist")
+            conn.execute(
+                t.job_configurations.update()
+                .where(t.job_configurations.c.id == config_id)
+                .values(skipped=True, skipped_reason=reason)
             )
 
     def resubmit_jobs(

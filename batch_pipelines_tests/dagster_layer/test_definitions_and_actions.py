@@ -74,7 +74,6 @@ def test_resubmitting_from_the_ui_creates_a_child_job_and_reopens_the_batch(stor
 
 
 def test_bad_replacement_json_is_a_clear_error(store, database_url):
-    batch_id = _batch(store)
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         resubmit_jobs.execute_in_process(
             run_config={"ops": {"resubmit_batch_jobs": {"config": {"job_ids": [1], "configuration_json": "{nope"}}}},

@@ -194,3 +194,30 @@ def test_a_run_never_claims_again_the_jobs_it_already_holds(store):
     assert len(store.claim_jobs(batch_id, "run-a", limit=2, lease_seconds=60)) == 2
     again = store.claim_jobs(batch_id, "run-a", limit=10, lease_seconds=60)
     assert [j.key for j in again] == ["edm-2"]
+
+
+def test_registering_a_cycle_archives_the_active_one_and_only_the_active_one_takes_configurations(store):
+    from batch_pipelines.core.errors import BatchError, CycleNotActive
+
+    store.register_cycle("202503_Quarterly")
+    store.save_configuration(cycle_name="202503_Quarterly", family="risk_modeling", name="a.xlsx", content={"v": 1})
+    store.register_cycle("202506_Quarterly")
+    assert store.get_cycle("202503_Quarterly").status == "ARCHIVED"
+    assert store.active_cycle().name == "202506_Quarterly"
+    with pytest.raises(CycleNotActive, match="not active"):
+        store.save_configuration(cycle_name="202503_Quarterly", family="risk_modeling", name="b", content={})
+    with pytest.raises(BatchError, match="already exists"):
+        store.register_cycle("202506_Quarterly")
+
+
+def test_a_configuration_can_be_replaced_until_batches_exist_for_it(store):
+    from batch_pipelines.core.errors import BatchError
+
+    store.register_cycle("C1")
+    first = store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 1})
+    second = store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 2})
+    assert second.id == first.id and second.content == {"v": 2}
+    store.create_batch(family="risk_modeling", batch_type="x", configuration_id=first.id, job_configurations=[])
+    with pytest.raises(BatchError, match="cannot be replaced"):
+        store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 3})
+    assert store.configuration_for_cycle("C1", "risk_modeling").content == {"v": 2}
