@@ -1,13 +1,26 @@
 """The one Definitions object of the batch_pipelines code location."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from batch_pipelines.batch_actions.jobs import batch_control, resubmit_jobs
-from batch_pipelines.resources import default_resources
+from batch_pipelines.resources import default_resources, env_or
+from batch_pipelines.risk_modeling.assets import risk_modeling_assets, risk_modeling_cycle_job
+from batch_pipelines.risk_modeling.jobs import analysis_decisions, load_workbook
+from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+from batch_pipelines.risk_modeling.sensors import workbook_drop_sensor
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(jobs=[batch_control, resubmit_jobs], resources=default_resources())
+    return dg.Definitions(
+        assets=risk_modeling_assets,
+        jobs=[batch_control, resubmit_jobs, risk_modeling_cycle_job, load_workbook, analysis_decisions],
+        sensors=[workbook_drop_sensor],
+        resources={
+            **default_resources(),
+            "risk_modeling": RiskModelingSettings(
+                source_database_url=env_or("RISK_MODELING_SOURCE_DATABASE_URL", ""),
+                databridge_url=env_or("RISK_MODELING_DATABRIDGE_URL", ""),
+            ),
+        },
+    )

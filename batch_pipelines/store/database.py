@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from batch_pipelines.store.schema import VERSION_TABLE
 from batch_pipelines.store.urls import normalize_database_url
 
 _MIGRATED: set[str] = set()
@@ -58,7 +59,7 @@ def migrate(engine: sa.Engine) -> None:
         with engine.begin() as conn:
             cfg = _alembic_config(conn)
             head = ScriptDirectory.from_config(cfg).get_current_head()
-            if MigrationContext.configure(conn).get_current_revision() != head:
+            if MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision() != head:
                 if engine.dialect.name == "postgresql":
                     # Two processes migrating at once: the advisory lock makes one wait.
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
@@ -68,4 +69,4 @@ def migrate(engine: sa.Engine) -> None:
 
 def current_revision(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()

@@ -15,6 +15,10 @@ from datetime import UTC
 
 import sqlalchemy as sa
 
+# Not alembic's default name: the store may share a database with Dagster's own storage,
+# which keeps its schema revision in ``alembic_version``.
+VERSION_TABLE = "batch_pipelines_schema_version"
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",

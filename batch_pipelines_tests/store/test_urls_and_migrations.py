@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.store.batch_store import BatchStore
-from batch_pipelines.store.schema import metadata
+from batch_pipelines.store.schema import VERSION_TABLE, metadata
 from batch_pipelines.store.urls import normalize_database_url, redacted
 
 
@@ -42,7 +42,12 @@ def test_an_unsupported_url_is_a_clear_configuration_error_without_the_password(
 def test_migrations_match_the_schema(database_url):
     store = BatchStore(database_url)
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        opts = {
+            "version_table": VERSION_TABLE,
+            # the database may also hold Dagster's own tables: compare ours only
+            "include_name": lambda name, kind, _parent: kind != "table" or name in metadata.tables,
+        }
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
     store.dispose()
     assert diff == []
 
@@ -54,3 +59,24 @@ def test_a_pasted_postgres_url_connects(postgres_url):
         assert conn.execute(sa.text("select 1")).scalar_one() == 1
     assert store.dialect == "postgresql"
     store.dispose()
+
+
+def test_the_store_and_dagster_can_share_one_postgres_database(postgres_url, tmp_path, monkeypatch):
+    """Both use alembic; the store keeps its revision in its own table so neither is confused."""
+    import shutil
+    from pathlib import Path
+
+    import dagster as dg
+
+    BatchStore(postgres_url).dispose()
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.dispose()
+    store = BatchStore(postgres_url)
+    with store.engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    store.dispose()
+    assert {"batches", "jobs", "runs", "event_logs", "batch_pipelines_schema_version", "alembic_version"} <= tables

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from batch_pipelines.store.schema import metadata
+from batch_pipelines.store.schema import VERSION_TABLE, metadata
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+context.configure(
+    connection=connection, target_metadata=metadata, render_as_batch=True, version_table=VERSION_TABLE
+)
 with context.begin_transaction():
     context.run_migrations()

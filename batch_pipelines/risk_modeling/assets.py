@@ -1,0 +1,191 @@
+"""One asset per batch type, partitioned by cycle, in the order the work depends on.
+
+Materializing a partition runs that batch type of that cycle to a settled state (see
+``cycle_batches.materialize_batch_type``) and reports counts, reconciliation and a job
+table as metadata, with two asset checks: a clean validation and a COMPLETED
+reconciliation.
+"""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.engine.executor import EngineOptions
+from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
+from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
+from batch_pipelines.risk_modeling.context import HandlerContext
+from batch_pipelines.risk_modeling.cycle_batches import (
+    BatchValidationFailed,
+    materialize_batch_type,
+)
+from batch_pipelines.risk_modeling.notifications import NOTIFY_ON, batch_card, notify_batch
+from batch_pipelines.risk_modeling.partitions import CYCLES
+from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+
+GROUP = "risk_modeling"
+CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "risk_modeling"}
+JOB_TABLE_ROWS = 500
+
+
+def asset_key(batch_type: BatchType) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, batch_type.asset_name])
+
+
+def _job_table(jobs) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("job_id", "int"),
+            dg.TableColumn("key", "string"),
+            dg.TableColumn("status", "string"),
+            dg.TableColumn("skipped", "bool"),
+            dg.TableColumn("workflow_id", "string"),
+            dg.TableColumn("error", "string"),
+        ]
+    )
+    records = [
+        dg.TableRecord(
+            {
+                "job_id": j.id,
+                "key": j.key,
+                "status": j.status.value,
+                "skipped": j.skipped,
+                "workflow_id": j.workflow_id or "",
+                "error": (j.last_error or "")[:300],
+            }
+        )
+        for j in jobs[:JOB_TABLE_ROWS]
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.AssetsDefinition:
+    key = asset_key(batch_type)
+    validation_check = dg.AssetCheckSpec("validation_clean", asset=key, description="No validation error before submission.")
+    recon_check = dg.AssetCheckSpec("reconciled_completed", asset=key, description="The batch reconciled COMPLETED.")
+
+    @dg.asset(
+        key=key,
+        partitions_def=CYCLES,
+        deps=[asset_key(upstream)] if upstream else [],
+        group_name=GROUP,
+        kinds={"python"},
+        tags={"execution": batch_type.execution},
+        op_tags=CONCURRENCY_TAG,
+        pool="risk_modeler",
+        check_specs=[validation_check, recon_check],
+        description=f"The cycle's {batch_type.value} batch ({batch_type.execution}), submitted, tracked and reconciled.",
+    )
+    def _batch_asset(
+        context: dg.AssetExecutionContext,
+        batch_store: BatchStoreResource,
+        risk_modeler: RiskModelerResource,
+        teams: TeamsResource,
+        risk_modeling: RiskModelingSettings,
+    ) -> dg.MaterializeResult:
+        store = batch_store.get_store()
+        cycle = context.partition_key
+        options = EngineOptions(
+            concurrency=risk_modeling.concurrency,
+            poll_interval_seconds=risk_modeling.poll_interval_seconds,
+            poll_max_interval_seconds=max(risk_modeling.poll_interval_seconds * 8, 5.0),
+        )
+
+        async def run() -> Any:
+            async with risk_modeler.client() as client:
+                ctx = HandlerContext(
+                    client=client,
+                    cycle=cycle,
+                    data_dir=Path(risk_modeling.data_dir),
+                    source_database_url=risk_modeling.source_url(),
+                    databridge_url=risk_modeling.databridge(risk_modeler.simulator_db),
+                )
+                return await materialize_batch_type(
+                    store,
+                    ctx,
+                    batch_type,
+                    options=options,
+                    on_progress=lambda report: context.log.info(report.message()),
+                    on_resubmitted=lambda ids: context.log.info(f"resubmitted FAILED jobs as new jobs {ids}"),
+                )
+
+        try:
+            outcome = asyncio.run(run())
+        except BatchValidationFailed as exc:
+            errors = exc.details.get("errors", [])
+            raise dg.Failure(
+                description=f"{exc.message}\n" + "\n".join(f"- {e}" for e in errors[:50]),
+                metadata={"validation_errors": dg.MetadataValue.json(errors), "batch_id": exc.details.get("batch_id")},
+            ) from None
+
+        result = outcome.run
+        rec = result.reconciliation
+        summary = rec.summary
+        run_url = f"{risk_modeling.dagster_url.rstrip('/')}/runs/{context.run_id}"
+        if result.status in NOTIFY_ON:
+            card = batch_card(
+                cycle=cycle,
+                batch_type=batch_type.value,
+                batch_id=outcome.batch_id,
+                status=result.status,
+                counts=result.counts,
+                run_url=run_url,
+            )
+            delivered = asyncio.run(notify_batch(teams.client(), card))
+            context.log.warning(f"batch {outcome.batch_id} {result.status}: Teams notified={delivered}")
+
+        jobs = store.list_jobs(outcome.batch_id)
+        metadata: dict[str, Any] = {
+            "batch_id": outcome.batch_id,
+            "batch_status": result.status.value,
+            "reconciliation_status": rec.status.value,
+            "reconciliation_reason": rec.reason,
+            "reconciliation_summary": dg.MetadataValue.json(rec.to_dict()),
+            "jobs_total": summary.non_skipped_jobs,
+            "jobs_finished": result.counts.get("FINISHED", 0),
+            "jobs_failed": result.counts.get("FAILED", 0),
+            "jobs_error": result.counts.get("ERROR", 0),
+            "jobs_cancelled": result.counts.get("CANCELLED", 0),
+            "jobs_skipped": result.counts.get("SKIPPED", 0),
+            "jobs_submitted_this_run": result.submitted,
+            "jobs_resubmitted_this_run": len(outcome.resubmitted_job_ids),
+            "jobs_validated": outcome.validated_jobs,
+            "duration_seconds": round(result.duration_seconds, 3),
+            "jobs": _job_table(jobs),
+        }
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(check_name="validation_clean", passed=True, metadata={"jobs_validated": outcome.validated_jobs}),
+                dg.AssetCheckResult(
+                    check_name="reconciled_completed",
+                    passed=rec.status == BatchStatus.COMPLETED,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"status": rec.status.value, "reason": rec.reason},
+                ),
+            ],
+        )
+
+    return _batch_asset
+
+
+def build_batch_assets() -> list[dg.AssetsDefinition]:
+    assets = []
+    previous: BatchType | None = None
+    for batch_type in BATCH_TYPE_ORDER:
+        assets.append(build_batch_asset(batch_type, previous))
+        previous = batch_type
+    return assets
+
+
+risk_modeling_assets = build_batch_assets()
+
+risk_modeling_cycle_job = dg.define_asset_job(
+    "risk_modeling_cycle",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=CYCLES,
+    tags=CONCURRENCY_TAG,
+    description="All twelve batch types of one cycle, in dependency order.",
+)
