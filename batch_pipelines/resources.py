@@ -56,6 +56,9 @@ class RiskModelerResource(dg.ConfigurableResource):
     timeout_seconds: float = 60.0
     simulator_db: str = str(DATA_DIR / "risk_modeler_simulator.db")
     simulator_workflow_seconds: float = 0.5
+    # Fault injection in the embedded simulator, for demos and tests of failure handling.
+    simulator_workflow_failure_rate: float = 0.0
+    simulator_seed: int = 0
 
     _simulator: Any = PrivateAttr(default=None)
 
@@ -78,7 +81,12 @@ class RiskModelerResource(dg.ConfigurableResource):
 
         if self._simulator is None:
             s = self.simulator_workflow_seconds
-            self._simulator = RiskModelerSimulator(self.simulator_db, workflow_seconds=(s / 4, s / 4, s / 2))
+            from batch_pipelines.simulators.faults import FaultPlan
+
+            faults = FaultPlan(seed=self.simulator_seed, workflow_failure_rate=self.simulator_workflow_failure_rate)
+            self._simulator = RiskModelerSimulator(
+                self.simulator_db, workflow_seconds=(s / 4, s / 4, s / 2), faults=faults
+            )
         return self._simulator
 
 
@@ -103,12 +111,21 @@ class TeamsResource(dg.ConfigurableResource):
 
     webhook_url: str = ""
 
+    _simulator: Any = PrivateAttr(default=None)
+
+    def simulator(self):
+        """The recording sink used when no webhook is set (one per resource instance)."""
+        from batch_pipelines.simulators.teams import TeamsSimulator
+
+        if self._simulator is None:
+            self._simulator = TeamsSimulator()
+        return self._simulator
+
     def client(self) -> TeamsClient:
         if not self.webhook_url:
             from batch_pipelines.simulators.embedded import teams_client
-            from batch_pipelines.simulators.teams import TeamsSimulator
 
-            return teams_client(TeamsSimulator())
+            return teams_client(self.simulator())
         return TeamsClient(self.webhook_url)
 
 

@@ -46,7 +46,11 @@ from typing import Any
 
 from batch_pipelines.clients.risk_modeler import RiskModelerClient
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, run_batch
-from batch_pipelines.risk_modeling.handlers import EdmCreationHandler, PortfolioCreationHandler
+from batch_pipelines.risk_modeling.handlers import (
+    EdmCreationHandler,
+    PortfolioCreationHandler,
+    client_context,
+)
 from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
@@ -190,7 +194,7 @@ async def _sync_in_process(directory: Path, n: int, latency_s: float, store: Bat
             await _create_edm(client)
             batch_id = await asyncio.to_thread(_portfolio_batch, store, n, "P")
             result, elapsed = await _timed_run(
-                store, batch_id, PortfolioCreationHandler(client), EngineOptions(concurrency=CONCURRENCY)
+                store, batch_id, PortfolioCreationHandler(client_context(client)), EngineOptions(concurrency=CONCURRENCY)
             )
         _check_settled(result, n, "sync batch")
         accepted = sim.stats()["accepted_total"]
@@ -214,7 +218,7 @@ def bench_sync() -> None:
         f"engine_sync: {n} sync jobs in {elapsed:.2f} s = {rate:.0f} jobs/s, ideal {IDEAL_JOBS_PER_S:.0f} jobs/s "
         f"({CONCURRENCY} concurrent / {LATENCY_S * 1000:.0f} ms), {rate / IDEAL_JOBS_PER_S:.0%} of ideal, "
         f"goal >= {SYNC_GOAL:.0%}: {_verdict(rate >= SYNC_GOAL * IDEAL_JOBS_PER_S)}; "
-        f"SQLite store, every transition durable; peak RSS {_peak_rss_mib():.0f} MiB",
+        f"SQLite store, every transition durable; process peak RSS {_peak_rss_mib():.0f} MiB",
         flush=True,
     )
     _bench("engine_sync", "jobs/s", rate, IDEAL_JOBS_PER_S)
@@ -230,13 +234,13 @@ async def _async_in_process(directory: Path, n: int, store: BatchStore) -> float
             options = EngineOptions(
                 concurrency=CONCURRENCY, poll_interval_seconds=POLL_INTERVAL_S, poll_max_interval_seconds=1.0
             )
-            result, elapsed = await _timed_run(store, batch_id, EdmCreationHandler(client), options)
+            result, elapsed = await _timed_run(store, batch_id, EdmCreationHandler(client_context(client)), options)
         _check_settled(result, n, "async batch")
         stats = sim.stats()
         if stats["accepted_total"] != n:
             raise RuntimeError(f"async batch: simulator accepted {stats['accepted_total']} submissions, expected {n}")
         polls = stats.get("requests_total", 0) - n
-        print(f"engine_async: {polls} tracking/other requests for {n} submissions", flush=True)
+        print(f"engine_async: {polls} requests besides the {n} submissions (tracking polls, 100 workflows each)", flush=True)
         return elapsed
     finally:
         sim.close()
@@ -257,7 +261,7 @@ def bench_async() -> None:
         f"ideal {IDEAL_JOBS_PER_S:.0f} jobs/s ({rate / IDEAL_JOBS_PER_S:.0%} of ideal; the ideal is "
         f"submission-bound: {CONCURRENCY} concurrent / {LATENCY_S * 1000:.0f} ms, tracking polls 100 workflows "
         f"per call; workflows take {workflow:.1f} s, polled every {POLL_INTERVAL_S} s); "
-        f"peak RSS {_peak_rss_mib():.0f} MiB",
+        f"process peak RSS {_peak_rss_mib():.0f} MiB",
         flush=True,
     )
     _bench("engine_async", "jobs/s", rate, IDEAL_JOBS_PER_S)
@@ -270,7 +274,7 @@ def _overhead_line(name: str, backend: str, n: int, elapsed: float) -> None:
         f"({n / elapsed:.0f} jobs/s), ideal {OVERHEAD_IDEAL_MS:.1f} ms/job = the per-job budget that keeps "
         f"engine_sync at >= {SYNC_GOAL:.0%} of ideal on one event loop (lower is better; {backend} store, "
         f"engine + client + in-process simulator all on one loop); "
-        f"{_verdict(per_job_ms <= OVERHEAD_IDEAL_MS)}; peak RSS {_peak_rss_mib():.0f} MiB",
+        f"{_verdict(per_job_ms <= OVERHEAD_IDEAL_MS)}; process peak RSS {_peak_rss_mib():.0f} MiB",
         flush=True,
     )
     _bench(name, "ms/job", per_job_ms, OVERHEAD_IDEAL_MS)
@@ -421,7 +425,7 @@ async def _sync_over_tcp(base: str, store: BatchStore, n: int, *, use_aiohttp: b
             await _create_edm(client)
         batch_id = await asyncio.to_thread(_portfolio_batch, store, n, prefix)
         result, elapsed = await _timed_run(
-            store, batch_id, PortfolioCreationHandler(client), EngineOptions(concurrency=CONCURRENCY)
+            store, batch_id, PortfolioCreationHandler(client_context(client)), EngineOptions(concurrency=CONCURRENCY)
         )
     _check_settled(result, n, f"sync batch over TCP ({'aiohttp' if use_aiohttp else 'httpx'})")
     return elapsed
@@ -453,7 +457,7 @@ def bench_sync_tcp() -> None:
         f"engine_sync_tcp: {rate:.0f} jobs/s with the aiohttp transport (httpx pool: "
         f"{rates['httpx pool']:.0f} jobs/s) over loopback TCP to the simulator in its own process, ideal "
         f"{IDEAL_JOBS_PER_S:.0f} jobs/s, {rate / IDEAL_JOBS_PER_S:.0%} of ideal, goal >= {TCP_GOAL:.0%}: "
-        f"{_verdict(rate >= TCP_GOAL * IDEAL_JOBS_PER_S)}; peak RSS {_peak_rss_mib():.0f} MiB{server}",
+        f"{_verdict(rate >= TCP_GOAL * IDEAL_JOBS_PER_S)}; process peak RSS {_peak_rss_mib():.0f} MiB{server}",
         flush=True,
     )
     _bench("engine_sync_tcp", "jobs/s", rate, IDEAL_JOBS_PER_S)
@@ -480,6 +484,9 @@ def main() -> None:
         scale = _scale()
         if scale != 1.0:
             print(f"bench_engine: BENCH_SCALE={scale:g}, job counts scaled accordingly", flush=True)
+        # Everything here is CPU-bound: other work on the machine shows up in the figures.
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+        print(f"bench_engine: {os.cpu_count()} CPUs, load average {load} at start", flush=True)
         for name, unit, kind, bench in BENCHMARKS:
             try:
                 bench()

@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from batch_pipelines.risk_modeling.workbook import SHEET_ORDER, validate_workbook
-from batch_pipelines_tests.risk_modeling.workbook_builder import (
+from batch_pipelines.risk_modeling.sample_workbook import (
     data_row_count,
     expected_job_counts,
     scale_for_rows,
     write_valid_workbook,
 )
+from batch_pipelines.risk_modeling.workbook import SHEET_ORDER, validate_workbook
 
 FIXTURE = (
     Path(__file__).resolve().parents[1].parent

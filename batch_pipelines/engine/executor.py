@@ -285,7 +285,8 @@ class BatchExecutor:
                 break
             free = window - len(in_flight)
             jobs: list[JobRecord] = []
-            if free > 0:
+            # Refill when half the window is free: fewer, larger claims (each is a query).
+            if free >= window // 2 or not in_flight:
                 jobs = await asyncio.to_thread(
                     self.store.claim_jobs,
                     self.batch_id,

@@ -18,6 +18,7 @@ from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, T
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
 from batch_pipelines.risk_modeling.context import HandlerContext
 from batch_pipelines.risk_modeling.cycle_batches import (
+    AnalysesAwaitDecision,
     BatchValidationFailed,
     materialize_batch_type,
 )
@@ -118,6 +119,14 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
             raise dg.Failure(
                 description=f"{exc.message}\n" + "\n".join(f"- {e}" for e in errors[:50]),
                 metadata={"validation_errors": dg.MetadataValue.json(errors), "batch_id": exc.details.get("batch_id")},
+                allow_retries=False,  # a retry cannot fix the configuration or the service's state
+            ) from None
+        except AnalysesAwaitDecision as exc:
+            existing = exc.details.get("existing", [])
+            raise dg.Failure(
+                description=f"{exc.message}:\n" + "\n".join(f"- {name}" for name in existing[:100]),
+                metadata={"existing_analyses": dg.MetadataValue.json(existing), "batch_id": exc.details.get("batch_id")},
+                allow_retries=False,
             ) from None
 
         result = outcome.run
@@ -134,6 +143,12 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 run_url=run_url,
             )
             delivered = asyncio.run(notify_batch(teams.client(), card))
+            store.add_batch_event(
+                outcome.batch_id,
+                "Teams notification " + ("sent" if delivered else "NOT delivered"),
+                level="WARNING",
+                data={"card": card, "delivered": delivered},
+            )
             context.log.warning(f"batch {outcome.batch_id} {result.status}: Teams notified={delivered}")
 
         jobs = store.list_jobs(outcome.batch_id)

@@ -234,12 +234,33 @@ def _analysis(config: MasterConfiguration) -> list[JobConfiguration]:
     ]
 
 
+def _group_items(config: MasterConfiguration, items) -> list[dict[str, str]]:
+    """A group's members as the service groups them: analyses and groups.
+
+    A portfolio item stands for the analyses of that portfolio (the service groups analyses,
+    not portfolios); each keeps ``via_portfolio`` so the job still says where it came from.
+    """
+    by_portfolio: dict[str, list[str]] = {}
+    for analysis in config.analyses:
+        by_portfolio.setdefault(analysis.portfolio, []).append(analysis.name)
+    out: list[dict[str, str]] = []
+    for item in items:
+        if item.kind == "portfolio":
+            out.extend(
+                {"name": name, "kind": "analysis", "via_portfolio": item.name}
+                for name in by_portfolio.get(item.name, [])
+            )
+        else:
+            out.append({"name": item.name, "kind": item.kind})
+    return out
+
+
 def _group_jobs(config: MasterConfiguration, rollup: bool) -> list[JobConfiguration]:
     return [
         {
             "key": group.name,
             "group_name": group.name,
-            "items": [{"name": item.name, "kind": item.kind} for item in group.items],
+            "items": _group_items(config, group.items),
             "source": _source("Groupings", group.row),
         }
         for group in config.groupings

@@ -74,7 +74,9 @@ def apply_analysis_decisions(
     async def delete_all() -> None:
         async with risk_modeler.client() as client:
             for name in to_delete:
-                await client.delete_analysis_by_name(jobs[name].configuration["edm_name"], name)
+                edm = jobs[name].configuration["edm_name"]
+                for analysis in await client.list_analyses(names=[name], edm=edm, is_group=False):
+                    await client.delete_analysis(analysis["id"])
 
     if to_delete:
         asyncio.run(delete_all())

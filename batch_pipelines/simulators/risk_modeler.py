@@ -28,8 +28,9 @@ import json
 import secrets
 import sqlite3
 import time
+import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +48,18 @@ from batch_pipelines.simulators.faults import Decision, FaultInjector, FaultPlan
 
 WORKFLOWS_PATH = "/riskmodeler/v1/workflows"
 KNOWN_SERVERS = frozenset({"databridge-1"})
+# Data servers as listed by GET /riskmodeler/v1/dataservers; exports name the server by id.
+DATA_SERVERS = ({"id": 1, "name": "databridge-1", "type": "DATABRIDGE"},)
+EXPORT_JOBS_PATH = "/platform/export/v1/jobs"
+UPLOADS_PATH = "/_sim/storage"
+STORAGE_FILE_TYPES = frozenset({"account", "location"})
+MRI_DELIMITERS = {"TAB": "\t", "COMMA": ",", "SEMICOLON": ";"}
+# Reference data kinds: list path segment -> key of the ``reference_data`` argument.
+REFERENCE_KINDS = {
+    "model-profiles": "model_profiles",
+    "output-profiles": "output_profiles",
+    "event-rate-schemes": "event_rate_schemes",
+}
 # Data versions an EDM is created at and upgraded to (EDM_DATA_UPGRADE).
 CREATED_DATA_VERSION = "21"
 LATEST_DATA_VERSION = "22"
@@ -119,13 +132,98 @@ CREATE TABLE IF NOT EXISTS portfolios (
     number TEXT NOT NULL,
     description TEXT NOT NULL,
     created_at REAL NOT NULL,
+    accounts_count INTEGER NOT NULL DEFAULT 0,
+    locations_count INTEGER NOT NULL DEFAULT 0,
+    geocoded INTEGER NOT NULL DEFAULT 0,
+    geohaz_versions TEXT,
     UNIQUE (datasource, name)
 );
+-- MRI import: a bucket holds the uploaded account/location files and the mapping file.
+CREATE TABLE IF NOT EXISTS buckets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS storage_files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bucket_id INTEGER NOT NULL,
+    file_name TEXT NOT NULL,
+    file_size INTEGER NOT NULL,
+    file_type TEXT NOT NULL,
+    uploaded_size INTEGER,
+    data_rows INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS treaties (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    datasource TEXT NOT NULL,
+    name TEXT NOT NULL,
+    number TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (datasource, name)
+);
+CREATE TABLE IF NOT EXISTS treaty_lobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    treaty_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (treaty_id, name)
+);
+-- Analyses and analysis groups share one id space, as in the Risk Modeler: a group's items
+-- are analysis ids, and a group id can be an item of a rollup group.
+CREATE TABLE IF NOT EXISTS analyses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    is_group INTEGER NOT NULL,
+    datasource TEXT,
+    portfolio_id INTEGER,
+    item_ids TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    workflow_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS analyses_name ON analyses (name);
+CREATE TABLE IF NOT EXISTS rdms (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    server_id INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rdm_contents (
+    rdm_id INTEGER NOT NULL,
+    analysis_id INTEGER NOT NULL,
+    exported_at REAL NOT NULL,
+    PRIMARY KEY (rdm_id, analysis_id)
+) WITHOUT ROWID;
 """
+# Columns added to tables of files created by older versions of the simulator.
+_ADDED_COLUMNS = {
+    "portfolios": (
+        ("accounts_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("locations_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("geocoded", "INTEGER NOT NULL DEFAULT 0"),
+        ("geohaz_versions", "TEXT"),
+    ),
+}
 # Tables emptied by reset(); AUTOINCREMENT sequences are kept on purpose so an id a client
 # still holds from before a reset can never name a different, newer object.
-_STATE_TABLES = ("counters", "request_keys", "workflows", "datasources", "portfolios")
+_STATE_TABLES = (
+    "counters",
+    "request_keys",
+    "workflows",
+    "datasources",
+    "portfolios",
+    "buckets",
+    "storage_files",
+    "treaties",
+    "treaty_lobs",
+    "analyses",
+    "rdms",
+    "rdm_contents",
+)
 
+_PF_COLUMNS = (
+    "id, datasource, name, number, description, created_at, accounts_count, locations_count, geocoded"
+)
 _WF_COLUMNS = (
     "id, type, name, subject, submit_at, queued_s, pending_s, running_s, failure, cancel_at, "
     "summary, output"
@@ -150,6 +248,7 @@ class Call:
     query: QueryParams
     body: Any
     now: float
+    raw: bytes = b""  # the request body as sent (file uploads are not JSON)
 
 
 @dataclass(slots=True)
@@ -277,6 +376,7 @@ class RiskModelerSimulator:
         faults: FaultPlan = FaultPlan(),  # noqa: B008 -- frozen, so one shared default is safe
         workflow_seconds: tuple[float, float, float] = (0.05, 0.05, 0.1),
         clock: Callable[[], float] = time.time,
+        reference_data: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.api_key = api_key
@@ -291,6 +391,18 @@ class RiskModelerSimulator:
         self._commit_future: asyncio.Future[None] | None = None
         self._in_flight: set[str] = set()
         self._unsaved: Counter[str] = Counter()
+        # Model profiles, output profiles and event rate schemes. None: "open" reference
+        # data, where every name exists with a stable id (crc32 of kind and name), so a
+        # simulator needs no seeding to run any workbook; given: only those names exist.
+        self._reference: dict[str, dict[str, int]] | None = None
+        if reference_data is not None:
+            unknown = set(reference_data) - set(REFERENCE_KINDS.values())
+            if unknown:
+                raise ValueError(f"unknown reference data kinds: {sorted(unknown)}")
+            self._reference = {
+                kind: {name: index + 1 for index, name in enumerate(reference_data.get(kind, ()))}
+                for kind in REFERENCE_KINDS.values()
+            }
         self.app = Starlette(
             routes=[
                 Route(path, self._endpoint(handler, method), methods=[method])
@@ -317,6 +429,33 @@ class RiskModelerSimulator:
             ("GET", "/riskmodeler/v2/datasources/{name}", self._get_datasource),
             ("GET", "/riskmodeler/v2/portfolios", self._list_portfolios),
             ("GET", "/riskmodeler/v2/portfolios/{portfolio_id}", self._get_portfolio),
+            ("GET", "/riskmodeler/v1/dataservers", self._list_dataservers),
+            *(
+                ("GET", f"/riskmodeler/v1/{segment}", self._reference_lister(kind))
+                for segment, kind in REFERENCE_KINDS.items()
+            ),
+            # MRI import: bucket, files, upload, mapping, import
+            ("POST", "/riskmodeler/v1/storage", self._create_bucket),
+            ("POST", "/riskmodeler/v1/storage/{bucket_id}/path", self._create_storage_file),
+            ("PUT", UPLOADS_PATH + "/{bucket_id}/{file_id}", self._upload_file),
+            ("POST", "/riskmodeler/v1/imports/createmapping/{bucket_id}", self._create_mapping),
+            ("POST", "/riskmodeler/v1/imports", self._start_import),
+            # treaties
+            ("POST", "/riskmodeler/v1/treaties", self._create_treaty),
+            ("POST", "/riskmodeler/v1/treaties/lob/batch", self._create_treaty_lobs),
+            ("GET", "/riskmodeler/v1/treaties", self._list_treaties),
+            # GeoHaz and analyses
+            ("POST", "/riskmodeler/v2/portfolios/{portfolio_id}/geohaz", self._start_geohaz),
+            ("POST", "/riskmodeler/v2/portfolios/{portfolio_id}/process", self._start_analysis),
+            ("GET", "/riskmodeler/v2/analyses", self._list_analyses),
+            ("GET", "/riskmodeler/v2/analyses/{analysis_id}", self._get_analysis),
+            ("DELETE", "/riskmodeler/v2/analyses/{analysis_id}", self._delete_analysis),
+            ("POST", "/riskmodeler/v2/analysis-groups", self._start_group),
+            ("GET", "/riskmodeler/v2/analysis-groups", self._list_groups),
+            ("DELETE", "/riskmodeler/v2/analysis-groups/{analysis_id}", self._delete_group),
+            # exports to RDM (Platform API); the job is also a Risk Modeler workflow
+            ("POST", EXPORT_JOBS_PATH, self._start_export),
+            ("GET", EXPORT_JOBS_PATH + "/{workflow_id}", self._get_workflow),
         ]
 
     def _apply_create_datasource(
@@ -336,9 +475,66 @@ class RiskModelerSimulator:
             (effect["version"], effect["name"]),
         )
 
+    def _apply_mri_import(self, db: sqlite3.Connection, effect: dict, wf_id: int, at: float) -> None:
+        if effect.get("append", True):
+            db.execute(
+                "UPDATE portfolios SET accounts_count = accounts_count + ?, "
+                "locations_count = locations_count + ? WHERE id = ?",
+                (effect["accounts"], effect["locations"], effect["portfolio_id"]),
+            )
+        else:
+            db.execute(
+                "UPDATE portfolios SET accounts_count = ?, locations_count = ? WHERE id = ?",
+                (effect["accounts"], effect["locations"], effect["portfolio_id"]),
+            )
+
+    def _apply_geohaz(self, db: sqlite3.Connection, effect: dict, wf_id: int, at: float) -> None:
+        db.execute(
+            "UPDATE portfolios SET geocoded = 1, geohaz_versions = ? WHERE id = ?",
+            (json.dumps(effect["versions"]), effect["portfolio_id"]),
+        )
+
+    def _apply_create_analysis(
+        self, db: sqlite3.Connection, effect: dict, wf_id: int, at: float
+    ) -> None:
+        db.execute(
+            "INSERT INTO analyses (name, is_group, datasource, portfolio_id, item_ids, settings, "
+            "created_at, workflow_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                effect["name"],
+                1 if effect.get("is_group") else 0,
+                effect.get("datasource"),
+                effect.get("portfolio_id"),
+                json.dumps(effect.get("item_ids", [])),
+                json.dumps(effect.get("settings", {})),
+                at,
+                wf_id,
+            ),
+        )
+
+    def _apply_export(self, db: sqlite3.Connection, effect: dict, wf_id: int, at: float) -> None:
+        if effect.get("rdm_name"):
+            db.execute(
+                "INSERT OR IGNORE INTO rdms (name, server_id, created_at) VALUES (?, ?, ?)",
+                (effect["rdm_name"], effect["server_id"], at),
+            )
+            rdm_id = db.execute(
+                "SELECT id FROM rdms WHERE name = ?", (effect["rdm_name"],)
+            ).fetchone()[0]
+        else:
+            rdm_id = effect["database_id"]
+        db.executemany(
+            "INSERT OR IGNORE INTO rdm_contents (rdm_id, analysis_id, exported_at) VALUES (?, ?, ?)",
+            [(rdm_id, analysis_id, at) for analysis_id in effect["analysis_ids"]],
+        )
+
     _EFFECTS: dict[str, Callable[..., None]] = {
         "create_datasource": _apply_create_datasource,
         "upgrade_datasource": _apply_upgrade_datasource,
+        "mri_import": _apply_mri_import,
+        "geohaz": _apply_geohaz,
+        "create_analysis": _apply_create_analysis,
+        "export": _apply_export,
     }
 
     # ------------------------------------------------------------------ public accessors
@@ -415,6 +611,11 @@ class RiskModelerSimulator:
             # checkpoints every couple of hundred acceptances.
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
             conn.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column, decl in columns:
+                    if column not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             self._conn = conn
         return self._conn
 
@@ -560,11 +761,13 @@ class RiskModelerSimulator:
             self._in_flight.add(key)
         try:
             await self._injector.delay()
-            try:
-                body = json.loads(raw) if raw.strip() else None
-            except ValueError:
-                return error_response(400, "INVALID_JSON", "The request body is not valid JSON.")
-            call = Call(request.path_params, request.query_params, body, self._clock())
+            body = None
+            if request.method != "PUT":  # PUT uploads file bytes, not JSON
+                try:
+                    body = json.loads(raw) if raw.strip() else None
+                except ValueError:
+                    return error_response(400, "INVALID_JSON", "The request body is not valid JSON.")
+            call = Call(request.path_params, request.query_params, body, self._clock(), raw)
             response, committed = self._write(handler, call, key, submission=is_post)
             if committed is not None:
                 await committed
@@ -868,21 +1071,26 @@ class RiskModelerSimulator:
         if operation == "EDM_DATA_UPGRADE":
             if self._find_datasource(db, name) is None:
                 raise ApiError(404, "DATASOURCE_NOT_FOUND", f"Datasource '{name}' not found.")
+            # The Platform API takes {"edmDataVersion": "22"}; the legacy call upgrades to
+            # the latest. Accepting the version here lets the simulator record the target.
+            version = call.query.get("edmdataversion", "").strip() or LATEST_DATA_VERSION
             return self._start_workflow(
                 db,
                 call.now,
                 wf_type="EDM_DATA_UPGRADE",
                 name=name,
                 subject=name,
-                effect={"op": "upgrade_datasource", "name": name, "version": LATEST_DATA_VERSION},
-                summary={"edmName": name, "dataVersion": LATEST_DATA_VERSION},
-                output={"datasourceName": name, "dataVersion": LATEST_DATA_VERSION},
+                effect={"op": "upgrade_datasource", "name": name, "version": version},
+                summary={"edmName": name, "dataVersion": version},
+                output={"datasourceName": name, "dataVersion": version},
             )
         raise ApiError(400, "INVALID_PARAMETER", f"Unknown operation '{operation}'.")
 
     def _list_datasources(self, db: sqlite3.Connection, call: Call) -> Answer:
         limit, offset = _limit_offset(call.query)
         self._apply_due_effects(db, call.now)
+        if call.query.get("type", "EDM").strip().upper() == "RDM":
+            return self._list_rdms(db, limit, offset)
         total = db.execute("SELECT count(*) FROM datasources").fetchone()[0]
         rows = db.execute(
             "SELECT name, server, data_version, created_at FROM datasources ORDER BY name LIMIT ? OFFSET ?",
@@ -912,7 +1120,7 @@ class RiskModelerSimulator:
 
     @staticmethod
     def _portfolio_json(row: tuple) -> dict[str, Any]:
-        pf_id, edm, name, number, description, created_at = row
+        pf_id, edm, name, number, description, created_at, accounts, locations, geocoded = row
         return {
             "id": pf_id,
             "name": name,
@@ -920,8 +1128,9 @@ class RiskModelerSimulator:
             "description": description,
             "datasource": edm,
             "createDate": _iso(created_at),
-            "accountsCount": 0,
-            "locationsCount": 0,
+            "accountsCount": accounts,
+            "locationsCount": locations,
+            "geocoded": bool(geocoded),
         }
 
     def _create_portfolio(self, db: sqlite3.Connection, call: Call) -> Answer:
@@ -968,7 +1177,7 @@ class RiskModelerSimulator:
         pf_id = cursor.lastrowid
         return Answer(
             201,
-            self._portfolio_json((pf_id, edm, name, number, description, call.now)),
+            self._portfolio_json((pf_id, edm, name, number, description, call.now, 0, 0, 0)),
             {"Location": f"/riskmodeler/v2/portfolios/{pf_id}?datasource={quote(edm)}"},
         )
 
@@ -979,7 +1188,7 @@ class RiskModelerSimulator:
             "SELECT count(*) FROM portfolios WHERE datasource = ?", (edm,)
         ).fetchone()[0]
         rows = db.execute(
-            "SELECT id, datasource, name, number, description, created_at FROM portfolios "
+            f"SELECT {_PF_COLUMNS} FROM portfolios "
             "WHERE datasource = ? ORDER BY id LIMIT ? OFFSET ?",
             (edm, limit, offset),
         ).fetchall()
@@ -992,7 +1201,7 @@ class RiskModelerSimulator:
         row = None
         if call.path["portfolio_id"].isdigit():
             row = db.execute(
-                "SELECT id, datasource, name, number, description, created_at FROM portfolios "
+                f"SELECT {_PF_COLUMNS} FROM portfolios "
                 "WHERE id = ? AND datasource = ?",
                 (int(call.path["portfolio_id"]), edm),
             ).fetchone()
@@ -1001,6 +1210,537 @@ class RiskModelerSimulator:
                 404, "PORTFOLIO_NOT_FOUND", f"Portfolio {call.path['portfolio_id']} not found."
             )
         return Answer(200, self._portfolio_json(row))
+
+    # ------------------------------------------------------------------ shared helpers
+
+    @staticmethod
+    def _body_object(call: Call, what: str) -> dict[str, Any]:
+        if not isinstance(call.body, dict):
+            raise ApiError(400, "INVALID_REQUEST", f"A JSON object is required: {what}.")
+        return call.body
+
+    @staticmethod
+    def _int_id(raw: Any, code: str, what: str) -> int:
+        if isinstance(raw, bool):
+            raise ApiError(404, code, f"{what} {raw} not found.")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ApiError(404, code, f"{what} {raw} not found.") from None
+
+    def _portfolio_in(self, db: sqlite3.Connection, edm: str, raw_id: Any) -> tuple:
+        """The portfolio ``raw_id`` of EDM ``edm`` (which must exist), or 404."""
+        if db.execute("SELECT 1 FROM datasources WHERE name = ?", (edm,)).fetchone() is None:
+            raise ApiError(404, "DATASOURCE_NOT_FOUND", f"Datasource '{edm}' not found.")
+        pf_id = self._int_id(raw_id, "PORTFOLIO_NOT_FOUND", "Portfolio")
+        row = db.execute(
+            f"SELECT {_PF_COLUMNS} FROM portfolios WHERE id = ? AND datasource = ?", (pf_id, edm)
+        ).fetchone()
+        if row is None:
+            raise ApiError(404, "PORTFOLIO_NOT_FOUND", f"Portfolio {raw_id} not found in '{edm}'.")
+        return row
+
+    # ------------------------------------------------------------------ data servers, reference data
+
+    def _list_dataservers(self, db: sqlite3.Connection, call: Call) -> Answer:
+        return Answer(200, {"totalMatchCount": len(DATA_SERVERS), "searchItems": list(DATA_SERVERS)})
+
+    def _reference_id(self, kind: str, name: str) -> int | None:
+        if self._reference is None:
+            return zlib.crc32(f"{kind}:{name}".encode()) & 0x7FFFFFFF
+        return self._reference[kind].get(name)
+
+    def _reference_known(self, kind: str, ref_id: Any) -> bool:
+        if self._reference is None:
+            return isinstance(ref_id, int) and not isinstance(ref_id, bool)
+        return ref_id in self._reference[kind].values()
+
+    def _reference_lister(self, kind: str) -> Handler:
+        def handler(db: sqlite3.Connection, call: Call) -> Answer:
+            limit, offset = _limit_offset(call.query)
+            names = call.query.getlist("name")
+            if names:
+                items = [
+                    {"id": ref_id, "name": name}
+                    for name in dict.fromkeys(names)
+                    if (ref_id := self._reference_id(kind, name)) is not None
+                ]
+            elif self._reference is None:
+                items = []  # open reference data: only names asked for are listed
+            else:
+                items = [{"id": i, "name": n} for n, i in self._reference[kind].items()]
+            return Answer(
+                200, {"totalMatchCount": len(items), "searchItems": items[offset : offset + limit]}
+            )
+
+        return handler
+
+    # ------------------------------------------------------------------ MRI import
+
+    def _create_bucket(self, db: sqlite3.Connection, call: Call) -> Answer:
+        bucket_id = db.execute("INSERT INTO buckets (created_at) VALUES (?)", (call.now,)).lastrowid
+        return Answer(
+            201, {"bucketId": bucket_id}, {"Location": f"/riskmodeler/v1/storage/{bucket_id}"}
+        )
+
+    def _bucket(self, db: sqlite3.Connection, raw_id: Any) -> int:
+        bucket_id = self._int_id(raw_id, "BUCKET_NOT_FOUND", "Bucket")
+        if db.execute("SELECT 1 FROM buckets WHERE id = ?", (bucket_id,)).fetchone() is None:
+            raise ApiError(404, "BUCKET_NOT_FOUND", f"Bucket {raw_id} not found.")
+        return bucket_id
+
+    def _create_storage_file(self, db: sqlite3.Connection, call: Call) -> Answer:
+        bucket_id = self._bucket(db, call.path["bucket_id"])
+        body = self._body_object(call, "{fileName, fileSize, fileType}")
+        name, size, file_type = body.get("fileName"), body.get("fileSize"), body.get("fileType")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError(400, "INVALID_REQUEST", "fileName is required.")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ApiError(400, "INVALID_REQUEST", "fileSize must be a non-negative integer.")
+        if file_type not in STORAGE_FILE_TYPES:
+            raise ApiError(
+                400, "INVALID_REQUEST", f"fileType must be one of {sorted(STORAGE_FILE_TYPES)}."
+            )
+        file_id = db.execute(
+            "INSERT INTO storage_files (bucket_id, file_name, file_size, file_type, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (bucket_id, name, size, file_type, call.now),
+        ).lastrowid
+        return Answer(
+            201,
+            {
+                "id": file_id,
+                "fileId": file_id,
+                "fileName": name,
+                # The real service hands out cloud-storage credentials; the simulator takes
+                # the bytes itself, as a PUT to this path.
+                "uploadUrl": f"{UPLOADS_PATH}/{bucket_id}/{file_id}",
+                "uploadMethod": "PUT",
+            },
+            {"Location": f"/riskmodeler/v1/storage/{bucket_id}/path/{file_id}"},
+        )
+
+    def _upload_file(self, db: sqlite3.Connection, call: Call) -> Answer:
+        bucket_id = self._bucket(db, call.path["bucket_id"])
+        file_id = self._int_id(call.path["file_id"], "FILE_NOT_FOUND", "File")
+        if db.execute(
+            "SELECT 1 FROM storage_files WHERE id = ? AND bucket_id = ?", (file_id, bucket_id)
+        ).fetchone() is None:
+            raise ApiError(404, "FILE_NOT_FOUND", f"File {file_id} not found in bucket {bucket_id}.")
+        # Data rows: non-blank lines after the header line.
+        lines = [line for line in call.raw.splitlines() if line.strip()]
+        rows = max(0, len(lines) - 1)
+        db.execute(
+            "UPDATE storage_files SET uploaded_size = ?, data_rows = ? WHERE id = ?",
+            (len(call.raw), rows, file_id),
+        )
+        return Answer(200, {"fileId": file_id, "size": len(call.raw), "dataRows": rows})
+
+    def _create_mapping(self, db: sqlite3.Connection, call: Call) -> Answer:
+        bucket_id = self._bucket(db, call.path["bucket_id"])
+        file_id = db.execute(
+            "INSERT INTO storage_files (bucket_id, file_name, file_size, file_type, uploaded_size, "
+            "data_rows, created_at) VALUES (?, 'mapping.mff', 0, 'mapping', 0, 0, ?)",
+            (bucket_id, call.now),
+        ).lastrowid
+        return Answer(
+            201,
+            {"mappingFileId": file_id},
+            {"Location": f"/riskmodeler/v1/storage/{bucket_id}/path/{file_id}"},
+        )
+
+    def _uploaded_file(
+        self, db: sqlite3.Connection, bucket_id: int, raw_id: Any, file_type: str, field_name: str
+    ) -> int:
+        file_id = self._int_id(raw_id, "FILE_NOT_FOUND", field_name)
+        row = db.execute(
+            "SELECT file_type, uploaded_size, data_rows FROM storage_files WHERE id = ? AND bucket_id = ?",
+            (file_id, bucket_id),
+        ).fetchone()
+        if row is None or row[0] != file_type:
+            raise ApiError(
+                404, "FILE_NOT_FOUND", f"{field_name} {raw_id} is not a {file_type} file of bucket {bucket_id}."
+            )
+        if row[1] is None:
+            raise ApiError(400, "FILE_NOT_UPLOADED", f"{field_name} {raw_id} has not been uploaded.")
+        return int(row[2])
+
+    def _start_import(self, db: sqlite3.Connection, call: Call) -> Answer:
+        body = self._body_object(call, "the MRI import request")
+        if body.get("importType") != "MRI":
+            raise ApiError(400, "INVALID_REQUEST", "importType must be 'MRI'.")
+        edm = body.get("dataSourceName")
+        if not isinstance(edm, str) or not edm:
+            raise ApiError(400, "INVALID_REQUEST", "dataSourceName is required.")
+        delimiter = body.get("delimiter", "COMMA")
+        if delimiter not in MRI_DELIMITERS:
+            raise ApiError(400, "INVALID_REQUEST", f"delimiter must be one of {sorted(MRI_DELIMITERS)}.")
+        self._apply_due_effects(db, call.now)
+        bucket_id = self._bucket(db, body.get("bucketId"))
+        accounts = self._uploaded_file(db, bucket_id, body.get("accountsFileId"), "account", "accountsFileId")
+        locations = self._uploaded_file(db, bucket_id, body.get("locationsFileId"), "location", "locationsFileId")
+        self._uploaded_file(db, bucket_id, body.get("mappingFileId"), "mapping", "mappingFileId")
+        skip = body.get("skipLines", 1)
+        # skipLines counts header lines; one header line is already excluded from the rows.
+        if isinstance(skip, int) and skip > 1:
+            accounts, locations = max(0, accounts - skip + 1), max(0, locations - skip + 1)
+        portfolio = self._portfolio_in(db, edm, body.get("portfolioId"))
+        summary = f"Imported {accounts} Accounts and {locations} Locations"
+        return self._start_workflow(
+            db,
+            call.now,
+            wf_type="MRI_IMPORT",
+            name=f"MRI import into {portfolio[2]}",
+            subject=f"{edm}:{portfolio[0]}",
+            effect={
+                "op": "mri_import",
+                "portfolio_id": portfolio[0],
+                "accounts": accounts,
+                "locations": locations,
+                # Imports add accounts and locations to what the portfolio holds.
+                "append": True,
+            },
+            summary={"importSummary": summary},
+            output={"portfolioId": portfolio[0], "accounts": accounts, "locations": locations},
+        )
+
+    # ------------------------------------------------------------------ treaties
+
+    _TREATY_REQUIRED = ("name", "number", "treatyType")
+
+    def _treaty_json(self, row: tuple, lobs: list[dict[str, Any]]) -> dict[str, Any]:
+        tr_id, edm, name, number, body, created_at = row
+        return {
+            **json.loads(body),
+            "id": tr_id,
+            "name": name,
+            "number": number,
+            "datasource": edm,
+            "createDate": _iso(created_at),
+            "lobs": lobs,
+        }
+
+    def _create_treaty(self, db: sqlite3.Connection, call: Call) -> Answer:
+        edm = self._existing_datasource(db, call)
+        body = self._body_object(call, "the treaty")
+        for name in self._TREATY_REQUIRED:
+            if not isinstance(body.get(name), str) or not body[name].strip():
+                raise ApiError(400, "INVALID_REQUEST", f"Treaty field '{name}' is required.")
+        try:
+            tr_id = db.execute(
+                "INSERT INTO treaties (datasource, name, number, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                (edm, body["name"], body["number"], json.dumps(body), call.now),
+            ).lastrowid
+        except sqlite3.IntegrityError:
+            raise ApiError(
+                409, "TREATY_EXISTS", f"A treaty named '{body['name']}' already exists in '{edm}'."
+            ) from None
+        row = (tr_id, edm, body["name"], body["number"], json.dumps(body), call.now)
+        return Answer(
+            201,
+            self._treaty_json(row, []),
+            {"Location": f"/riskmodeler/v1/treaties/{tr_id}?datasource={quote(edm)}"},
+        )
+
+    def _create_treaty_lobs(self, db: sqlite3.Connection, call: Call) -> Answer:
+        edm = self._existing_datasource(db, call)
+        if not isinstance(call.body, list) or not call.body:
+            raise ApiError(400, "INVALID_REQUEST", "A non-empty JSON list [{treatyId, name}] is required.")
+        created = []
+        for item in call.body:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise ApiError(400, "INVALID_REQUEST", "Each line of business needs treatyId and name.")
+            treaty_id = self._int_id(item.get("treatyId"), "TREATY_NOT_FOUND", "Treaty")
+            if db.execute(
+                "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (treaty_id, edm)
+            ).fetchone() is None:
+                raise ApiError(404, "TREATY_NOT_FOUND", f"Treaty {treaty_id} not found in '{edm}'.")
+            db.execute(
+                "INSERT OR IGNORE INTO treaty_lobs (treaty_id, name) VALUES (?, ?)",
+                (treaty_id, item["name"]),
+            )
+            lob_id = db.execute(
+                "SELECT id FROM treaty_lobs WHERE treaty_id = ? AND name = ?", (treaty_id, item["name"])
+            ).fetchone()[0]
+            created.append({"id": lob_id, "treatyId": treaty_id, "name": item["name"]})
+        return Answer(201, {"totalMatchCount": len(created), "searchItems": created})
+
+    def _list_treaties(self, db: sqlite3.Connection, call: Call) -> Answer:
+        limit, offset = _limit_offset(call.query)
+        edm = self._existing_datasource(db, call)
+        total = db.execute("SELECT count(*) FROM treaties WHERE datasource = ?", (edm,)).fetchone()[0]
+        rows = db.execute(
+            "SELECT id, datasource, name, number, body, created_at FROM treaties WHERE datasource = ? "
+            "ORDER BY id LIMIT ? OFFSET ?",
+            (edm, limit, offset),
+        ).fetchall()
+        lobs: dict[int, list[dict[str, Any]]] = {}
+        if rows:
+            ids = [r[0] for r in rows]
+            for lob_id, treaty_id, name in db.execute(
+                f"SELECT id, treaty_id, name FROM treaty_lobs WHERE treaty_id IN ({','.join('?' * len(ids))})",
+                ids,
+            ):
+                lobs.setdefault(treaty_id, []).append({"id": lob_id, "name": name})
+        return Answer(
+            200,
+            {"totalMatchCount": total, "searchItems": [self._treaty_json(r, lobs.get(r[0], [])) for r in rows]},
+        )
+
+    # ------------------------------------------------------------------ GeoHaz
+
+    def _start_geohaz(self, db: sqlite3.Connection, call: Call) -> Answer:
+        edm = self._existing_datasource(db, call)
+        portfolio = self._portfolio_in(db, edm, call.path["portfolio_id"])
+        layers = call.body
+        if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
+            raise ApiError(400, "INVALID_REQUEST", "A non-empty JSON list of geocode/hazard layers is required.")
+        types = {layer.get("type") for layer in layers}
+        if not types <= {"geocode", "hazard"} or "geocode" not in types:
+            raise ApiError(400, "INVALID_REQUEST", "Layers must be of type 'geocode' or 'hazard', geocode included.")
+        versions = {str(layer.get("type")): str(layer.get("version", "")) for layer in layers}
+        return self._start_workflow(
+            db,
+            call.now,
+            wf_type="GEOHAZ",
+            name=f"GeoHaz {portfolio[2]}",
+            subject=f"{edm}:{portfolio[0]}",
+            effect={"op": "geohaz", "portfolio_id": portfolio[0], "versions": versions},
+            summary={"geocodedLocations": portfolio[7], "layers": sorted(versions)},
+            output={"portfolioId": portfolio[0]},
+        )
+
+    # ------------------------------------------------------------------ analyses and groups
+
+    def _analysis_json(self, row: tuple) -> dict[str, Any]:
+        an_id, name, is_group, edm, pf_id, item_ids, settings, created_at = row
+        return {
+            "id": an_id,
+            "name": name,
+            "type": "group" if is_group else "analysis",
+            "isGroup": bool(is_group),
+            "edm": edm,
+            "portfolioId": pf_id,
+            "analysisIds": json.loads(item_ids),
+            "createDate": _iso(created_at),
+            **json.loads(settings),
+        }
+
+    def _select_analyses(self, db: sqlite3.Connection, call: Call, is_group: bool | None) -> Answer:
+        limit, offset = _limit_offset(call.query)
+        self._apply_due_effects(db, call.now)
+        conditions, args = [], []
+        if is_group is not None:
+            conditions.append("is_group = ?")
+            args.append(1 if is_group else 0)
+        if names := call.query.getlist("name"):
+            conditions.append(f"name IN ({','.join('?' * len(names))})")
+            args.extend(names)
+        if edm := call.query.get("datasource", "").strip():
+            conditions.append("datasource = ?")
+            args.append(edm)
+        where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
+        total = db.execute(f"SELECT count(*) FROM analyses{where}", args).fetchone()[0]  # noqa: S608
+        rows = db.execute(
+            "SELECT id, name, is_group, datasource, portfolio_id, item_ids, settings, created_at "
+            f"FROM analyses{where} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608 -- fixed fragments
+            [*args, limit, offset],
+        ).fetchall()
+        return Answer(200, {"totalMatchCount": total, "searchItems": [self._analysis_json(r) for r in rows]})
+
+    def _list_analyses(self, db: sqlite3.Connection, call: Call) -> Answer:
+        raw = call.query.get("isgroup", "").strip().lower()
+        return self._select_analyses(db, call, None if raw == "" else raw == "true")
+
+    def _list_groups(self, db: sqlite3.Connection, call: Call) -> Answer:
+        return self._select_analyses(db, call, True)
+
+    def _analysis_row(self, db: sqlite3.Connection, raw_id: Any, is_group: bool | None = None) -> tuple:
+        an_id = self._int_id(raw_id, "ANALYSIS_NOT_FOUND", "Analysis")
+        row = db.execute(
+            "SELECT id, name, is_group, datasource, portfolio_id, item_ids, settings, created_at "
+            "FROM analyses WHERE id = ?",
+            (an_id,),
+        ).fetchone()
+        if row is None or (is_group is not None and bool(row[2]) != is_group):
+            raise ApiError(404, "ANALYSIS_NOT_FOUND", f"Analysis {raw_id} not found.")
+        return row
+
+    def _get_analysis(self, db: sqlite3.Connection, call: Call) -> Answer:
+        self._apply_due_effects(db, call.now)
+        return Answer(200, self._analysis_json(self._analysis_row(db, call.path["analysis_id"])))
+
+    def _delete_analysis(self, db: sqlite3.Connection, call: Call, is_group: bool | None = None) -> Answer:
+        self._apply_due_effects(db, call.now)
+        row = self._analysis_row(db, call.path["analysis_id"], is_group)
+        db.execute("DELETE FROM analyses WHERE id = ?", (row[0],))
+        db.execute("DELETE FROM rdm_contents WHERE analysis_id = ?", (row[0],))
+        return Answer(204)
+
+    def _delete_group(self, db: sqlite3.Connection, call: Call) -> Answer:
+        return self._delete_analysis(db, call, is_group=True)
+
+    def _start_analysis(self, db: sqlite3.Connection, call: Call) -> Answer:
+        body = self._body_object(call, "the analysis settings")
+        edm = body.get("edm") or call.query.get("datasource", "")
+        if not isinstance(edm, str) or not edm:
+            raise ApiError(400, "INVALID_REQUEST", "edm is required.")
+        job_name = body.get("jobName")
+        if not isinstance(job_name, str) or not job_name.strip():
+            raise ApiError(400, "INVALID_REQUEST", "jobName is required.")
+        self._apply_due_effects(db, call.now)
+        portfolio = self._portfolio_in(db, edm, call.path["portfolio_id"])
+        for field_name, kind, required in (
+            ("modelProfileId", "model_profiles", True),
+            ("outputProfileId", "output_profiles", True),
+            ("eventRateSchemeId", "event_rate_schemes", False),
+        ):
+            value = body.get(field_name)
+            if value is None and not required:
+                continue
+            if not self._reference_known(kind, value):
+                raise ApiError(400, "INVALID_REFERENCE", f"{field_name} {value!r} does not exist.")
+        treaty_ids = body.get("treaties") or []
+        if not isinstance(treaty_ids, list):
+            raise ApiError(400, "INVALID_REQUEST", "treaties must be a list of treaty ids.")
+        for treaty_id in treaty_ids:
+            raw = treaty_id.get("id") if isinstance(treaty_id, dict) else treaty_id
+            tr_id = self._int_id(raw, "TREATY_NOT_FOUND", "Treaty")
+            if db.execute(
+                "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (tr_id, edm)
+            ).fetchone() is None:
+                raise ApiError(404, "TREATY_NOT_FOUND", f"Treaty {raw} not found in '{edm}'.")
+        settings = {
+            key: body.get(key)
+            for key in ("modelProfileId", "outputProfileId", "eventRateSchemeId", "currency", "treaties", "tagIds")
+            if body.get(key) is not None
+        }
+        return self._start_workflow(
+            db,
+            call.now,
+            wf_type="PROCESS",
+            name=job_name,
+            subject=f"analysis:{job_name}",
+            effect={
+                "op": "create_analysis",
+                "name": job_name,
+                "datasource": edm,
+                "portfolio_id": portfolio[0],
+                "settings": settings,
+            },
+            summary={"analysisName": job_name, "portfolioId": portfolio[0]},
+            output={"analysisName": job_name},
+        )
+
+    def _start_group(self, db: sqlite3.Connection, call: Call) -> Answer:
+        body = self._body_object(call, "{name, analysisIds, currency, ...}")
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError(400, "INVALID_REQUEST", "Group name is required.")
+        ids = body.get("analysisIds")
+        if not isinstance(ids, list) or not ids:
+            raise ApiError(400, "INVALID_REQUEST", "analysisIds must be a non-empty list.")
+        self._apply_due_effects(db, call.now)
+        item_ids = [self._int_id(i, "ANALYSIS_NOT_FOUND", "Analysis") for i in ids]
+        found = {
+            row[0]
+            for row in db.execute(
+                f"SELECT id FROM analyses WHERE id IN ({','.join('?' * len(item_ids))})", item_ids
+            )
+        }
+        missing = [i for i in item_ids if i not in found]
+        if missing:
+            raise ApiError(
+                404, "ANALYSIS_NOT_FOUND", f"Analyses not found: {', '.join(map(str, missing))}."
+            )
+        settings = {
+            key: body.get(key)
+            for key in ("currency", "numOfSimulations", "simulateToPLT", "propagateDetailedLosses")
+            if body.get(key) is not None
+        }
+        return self._start_workflow(
+            db,
+            call.now,
+            wf_type="GROUPING",
+            name=name,
+            subject=f"group:{name}",
+            effect={"op": "create_analysis", "name": name, "is_group": True, "item_ids": item_ids, "settings": settings},
+            summary={"groupName": name, "itemCount": len(item_ids)},
+            output={"groupName": name},
+        )
+
+    # ------------------------------------------------------------------ exports to RDM
+
+    def _list_rdms(self, db: sqlite3.Connection, limit: int, offset: int) -> Answer:
+        total = db.execute("SELECT count(*) FROM rdms").fetchone()[0]
+        rows = db.execute(
+            "SELECT r.id, r.name, r.server_id, r.created_at, "
+            "(SELECT count(*) FROM rdm_contents c WHERE c.rdm_id = r.id) "
+            "FROM rdms r ORDER BY r.name LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        servers = {s["id"]: s["name"] for s in DATA_SERVERS}
+        items = [
+            {
+                "id": rdm_id,
+                "databaseId": rdm_id,
+                "name": name,
+                "type": "RDM",
+                "serverId": server_id,
+                "serverName": servers.get(server_id, ""),
+                "createDate": _iso(created_at),
+                "analysisCount": count,
+            }
+            for rdm_id, name, server_id, created_at, count in rows
+        ]
+        return Answer(200, {"totalMatchCount": total, "searchItems": items})
+
+    def _start_export(self, db: sqlite3.Connection, call: Call) -> Answer:
+        body = self._body_object(call, "{exportType, resourceType, resourceUris, settings}")
+        if body.get("exportType") != "RDM_DATABRIDGE":
+            raise ApiError(400, "INVALID_REQUEST", "exportType must be 'RDM_DATABRIDGE'.")
+        if body.get("resourceType") != "analyses":
+            raise ApiError(400, "INVALID_REQUEST", "resourceType must be 'analyses'.")
+        uris = body.get("resourceUris")
+        settings = body.get("settings")
+        if not isinstance(uris, list) or not uris or not isinstance(settings, dict):
+            raise ApiError(400, "INVALID_REQUEST", "resourceUris (non-empty) and settings are required.")
+        server_id = settings.get("serverId")
+        if server_id not in {s["id"] for s in DATA_SERVERS}:
+            raise ApiError(404, "SERVER_NOT_FOUND", f"Data server {server_id!r} not found.")
+        self._apply_due_effects(db, call.now)
+        analysis_ids = []
+        for uri in uris:
+            tail = str(uri).rstrip("/").rsplit("/", 1)[-1]
+            analysis_ids.append(self._analysis_row(db, tail)[0])
+        rdm_name, database_id = settings.get("rdmName"), settings.get("databaseId")
+        if bool(rdm_name) == (database_id is not None):
+            raise ApiError(400, "INVALID_REQUEST", "settings need exactly one of rdmName or databaseId.")
+        if rdm_name:
+            pending = db.execute(
+                "SELECT 1 FROM workflows WHERE effect_pending = 1 AND subject = ?", (f"rdm:{rdm_name}",)
+            ).fetchone()
+            if pending is not None or db.execute("SELECT 1 FROM rdms WHERE name = ?", (rdm_name,)).fetchone():
+                raise ApiError(409, "RDM_EXISTS", f"An RDM named '{rdm_name}' already exists.")
+            subject, target = f"rdm:{rdm_name}", {"rdm_name": rdm_name}
+        else:
+            rdm_id = self._int_id(database_id, "RDM_NOT_FOUND", "RDM")
+            if db.execute("SELECT 1 FROM rdms WHERE id = ?", (rdm_id,)).fetchone() is None:
+                raise ApiError(404, "RDM_NOT_FOUND", f"RDM {database_id} not found.")
+            subject, target = f"rdm-id:{rdm_id}", {"database_id": rdm_id}
+        answer = self._start_workflow(
+            db,
+            call.now,
+            wf_type="EXPORT",
+            name=f"Export {len(analysis_ids)} analyses to RDM",
+            subject=subject,
+            effect={"op": "export", "server_id": server_id, "analysis_ids": analysis_ids, **target},
+            summary={"exportedAnalyses": len(analysis_ids), **({"rdmName": rdm_name} if rdm_name else {})},
+            output={"analysisIds": analysis_ids},
+        )
+        wf_id = answer.headers["Location"].rsplit("/", 1)[-1]
+        answer.headers["Location"] = f"{EXPORT_JOBS_PATH}/{wf_id}"
+        return answer
 
 
 def _replay_headers(answer: Answer) -> dict[str, str]:

@@ -549,12 +549,12 @@ class BatchStore:
             .where(
                 j.c.batch_id == batch_id,
                 j.c.skipped.is_(False),
+                # The IN lets the (batch_id, status) index narrow the scan; the OR then
+                # keeps only errors recorded before this run started.
+                j.c.status.in_([JobStatus.INITIATED.value, JobStatus.ERROR.value]),
                 sa.or_(
                     j.c.status == JobStatus.INITIATED.value,
-                    sa.and_(
-                        j.c.status == JobStatus.ERROR.value,
-                        j.c.updated_at < (errored_before or now),
-                    ),
+                    j.c.updated_at < (errored_before or now),
                 ),
                 # Never the caller's own live claims: those jobs are already in its hands.
                 sa.or_(j.c.claimed_by.is_(None), j.c.claim_expires_at < now),

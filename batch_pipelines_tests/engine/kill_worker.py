@@ -9,7 +9,7 @@ import asyncio
 import sys
 
 from batch_pipelines.engine.executor import EngineOptions, run_batch
-from batch_pipelines.risk_modeling.handlers import EdmCreationHandler
+from batch_pipelines.risk_modeling.handlers import EdmCreationHandler, client_context
 from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
@@ -31,7 +31,7 @@ async def main(store_url: str, sim_db: str, batch_id: int) -> int:
         sim_db, workflow_seconds=(0.3, 0.3, 0.6), faults=FaultPlan(seed=batch_id, latency_seconds=0.003)
     )
     async with risk_modeler_client(sim) as client:
-        result = await run_batch(store, batch_id, EdmCreationHandler(client), OPTIONS)
+        result = await run_batch(store, batch_id, EdmCreationHandler(client_context(client)), OPTIONS)
     print(f"RESULT {result.status} {result.counts}", flush=True)
     return 0 if result.status.is_terminal else 1
 

@@ -7,7 +7,11 @@ import asyncio
 from batch_pipelines.core.backoff import RetryPolicy
 from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.engine.executor import EngineOptions, run_batch
-from batch_pipelines.risk_modeling.handlers import EdmCreationHandler, PortfolioCreationHandler
+from batch_pipelines.risk_modeling.handlers import (
+    EdmCreationHandler,
+    PortfolioCreationHandler,
+    client_context,
+)
 from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
@@ -25,7 +29,7 @@ def _edm_batch(store, n: int, prefix: str = "RM_EDM_202503") -> int:
 
 async def _run(store, batch_id, handler_cls, sim, options=FAST, **client_kw):
     async with risk_modeler_client(sim, **client_kw) as client:
-        return await run_batch(store, batch_id, handler_cls(client), options)
+        return await run_batch(store, batch_id, handler_cls(client_context(client)), options)
 
 
 def test_edm_and_portfolio_batches_complete_and_the_entities_exist(store, tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_pipelines_tests.risk_modeling.workbook_builder import WorkbookSpec
+from batch_pipelines.risk_modeling.sample_workbook import WorkbookSpec
 
 
 @pytest.fixture

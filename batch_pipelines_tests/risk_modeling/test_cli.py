@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from batch_pipelines.risk_modeling.cli import config
-from batch_pipelines_tests.risk_modeling.workbook_builder import expected_job_counts, valid_workbook
+from batch_pipelines.risk_modeling.sample_workbook import expected_job_counts, valid_workbook
 
 
 def test_validate_exits_0_and_prints_job_counts_for_a_valid_workbook(write):

@@ -5,8 +5,8 @@ import dagster as dg
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.risk_modeling.drop_folder import workbook_changes
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
 from batch_pipelines.risk_modeling.sensors import workbook_drop_sensor
-from batch_pipelines_tests.risk_modeling.workbook_builder import valid_workbook
 
 
 def test_only_new_or_changed_files_are_loaded_and_the_cursor_remembers_them():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +15,8 @@ from batch_pipelines.risk_modeling.job_configurations import (
     csv_file_names,
     job_counts,
 )
+from batch_pipelines.risk_modeling.sample_workbook import expected_job_counts, valid_workbook
 from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
-from batch_pipelines_tests.risk_modeling.workbook_builder import expected_job_counts, valid_workbook
 
 HU = "RM_EDM_202503_Quarterly_USHU"
 EQ = "RM_EDM_202503_Quarterly_USEQ"
@@ -164,3 +166,20 @@ def test_export_to_rdm_seeds_with_the_first_analysis_and_the_rest_join_it(jobs):
     assert {e["seed_key"] for e in exports} == {"USHU_Full_LT"}
     assert {e["rdm_name"] for e in exports} == {"RM_RDM_202503_QEM_TEST"}
     assert [e["entity_kind"] for e in exports].count("group") == 4
+
+
+def test_a_portfolio_in_a_group_stands_for_that_portfolios_analyses():
+    from batch_pipelines.risk_modeling.job_configurations import build_batch_job_configurations
+    from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
+    from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
+
+    config = load_workbook_configuration(valid_workbook().write(Path(tempfile.mkdtemp()) / "w.xlsx"))
+    portfolio_groups = [g for g in config.groupings if any(i.kind == "portfolio" for i in g.items)]
+    assert portfolio_groups, "the sample workbook has a group of portfolios"
+    group = portfolio_groups[0]
+    job = next(j for j in build_batch_job_configurations(config, "Grouping") if j["group_name"] == group.name)
+    portfolios = {i.name for i in group.items if i.kind == "portfolio"}
+    expected = [a.name for p in group.items if p.kind == "portfolio" for a in config.analyses if a.portfolio == p.name]
+    assert [i["name"] for i in job["items"] if i.get("via_portfolio")] == expected
+    assert {i["via_portfolio"] for i in job["items"] if i.get("via_portfolio")} == portfolios
+    assert all(i["kind"] in ("analysis", "group") for i in job["items"])

@@ -13,6 +13,11 @@ import openpyxl
 import pytest
 
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.risk_modeling.sample_workbook import (
+    WorkbookSpec,
+    expected_job_counts,
+    valid_workbook,
+)
 from batch_pipelines.risk_modeling.workbook import (
     ISSUE_CODES,
     WorkbookInvalid,
@@ -20,11 +25,6 @@ from batch_pipelines.risk_modeling.workbook import (
     load_workbook_configuration,
     parse_workbook,
     validate_workbook,
-)
-from batch_pipelines_tests.risk_modeling.workbook_builder import (
-    WorkbookSpec,
-    expected_job_counts,
-    valid_workbook,
 )
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "valid_excel_configuration.xlsx"

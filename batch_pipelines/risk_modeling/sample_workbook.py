@@ -1,4 +1,4 @@
-"""Write master-configuration workbooks from Python data, for tests and benchmarks.
+"""Write master-configuration workbooks from Python data: the demo's generated cycle, test fixtures and benchmarks.
 
 Tests must not depend on the shared fixture, and single-fault copies are far clearer when
 written as "this valid workbook, with this one cell changed" than as binary files. The

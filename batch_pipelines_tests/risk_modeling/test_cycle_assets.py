@@ -1,0 +1,147 @@
+"""A whole cycle through Dagster: twelve assets on an ephemeral instance against the simulator.
+
+Covers the Done-when of the family: every batch type reconciles COMPLETED; injected workflow
+failures make a batch FAILED with a Teams card; re-materializing resubmits only the failed
+jobs and brings it to COMPLETED without touching finished ones; existing analyses wait for
+a decision.
+"""
+
+import dagster as dg
+import pytest
+
+from batch_pipelines.core.statuses import JobStatus
+from batch_pipelines.resources import RiskModelerResource
+from batch_pipelines.risk_modeling.assets import risk_modeling_assets
+from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
+from batch_pipelines.risk_modeling.cycle_batches import FAMILY, store_cycle_configuration
+from batch_pipelines.risk_modeling.demo_cycle import cycle_resources
+from batch_pipelines.risk_modeling.jobs import analysis_decisions
+from batch_pipelines.risk_modeling.partitions import CYCLES
+from batch_pipelines.risk_modeling.sample_source import create_sample_source
+from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
+from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
+from batch_pipelines.store.batch_store import BatchStore
+
+ANALYSIS_INDEX = BATCH_TYPE_ORDER.index(BatchType.ANALYSIS)
+
+
+@pytest.fixture
+def cycle(tmp_path):
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    configuration = load_workbook_configuration(valid_workbook().write(tmp_path / "cycle.xlsx"))
+    store = BatchStore(store_url)
+    name, _ = store_cycle_configuration(store, configuration, source="cycle.xlsx")
+    resources = cycle_resources(tmp_path, store_url, workflow_seconds=0.05)
+    create_sample_source(resources["risk_modeling"].source_url(), configuration)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(CYCLES.name, [name])
+        yield name, store, resources, instance, tmp_path
+    store.dispose()
+
+
+def _materialize(assets, name, resources, instance):
+    return dg.materialize(assets, partition_key=name, instance=instance, resources=resources, raise_on_error=False)
+
+
+def _batch(store, name, batch_type):
+    (batch,) = store.find_batches(family=FAMILY, batch_type=batch_type.value, partition_key=name)
+    return batch
+
+
+def test_a_whole_cycle_reconciles_completed_for_all_twelve_batch_types_and_reports_metadata(cycle):
+    name, store, resources, instance, _ = cycle
+    result = _materialize(risk_modeling_assets, name, resources, instance)
+    assert result.success
+    for batch_type in BATCH_TYPE_ORDER:
+        batch = _batch(store, name, batch_type)
+        assert batch.status.value == "COMPLETED", batch_type
+    mats = result.asset_materializations_for_node("risk_modeling__analysis")
+    meta = mats[0].metadata
+    assert meta["reconciliation_status"].value == "COMPLETED"
+    assert meta["jobs_finished"].value == meta["jobs_total"].value > 0
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"validation_clean": True, "reconciled_completed": True}
+
+
+def test_injected_failures_fail_the_batch_notify_teams_and_resubmission_completes_it(cycle):
+    name, store, resources, instance, tmp_path = cycle
+    upstream = risk_modeling_assets[:ANALYSIS_INDEX]
+    analysis_asset = [risk_modeling_assets[ANALYSIS_INDEX]]
+    assert _materialize(upstream, name, resources, instance).success
+
+    flaky = dict(resources)
+    flaky["risk_modeler"] = RiskModelerResource(
+        simulator_db=resources["risk_modeler"].simulator_db,
+        simulator_workflow_seconds=0.05,
+        simulator_workflow_failure_rate=0.5,
+        simulator_seed=0,  # of the six analyses, some fail and some finish
+    )
+    first = _materialize(analysis_asset, name, flaky, instance)
+    batch = _batch(store, name, BatchType.ANALYSIS)
+    assert batch.status.value == "FAILED"
+    evaluations = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert evaluations.get("reconciled_completed") is False, evaluations
+    (notice,) = [e for e in store.batch_events(batch.id) if e["message"].startswith("Teams notification")]
+    assert notice["data"]["delivered"] is True
+    assert "Analysis batch FAILED" in str(notice["data"]["card"])
+
+    before = {j.id: j for j in store.list_jobs(batch.id)}
+    finished_before = {i for i, j in before.items() if j.status == JobStatus.FINISHED}
+    failed_before = {i for i, j in before.items() if j.status == JobStatus.FAILED}
+    assert failed_before and finished_before
+
+    second = _materialize(analysis_asset, name, resources, instance)
+    assert second.success
+    after = {j.id: j for j in store.list_jobs(batch.id)}
+    assert _batch(store, name, BatchType.ANALYSIS).status.value == "COMPLETED"
+    # finished jobs untouched; each failed job kept (skipped) with a new child that finished
+    for job_id in finished_before:
+        assert after[job_id].status == JobStatus.FINISHED and not after[job_id].skipped
+        assert after[job_id].workflow_id == before[job_id].workflow_id
+    children = [j for j in after.values() if j.parent_job_id in failed_before]
+    assert len(children) == len(failed_before) and all(j.status == JobStatus.FINISHED for j in children)
+    assert all(after[i].skipped for i in failed_before)
+
+
+def test_existing_analyses_wait_for_a_decision_and_the_decision_job_applies_it(cycle):
+    name, store, resources, instance, tmp_path = cycle
+    upstream = risk_modeling_assets[: ANALYSIS_INDEX + 1]
+    assert _materialize(upstream, name, resources, instance).success
+    # A second cycle over the same service: its analyses already exist there.
+    configuration = load_workbook_configuration(valid_workbook().set_metadata("Cycle Type", "Rerun").write(tmp_path / "b.xlsx"))
+    second, _ = store_cycle_configuration(store, configuration, source="b.xlsx")
+    instance.add_dynamic_partitions(CYCLES.name, [second])
+    blocked = dg.materialize(
+        [risk_modeling_assets[ANALYSIS_INDEX]], partition_key=second, instance=instance, resources=resources, raise_on_error=False
+    )
+    assert not blocked.success
+    failure = blocked.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "already exist" in failure.description and "analysis_decisions" in failure.description
+    assert failure.metadata["existing_analyses"].value
+    jobs = store.list_jobs(_batch(store, second, BatchType.ANALYSIS).id)
+    keep, redo = jobs[0].key, jobs[1].key
+    decided = analysis_decisions.execute_in_process(
+        run_config={
+            "ops": {
+                "apply_analysis_decisions": {
+                    "config": {
+                        "cycle": second,
+                        "decisions": [
+                            {"analysis_name": j.key, "decision": "skip" if j.key != redo else "delete_and_resubmit"}
+                            for j in jobs
+                        ],
+                    }
+                }
+            }
+        },
+        resources=resources,
+        instance=instance,
+    )
+    assert decided.success
+    rerun = dg.materialize(
+        [risk_modeling_assets[ANALYSIS_INDEX]], partition_key=second, instance=instance, resources=resources, raise_on_error=False
+    )
+    assert rerun.success
+    after = {j.key: j for j in store.list_jobs(_batch(store, second, BatchType.ANALYSIS).id)}
+    assert after[keep].skipped and after[redo].status == JobStatus.FINISHED
+    assert _batch(store, second, BatchType.ANALYSIS).status.value == "COMPLETED"
