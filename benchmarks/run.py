@@ -24,7 +24,12 @@ def _modules() -> list[tuple[str, Callable[[], Callable[[], None]]]]:
 
         return bench_workbook.main
 
-    return [("bench_engine", engine), ("bench_workbook", workbook)]
+    def cycle() -> Callable[[], None]:
+        from benchmarks import bench_cycle
+
+        return bench_cycle.main
+
+    return [("bench_engine", engine), ("bench_workbook", workbook), ("bench_cycle", cycle)]
 
 
 def main() -> int:
