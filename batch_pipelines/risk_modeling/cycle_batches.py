@@ -5,7 +5,8 @@ driven by the assets, the CLI and tests alike:
 
 1. the cycle must be the active one;
 2. the batch is created from the cycle's stored master configuration the first time;
-3. FAILED jobs of an earlier run are resubmitted as new jobs (history kept);
+3. FAILED jobs of an earlier run are resubmitted as new jobs (history kept), and so are
+   FINISHED jobs whose entity is gone from the service;
 4. jobs never submitted are validated against the Risk Modeler's current state first — a
    validation error submits nothing; existing analyses wait for the user's decision;
 5. the engine submits, tracks and reconciles.
@@ -113,7 +114,10 @@ async def materialize_batch_type(
     on_progress: Callable[[ProgressReport], None] | None = None,
     on_resubmitted: Callable[[list[int]], None] | None = None,
 ) -> BatchTypeOutcome:
-    from batch_pipelines.risk_modeling.entity_validation import validate_batch
+    from batch_pipelines.risk_modeling.entity_validation import (
+        finished_jobs_missing_their_entity,
+        validate_batch,
+    )
     from batch_pipelines.risk_modeling.handlers import handler_for
 
     cycle = ctx.cycle
@@ -124,6 +128,14 @@ async def materialize_batch_type(
 
     failed = [j.id for j in store.list_jobs(batch_id, skipped=False, statuses=[JobStatus.FAILED])]
     resubmitted = store.resubmit_jobs(failed) if failed else []
+    # A FINISHED job is redone only when the entity it created is gone from the service.
+    finished = store.list_jobs(batch_id, skipped=False, statuses=[JobStatus.FINISHED])
+    if finished:
+        missing = set(await finished_jobs_missing_their_entity(batch_type, [j.configuration for j in finished], ctx))
+        gone = [j.id for j in finished if j.key in missing]
+        if gone:
+            store.add_batch_event(batch_id, "finished jobs whose entity is missing are resubmitted", data={"job_ids": gone})
+            resubmitted += store.resubmit_jobs(gone, allow_finished=True)
     if resubmitted and on_resubmitted:
         on_resubmitted(resubmitted)
 

@@ -326,3 +326,43 @@ async def validate_batch(
     """Check a batch's jobs against the Risk Modeler's current state (see module docstring)."""
     state = await fetch_state(batch_type, job_configurations, ctx)
     return check_batch(batch_type, job_configurations, state)
+
+
+# ------------------------------------------------------------- finished jobs' entities
+def entity_present(batch_type: BatchType | str, job: JobConfiguration, state: RiskModelerState) -> bool | None:
+    """Does the entity a FINISHED job created still exist? None when it cannot be told
+    from the state (an upgrade, a geocoding run, a mapping or an export leave no entity of
+    their own to look up), in which case the job is never redone on that ground.
+    """
+    batch_type = BatchType(batch_type)
+    edm = job.get("edm_name")
+    if batch_type == BatchType.EDM_CREATION and state.edms is not None:
+        return edm in state.edms
+    if batch_type == BatchType.PORTFOLIO_CREATION and state.edms is not None:
+        return job["portfolio_name"] in state.portfolios.get(edm, {})
+    if batch_type == BatchType.MRI_IMPORT and state.edms is not None:
+        portfolio = state.portfolios.get(edm, {}).get(job["portfolio_name"])
+        return portfolio is not None and portfolio.accounts > 0
+    if batch_type == BatchType.CREATE_REINSURANCE_TREATIES and state.edms is not None:
+        return job["treaty_name"] in state.treaties.get(edm, set())
+    if batch_type == BatchType.ANALYSIS and state.analyses is not None:
+        return job["analysis_name"] in state.analyses
+    if batch_type in (BatchType.GROUPING, BatchType.GROUPING_ROLLUP) and state.groups is not None:
+        return job["group_name"] in state.groups
+    if batch_type == BatchType.DATA_EXTRACTION and state.files is not None:
+        return {job["account_csv"], job["location_csv"]} <= state.files
+    return None
+
+
+async def finished_jobs_missing_their_entity(
+    batch_type: BatchType | str, job_configurations: Sequence[JobConfiguration], ctx: HandlerContext
+) -> list[str]:
+    """Keys of FINISHED jobs whose entity is gone from the service: these are resubmitted."""
+    batch_type = BatchType(batch_type)
+    if not job_configurations:
+        return []
+    state = await fetch_state(batch_type, job_configurations, ctx)
+    if batch_type == BatchType.DATA_EXTRACTION:
+        directory = Path(ctx.cycle_dir)
+        state.files = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    return [job["key"] for job in job_configurations if entity_present(batch_type, job, state) is False]

@@ -145,3 +145,28 @@ def test_existing_analyses_wait_for_a_decision_and_the_decision_job_applies_it(c
     after = {j.key: j for j in store.list_jobs(_batch(store, second, BatchType.ANALYSIS).id)}
     assert after[keep].skipped and after[redo].status == JobStatus.FINISHED
     assert _batch(store, second, BatchType.ANALYSIS).status.value == "COMPLETED"
+
+
+def test_a_finished_job_whose_entity_is_gone_is_resubmitted_and_the_others_are_not(cycle):
+    import asyncio
+
+    name, store, resources, instance, _ = cycle
+    through_analysis = risk_modeling_assets[: ANALYSIS_INDEX + 1]
+    assert _materialize(through_analysis, name, resources, instance).success
+    batch = _batch(store, name, BatchType.ANALYSIS)
+    jobs = store.list_jobs(batch.id)
+    victim = jobs[0]
+
+    async def delete_one():
+        async with resources["risk_modeler"].client() as client:
+            (found,) = await client.list_analyses(names=[victim.key], is_group=False)
+            await client.delete_analysis(found["id"])
+
+    asyncio.run(delete_one())
+    assert _materialize([risk_modeling_assets[ANALYSIS_INDEX]], name, resources, instance).success
+    after = {j.id: j for j in store.list_jobs(batch.id)}
+    children = [j for j in after.values() if j.parent_job_id is not None]
+    assert [c.parent_job_id for c in children] == [victim.id]
+    assert children[0].status == JobStatus.FINISHED and after[victim.id].skipped
+    assert all(not after[j.id].skipped for j in jobs[1:])
+    assert _batch(store, name, BatchType.ANALYSIS).status.value == "COMPLETED"

@@ -230,3 +230,29 @@ def test_validation_uses_a_few_list_calls_whatever_the_number_of_jobs(sim, tmp_p
             return sim.stats()["requests_total"] - before
 
     assert asyncio.run(go()) <= 6
+
+
+def test_entity_presence_is_told_per_batch_type_and_unknown_where_nothing_can_be_looked_up():
+    from batch_pipelines.risk_modeling.entity_validation import (
+        PortfolioState,
+        RiskModelerState,
+        entity_present,
+    )
+
+    state = RiskModelerState(
+        edms={"E1"},
+        portfolios={"E1": {"P1": PortfolioState("P1", accounts=3), "P2": PortfolioState("P2")}},
+        treaties={"E1": {"T1"}},
+        analyses={"A1"},
+        groups={"G1"},
+    )
+    assert entity_present("EDM Creation", {"edm_name": "E1"}, state) is True
+    assert entity_present("EDM Creation", {"edm_name": "E2"}, state) is False
+    assert entity_present("Portfolio Creation", {"edm_name": "E1", "portfolio_name": "P2"}, state) is True
+    assert entity_present("MRI Import", {"edm_name": "E1", "portfolio_name": "P2"}, state) is False
+    assert entity_present("MRI Import", {"edm_name": "E1", "portfolio_name": "P1"}, state) is True
+    assert entity_present("Create Reinsurance Treaties", {"edm_name": "E1", "treaty_name": "T9"}, state) is False
+    assert entity_present("Analysis", {"analysis_name": "A1"}, state) is True
+    assert entity_present("Grouping", {"group_name": "G2"}, state) is False
+    assert entity_present("GeoHaz", {"edm_name": "E1", "portfolio_name": "P1"}, state) is None
+    assert entity_present("Export to RDM", {"rdm_name": "R"}, state) is None
