@@ -34,6 +34,10 @@ REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
 RETRYABLE_SERVER_STATUSES = frozenset({500, 502, 503, 504})
 DEFAULT_EXPECTED = (200, 201, 202, 204)
 _BODY_SNIPPET_CHARS = 300
+# Joined request URLs kept per client: a batch sends the same few (path, query) pairs over
+# and over, and parsing a URL is a fair share of a request's CPU. Cleared when full, which
+# only happens when paths carry ids (workflow polling), where reuse is rare anyway.
+_URL_CACHE_SIZE = 512
 
 SleepFn = Callable[[float], Awaitable[None]]
 OnRetry = Callable[[int, "ServiceError", float], Any]
@@ -320,6 +324,35 @@ def error_from_response(
 # --------------------------------------------------------------------------- client
 
 
+class _DiscardedCookies(httpx.Cookies):
+    """A cookie store that never keeps what a response sets."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CookielessAsyncClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` without cookie persistence.
+
+    The services authenticate with a key per request, so cookies only ever come from load
+    balancers (stickiness), and one jar shared by a whole batch's concurrent requests would
+    pin them all to one backend. Reading ``Set-Cookie`` back into a jar also costs a
+    ``urllib`` request object and URL parse per response. ``Response.cookies`` still works.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._discarded_cookies = _DiscardedCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._discarded_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._discarded_cookies = _DiscardedCookies(cookies)
+
+
 class ServiceClient:
     """Async HTTP client of one outside service, with retries and typed errors.
 
@@ -375,6 +408,10 @@ class ServiceClient:
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._log_filter: _RedactingFilter | None = None
+        # Both hold secrets (a webhook URL, the auth header), hence the Secret wrappers.
+        self._urls: Secret[dict[tuple[str, Any], httpx.URL]] = Secret({})
+        self._prepared_headers: Secret[tuple[Any, ...] | None] = Secret(None)
+        self._timeout_extension: dict[str, float | None] = {}
 
     @property
     def _base_url(self) -> httpx.URL:
@@ -412,6 +449,7 @@ class ServiceClient:
 
     async def aclose(self) -> None:
         client, self._client, self._client_loop = self._client, None, None
+        self._prepared_headers = Secret(None)
         if client is not None:
             await client.aclose()
         if self._log_filter is not None:
@@ -440,12 +478,14 @@ class ServiceClient:
             logger.debug("%s: event loop changed, opening a new connection pool", self.service_name)
             self._client = None
         if self._client is None:
-            self._client = httpx.AsyncClient(
+            self._client = _CookielessAsyncClient(
                 transport=self._build_transport(),
                 timeout=httpx.Timeout(self.timeout_seconds),
                 follow_redirects=False,
             )
             self._client_loop = loop
+            # What build_request would put in each request, computed once per pool.
+            self._timeout_extension = self._client.timeout.as_dict()
             if self._log_filter is None and self._secrets():
                 self._log_filter = _RedactingFilter(self._secrets)
                 logging.getLogger("httpx").addFilter(self._log_filter)
@@ -453,13 +493,65 @@ class ServiceClient:
 
     # -- requests -------------------------------------------------------------------
 
-    def _url(self, path: str) -> httpx.URL:
+    def _url(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.URL:
+        """The URL of ``path`` joined onto the base URL, with ``params`` as its query; built
+        once per distinct (path, params) and then reused (``httpx.URL`` is immutable)."""
+        if params is None:
+            query = None
+            key: tuple[str, Any] = (path, None)
+        else:
+            query = httpx.QueryParams(params)
+            key = (path, tuple((name, tuple(query.get_list(name))) for name in query))
+        urls = self._urls.reveal()
+        url = urls.get(key)
+        if url is None:
+            url = self._join_url(path, query)
+            if len(urls) >= _URL_CACHE_SIZE:
+                urls.clear()
+            urls[key] = url
+        return url
+
+    def _join_url(self, path: str, query: httpx.QueryParams | None) -> httpx.URL:
         """Join ``path`` onto the base URL by appending (httpx's own base_url merging would
-        put a trailing slash after a query string, which breaks webhook URLs)."""
-        if not path:
-            return self._base_url
-        base_path = self._base_url.path.rstrip("/")
-        return self._base_url.copy_with(path=f"{base_path}/{path.lstrip('/')}")
+        put a trailing slash after a query string, which breaks webhook URLs). ``query``,
+        when given, replaces the base URL's query, as ``httpx.Request(params=...)`` does.
+        One URL parse in all, where joining and then passing ``params=`` took two."""
+        base = self._base_url
+        changes: dict[str, Any] = {}
+        if path:
+            changes["path"] = f"{base.path.rstrip('/')}/{path.lstrip('/')}"
+        if query is not None:
+            changes["params"] = query
+        return base.copy_with(**changes) if changes else base
+
+    def _headers(
+        self,
+        client: httpx.AsyncClient,
+        headers: Mapping[str, str] | None,
+        idempotency_header: tuple[str, str] | None,
+    ) -> httpx.Headers:
+        """The client's default headers, then the auth headers, then ``headers``, then the
+        idempotency header. Defaults plus auth are merged once and reused for as long as
+        ``_auth_headers()`` keeps answering the same."""
+        auth = self._auth_headers()
+        if headers:
+            extra = {**auth, **headers}
+            if idempotency_header is not None:
+                extra[idempotency_header[0]] = idempotency_header[1]
+            merged = httpx.Headers(client.headers)
+            merged.update(extra)
+            return merged
+        prepared = self._prepared_headers.reveal()
+        if prepared is None or prepared[0] is not client or prepared[1] != auth:
+            base = httpx.Headers(client.headers)
+            base.update(auth)
+            prepared = (client, dict(auth), base)
+            self._prepared_headers = Secret(prepared)
+        if idempotency_header is None:
+            return prepared[2]  # Request copies it: sharing is safe
+        merged = httpx.Headers(prepared[2])
+        merged[idempotency_header[0]] = idempotency_header[1]
+        return merged
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets())
@@ -485,35 +577,40 @@ class ServiceClient:
         same on every attempt: that is what makes retrying a POST safe.
         """
         method = method.upper()
-        url = self._url(path)
-        all_headers = {**self._auth_headers(), **(headers or {})}
-        if idempotency_header is not None:
-            all_headers[idempotency_header[0]] = idempotency_header[1]
-        target = self._display_target(method, url)
+        url = self._url(path, params)
         attempt = 0
         while True:
             started = time.perf_counter()
             error: ServiceError
             try:
                 response = await self._send_once(
-                    method, url, params=params, json=json, content=content, headers=all_headers, target=target
+                    method, url, json=json, content=content, headers=headers, idempotency_header=idempotency_header
                 )
             except TransientServiceError as exc:
                 error = exc
-                logger.debug(
-                    "%s %s failed after %.3fs (attempt %d): %s",
-                    self.service_name, target, time.perf_counter() - started, attempt + 1, error.code,
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s %s failed after %.3fs (attempt %d): %s",
+                        self.service_name, self._display_target(method, url),
+                        time.perf_counter() - started, attempt + 1, error.code,
+                    )
             else:
-                logger.debug(
-                    "%s %s -> %d in %.3fs (attempt %d)",
-                    self.service_name, target, response.status_code, time.perf_counter() - started, attempt + 1,
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s %s -> %d in %.3fs (attempt %d)",
+                        self.service_name, self._display_target(method, url), response.status_code,
+                        time.perf_counter() - started, attempt + 1,
+                    )
                 if response.status_code in expected:
                     return response
                 error = error_from_response(
-                    response, service=self.service_name, target=target, secrets=self._secrets()
+                    response,
+                    service=self.service_name,
+                    target=self._display_target(method, url),
+                    secrets=self._secrets(),
                 )
+            # Only failures get this far: the target is named for logs and errors only.
+            target = self._display_target(method, url)
             if not error.retryable or attempt >= self.retry.max_retries:
                 if error.retryable:
                     logger.warning(
@@ -539,44 +636,55 @@ class ServiceClient:
         method: str,
         url: httpx.URL,
         *,
-        params: Mapping[str, Any] | None,
         json: Any,
         content: bytes | None,
-        headers: Mapping[str, str],
-        target: str,
+        headers: Mapping[str, str] | None,
+        idempotency_header: tuple[str, str] | None,
     ) -> httpx.Response:
         """One attempt, bounded by ``timeout_seconds`` even on transports that ignore
-        httpx's timeouts (ASGITransport does), with transport failures made typed."""
+        httpx's timeouts (ASGITransport does), with transport failures made typed.
+
+        The request is built here rather than by ``AsyncClient.request``: the URL already
+        carries the query and the client has no base URL, params or cookies to merge, so
+        ``build_request`` would only re-parse the URL and re-merge constant headers."""
         client = self._get_client()
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                return await client.request(
-                    method, url, params=params, json=json, content=content, headers=headers
+                request = httpx.Request(
+                    method,
+                    url,
+                    json=json,
+                    content=content,
+                    headers=self._headers(client, headers, idempotency_header),
+                    extensions={"timeout": dict(self._timeout_extension)},
                 )
+                return await client.send(request)
         except TimeoutError:
             raise self._transport_error(
-                RequestTimeout, target, f"no answer within {self.timeout_seconds:g}s"
+                RequestTimeout, method, url, f"no answer within {self.timeout_seconds:g}s"
             ) from None
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
-            raise self._transport_error(ServiceUnavailable, target, self._describe(exc)) from None
+            raise self._transport_error(ServiceUnavailable, method, url, self._describe(exc)) from None
         except httpx.TimeoutException as exc:
-            raise self._transport_error(RequestTimeout, target, self._describe(exc)) from None
+            raise self._transport_error(RequestTimeout, method, url, self._describe(exc)) from None
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            target = self._display_target(method, url)
             raise PermanentServiceError(
                 f"{self.service_name} {target} could not be sent: {self._describe(exc)}",
                 service=self.service_name,
             ) from None
         except httpx.TransportError as exc:
             # Read/write errors, a server that hung up: the next attempt usually works.
-            raise self._transport_error(ServiceUnavailable, target, self._describe(exc)) from None
+            raise self._transport_error(ServiceUnavailable, method, url, self._describe(exc)) from None
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc)
         return self._redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
     def _transport_error(
-        self, cls: type[TransientServiceError], target: str, reason: str
+        self, cls: type[TransientServiceError], method: str, url: httpx.URL, reason: str
     ) -> TransientServiceError:
+        target = self._display_target(method, url)
         return cls(self._redact(f"{self.service_name} {target}: {reason}"), service=self.service_name)
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -294,6 +294,67 @@ def test_the_client_joins_paths_onto_a_base_with_a_path() -> None:
     assert str(script.requests[0].url) == "https://h.example.com/api/v1/things?a=1"
 
 
+def test_repeated_calls_get_the_url_of_their_own_path_and_params() -> None:
+    script = Script(*[httpx.Response(200)] * 7)
+    client = make(script)
+
+    async def go() -> None:
+        async with client:
+            for path, params in [
+                ("/x", {"a": 1}),
+                ("/x", {"a": True}),
+                ("/x", {"a": [1, 2]}),
+                ("/x", None),
+                ("/y", {"a": 1}),
+                ("/x", {"a": 1}),
+                ("/x", {}),
+            ]:
+                await client.request("GET", path, params=params)
+
+    run(go())
+    assert [str(r.url) for r in script.requests] == [
+        "https://svc.example.com/x?a=1",
+        "https://svc.example.com/x?a=true",
+        "https://svc.example.com/x?a=1&a=2",
+        "https://svc.example.com/x",
+        "https://svc.example.com/y?a=1",
+        "https://svc.example.com/x?a=1",
+        "https://svc.example.com/x",
+    ]
+
+
+def test_cookies_a_service_sets_are_not_sent_back() -> None:
+    # One jar shared by a batch's concurrent requests would pin them all to one backend.
+    script = Script(httpx.Response(200, headers={"Set-Cookie": "AWSALB=abc; Path=/"}), httpx.Response(200))
+    client = make(script)
+
+    async def go() -> httpx.Response:
+        async with client:
+            first = await client.request("GET", "/a")
+            await client.request("GET", "/b")
+            return first
+
+    assert run(go()).cookies["AWSALB"] == "abc"
+    assert "cookie" not in script.requests[1].headers
+
+
+def test_explicit_headers_and_the_idempotency_header_join_the_auth_header() -> None:
+    script = Script(httpx.Response(200), httpx.Response(200), httpx.Response(200))
+    client = make(script)
+
+    async def go() -> None:
+        async with client:
+            await client.request("GET", "/a", headers={"X-Extra": "1"}, idempotency_header=("Idem", "k"))
+            await client.request("GET", "/b", idempotency_header=("Idem", "k2"))
+            await client.request("GET", "/c")
+
+    run(go())
+    first, second, third = (r.headers for r in script.requests)
+    assert (first["Authorization"], first["X-Extra"], first["Idem"]) == (f"Token {KEY}", "1", "k")
+    assert (second["Authorization"], second["Idem"], "X-Extra" in second) == (f"Token {KEY}", "k2", False)
+    assert third["Authorization"] == f"Token {KEY}" and "Idem" not in third
+
+
 @pytest.mark.parametrize("bad", ["not a url", "/relative/only", "http://[::1"])
 def test_a_bad_base_url_is_a_configuration_error(bad: str) -> None:
     with pytest.raises(ConfigurationError):
