@@ -134,43 +134,32 @@ class RiskModelerClient(ServiceClient):
             )
         return workflow_id_from_location(location)
 
-    async def _submit(
+    async def _post_for_id(
         self,
         path: str,
         *,
+        expected: int,
         request_id: str,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> str:
-        """POST an asynchronous operation; return the id of the workflow it started."""
         response = await self.request(
             "POST",
             path,
             params=params,
             json=json,
             idempotency_header=(REQUEST_ID_HEADER, request_id),
-            expected=(202,),
+            expected=(expected,),
         )
         return self._location_id(response, "POST")
 
-    async def _create(
-        self,
-        path: str,
-        *,
-        request_id: str,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> str:
-        """POST a synchronous create; return the id of the new resource."""
-        response = await self.request(
-            "POST",
-            path,
-            params=params,
-            json=json,
-            idempotency_header=(REQUEST_ID_HEADER, request_id),
-            expected=(201,),
-        )
-        return self._location_id(response, "POST")
+    async def _submit(self, path: str, **kwargs: Any) -> str:
+        """POST an asynchronous operation (202); return the id of the workflow it started."""
+        return await self._post_for_id(path, expected=202, **kwargs)
+
+    async def _create(self, path: str, **kwargs: Any) -> str:
+        """POST a synchronous create (201); return the id of the new resource."""
+        return await self._post_for_id(path, expected=201, **kwargs)
 
     async def _list_all(
         self,

@@ -61,14 +61,14 @@ BATCH_TERMINAL = frozenset(
 
 # States the service reports while a workflow is alive, in their natural order. A poll may
 # skip states (QUEUED straight to FINISHED) but never go back.
-_IN_FLIGHT_ORDER = [
+JOB_IN_FLIGHT: tuple[JobStatus, ...] = (
     JobStatus.SUBMITTED,
     JobStatus.QUEUED,
     JobStatus.PENDING,
     JobStatus.RUNNING,
     JobStatus.CANCEL_REQUESTED,
     JobStatus.CANCELLING,
-]
+)
 _SERVICE_END = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
@@ -83,8 +83,8 @@ def _job_transitions() -> dict[JobStatus, frozenset[JobStatus]]:
         JobStatus.FAILED: set(),
         JobStatus.CANCELLED: set(),
     }
-    for i, status in enumerate(_IN_FLIGHT_ORDER):
-        later = set(_IN_FLIGHT_ORDER[i + 1 :]) | _SERVICE_END
+    for i, status in enumerate(JOB_IN_FLIGHT):
+        later = set(JOB_IN_FLIGHT[i + 1 :]) | _SERVICE_END
         if status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELLING):
             later.discard(JobStatus.SUBMITTED)
         table[status] = later

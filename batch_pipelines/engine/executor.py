@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,20 +34,11 @@ from batch_pipelines.core.aggregate import AggregatedView, aggregate
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay, poll_interval
 from batch_pipelines.core.errors import BatchError
 from batch_pipelines.core.reconciliation import Reconciliation
-from batch_pipelines.core.statuses import JOB_TERMINAL, BatchStatus, JobStatus
+from batch_pipelines.core.statuses import JOB_IN_FLIGHT, JOB_TERMINAL, BatchStatus, JobStatus
 from batch_pipelines.engine.handlers import JobHandler, SubmitOutcome, TrackOutcome
 from batch_pipelines.store.batch_store import BatchStore, JobChange, JobRecord
 
 log = logging.getLogger("batch_pipelines.engine")
-
-_IN_FLIGHT = (
-    JobStatus.SUBMITTED,
-    JobStatus.QUEUED,
-    JobStatus.PENDING,
-    JobStatus.RUNNING,
-    JobStatus.CANCEL_REQUESTED,
-    JobStatus.CANCELLING,
-)
 
 # How job statuses read in the aggregated (pending / in progress / done) view.
 _VIEW_STATE = {
@@ -56,7 +47,7 @@ _VIEW_STATE = {
     JobStatus.FAILED: "failed",
     JobStatus.ERROR: "failed",
     JobStatus.CANCELLED: "failed",
-    **{s: "in_progress" for s in _IN_FLIGHT},
+    **{s: "in_progress" for s in JOB_IN_FLIGHT},
 }
 
 
@@ -219,7 +210,7 @@ class BatchExecutor:
             await asyncio.to_thread(self.store.activate_batch, batch_id)
         self._run_started_at = datetime.now(UTC)
 
-        for job in await asyncio.to_thread(self.store.list_jobs, batch_id, skipped=False, statuses=_IN_FLIGHT):
+        for job in await asyncio.to_thread(self.store.list_jobs, batch_id, skipped=False, statuses=JOB_IN_FLIGHT):
             self._tracked[job.id] = job
 
         self._writer = _GroupCommitWriter(self.store)
@@ -340,7 +331,7 @@ class BatchExecutor:
             release_claim=True,
         )
         await self._writer.write(change)
-        if outcome.status in _IN_FLIGHT:
+        if outcome.status in JOB_IN_FLIGHT:
             self._submitted_at[job.id] = time.monotonic()
             self._tracked[job.id] = _with_status(job, outcome.status, outcome.workflow_id)
             self._tracked_changed.set()
@@ -359,7 +350,8 @@ class BatchExecutor:
                     self._durations.append(time.monotonic() - started)
                 return outcome
             except TransientServiceError as exc:
-                if attempt >= policy.max_retries:
+                # e.g. a 501 is a ServerError the client marks not retryable
+                if not exc.retryable or attempt >= policy.max_retries:
                     return SubmitOutcome(status=JobStatus.ERROR, error=_describe(exc))
                 delay = backoff_delay(attempt, policy, retry_after=getattr(exc, "retry_after", None), rng=self._rng)
                 log.info("job %s: transient submission failure (%s); retrying in %.2fs", job.id, exc, delay)
@@ -504,8 +496,6 @@ def _changes_from(jobs: list[JobRecord], outcomes: dict[int, TrackOutcome]) -> l
 
 
 def _with_status(job: JobRecord, status: JobStatus, workflow_id: str | None) -> JobRecord:
-    from dataclasses import replace
-
     return replace(job, status=status, workflow_id=workflow_id or job.workflow_id)
 
 

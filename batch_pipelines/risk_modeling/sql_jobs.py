@@ -259,17 +259,15 @@ class _Extracted:
     rows: list[Sequence[Any]]
 
 
-class DataExtractionHandler:
-    """Data Extraction: two parameterized SELECTs, two atomically written CSVs."""
+class _SqlHandler:
+    """Shared shape of the two SQL batch types: synchronous, nothing to track or cancel,
+    blocking database work run in a worker thread."""
 
     execution: Literal["sync", "async"] = "sync"
 
     def __init__(self, ctx: HandlerContext):
         self.ctx = ctx
         self._engines = _Engines()
-
-    async def submit(self, job: JobRecord) -> SubmitOutcome:
-        return await asyncio.to_thread(self.extract, job.configuration)
 
     async def track(self, jobs: Sequence[JobRecord]) -> Mapping[int, TrackOutcome]:
         return {}
@@ -279,6 +277,13 @@ class DataExtractionHandler:
 
     def close(self) -> None:
         self._engines.dispose()
+
+
+class DataExtractionHandler(_SqlHandler):
+    """Data Extraction: two parameterized SELECTs, two atomically written CSVs."""
+
+    async def submit(self, job: JobRecord) -> SubmitOutcome:
+        return await asyncio.to_thread(self.extract, job.configuration)
 
     def extract(self, cfg: Mapping[str, Any]) -> SubmitOutcome:
         """Blocking body of ``submit``: query, write both files, report counts."""
@@ -422,26 +427,11 @@ def plan_sub_portfolios(
     return plans
 
 
-class PortfolioMappingHandler:
+class PortfolioMappingHandler(_SqlHandler):
     """Portfolio Mapping: the base portfolio's sub-portfolios, in one Data Bridge transaction."""
-
-    execution: Literal["sync", "async"] = "sync"
-
-    def __init__(self, ctx: HandlerContext):
-        self.ctx = ctx
-        self._engines = _Engines()
 
     async def submit(self, job: JobRecord) -> SubmitOutcome:
         return await asyncio.to_thread(self.map, job.configuration)
-
-    async def track(self, jobs: Sequence[JobRecord]) -> Mapping[int, TrackOutcome]:
-        return {}
-
-    async def cancel(self, job: JobRecord) -> None:
-        return None
-
-    def close(self) -> None:
-        self._engines.dispose()
 
     def plan(self, cfg: Mapping[str, Any]) -> list[SubPortfolioPlan]:
         """The sub-portfolios this job creates, from the cycle's extracted CSVs."""
