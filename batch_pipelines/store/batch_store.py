@@ -12,10 +12,19 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from batch_pipelines.core.costs import (
+    COST_QUANTUM,
+    CostEntry,
+    CostTotals,
+    Usage,
+    dedupe_entries,
+    summarize,
+)
 from batch_pipelines.core.errors import BatchError, CycleNotActive, JobError, NotFound
 from batch_pipelines.core.reconciliation import (
     ConfigurationView,
@@ -856,3 +865,70 @@ class BatchStore:
                 check_batch_transition(current, BatchStatus.ACTIVE)
                 self._write_batch_status(conn, batch_id, BatchStatus.ACTIVE)
         return self.get_batch(batch_id)
+
+    # ------------------------------------------------------------------ cost ledger
+    def record_cost_entries(self, entries: Sequence[CostEntry]) -> int:
+        """Write ledger entries in one transaction; return how many were new.
+
+        A ``call_key`` already in the ledger is skipped (``ON CONFLICT DO NOTHING``), so a
+        resumed run may record the same call again without billing it twice. Entries
+        repeated within ``entries`` must be identical (see ``dedupe_entries``).
+        """
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        unique = dedupe_entries(entries)
+        if not unique:
+            return 0
+        inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+        if self.dialect not in inserts:
+            raise BatchError(f"the cost ledger does not support the {self.dialect} dialect")
+        now = utcnow()
+        rows = [
+            {
+                "call_key": e.call_key,
+                "batch_id": int(e.batch_id),
+                "phase": e.phase,
+                # The ledger column is the items table's integer id.
+                "item_id": int(e.item_id) if e.item_id is not None else None,
+                "model": e.model,
+                "kind": e.kind,
+                "prompt_tokens": e.usage.prompt_tokens,
+                "completion_tokens": e.usage.completion_tokens,
+                "estimated": e.usage.estimated,
+                "cost": e.cost,
+                "created_at": now,
+            }
+            for e in unique
+        ]
+        stmt = (
+            inserts[self.dialect](t.cost_entries)
+            .on_conflict_do_nothing(index_elements=["call_key"])
+            .returning(t.cost_entries.c.id)
+        )
+        with self.engine.begin() as conn:
+            # RETURNING yields only the rows actually inserted, on both backends.
+            return len(conn.execute(stmt, rows).all())
+
+    def list_cost_entries(self, batch_id: int) -> list[CostEntry]:
+        """The ledger entries of one batch, in the order they were recorded."""
+        ce = t.cost_entries
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(ce).where(ce.c.batch_id == batch_id).order_by(ce.c.id)).all()
+        return [
+            CostEntry(
+                call_key=m["call_key"],
+                batch_id=m["batch_id"],
+                phase=m["phase"],
+                item_id=str(m["item_id"]) if m["item_id"] is not None else None,
+                model=m["model"],
+                usage=Usage(m["prompt_tokens"], m["completion_tokens"], bool(m["estimated"])),
+                # SQLite keeps NUMERIC as a float: re-quantize to the ledger's precision.
+                cost=Decimal(m["cost"]).quantize(COST_QUANTUM),
+                kind=m["kind"],
+            )
+            for m in (r._mapping for r in rows)
+        ]
+
+    def cost_totals(self, batch_id: int) -> CostTotals:
+        """Totals of one batch, summed over its ledger entries (never a counter)."""
+        return summarize(self.list_cost_entries(batch_id))

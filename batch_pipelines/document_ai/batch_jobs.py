@@ -1,0 +1,194 @@
+"""Batch job specifications and the job lifecycle of seed 002.
+
+A batch job runs every item of ``items`` through the phases of one pipeline template.
+``BatchJobSpec`` is what is checked before anything is stored; which pipeline names exist
+is checked by the caller against the loaded templates (see ``check_pipeline``).
+
+Lifecycle (statuses PENDING, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED). User actions:
+
+- start:  PENDING -> RUNNING
+- pause:  RUNNING -> PAUSED (in-flight items finish first; that is the runner's job)
+- resume: PAUSED or FAILED -> RUNNING (from the last checkpoint)
+- cancel: anything but COMPLETED or CANCELLED -> CANCELLED
+- delete: allowed unless RUNNING (pause or cancel it first)
+
+The run itself ends a RUNNING job with ``complete`` or ``fail``. Every function is pure: it
+takes a status and returns the next one, or raises ``IllegalTransition`` (code
+``BP-TRANSITION``) with a message naming the action and the status, for the CLI and UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition
+from batch_pipelines.document_ai.items import MAX_ITEMS, Item
+
+__all__ = [
+    "ACTIONS",
+    "BatchJobSpec",
+    "DocJobStatus",
+    "JobOptions",
+    "allowed_actions",
+    "can_delete",
+    "cancel",
+    "check_delete",
+    "check_pipeline",
+    "complete",
+    "fail",
+    "pause",
+    "resume",
+    "start",
+]
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(default=5, ge=1, le=50)
+    checkpoint_frequency: int = Field(default=10, ge=1, le=100)
+    auto_start: bool = True
+    cost_budget: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class BatchJobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    project_id: str = Field(min_length=1, max_length=200)
+    pipeline: str = Field(min_length=1)
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
+    options: JobOptions = JobOptions()
+
+    @field_validator("name", "project_id", "pipeline")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("items")
+    @classmethod
+    def _numbered_from_zero(cls, items: list[Item]) -> list[Item]:
+        # Results, checkpoints and error messages refer to items by index.
+        for position, item in enumerate(items):
+            if item.index != position:
+                raise ValueError(
+                    f"item at position {position} has index {item.index}; items must be numbered 0, 1, 2, ..."
+                )
+        return items
+
+
+def check_pipeline(spec: BatchJobSpec, known: Iterable[str]) -> None:
+    """Raise ConfigurationError when ``spec.pipeline`` is not one of the ``known`` names."""
+    names = sorted(known)
+    if spec.pipeline not in names:
+        raise ConfigurationError(
+            f"unknown pipeline {spec.pipeline!r}; available: {', '.join(names) or '(none)'}"
+        )
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+class DocJobStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+S = DocJobStatus
+
+# action -> (statuses it is allowed from, resulting status, the rule in words)
+ACTIONS: dict[str, tuple[frozenset[DocJobStatus], DocJobStatus, str]] = {
+    "start": (frozenset({S.PENDING}), S.RUNNING, "only a PENDING job can be started"),
+    "pause": (frozenset({S.RUNNING}), S.PAUSED, "only a RUNNING job can be paused"),
+    "resume": (
+        frozenset({S.PAUSED, S.FAILED}),
+        S.RUNNING,
+        "only a PAUSED or FAILED job can be resumed",
+    ),
+    "cancel": (
+        frozenset(set(S) - {S.COMPLETED, S.CANCELLED}),
+        S.CANCELLED,
+        "a COMPLETED or CANCELLED job cannot be cancelled",
+    ),
+    "complete": (frozenset({S.RUNNING}), S.COMPLETED, "only a RUNNING job can complete"),
+    "fail": (frozenset({S.RUNNING}), S.FAILED, "only a RUNNING job can fail"),
+}
+_DELETABLE = frozenset(set(S) - {S.RUNNING})
+
+
+def _status(status: DocJobStatus | str) -> DocJobStatus:
+    try:
+        return DocJobStatus(status)
+    except ValueError:
+        raise IllegalTransition(
+            f"unknown job status {status!r}; expected one of {', '.join(DocJobStatus)}"
+        ) from None
+
+
+def _apply(action: str, status: DocJobStatus | str) -> DocJobStatus:
+    current = _status(status)
+    allowed, target, rule = ACTIONS[action]
+    if current not in allowed:
+        raise IllegalTransition(
+            f"cannot {action} a job that is {current}: {rule}",
+            details={"action": action, "status": str(current)},
+        )
+    return target
+
+
+def start(status: DocJobStatus | str) -> DocJobStatus:
+    return _apply("start", status)
+
+
+def pause(status: DocJobStatus | str) -> DocJobStatus:
+    return _apply("pause", status)
+
+
+def resume(status: DocJobStatus | str) -> DocJobStatus:
+    return _apply("resume", status)
+
+
+def cancel(status: DocJobStatus | str) -> DocJobStatus:
+    return _apply("cancel", status)
+
+
+def complete(status: DocJobStatus | str) -> DocJobStatus:
+    """The run finished every item (successfully or with per-item failures recorded)."""
+    return _apply("complete", status)
+
+
+def fail(status: DocJobStatus | str) -> DocJobStatus:
+    """The run stopped on an error; the job can be resumed from its last checkpoint."""
+    return _apply("fail", status)
+
+
+def can_delete(status: DocJobStatus | str) -> bool:
+    return _status(status) in _DELETABLE
+
+
+def check_delete(status: DocJobStatus | str) -> None:
+    current = _status(status)
+    if current not in _DELETABLE:
+        raise IllegalTransition(
+            f"cannot delete a job that is {current}: pause or cancel it first",
+            details={"action": "delete", "status": str(current)},
+        )
+
+
+def allowed_actions(status: DocJobStatus | str) -> frozenset[str]:
+    """User actions (start, pause, resume, cancel, delete) legal from ``status``."""
+    current = _status(status)
+    names = {a for a in ("start", "pause", "resume", "cancel") if current in ACTIONS[a][0]}
+    if current in _DELETABLE:
+        names.add("delete")
+    return frozenset(names)

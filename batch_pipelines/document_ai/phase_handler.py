@@ -1,0 +1,223 @@
+"""The engine handler that runs one item through one phase: model call, validation, cost.
+
+Each engine job is one item of a batch job in one phase. ``job.configuration`` holds:
+
+- ``item_id`` (int): the item's id (``items.id``); ledger entries are filed under it;
+- ``content`` (str): the text the phase works on (the item's input or the previous phase's
+  output);
+- ``batch_id`` (int, optional): the document batch whose ledger the cost goes to (default:
+  the engine batch of the job);
+- ``passages`` (list of str, optional): retrieved context for the prompt (``use_rag``);
+- ``target_language`` (str, optional): for translation.
+
+No call is ever billed twice. Every call sends an idempotency key derived from the job's
+stored ``request_id`` and the attempt (``{request_id}:call:{n}`` for the work,
+``{request_id}:validation:{n}`` for scoring it), so a resumed run that redoes the item gets
+replays from the service; the ledger entries use the same keys as ``call_key``, so
+recording them again adds nothing. The entries are handed to ``on_cost`` before ``submit``
+returns - also when a call fails midway - so the ledger is durable before the engine marks
+the job done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+from batch_pipelines.clients.models import ModelClient
+from batch_pipelines.core.costs import (
+    DEFAULT_PRICES,
+    CostEntry,
+    CostKind,
+    PriceTable,
+    Usage,
+    estimate_usage,
+)
+from batch_pipelines.core.statuses import JobStatus
+from batch_pipelines.document_ai.prompts import build_messages, parse_score, validation_messages
+from batch_pipelines.document_ai.router import DEFAULT_VALIDATOR_MODEL
+from batch_pipelines.engine.handlers import SubmitOutcome, TrackOutcome
+from batch_pipelines.store.batch_store import JobRecord
+
+__all__ = ["EMBEDDING_TASK", "CostSink", "PhaseHandler", "call_key"]
+
+EMBEDDING_TASK = "embedding_generation"
+
+CostSink = Callable[[list[CostEntry]], Awaitable[None] | None]
+
+
+def call_key(request_id: str, kind: Literal["call", "validation"], attempt: int) -> str:
+    """The idempotency key (and ledger ``call_key``) of one call of a job."""
+    return f"{request_id}:{kind}:{attempt}"
+
+
+def _usage_from(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
+    """The reported usage, or an estimate (flagged) when it is missing or malformed."""
+    if isinstance(raw, Mapping):
+        try:
+            return Usage(int(raw["prompt_tokens"]), int(raw.get("completion_tokens") or 0))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return estimate_usage(prompt_text, completion_text)
+
+
+def _text_of(messages: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+class PhaseHandler:
+    """Runs one phase of a document pipeline on one item per engine job (``execution="sync"``)."""
+
+    execution: Literal["sync", "async"] = "sync"
+
+    def __init__(
+        self,
+        client: ModelClient,
+        *,
+        phase_name: str,
+        task_type: str,
+        model: str,
+        prices: PriceTable = DEFAULT_PRICES,
+        validation_enabled: bool = False,
+        min_score: int = 7,
+        max_validation_attempts: int = 3,
+        validator_model: str = DEFAULT_VALIDATOR_MODEL,
+        on_cost: CostSink | None = None,
+    ) -> None:
+        if not 1 <= min_score <= 10:
+            raise ValueError(f"min_score must be between 1 and 10, got {min_score}")
+        if max_validation_attempts < 1:
+            raise ValueError(f"max_validation_attempts must be >= 1, got {max_validation_attempts}")
+        self.client = client
+        self.phase_name = phase_name
+        self.task_type = str(task_type)
+        self.model = model
+        self.prices = prices
+        self.is_embedding = self.task_type == EMBEDDING_TASK
+        # Vectors are not judged by a validator.
+        self.validation_enabled = validation_enabled and not self.is_embedding
+        self.min_score = min_score
+        self.max_validation_attempts = max_validation_attempts
+        self.validator_model = validator_model
+        self.on_cost = on_cost
+        # An unpriced model is a configuration error: fail now, not after the first call.
+        prices.price_for(model)
+        if self.validation_enabled:
+            prices.price_for(validator_model)
+
+    # ------------------------------------------------------------------ engine protocol
+
+    async def track(self, jobs: Sequence[JobRecord]) -> Mapping[int, TrackOutcome]:
+        return {}  # sync: every submit returns a terminal outcome
+
+    async def cancel(self, job: JobRecord) -> None:
+        return None  # nothing runs at the service after submit returns
+
+    async def submit(self, job: JobRecord) -> SubmitOutcome:
+        cfg = job.configuration
+        item_id = int(cfg["item_id"])
+        content = cfg["content"]
+        if not isinstance(content, str):
+            raise ValueError(f"item {item_id}: content must be a string")
+        batch_id = int(cfg.get("batch_id", job.batch_id))
+        entries: list[CostEntry] = []
+        request = {
+            "phase": self.phase_name,
+            "task_type": self.task_type,
+            "model": self.model,
+            "item_id": item_id,
+        }
+        started = time.perf_counter()
+        try:
+            result = await self._process(job, cfg, content, item_id, batch_id, entries)
+        finally:
+            # Money spent is recorded even when a later call of this item failed.
+            if entries:
+                await self._record(entries)
+        output, score, attempts = result
+        response = {
+            "output": output,
+            "score": score,
+            "attempts": attempts,
+            "model": self.model,
+            "cost": str(sum((e.cost for e in entries), Decimal(0))),
+            "latency_seconds": round(time.perf_counter() - started, 6),
+        }
+        if self.validation_enabled and (score is None or score < self.min_score):
+            shown = "unavailable" if score is None else str(score)
+            return SubmitOutcome(
+                status=JobStatus.FAILED,
+                request=request,
+                response=response,
+                error=f"validation score {shown} below minimum {self.min_score}",
+            )
+        return SubmitOutcome(status=JobStatus.FINISHED, request=request, response=response)
+
+    # ------------------------------------------------------------------ the work
+
+    async def _process(
+        self,
+        job: JobRecord,
+        cfg: Mapping[str, Any],
+        content: str,
+        item_id: int,
+        batch_id: int,
+        entries: list[CostEntry],
+    ) -> tuple[Any, int | None, int]:
+        def entry(key: str, model: str, usage: Usage, kind: CostKind) -> CostEntry:
+            return CostEntry.priced(
+                call_key=key,
+                batch_id=batch_id,
+                model=model,
+                usage=usage,
+                prices=self.prices,
+                phase=self.phase_name,
+                item_id=str(item_id),
+                kind=kind,
+            )
+
+        if self.is_embedding:
+            key = call_key(job.request_id, "call", 1)
+            result = await self.client.embed([content], model=self.model, idempotency_key=key)
+            entries.append(entry(key, self.model, _usage_from(result.usage, content, ""), "call"))
+            return result.vectors[0], None, 1
+
+        messages = build_messages(
+            self.task_type,
+            content,
+            passages=cfg.get("passages") or (),
+            target_language=cfg.get("target_language"),
+        )
+        prompt_text = _text_of(messages)
+        attempts = self.max_validation_attempts if self.validation_enabled else 1
+        output = ""
+        score: int | None = None
+        for attempt in range(1, attempts + 1):
+            key = call_key(job.request_id, "call", attempt)
+            chat = await self.client.chat(messages, model=self.model, idempotency_key=key)
+            output = chat.content
+            usage = _usage_from(chat.usage, prompt_text, output)
+            entries.append(entry(key, self.model, usage, "call" if attempt == 1 else "retry"))
+            if not self.validation_enabled:
+                return output, None, attempt
+            check = validation_messages(self.task_type, content, output)
+            vkey = call_key(job.request_id, "validation", attempt)
+            verdict = await self.client.chat(
+                check, model=self.validator_model, idempotency_key=vkey
+            )
+            vusage = _usage_from(verdict.usage, _text_of(check), verdict.content)
+            entries.append(entry(vkey, self.validator_model, vusage, "validation"))
+            score = parse_score(verdict.content)
+            if score is not None and score >= self.min_score:
+                return output, score, attempt
+        return output, score, attempts
+
+    async def _record(self, entries: list[CostEntry]) -> None:
+        if self.on_cost is None:
+            return
+        outcome = self.on_cost(list(entries))
+        if inspect.isawaitable(outcome):
+            await outcome
