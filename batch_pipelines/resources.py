@@ -1,4 +1,4 @@
-"""Dagster resources: the only way assets, jobs and sensors reach I/O.
+"""Dagster resources: how assets, jobs and sensors reach the store and outside services.
 
 Each resource is configured from environment variables through ``dg.EnvVar`` when they are
 set, and falls back to the embedded default otherwise (a SQLite file under .data/ and the
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.clients.risk_modeler import RiskModelerClient
@@ -38,7 +38,7 @@ def env_or(name: str, default: str | None = None) -> dg.EnvVar | str | None:
 class BatchStoreResource(dg.ConfigurableResource):
     """The batch store; empty URL means the embedded SQLite file."""
 
-    database_url: str = ""
+    database_url: str = Field(default="", repr=False)  # may hold a password
 
     _store: BatchStore | None = PrivateAttr(default=None)
 
@@ -52,7 +52,7 @@ class RiskModelerResource(dg.ConfigurableResource):
     """The Risk Modeler API, or its simulator (SQLite state under .data/) when no URL is set."""
 
     base_url: str = ""
-    api_key: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
     timeout_seconds: float = 60.0
     simulator_db: str = str(DATA_DIR / "risk_modeler_simulator.db")
     simulator_workflow_seconds: float = 0.5
@@ -94,7 +94,7 @@ class ModelsResource(dg.ConfigurableResource):
     """An OpenAI-compatible model service, or its simulator when no URL is set."""
 
     base_url: str = ""
-    api_key: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
     timeout_seconds: float = 120.0
 
     def client(self) -> ModelClient:
@@ -109,7 +109,7 @@ class ModelsResource(dg.ConfigurableResource):
 class TeamsResource(dg.ConfigurableResource):
     """The Teams channel's Workflows webhook (the URL is the secret), or a recording sink."""
 
-    webhook_url: str = ""
+    webhook_url: str = Field(default="", repr=False)  # the URL is the secret
 
     _simulator: Any = PrivateAttr(default=None)
 

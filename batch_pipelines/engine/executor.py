@@ -34,7 +34,13 @@ from batch_pipelines.core.aggregate import AggregatedView, aggregate
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay, poll_interval
 from batch_pipelines.core.errors import BatchError
 from batch_pipelines.core.reconciliation import Reconciliation
-from batch_pipelines.core.statuses import JOB_IN_FLIGHT, JOB_TERMINAL, BatchStatus, JobStatus
+from batch_pipelines.core.statuses import (
+    JOB_IN_FLIGHT,
+    JOB_TERMINAL,
+    BatchStatus,
+    JobStatus,
+    can_transition_job,
+)
 from batch_pipelines.engine.handlers import JobHandler, SubmitOutcome, TrackOutcome
 from batch_pipelines.store.batch_store import BatchStore, JobChange, JobRecord
 
@@ -293,9 +299,11 @@ class BatchExecutor:
             if jobs and len(in_flight) < window:
                 continue
             if in_flight:
-                await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
-                for task in list(in_flight):
-                    if task.done() and task.exception() is not None:
+                done, _ = await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+                # A submission task fails only if its state change could not be committed:
+                # stop the run (claims are released; the next run resends the same keys).
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
                         raise task.exception()
                 continue
             if not jobs:
@@ -338,8 +346,6 @@ class BatchExecutor:
         await self._maybe_report()
 
     async def _submit_with_retries(self, job: JobRecord) -> SubmitOutcome:
-        from batch_pipelines.clients.http import TransientServiceError  # clients import engine-free
-
         policy = self.options.submit_retry
         attempt = 0
         while True:
@@ -349,18 +355,17 @@ class BatchExecutor:
                 if outcome.status in JOB_TERMINAL:
                     self._durations.append(time.monotonic() - started)
                 return outcome
-            except TransientServiceError as exc:
-                # e.g. a 501 is a ServerError the client marks not retryable
-                if not exc.retryable or attempt >= policy.max_retries:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failing job never stops the rest
+                # Errors say whether a retry can help (``retryable``, e.g. a 503 yes, a 501 or
+                # a 400 no); anything else is a permanent submission error.
+                if not getattr(exc, "retryable", False) or attempt >= policy.max_retries:
                     return SubmitOutcome(status=JobStatus.ERROR, error=_describe(exc))
                 delay = backoff_delay(attempt, policy, retry_after=getattr(exc, "retry_after", None), rng=self._rng)
                 log.info("job %s: transient submission failure (%s); retrying in %.2fs", job.id, exc, delay)
                 attempt += 1
                 await self._sleep(delay)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one failing job never stops the rest
-                return SubmitOutcome(status=JobStatus.ERROR, error=_describe(exc))
 
     # --------------------------------------------------------------- tracking
     async def _track_loop(self, submission_done: asyncio.Event) -> None:
@@ -423,24 +428,33 @@ class BatchExecutor:
     async def _control_loop(self) -> None:
         while True:
             await self._sleep(self.options.control_check_seconds)
-            batch = await asyncio.to_thread(self.store.get_batch, self.batch_id)
-            if batch.status == BatchStatus.PAUSED and not self._paused:
-                log.info("batch %s paused: in-flight submissions finish, then the run stops", self.batch_id)
-                self._paused = True
-                self._stop_submitting = True
-                self._tracked_changed.set()
-            elif batch.status == BatchStatus.CANCELLED and not self._cancelled:
-                log.info("batch %s cancelled: no more submissions; in-flight workflows are cancelled", self.batch_id)
-                self._cancelled = True
-                self._stop_submitting = True
-                await asyncio.to_thread(self.store.cancel_unsubmitted_jobs, self.batch_id)
-                self._tracked_changed.set()
-            await self._maybe_report()
+            try:
+                await self._control_once()
+            except Exception as exc:  # noqa: BLE001 - a store blip must not stop steering
+                log.warning("batch %s: control check failed (%s); retrying", self.batch_id, _describe(exc))
+
+    async def _control_once(self) -> None:
+        batch = await asyncio.to_thread(self.store.get_batch, self.batch_id)
+        if batch.status == BatchStatus.PAUSED and not self._paused:
+            log.info("batch %s paused: in-flight submissions finish, then the run stops", self.batch_id)
+            self._paused = True
+            self._stop_submitting = True
+            self._tracked_changed.set()
+        elif batch.status == BatchStatus.CANCELLED and not self._cancelled:
+            log.info("batch %s cancelled: no more submissions; in-flight workflows are cancelled", self.batch_id)
+            self._cancelled = True
+            self._stop_submitting = True
+            await asyncio.to_thread(self.store.cancel_unsubmitted_jobs, self.batch_id)
+            self._tracked_changed.set()
+        await self._maybe_report()
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._sleep(self.options.lease_seconds / 3)
-            await asyncio.to_thread(self.store.renew_claims, self.owner, lease_seconds=self.options.lease_seconds)
+            try:
+                await asyncio.to_thread(self.store.renew_claims, self.owner, lease_seconds=self.options.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - retried at the next beat, well within the lease
+                log.warning("run %s: renewing claims failed (%s); retrying", self.owner, _describe(exc))
 
     # --------------------------------------------------------------- progress
     async def _maybe_report(self) -> None:
@@ -480,6 +494,10 @@ def _changes_from(jobs: list[JobRecord], outcomes: dict[int, TrackOutcome]) -> l
     for job in jobs:
         outcome = outcomes.get(job.id)
         if outcome is None or outcome.status == job.status:
+            continue
+        if not can_transition_job(job.status, outcome.status):
+            # A service answering out of order (e.g. RUNNING then QUEUED): keep what we know.
+            log.warning("job %s: ignoring %s after %s from the service", job.id, outcome.status, job.status)
             continue
         changes.append(
             JobChange(

@@ -65,7 +65,10 @@ def _job_table(jobs) -> dg.TableMetadataValue:
 def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.AssetsDefinition:
     key = asset_key(batch_type)
     validation_check = dg.AssetCheckSpec("validation_clean", asset=key, description="No validation error before submission.")
-    recon_check = dg.AssetCheckSpec("reconciled_completed", asset=key, description="The batch reconciled COMPLETED.")
+    # Blocking: the next batch type of the cycle does not start on an unsettled or failed one.
+    recon_check = dg.AssetCheckSpec(
+        "reconciled_completed", asset=key, blocking=True, description="The batch reconciled COMPLETED."
+    )
 
     @dg.asset(
         key=key,
@@ -201,6 +204,8 @@ risk_modeling_cycle_job = dg.define_asset_job(
     "risk_modeling_cycle",
     selection=dg.AssetSelection.groups(GROUP),
     partitions_def=CYCLES,
-    tags=CONCURRENCY_TAG,
+    # Run retries would only repeat validation failures or wait-for-decision stops; transient
+    # service errors are already retried inside the engine.
+    tags={**CONCURRENCY_TAG, "dagster/retry_on_asset_or_op_failure": "false"},
     description="All twelve batch types of one cycle, in dependency order.",
 )

@@ -91,16 +91,16 @@ def ensure_batch(store: BatchStore, cycle: str, batch_type: BatchType) -> int:
     """The cycle's batch of this type, created from the stored configuration the first time."""
     existing = store.find_batches(family=FAMILY, batch_type=batch_type.value, partition_key=cycle)
     if existing:
-        return existing[-1].id
+        return existing[0].id
     record, configuration = load_cycle_configuration(store, cycle)
     jobs = build_batch_job_configurations(configuration, batch_type)
-    return store.create_batch(
+    return store.find_or_create_batch(
         family=FAMILY,
         batch_type=batch_type.value,
+        partition_key=cycle,
         name=f"{cycle} {batch_type.value}",
         cycle_id=store.get_cycle(cycle).id,
         configuration_id=record.id,
-        partition_key=cycle,
         job_configurations=[{"key": j["key"], "data": j} for j in jobs],
     )
 

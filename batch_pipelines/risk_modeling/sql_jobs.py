@@ -105,7 +105,7 @@ def database_url(url: str | None, *, what: str) -> URL:
             return make_url(raw)
         except Exception as exc:  # ArgumentError echoes the URL, which may hold a password
             raise ConfigurationError(f"{what}: not a database URL ({type(exc).__name__})") from None
-    return normalize_database_url(raw)
+    return normalize_database_url(raw, what=what)
 
 
 def _make_engine(url: URL, *, immediate: bool) -> sa.Engine:

@@ -3,7 +3,8 @@
 The store is the only place the engine and the families read or write state, and every
 multi-row change (a batch with its jobs, a resubmission, a reconciliation with its log
 row) is one transaction. Two processes working on one batch coordinate through row-level
-claims, so a job is never submitted by both.
+claims with leases; a job resent after a lease ran out carries the same idempotency key, so
+the service replays instead of accepting it twice.
 """
 
 from __future__ import annotations
@@ -410,6 +411,21 @@ class BatchStore:
             "updated_at": now,
         }
 
+    def find_or_create_batch(self, *, family: str, batch_type: str, partition_key: str, **kwargs: Any) -> int:
+        """The partition's batch of this type, created with ``create_batch`` if none exists.
+
+        Safe under concurrency: the unique (family, batch_type, partition_key) constraint
+        makes a second creator fail, and it then reads the winner's batch.
+        """
+        existing = self.find_batches(family=family, batch_type=batch_type, partition_key=partition_key)
+        if existing:
+            return existing[0].id
+        try:
+            return self.create_batch(family=family, batch_type=batch_type, partition_key=partition_key, **kwargs)
+        except sa.exc.IntegrityError:
+            (winner,) = self.find_batches(family=family, batch_type=batch_type, partition_key=partition_key)
+            return winner.id
+
     def get_batch(self, batch_id: int) -> BatchRecord:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.batches).where(t.batches.c.id == batch_id)).first()
@@ -784,6 +800,22 @@ class BatchStore:
                             overridden_by_job_configuration_id=configuration_id,
                         )
                     )
+                # Take the job first, guarded: a concurrent resubmission of the same job, or a
+                # run still holding a live claim on it, makes this one fail instead of
+                # creating a second job with a second key.
+                taken = conn.execute(
+                    t.jobs.update()
+                    .where(
+                        t.jobs.c.id == job.id,
+                        t.jobs.c.skipped.is_(False),
+                        sa.or_(t.jobs.c.claimed_by.is_(None), t.jobs.c.claim_expires_at < now),
+                    )
+                    .values(skipped=True, skipped_reason="resubmitted", updated_at=now)
+                ).rowcount
+                if taken != 1:
+                    raise JobError(
+                        f"job {job_id} is being resubmitted or submitted by another run", code="BP-JOB-BUSY"
+                    )
                 new_id = conn.execute(
                     t.jobs.insert()
                     .values(**self._new_job_row(job.batch_id, configuration_id, now, parent=job.id))
@@ -792,7 +824,7 @@ class BatchStore:
                 conn.execute(
                     t.jobs.update()
                     .where(t.jobs.c.id == job.id)
-                    .values(skipped=True, skipped_reason=f"resubmitted as job {new_id}", updated_at=now)
+                    .values(skipped_reason=f"resubmitted as job {new_id}")
                 )
                 new_ids.append(new_id)
             for batch_id in batch_ids:

@@ -97,6 +97,10 @@ batches = sa.Table(
     sa.Column("created_at", _ts, nullable=False),
     sa.Column("updated_at", _ts, nullable=False),
     sa.Column("settled_at", _ts),
+    # One batch per batch type and partition: two runs of the same partition must find the
+    # same batch, never create one each (each would submit every job with its own keys).
+    # Batches without a partition (NULL) are not constrained.
+    sa.UniqueConstraint("family", "batch_type", "partition_key", name="uq_batches_family_type_partition"),
 )
 
 job_configurations = sa.Table(

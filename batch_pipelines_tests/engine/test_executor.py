@@ -157,3 +157,45 @@ def test_a_dead_runs_claims_are_taken_over_when_their_lease_runs_out(store):
     result = _run(store, batch_id, handler)
     assert result.status == BatchStatus.COMPLETED
     assert sorted(handler.submissions) == ["job-0000", "job-0001", "job-0002", "job-0003"]
+
+
+def test_a_state_change_that_cannot_be_committed_stops_the_run_instead_of_being_lost(store):
+    batch_id = _batch(store, 20)
+    real = store.apply_job_changes
+    calls = {"n": 0}
+
+    def failing(changes):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+        return real(changes)
+
+    store.apply_job_changes = failing
+    with pytest.raises(RuntimeError, match="disk full"):
+        _run(store, batch_id, ScriptedHandler(delay=0.002), concurrency=2)
+    store.apply_job_changes = real
+    # nothing is left claimed, and the next run finishes every job
+    assert store.count_claimed_by_others(batch_id, "anyone") == 0
+    assert _run(store, batch_id, ScriptedHandler()).status == BatchStatus.COMPLETED
+
+
+class _OutOfOrder(ScriptedHandler):
+    """A service that reports RUNNING, then QUEUED (going back), then FINISHED."""
+
+    async def track(self, jobs):
+        from batch_pipelines.engine.handlers import TrackOutcome
+
+        out = {}
+        for job in jobs:
+            n = self.polls[job.id] = self.polls.get(job.id, 0) + 1
+            status = [JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.FINISHED][min(n, 3) - 1]
+            out[job.id] = TrackOutcome(status, status.value)
+        return out
+
+
+def test_a_service_answering_out_of_order_never_moves_a_job_backwards(store):
+    batch_id = _batch(store, 3)
+    result = _run(store, batch_id, _OutOfOrder(execution="async"))
+    assert result.status == BatchStatus.COMPLETED
+    for job in store.list_jobs(batch_id):
+        assert [r["status"] for r in store.tracking_log(job.id)] == ["RUNNING", "FINISHED"]

@@ -170,3 +170,18 @@ def test_a_finished_job_whose_entity_is_gone_is_resubmitted_and_the_others_are_n
     assert children[0].status == JobStatus.FINISHED and after[victim.id].skipped
     assert all(not after[j.id].skipped for j in jobs[1:])
     assert _batch(store, name, BatchType.ANALYSIS).status.value == "COMPLETED"
+
+
+def test_a_failed_batch_blocks_the_next_batch_types_of_the_cycle(cycle):
+    name, store, resources, instance, _ = cycle
+    flaky = dict(resources)
+    flaky["risk_modeler"] = RiskModelerResource(
+        simulator_db=resources["risk_modeler"].simulator_db,
+        simulator_workflow_seconds=0.05,
+        simulator_workflow_failure_rate=1.0,
+    )
+    result = _materialize(risk_modeling_assets, name, flaky, instance)
+    assert not result.success
+    assert _batch(store, name, BatchType.EDM_CREATION).status.value == "FAILED"
+    # nothing after EDM Creation ran: no batch exists for Portfolio Creation
+    assert store.find_batches(family=FAMILY, batch_type=BatchType.PORTFOLIO_CREATION.value, partition_key=name) == []

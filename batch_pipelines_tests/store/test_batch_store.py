@@ -221,3 +221,38 @@ def test_a_configuration_can_be_replaced_until_batches_exist_for_it(store):
     with pytest.raises(BatchError, match="cannot be replaced"):
         store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 3})
     assert store.configuration_for_cycle("C1", "risk_modeling").content == {"v": 2}
+
+
+def test_two_runs_of_one_partition_find_the_same_batch(store):
+    first = store.find_or_create_batch(family="f", batch_type="t", partition_key="P1", job_configurations=[{"key": "a"}])
+    # a racing creator loses on the unique constraint and reads the winner's batch
+    from batch_pipelines.store.batch_store import BatchStore
+
+    original = BatchStore.find_batches
+    calls = {"n": 0}
+
+    def stale_then_real(self, **kw):
+        calls["n"] += 1
+        return [] if calls["n"] == 1 else original(self, **kw)
+
+    BatchStore.find_batches = stale_then_real
+    try:
+        second = store.find_or_create_batch(family="f", batch_type="t", partition_key="P1", job_configurations=[{"key": "a"}])
+    finally:
+        BatchStore.find_batches = original
+    assert second == first
+    assert len(store.find_batches(family="f", batch_type="t", partition_key="P1")) == 1
+
+
+def test_a_job_held_by_a_live_run_or_already_resubmitted_cannot_be_resubmitted_again(store):
+    batch_id = _batch(store, 2)
+    a, b = store.list_jobs(batch_id)
+    store.apply_job_changes([JobChange(a.id, JobStatus.INITIATED, JobStatus.ERROR, last_error="timeout")])
+    store.claim_jobs(batch_id, "live-run", limit=5, lease_seconds=60, errored_before=a.updated_at.replace(year=2100))
+    with pytest.raises(JobError, match="another run"):
+        store.resubmit_jobs([a.id])
+    store.release_claims("live-run")
+    (child,) = store.resubmit_jobs([a.id])
+    with pytest.raises(JobError):
+        store.resubmit_jobs([a.id])
+    assert store.get_job(child).parent_job_id == a.id
