@@ -202,7 +202,9 @@ def _decide(summary: ReconciliationSummary, counts: Counter[JobStatus]) -> tuple
     if summary.unfulfilled_configurations == 0:
         return (
             BatchStatus.COMPLETED,
-            f"all {n_configs} {_configs_word(n_configs)} have a FINISHED job",
+            f"all {n_configs} {_configs_word(n_configs)} have a FINISHED job"
+            if n_configs != 1
+            else "the one configuration has a FINISHED job",
         )
     missing = summary.unfulfilled_configurations
     return (
