@@ -7,7 +7,7 @@ from batch_pipelines.resources import default_resources, env_or
 from batch_pipelines.risk_modeling.assets import risk_modeling_assets, risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.jobs import analysis_decisions, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
-from batch_pipelines.risk_modeling.sensors import workbook_drop_sensor
+from batch_pipelines.risk_modeling.sensors import cycle_after_workbook_load, workbook_drop_sensor
 
 
 @dg.definitions
@@ -15,7 +15,7 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=risk_modeling_assets,
         jobs=[batch_control, resubmit_jobs, risk_modeling_cycle_job, load_workbook, analysis_decisions],
-        sensors=[workbook_drop_sensor],
+        sensors=[workbook_drop_sensor, cycle_after_workbook_load],
         resources={
             **default_resources(),
             "risk_modeling": RiskModelingSettings(

@@ -14,6 +14,8 @@ from batch_pipelines.risk_modeling.cycle_batches import ensure_batch, store_cycl
 from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.workbook import validate_workbook
 
+CYCLE_TAG = "batch_pipelines/cycle"
+
 
 class LoadWorkbookConfig(dg.Config):
     workbook_path: str = Field(description="Path of the master configuration .xlsx on the code server.")
@@ -27,6 +29,8 @@ def load_cycle_workbook(context: dg.OpExecutionContext, config: LoadWorkbookConf
         raise ConfigurationError(f"{config.workbook_path}: {len(validation.issues)} errors, nothing stored\n{listing}")
     cycle, _ = store_cycle_configuration(batch_store.get_store(), validation.configuration, source=config.workbook_path)
     context.instance.add_dynamic_partitions(CYCLES.name, [cycle])
+    # The run says which cycle it loaded, so the follow-up sensor can launch that cycle.
+    context.instance.add_run_tags(context.run_id, {CYCLE_TAG: cycle})
     context.log.info(f"cycle {cycle} is active with {validation.job_counts}")
     return cycle
 

@@ -1,12 +1,16 @@
-"""The drop-folder sensor: new or changed workbooks become cycles; invalid ones are reported."""
+"""Dropped workbooks: the sensor launches a load per file version; the load validates and
+stores; a successful load launches the cycle run; an invalid workbook fails its load run."""
 
 import dagster as dg
+import pytest
 
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.risk_modeling.drop_folder import workbook_changes
+from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
-from batch_pipelines.risk_modeling.sensors import workbook_drop_sensor
+from batch_pipelines.risk_modeling.sensors import cycle_after_workbook_load, workbook_drop_sensor
 
 
 def test_only_new_or_changed_files_are_loaded_and_the_cursor_remembers_them():
@@ -18,38 +22,53 @@ def test_only_new_or_changed_files_are_loaded_and_the_cursor_remembers_them():
     assert changed == []
 
 
-def _evaluate(tmp_path, instance, cursor=None):
-    resources = {
-        "batch_store": BatchStoreResource(database_url=f"sqlite:///{tmp_path / 'store.db'}"),
-        "risk_modeling": RiskModelingSettings(data_dir=str(tmp_path / "data"), drop_folder=str(tmp_path / "incoming")),
-    }
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    return workbook_drop_sensor(context), context
+def _sensor(tmp_path, instance, cursor=None):
+    settings = RiskModelingSettings(data_dir=str(tmp_path / "data"), drop_folder=str(tmp_path / "incoming"))
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"risk_modeling": settings})
+    return workbook_drop_sensor(context)
 
 
-def test_a_valid_workbook_registers_its_cycle_partition_and_requests_the_cycle_run(tmp_path):
+def test_a_dropped_workbook_launches_one_load_per_file_version(tmp_path):
     (tmp_path / "incoming").mkdir()
-    valid_workbook().write(tmp_path / "incoming" / "cycle.xlsx")
+    path = valid_workbook().write(tmp_path / "incoming" / "cycle.xlsx")
     with dg.instance_for_test() as instance:
-        result, context = _evaluate(tmp_path, instance)
-        assert isinstance(result, dg.SensorResult)
+        result = _sensor(tmp_path, instance)
         (request,) = result.run_requests
-        cycle = request.partition_key
-        assert result.dynamic_partitions_requests[0].partition_keys == [cycle]
-        store = BatchStoreResource(database_url=f"sqlite:///{tmp_path / 'store.db'}").get_store()
-        assert store.active_cycle().name == cycle
-        assert store.configuration_for_cycle(cycle, "risk_modeling") is not None
-        # the same file again: nothing to do
-        again, _ = _evaluate(tmp_path, instance, cursor=result.cursor)
-        assert isinstance(again, dg.SkipReason)
+        assert request.run_config["ops"]["load_cycle_workbook"]["config"]["workbook_path"] == str(path)
+        assert request.run_key.startswith("cycle.xlsx:")
+        assert isinstance(_sensor(tmp_path, instance, cursor=result.cursor), dg.SkipReason)
 
 
-def test_an_invalid_workbook_is_reported_with_its_errors_and_stores_nothing(tmp_path):
-    (tmp_path / "incoming").mkdir()
-    valid_workbook().remove_sheet("Databases").write(tmp_path / "incoming" / "broken.xlsx")
+def test_loading_a_valid_workbook_registers_the_cycle_and_the_cycle_run_follows(tmp_path):
+    path = valid_workbook().write(tmp_path / "cycle.xlsx")
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
     with dg.instance_for_test() as instance:
-        result, _ = _evaluate(tmp_path, instance)
-        assert not result.run_requests
-        assert "broken.xlsx" in result.skip_reason.skip_message and "errors" in result.skip_reason.skip_message
-        store = BatchStoreResource(database_url=f"sqlite:///{tmp_path / 'store.db'}").get_store()
-        assert store.list_cycles() == []
+        result = load_workbook.execute_in_process(
+            run_config={"ops": {"load_cycle_workbook": {"config": {"workbook_path": str(path)}}}},
+            resources={"batch_store": BatchStoreResource(database_url=store_url)},
+            instance=instance,
+        )
+        cycle = result.output_for_node("load_cycle_workbook")
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags[CYCLE_TAG] == cycle
+        assert instance.has_dynamic_partition("risk_modeling_cycles", cycle)
+        store = BatchStoreResource(database_url=store_url).get_store()
+        assert store.active_cycle().name == cycle
+        success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="cycle_after_workbook_load", dagster_event=success, dagster_instance=instance, dagster_run=run
+        )
+        request = cycle_after_workbook_load(context)
+        assert request.partition_key == cycle and request.run_key == f"cycle:{cycle}:{result.run_id}"
+
+
+def test_an_invalid_workbook_fails_its_load_with_every_error_and_stores_nothing(tmp_path):
+    path = valid_workbook().remove_sheet("Databases").write(tmp_path / "broken.xlsx")
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    with dg.instance_for_test() as instance, pytest.raises(ConfigurationError, match="Databases"):
+        load_workbook.execute_in_process(
+            run_config={"ops": {"load_cycle_workbook": {"config": {"workbook_path": str(path)}}}},
+            resources={"batch_store": BatchStoreResource(database_url=store_url)},
+            instance=instance,
+        )
+    assert BatchStoreResource(database_url=store_url).get_store().list_cycles() == []
