@@ -12,6 +12,8 @@ from batch_pipelines.resources import BatchStoreResource, RiskModelerResource
 from batch_pipelines.risk_modeling.batch_types import BatchType
 from batch_pipelines.risk_modeling.cycle_batches import ensure_batch, store_cycle_configuration
 from batch_pipelines.risk_modeling.partitions import CYCLES
+from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+from batch_pipelines.risk_modeling.sample_source import create_sample_source
 from batch_pipelines.risk_modeling.workbook import validate_workbook
 
 CYCLE_TAG = "batch_pipelines/cycle"
@@ -22,12 +24,22 @@ class LoadWorkbookConfig(dg.Config):
 
 
 @dg.op
-def load_cycle_workbook(context: dg.OpExecutionContext, config: LoadWorkbookConfig, batch_store: BatchStoreResource) -> str:
+def load_cycle_workbook(
+    context: dg.OpExecutionContext,
+    config: LoadWorkbookConfig,
+    batch_store: BatchStoreResource,
+    risk_modeling: RiskModelingSettings,
+) -> str:
     validation = validate_workbook(config.workbook_path)
     if not validation.valid:
         listing = "\n".join(f"- {issue}" for issue in validation.issues[:100])
         raise ConfigurationError(f"{config.workbook_path}: {len(validation.issues)} errors, nothing stored\n{listing}")
     cycle, _ = store_cycle_configuration(batch_store.get_store(), validation.configuration, source=config.workbook_path)
+    if not risk_modeling.source_database_url:
+        # Embedded default: no exposure warehouse is configured, so Data Extraction reads a
+        # generated sample for this cycle's import files (production sets the URL).
+        create_sample_source(risk_modeling.source_url(), validation.configuration)
+        context.log.info(f"embedded default: sample exposure data generated at {risk_modeling.source_url()}")
     context.instance.add_dynamic_partitions(CYCLES.name, [cycle])
     # The run says which cycle it loaded, so the follow-up sensor can launch that cycle.
     context.instance.add_run_tags(context.run_id, {CYCLE_TAG: cycle})

@@ -45,10 +45,15 @@ def test_loading_a_valid_workbook_registers_the_cycle_and_the_cycle_run_follows(
     with dg.instance_for_test() as instance:
         result = load_workbook.execute_in_process(
             run_config={"ops": {"load_cycle_workbook": {"config": {"workbook_path": str(path)}}}},
-            resources={"batch_store": BatchStoreResource(database_url=store_url)},
+            resources={
+                "batch_store": BatchStoreResource(database_url=store_url),
+                "risk_modeling": RiskModelingSettings(data_dir=str(tmp_path / "data")),
+            },
             instance=instance,
         )
         cycle = result.output_for_node("load_cycle_workbook")
+        # the embedded default generates the sample exposure data Data Extraction reads
+        assert (tmp_path / "data" / "exposure_source.db").exists()
         run = instance.get_run_by_id(result.run_id)
         assert run.tags[CYCLE_TAG] == cycle
         assert instance.has_dynamic_partition("risk_modeling_cycles", cycle)
@@ -68,7 +73,10 @@ def test_an_invalid_workbook_fails_its_load_with_every_error_and_stores_nothing(
     with dg.instance_for_test() as instance, pytest.raises(ConfigurationError, match="Databases"):
         load_workbook.execute_in_process(
             run_config={"ops": {"load_cycle_workbook": {"config": {"workbook_path": str(path)}}}},
-            resources={"batch_store": BatchStoreResource(database_url=store_url)},
+            resources={
+                "batch_store": BatchStoreResource(database_url=store_url),
+                "risk_modeling": RiskModelingSettings(data_dir=str(tmp_path / "data")),
+            },
             instance=instance,
         )
     assert BatchStoreResource(database_url=store_url).get_store().list_cycles() == []
