@@ -8,7 +8,7 @@ before it is answered), derives workflow status from the clock (no background ta
 drive, so a restarted simulator resumes exactly where the old one was), and honours
 ``x-rms-requestid`` with stored responses that are replayed.
 
-Shape follows /work/shared/reference/external-apis.md. Adding an endpoint means writing one
+Shape follows the public record of the Risk Modeler API (shared reference: external-apis.md). Adding an endpoint means writing one
 handler method ``(db, call) -> Answer`` and one row in ``_route_table``; an asynchronous
 endpoint calls ``_start_workflow`` with an effect, and the effect is one function in
 ``_EFFECTS`` applied when the workflow finishes.
