@@ -39,7 +39,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -205,14 +205,19 @@ async def _sync_in_process(directory: Path, n: int, latency_s: float, store: Bat
         sim.close()
 
 
-def bench_sync() -> None:
-    n = _jobs(SYNC_JOBS)
+def _in_sqlite_store(run: Callable[[Path, BatchStore], Awaitable[float]]) -> float:
+    """Run one timed benchmark coroutine in a fresh folder with its own SQLite store."""
     with tempfile.TemporaryDirectory(prefix="bench_engine_") as d:
         store = _sqlite_store(Path(d))
         try:
-            elapsed = asyncio.run(_sync_in_process(Path(d), n, LATENCY_S, store))
+            return asyncio.run(run(Path(d), store))
         finally:
             store.dispose()
+
+
+def bench_sync() -> None:
+    n = _jobs(SYNC_JOBS)
+    elapsed = _in_sqlite_store(lambda d, store: _sync_in_process(d, n, LATENCY_S, store))
     rate = n / elapsed
     print(
         f"engine_sync: {n} sync jobs in {elapsed:.2f} s = {rate:.0f} jobs/s, ideal {IDEAL_JOBS_PER_S:.0f} jobs/s "
@@ -248,12 +253,7 @@ async def _async_in_process(directory: Path, n: int, store: BatchStore) -> float
 
 def bench_async() -> None:
     n = _jobs(ASYNC_JOBS)
-    with tempfile.TemporaryDirectory(prefix="bench_engine_") as d:
-        store = _sqlite_store(Path(d))
-        try:
-            elapsed = asyncio.run(_async_in_process(Path(d), n, store))
-        finally:
-            store.dispose()
+    elapsed = _in_sqlite_store(lambda d, store: _async_in_process(d, n, store))
     rate = n / elapsed
     workflow = sum(WORKFLOW_SECONDS)
     print(
@@ -282,12 +282,7 @@ def _overhead_line(name: str, backend: str, n: int, elapsed: float) -> None:
 
 def bench_overhead_sqlite() -> None:
     n = _jobs(OVERHEAD_JOBS)
-    with tempfile.TemporaryDirectory(prefix="bench_engine_") as d:
-        store = _sqlite_store(Path(d))
-        try:
-            elapsed = asyncio.run(_sync_in_process(Path(d), n, 0.0, store))
-        finally:
-            store.dispose()
+    elapsed = _in_sqlite_store(lambda d, store: _sync_in_process(d, n, 0.0, store))
     _overhead_line("engine_overhead_sqlite", "SQLite", n, elapsed)
 
 

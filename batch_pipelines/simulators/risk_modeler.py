@@ -355,6 +355,11 @@ def _required(query: QueryParams, name: str) -> str:
     return value
 
 
+def _present(body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The given keys of a request body that the caller actually set."""
+    return {key: body[key] for key in keys if body.get(key) is not None}
+
+
 class RiskModelerSimulator:
     """The Risk Modeler as an ASGI app (``.app``) over a SQLite file.
 
@@ -1610,11 +1615,9 @@ class RiskModelerSimulator:
                 "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (tr_id, edm)
             ).fetchone() is None:
                 raise ApiError(404, "TREATY_NOT_FOUND", f"Treaty {raw} not found in '{edm}'.")
-        settings = {
-            key: body.get(key)
-            for key in ("modelProfileId", "outputProfileId", "eventRateSchemeId", "currency", "treaties", "tagIds")
-            if body.get(key) is not None
-        }
+        settings = _present(
+            body, "modelProfileId", "outputProfileId", "eventRateSchemeId", "currency", "treaties", "tagIds"
+        )
         return self._start_workflow(
             db,
             call.now,
@@ -1653,11 +1656,7 @@ class RiskModelerSimulator:
             raise ApiError(
                 404, "ANALYSIS_NOT_FOUND", f"Analyses not found: {', '.join(map(str, missing))}."
             )
-        settings = {
-            key: body.get(key)
-            for key in ("currency", "numOfSimulations", "simulateToPLT", "propagateDetailedLosses")
-            if body.get(key) is not None
-        }
+        settings = _present(body, "currency", "numOfSimulations", "simulateToPLT", "propagateDetailedLosses")
         return self._start_workflow(
             db,
             call.now,

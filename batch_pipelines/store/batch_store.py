@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -43,7 +43,6 @@ from batch_pipelines.core.statuses import (
 )
 from batch_pipelines.store import schema as t
 from batch_pipelines.store.database import create_engine, migrate
-from batch_pipelines.store.urls import redacted
 
 
 def utcnow() -> datetime:
@@ -165,27 +164,19 @@ class JobChange:
 _JOB_COLUMNS = [c for c in t.jobs.c]
 
 
+def _record(cls: type, row: Any, **derived: Any) -> Any:
+    """A record dataclass from a row: every field read by name, except those given."""
+    m = row._mapping
+    return cls(**{f.name: m[f.name] for f in fields(cls) if f.name not in derived}, **derived)
+
+
 def _job_record(row: Any) -> JobRecord:
     m = row._mapping
-    return JobRecord(
-        id=m["id"],
-        batch_id=m["batch_id"],
-        job_configuration_id=m["job_configuration_id"],
-        parent_job_id=m["parent_job_id"],
+    return _record(
+        JobRecord,
+        row,
         status=JobStatus(m["status"]),
         skipped=bool(m["skipped"]),
-        skipped_reason=m["skipped_reason"],
-        request_id=m["request_id"],
-        workflow_id=m["workflow_id"],
-        submission_request=m["submission_request"],
-        submission_response=m["submission_response"],
-        last_error=m["last_error"],
-        submit_attempts=m["submit_attempts"],
-        created_at=m["created_at"],
-        submit_requested_at=m["submit_requested_at"],
-        submitted_at=m["submitted_at"],
-        finished_at=m["finished_at"],
-        updated_at=m["updated_at"],
         key=m["config_key"],
         configuration=m["config_data"],
     )
@@ -193,35 +184,11 @@ def _job_record(row: Any) -> JobRecord:
 
 def _batch_record(row: Any) -> BatchRecord:
     m = row._mapping
-    return BatchRecord(
-        id=m["id"],
-        family=m["family"],
-        batch_type=m["batch_type"],
-        name=m["name"],
-        cycle_id=m["cycle_id"],
-        configuration_id=m["configuration_id"],
-        partition_key=m["partition_key"],
-        status=BatchStatus(m["status"]),
-        options=m["options"] or {},
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        settled_at=m["settled_at"],
-    )
+    return _record(BatchRecord, row, status=BatchStatus(m["status"]), options=m["options"] or {})
 
 
 def _configuration_record(row: Any) -> JobConfigurationRecord:
-    m = row._mapping
-    return JobConfigurationRecord(
-        id=m["id"],
-        batch_id=m["batch_id"],
-        key=m["key"],
-        data=m["data"],
-        skipped=bool(m["skipped"]),
-        skipped_reason=m["skipped_reason"],
-        override_reason=m["override_reason"],
-        parent_job_configuration_id=m["parent_job_configuration_id"],
-        overridden_by_job_configuration_id=m["overridden_by_job_configuration_id"],
-    )
+    return _record(JobConfigurationRecord, row, skipped=bool(row._mapping["skipped"]))
 
 
 def _new_request_id() -> str:
@@ -240,9 +207,6 @@ class BatchStore:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
-
-    def describe(self) -> str:
-        return redacted(self.engine.url)
 
     def dispose(self) -> None:
         self.engine.dispose()

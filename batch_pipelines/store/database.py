@@ -65,8 +65,3 @@ def migrate(engine: sa.Engine) -> None:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
                 command.upgrade(cfg, "head")
         _MIGRATED.add(key)
-
-
-def current_revision(engine: sa.Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
