@@ -9,7 +9,10 @@ import click
 
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.configured_batches.cli import jobs
+from batch_pipelines.document_ai.cli import docs
 from batch_pipelines.risk_modeling.cli import config
+from batch_pipelines.role_onboarding.cli import roles
 from batch_pipelines.simulators.cli import simulate
 
 _database_url = click.option(
@@ -34,6 +37,9 @@ def main() -> None:
 
 main.add_command(simulate)
 main.add_command(config)
+main.add_command(docs)
+main.add_command(jobs)
+main.add_command(roles)
 
 
 @main.command()

@@ -3,16 +3,19 @@
 import dagster as dg
 
 from batch_pipelines.batch_actions.jobs import batch_control, resubmit_jobs
+from batch_pipelines.configured_batches.definitions import configured_batches_definitions
+from batch_pipelines.document_ai.definitions import document_ai_definitions
 from batch_pipelines.resources import default_resources, env_or
 from batch_pipelines.risk_modeling.assets import risk_modeling_assets, risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.jobs import analysis_decisions, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sensors import cycle_after_workbook_load, workbook_drop_sensor
+from batch_pipelines.role_onboarding.definitions import role_onboarding_definitions
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(
+    shared_and_risk_modeling = dg.Definitions(
         assets=risk_modeling_assets,
         jobs=[batch_control, resubmit_jobs, risk_modeling_cycle_job, load_workbook, analysis_decisions],
         sensors=[workbook_drop_sensor, cycle_after_workbook_load],
@@ -23,4 +26,10 @@ def defs() -> dg.Definitions:
                 databridge_url=env_or("RISK_MODELING_DATABRIDGE_URL", ""),
             ),
         },
+    )
+    return dg.Definitions.merge(
+        shared_and_risk_modeling,
+        document_ai_definitions(),
+        configured_batches_definitions(),
+        role_onboarding_definitions(),
     )

@@ -66,6 +66,25 @@ def _dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def _run_family_demos(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> bool:
+    """The other families' demos, each in a folder of its own; all run even if one fails."""
+    from batch_pipelines.configured_batches.demo import run_demo as configured_batches_demo
+    from batch_pipelines.document_ai.demo import run_demo as document_ai_demo
+    from batch_pipelines.role_onboarding.demo import run_demo as role_onboarding_demo
+
+    results = []
+    for number, (name, demo) in enumerate(
+        [("document_ai", document_ai_demo), ("configured_batches", configured_batches_demo),
+         ("role_onboarding", role_onboarding_demo)],
+        start=5,
+    ):
+        folder = directory / name
+        folder.mkdir()
+        echo(f"\n{number}. {name.replace('_', ' ').capitalize()}")
+        results.append(demo(echo, folder, instance) == 0)
+    return all(results)
+
+
 def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) -> int:
     # Retries are the interesting part of a faulty run: show them inline, one line each.
     logging.basicConfig(level=logging.WARNING, format="    retry: %(message)s", stream=sys.stdout, force=True)
@@ -121,6 +140,7 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     cycle_dir.mkdir()
     with _dagster_instance() as instance:
         cycle_ok = run_cycle_demo(echo, cycle_dir, instance) == 0
+        families_ok = _run_family_demos(echo, directory, instance)
 
     echo("\nWhere to look:")
     echo(f"  store (SQLite):      {directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)")
@@ -129,6 +149,6 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     echo(f"  the cycle's store:   {cycle_dir / 'batch_store.db'};  its files: {cycle_dir / 'risk_modeling'}")
     echo("  the Dagster UI:      make dev  (then open http://127.0.0.1:3000: Runs, and the")
     echo("                       risk_modeling asset group with its metadata and checks)")
-    ok = cycle_ok and all(r.status.value == "COMPLETED" for r in ([second] if failed else [first]) + [third])
+    ok = cycle_ok and families_ok and all(r.status.value == "COMPLETED" for r in ([second] if failed else [first]) + [third])
     store.dispose()
     return 0 if ok else 1

@@ -29,7 +29,17 @@ def _modules() -> list[tuple[str, Callable[[], Callable[[], None]]]]:
 
         return bench_cycle.main
 
-    return [("bench_engine", engine), ("bench_workbook", workbook), ("bench_cycle", cycle)]
+    def family(module: str) -> Callable[[], Callable[[], None]]:
+        def load() -> Callable[[], None]:
+            import importlib
+
+            return importlib.import_module(f"benchmarks.{module}").main
+
+        return load
+
+    return [("bench_engine", engine), ("bench_workbook", workbook), ("bench_cycle", cycle)] + [
+        (name, family(name)) for name in ("bench_docs", "bench_preferences", "bench_roles")
+    ]
 
 
 def main() -> int:

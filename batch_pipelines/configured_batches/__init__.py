@@ -1,0 +1,1 @@
+"""Configured and preference-driven batches: status by user, tenant or feature type."""

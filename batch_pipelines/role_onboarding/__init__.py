@@ -1,0 +1,1 @@
+"""Role onboarding batches: submit, status, retry failed roles."""

@@ -1,0 +1,5 @@
+"""Placeholder until the family lands."""
+
+
+def main() -> None:
+    raise SystemExit("not written yet")
