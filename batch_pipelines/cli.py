@@ -7,27 +7,14 @@ import sys
 
 import click
 
+from batch_pipelines.cli_options import database_url_option, open_store
+from batch_pipelines.configured_batches.cli import jobs
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
-from batch_pipelines.configured_batches.cli import jobs
 from batch_pipelines.document_ai.cli import docs
 from batch_pipelines.risk_modeling.cli import config
 from batch_pipelines.role_onboarding.cli import roles
 from batch_pipelines.simulators.cli import simulate
-
-_database_url = click.option(
-    "--database-url",
-    envvar="BATCH_PIPELINES_DATABASE_URL",
-    default="",
-    show_envvar=True,
-    help="Store URL (sqlite:///PATH or postgresql://...); empty: the embedded SQLite file.",
-)
-
-
-def _store(database_url: str):
-    from batch_pipelines.store.batch_store import BatchStore
-
-    return BatchStore(database_url or None)
 
 
 @click.group()
@@ -56,12 +43,12 @@ def batch() -> None:
 
 
 @batch.command("list")
-@_database_url
+@database_url_option
 @click.option("--family", default=None)
 @click.option("--json", "as_json", is_flag=True)
 def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
     """List batches with their status and job counts."""
-    store = _store(database_url)
+    store = open_store(database_url)
     rows = [
         {"id": b.id, "family": b.family, "batch_type": b.batch_type, "partition": b.partition_key,
          "status": b.status.value, "jobs": store.job_status_counts(b.id)}
@@ -76,11 +63,11 @@ def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
 
 @batch.command()
 @click.argument("batch_id", type=int)
-@_database_url
+@database_url_option
 @click.option("--json", "as_json", is_flag=True)
 def status(batch_id: int, database_url: str, as_json: bool) -> None:
     """A batch's status, its last reconciliation and its jobs."""
-    store = _store(database_url)
+    store = open_store(database_url)
     try:
         b = store.get_batch(batch_id)
     except BatchPipelinesError as exc:
@@ -109,7 +96,7 @@ def status(batch_id: int, database_url: str, as_json: bool) -> None:
 
 def _set_status(batch_id: int, database_url: str, target: BatchStatus) -> None:
     try:
-        b = _store(database_url).set_batch_status(batch_id, target)
+        b = open_store(database_url).set_batch_status(batch_id, target)
     except BatchPipelinesError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"batch {b.id} is now {b.status}")
@@ -117,7 +104,7 @@ def _set_status(batch_id: int, database_url: str, target: BatchStatus) -> None:
 
 @batch.command()
 @click.argument("batch_id", type=int)
-@_database_url
+@database_url_option
 def pause(batch_id: int, database_url: str) -> None:
     """Pause: in-flight submissions finish, then the running engine stops."""
     _set_status(batch_id, database_url, BatchStatus.PAUSED)
@@ -125,7 +112,7 @@ def pause(batch_id: int, database_url: str) -> None:
 
 @batch.command()
 @click.argument("batch_id", type=int)
-@_database_url
+@database_url_option
 def resume(batch_id: int, database_url: str) -> None:
     """Resume a paused batch (materialize its asset again to continue)."""
     _set_status(batch_id, database_url, BatchStatus.ACTIVE)
@@ -133,7 +120,7 @@ def resume(batch_id: int, database_url: str) -> None:
 
 @batch.command()
 @click.argument("batch_id", type=int)
-@_database_url
+@database_url_option
 def cancel(batch_id: int, database_url: str) -> None:
     """Cancel: no more submissions; in-flight workflows are cancelled at the service."""
     _set_status(batch_id, database_url, BatchStatus.CANCELLED)
@@ -141,14 +128,14 @@ def cancel(batch_id: int, database_url: str) -> None:
 
 @batch.command()
 @click.argument("job_ids", type=int, nargs=-1, required=True)
-@_database_url
+@database_url_option
 @click.option("--configuration-json", default=None, help="Replacement job configuration (JSON object).")
 @click.option("--reason", "override_reason", default=None, help="Why the configuration is replaced.")
 def resubmit(job_ids: tuple[int, ...], database_url: str, configuration_json: str | None, override_reason: str | None) -> None:
     """Resubmit FAILED/ERROR/CANCELLED jobs as new jobs; the originals are kept, skipped."""
     data = json.loads(configuration_json) if configuration_json else None
     try:
-        new_ids = _store(database_url).resubmit_jobs(list(job_ids), configuration_data=data, override_reason=override_reason)
+        new_ids = open_store(database_url).resubmit_jobs(list(job_ids), configuration_data=data, override_reason=override_reason)
     except BatchPipelinesError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"resubmitted {list(job_ids)} as {new_ids}")

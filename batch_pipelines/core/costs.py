@@ -24,8 +24,8 @@ COST_QUANTUM = Decimal("0.00000001")
 # breakdowns still add up to the total and stay valid JSON object keys.
 UNASSIGNED = "(none)"
 
-CostKind = Literal["call", "validation", "retry"]
-COST_KINDS: frozenset[str] = frozenset({"call", "validation", "retry"})
+CostKind = Literal["call", "validation", "retry", "retrieval"]
+COST_KINDS: frozenset[str] = frozenset({"call", "validation", "retry", "retrieval"})
 
 # Rough rule used by OpenAI-style tokenizers on English text; good enough to keep a budget
 # honest when a service omits ``usage``, and entries built from it are flagged estimated.
@@ -207,11 +207,12 @@ class CostEntry:
     derives it deterministically (e.g. batch, item, phase, attempt) so that a retry of the
     *same* call after a crash reuses the key and is counted once. ``kind`` tells why the
     money was spent: ``call`` (the work), ``validation`` (checking a result) or ``retry``
-    (a new, deliberately repeated call, which has its own key and does cost money).
+    (a new, deliberately repeated call, which has its own key and does cost money) or
+    ``retrieval`` (embedding reference documents or a query for retrieval-augmented prompts).
     """
 
     call_key: str
-    batch_id: str | int
+    batch_id: str | int | None  # None: billed to no batch (e.g. indexing reference documents)
     phase: str | None
     item_id: str | None
     model: str
@@ -236,7 +237,7 @@ class CostEntry:
         cls,
         *,
         call_key: str,
-        batch_id: str | int,
+        batch_id: str | int | None,
         model: str,
         usage: Usage,
         prices: PriceTable = DEFAULT_PRICES,

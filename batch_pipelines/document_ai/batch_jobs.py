@@ -40,6 +40,7 @@ __all__ = [
     "check_pipeline",
     "complete",
     "fail",
+    "next_status",
     "pause",
     "resume",
     "start",
@@ -53,6 +54,8 @@ class JobOptions(BaseModel):
     checkpoint_frequency: int = Field(default=10, ge=1, le=100)
     auto_start: bool = True
     cost_budget: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    # For translation phases (seed 002's book translation); the prompt's default otherwise.
+    target_language: str | None = Field(default=None, min_length=1, max_length=60)
 
 
 class BatchJobSpec(BaseModel):
@@ -135,7 +138,8 @@ def _status(status: DocJobStatus | str) -> DocJobStatus:
         ) from None
 
 
-def _apply(action: str, status: DocJobStatus | str) -> DocJobStatus:
+def next_status(action: str, status: DocJobStatus | str) -> DocJobStatus:
+    """The status ``action`` leads to from ``status``, or IllegalTransition naming the rule."""
     current = _status(status)
     allowed, target, rule = ACTIONS[action]
     if current not in allowed:
@@ -147,29 +151,29 @@ def _apply(action: str, status: DocJobStatus | str) -> DocJobStatus:
 
 
 def start(status: DocJobStatus | str) -> DocJobStatus:
-    return _apply("start", status)
+    return next_status("start", status)
 
 
 def pause(status: DocJobStatus | str) -> DocJobStatus:
-    return _apply("pause", status)
+    return next_status("pause", status)
 
 
 def resume(status: DocJobStatus | str) -> DocJobStatus:
-    return _apply("resume", status)
+    return next_status("resume", status)
 
 
 def cancel(status: DocJobStatus | str) -> DocJobStatus:
-    return _apply("cancel", status)
+    return next_status("cancel", status)
 
 
 def complete(status: DocJobStatus | str) -> DocJobStatus:
     """The run finished every item (successfully or with per-item failures recorded)."""
-    return _apply("complete", status)
+    return next_status("complete", status)
 
 
 def fail(status: DocJobStatus | str) -> DocJobStatus:
     """The run stopped on an error; the job can be resumed from its last checkpoint."""
-    return _apply("fail", status)
+    return next_status("fail", status)
 
 
 def can_delete(status: DocJobStatus | str) -> bool:

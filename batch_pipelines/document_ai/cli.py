@@ -1,10 +1,346 @@
-"""`batch-pipelines docs ...`."""
+"""`batch-pipelines docs ...`: submit, steer and inspect document jobs from a terminal.
+
+Jobs submitted here are stored like those from the UI; with a Dagster daemon running, the
+launcher sensor starts their runs. ``--run`` (on submit, resume and start) works the job
+right here instead, which is what a laptop without `make dev` wants.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
 import click
+
+from batch_pipelines.cli_options import database_url_option, open_store
+from batch_pipelines.core.errors import BatchPipelinesError
+
+_pipelines_dir = click.option(
+    "--pipelines-dir",
+    envvar="DOCUMENT_AI_PIPELINES_DIR",
+    default=None,
+    show_envvar=True,
+    help="Folder of pipeline templates (default: the shipped ones).",
+)
+_as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _pipelines(pipelines_dir: str | None):
+    from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
+
+    return load_pipelines(Path(pipelines_dir) if pipelines_dir else SHIPPED_PIPELINES_DIR)
+
+
+def _jobs(database_url: str):
+    from batch_pipelines.document_ai.store import DocumentJobStore
+
+    return DocumentJobStore(open_store(database_url))
+
+
+def _fail(exc: BatchPipelinesError) -> click.ClickException:
+    return click.ClickException(exc.message)
+
+
+def _models():
+    """The model service from env (MODELS_BASE_URL, MODELS_API_KEY), else the simulator."""
+    from batch_pipelines.resources import ModelsResource
+
+    return ModelsResource(base_url=os.environ.get("MODELS_BASE_URL", ""), api_key=os.environ.get("MODELS_API_KEY"))
+
+
+def run_job_here(jobs, job, template, echo=click.echo) -> Any:
+    """Work a RUNNING job to the end (or to a pause) in this process; return the job."""
+    from batch_pipelines.document_ai.rag import ReferenceLibrary
+    from batch_pipelines.document_ai.runner import DocumentJobRunner
+
+    async def go():
+        async with _models().client() as client:
+            library = ReferenceLibrary(jobs.engine, client, on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id)
+            runner = DocumentJobRunner(jobs, job, template, client, retrieve=library.retrieve)
+            return await runner.run_all(
+                on_progress=lambda r: echo(
+                    f"  {r.phase}: {r.done_before + r.processed}/{r.items_total} items, cost this run {r.cost}"
+                ),
+            )
+
+    for report in asyncio.run(go()):
+        echo(f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
+             + (f" - stopped: {report.stopped}" if report.stopped else ""))
+    return jobs.get_job(job.id)
 
 
 @click.group()
 def docs() -> None:
     """Document AI batch jobs: submit, steer and inspect."""
+
+
+@docs.command()
+@click.argument("items_file", type=click.Path(dir_okay=False))
+@click.option("--pipeline", required=True, help="Pipeline template name.")
+@click.option("--name", default=None, help="Job name (default: the file name).")
+@click.option("--project", "project_id", default="default", show_default=True)
+@click.option("--concurrency", type=int, default=5, show_default=True)
+@click.option("--checkpoint-frequency", type=int, default=10, show_default=True)
+@click.option("--budget", "cost_budget", type=str, default=None, help="Cost budget; the job pauses before passing it.")
+@click.option("--target-language", default=None, help="For translation phases.")
+@click.option("--no-start", is_flag=True, help="Store the job PENDING; start it later.")
+@click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")
+@database_url_option
+@_pipelines_dir
+@_as_json
+def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequency, cost_budget,
+           target_language, no_start, run_here, database_url, pipelines_dir, as_json) -> None:
+    """Create a job from ITEMS_FILE (.jsonl, .csv or .xlsx); every item is checked first."""
+    from pydantic import ValidationError
+
+    from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
+    from batch_pipelines.document_ai.items import load_items
+
+    try:
+        pipelines = _pipelines(pipelines_dir)
+        items = load_items(items_file)
+        try:
+            spec = BatchJobSpec(
+                name=name or Path(items_file).stem,
+                project_id=project_id,
+                pipeline=pipeline,
+                items=items,
+                options=JobOptions(
+                    concurrency=concurrency,
+                    checkpoint_frequency=checkpoint_frequency,
+                    cost_budget=Decimal(cost_budget) if cost_budget else None,
+                    auto_start=not no_start,
+                    target_language=target_language,
+                ),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise click.ClickException(f"invalid job options: {problems}") from None
+        check_pipeline(spec, pipelines)
+        jobs = _jobs(database_url)
+        job = jobs.create_job(spec, pipelines[pipeline])
+        if run_here and job.status.value == "RUNNING":
+            job = run_job_here(jobs, job, pipelines[pipeline], echo=(lambda _: None) if as_json else click.echo)
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(job.to_dict(), indent=2))
+    else:
+        click.echo(f"job {job.key} ({job.item_count} items, pipeline {job.pipeline}): {job.status}")
+
+
+def _show_status(status: dict[str, Any]) -> None:
+    p = status["progress"]
+    click.echo(f"job {status['key']}  {status['status']}  pipeline {status['pipeline']}  project {status['project_id']}")
+    if status["status_reason"]:
+        click.echo(f"  reason: {status['status_reason']}")
+    click.echo(f"  progress: {p['completed']} completed, {p['failed']} failed of {p['total']} ({p['percent']}%)")
+    click.echo(f"  current phase: {status['current_phase'] or '-'}   cost: {status['cost']}   tokens: {status['tokens']}"
+               f"   ETA: {status['eta_seconds'] if status['eta_seconds'] is not None else '-'} s")
+    for ph in status["phases"]:
+        click.echo(f"    {ph['phase']:<24} {ph['completed']:>6} done {ph['failed']:>6} failed")
+    click.echo(f"  allowed actions: {', '.join(status['allowed_actions']) or '-'}")
+
+
+@docs.command()
+@click.argument("job")
+@database_url_option
+@_pipelines_dir
+@_as_json
+def status(job, database_url, pipelines_dir, as_json) -> None:
+    """Progress, current phase, cost, tokens and ETA of JOB (key or id)."""
+    from batch_pipelines.document_ai.reports import job_status
+
+    try:
+        jobs = _jobs(database_url)
+        record = jobs.get_job(job)
+        data = job_status(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _show_status(data)
+
+
+@docs.command()
+@click.argument("job")
+@click.option("--offset", type=int, default=0)
+@click.option("--limit", type=int, default=20, show_default=True)
+@database_url_option
+@_pipelines_dir
+@_as_json
+def results(job, offset, limit, database_url, pipelines_dir, as_json) -> None:
+    """Per item: input, output, phase outputs, cost, status, errors, validation scores."""
+    from batch_pipelines.document_ai.reports import item_results
+
+    try:
+        jobs = _jobs(database_url)
+        record = jobs.get_job(job)
+        rows = item_results(jobs, record, _pipelines(pipelines_dir)[record.pipeline], offset=offset, limit=limit)
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        output = r["output"]
+        shown = f"[vector of {len(output)}]" if isinstance(output, list) else str(output or "")[:80].replace("\n", " ")
+        scores = ",".join(f"{k}={v:g}" for k, v in r["validation_scores"].items()) or "-"
+        click.echo(f"{r['index']:>6} {r['status']:<12} cost {r['cost']:<10} scores {scores:<30} {shown}")
+        for phase, error in r["errors"].items():
+            click.echo(f"{'':>6} error in {phase}: {error}")
+
+
+@docs.command()
+@click.argument("job")
+@database_url_option
+@_pipelines_dir
+@_as_json
+def analytics(job, database_url, pipelines_dir, as_json) -> None:
+    """Cost total / by phase / per item, processing time, success rate, failed items."""
+    from batch_pipelines.document_ai.reports import analytics as compute
+
+    try:
+        jobs = _jobs(database_url)
+        record = jobs.get_job(job)
+        data = compute(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"job {data['job']}: cost {data['cost_total']} ({data['tokens']} tokens), "
+               f"success rate {data['success_rate']}%, mean cost per item {data['cost_per_item_mean']}")
+    for phase, cost in data["cost_by_phase"].items():
+        click.echo(f"  {phase:<24} cost {cost:<12} mean {data['processing_seconds_by_phase_mean'][phase]} s per item")
+    click.echo(f"  cost by kind: {data['cost_by_kind']}")
+    click.echo(f"  mean processing time per item: {data['processing_seconds_per_item_mean']} s")
+    for f in data["failed_items"]:
+        click.echo(f"  failed: item {f['index']} in {f['phase']}: {f['error']}")
+
+
+@docs.command("list")
+@click.option("--project", "project_id", default=None)
+@click.option("--status", "status_filter", default=None, help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.")
+@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--page-size", type=int, default=20, show_default=True)
+@database_url_option
+@_as_json
+def list_jobs(project_id, status_filter, page, page_size, database_url, as_json) -> None:
+    """Jobs, newest first, filtered by project and status, a page at a time."""
+    from batch_pipelines.document_ai.batch_jobs import DocJobStatus
+
+    if status_filter and status_filter.upper() not in DocJobStatus.__members__:
+        raise click.BadParameter(f"expected one of {', '.join(DocJobStatus)}", param_hint="--status")
+    if page < 1 or page_size < 1:
+        raise click.BadParameter("page and page size start at 1")
+    found, total = _jobs(database_url).list_jobs(
+        project_id=project_id, status=status_filter.upper() if status_filter else None,
+        limit=page_size, offset=(page - 1) * page_size,
+    )
+    if as_json:
+        click.echo(json.dumps({"total": total, "page": page, "page_size": page_size,
+                               "jobs": [j.to_dict() for j in found]}, indent=2))
+        return
+    click.echo(f"{total} job(s); page {page}")
+    for j in found:
+        click.echo(f"  {j.key:<40} {j.status.value:<10} {j.pipeline:<24} {j.project_id:<16} {j.item_count:>6} items")
+
+
+def _action(action: str, job: str, database_url: str, reason: str | None) -> Any:
+    try:
+        return _jobs(database_url).apply_action(job, action, reason=reason)
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+
+
+def _steer(action: str, doc: str, can_run: bool):
+    @click.argument("job")
+    @click.option("--reason", default=None)
+    @database_url_option
+    @_pipelines_dir
+    def command(job, reason, database_url, pipelines_dir, run_here=False, budget=None) -> None:
+        if budget is not None:
+            try:
+                _jobs(database_url).set_cost_budget(job, Decimal(budget))
+            except BatchPipelinesError as exc:
+                raise _fail(exc) from None
+        record = _action(action, job, database_url, reason)
+        click.echo(f"job {record.key}: {record.status}")
+        if run_here:
+            jobs = _jobs(database_url)
+            record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+            click.echo(f"job {record.key}: {record.status}")
+
+    command.__doc__ = doc
+    if can_run:
+        command = click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")(command)
+    if action == "resume":
+        command = click.option("--budget", default=None, help="A new cost budget.")(command)
+    return docs.command(action)(command)
+
+
+_steer("start", "Start a PENDING job.", can_run=True)
+_steer("pause", "Pause a RUNNING job: in-flight items finish, then its run stops.", can_run=False)
+_steer("resume", "Resume a PAUSED or FAILED job from its last checkpoint.", can_run=True)
+_steer("cancel", "Cancel a job unless it is COMPLETED or CANCELLED.", can_run=False)
+
+
+@docs.command()
+@click.argument("job")
+@database_url_option
+def delete(job, database_url) -> None:
+    """Delete a job that is not RUNNING, with its items, results and ledger entries."""
+    try:
+        record = _jobs(database_url).delete_job(job)
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    click.echo(f"job {record.key} deleted")
+
+
+@docs.command()
+@click.argument("job")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "xlsx"]), default="jsonl", show_default=True)
+@click.option("--out", "folder", type=click.Path(file_okay=False), default=".data/document_ai/exports", show_default=True)
+@database_url_option
+@_pipelines_dir
+def export(job, fmt, folder, database_url, pipelines_dir) -> None:
+    """Write JOB's per-item results to JSONL or XLSX."""
+    from batch_pipelines.document_ai.exports import export_results
+
+    try:
+        jobs = _jobs(database_url)
+        record = jobs.get_job(job)
+        path = export_results(jobs, record, _pipelines(pipelines_dir)[record.pipeline], Path(folder), fmt)
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    click.echo(f"results of {record.key} written to {path}")
+
+
+@docs.command("add-references")
+@click.argument("project_id")
+@click.argument("files", type=click.Path(exists=True, dir_okay=False), nargs=-1, required=True)
+@database_url_option
+def add_references(project_id, files, database_url) -> None:
+    """Index reference documents (text files) of PROJECT_ID for use_rag phases."""
+    from batch_pipelines.document_ai.rag import ReferenceLibrary
+
+    store = open_store(database_url)
+
+    async def go() -> dict[str, int]:
+        async with _models().client() as client:
+            library = ReferenceLibrary(store.engine, client, on_cost=store.record_cost_entries)
+            return {Path(f).name: await library.add_document(project_id, Path(f).name, Path(f).read_text(encoding="utf-8"))
+                    for f in files}
+
+    try:
+        added = asyncio.run(go())
+    except BatchPipelinesError as exc:
+        raise _fail(exc) from None
+    for name, passages in added.items():
+        click.echo(f"{name}: {passages} passages indexed for project {project_id}")

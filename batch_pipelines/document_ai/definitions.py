@@ -1,12 +1,43 @@
-"""The document ai family's part of the code location."""
+"""The document AI family's part of the code location: one asset chain and asset job per
+pipeline template, the lifecycle jobs, the launcher and drop-folder sensors."""
+
+import os
+from pathlib import Path
 
 import dagster as dg
 
+from batch_pipelines.document_ai.assets import build_pipeline_definitions
+from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS
+from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
+from batch_pipelines.document_ai.resources import DocumentAISettings
+from batch_pipelines.document_ai.sensors import document_items_drop_sensor, document_job_launcher
+from batch_pipelines.resources import env_or
+
+PIPELINES_DIR_ENV = "DOCUMENT_AI_PIPELINES_DIR"
+
 
 def document_ai_definitions() -> dg.Definitions:
-    """Assets, jobs, sensors, schedules and family-only resources of this family.
+    """Assets, jobs, sensors and the ``document_ai`` settings resource.
 
-    Shared resources (batch_store, models, teams, risk_modeler) come from the top-level
-    definitions; resources added here must have names no other family uses.
+    The asset graph is built from the templates when the code location loads, so a new
+    template file appears after a reload; a template with errors stops the load with a
+    message naming the file and field (the UI shows it).
     """
-    return dg.Definitions()
+    pipelines_dir = os.environ.get(PIPELINES_DIR_ENV) or str(SHIPPED_PIPELINES_DIR)
+    assets, jobs = [], []
+    for template in load_pipelines(Path(pipelines_dir)).values():
+        phase_assets, job, _ = build_pipeline_definitions(template)
+        assets += phase_assets
+        jobs.append(job)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[*jobs, *DOCUMENT_AI_JOBS],
+        sensors=[document_job_launcher, document_items_drop_sensor],
+        resources={
+            "document_ai": DocumentAISettings(
+                pipelines_dir=env_or(PIPELINES_DIR_ENV, str(SHIPPED_PIPELINES_DIR)),
+                drop_folder=env_or("DOCUMENT_AI_DROP_FOLDER", DocumentAISettings().drop_folder),
+                exports_dir=env_or("DOCUMENT_AI_EXPORTS_DIR", DocumentAISettings().exports_dir),
+            )
+        },
+    )

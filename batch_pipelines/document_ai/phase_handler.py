@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -42,7 +43,7 @@ from batch_pipelines.document_ai.router import DEFAULT_VALIDATOR_MODEL
 from batch_pipelines.engine.handlers import SubmitOutcome, TrackOutcome
 from batch_pipelines.store.batch_store import JobRecord
 
-__all__ = ["EMBEDDING_TASK", "CostSink", "PhaseHandler", "call_key"]
+__all__ = ["EMBEDDING_TASK", "CostSink", "ItemOutcome", "PhaseHandler", "call_key"]
 
 EMBEDDING_TASK = "embedding_generation"
 
@@ -66,6 +67,28 @@ def _usage_from(raw: Mapping[str, Any] | None, prompt_text: str, completion_text
 
 def _text_of(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What one item's phase produced; ``ok`` is False when validation never passed."""
+
+    item_id: int
+    ok: bool
+    output: Any
+    score: int | None
+    attempts: int
+    entries: tuple[CostEntry, ...]
+    error: str | None
+    latency_seconds: float
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((e.cost for e in self.entries), Decimal(0))
+
+    @property
+    def tokens(self) -> int:
+        return sum(e.usage.prompt_tokens + e.usage.completion_tokens for e in self.entries)
 
 
 class PhaseHandler:
@@ -118,49 +141,72 @@ class PhaseHandler:
 
     async def submit(self, job: JobRecord) -> SubmitOutcome:
         cfg = job.configuration
-        item_id = int(cfg["item_id"])
-        content = cfg["content"]
+        outcome = await self.run_item(
+            item_id=int(cfg["item_id"]),
+            content=cfg["content"],
+            request_id=job.request_id,
+            batch_id=int(cfg.get("batch_id", job.batch_id)),
+            passages=cfg.get("passages") or (),
+            target_language=cfg.get("target_language"),
+        )
+        request = {"phase": self.phase_name, "task_type": self.task_type, "model": self.model, "item_id": outcome.item_id}
+        response = {
+            "output": outcome.output,
+            "score": outcome.score,
+            "attempts": outcome.attempts,
+            "model": self.model,
+            "cost": str(outcome.cost),
+            "latency_seconds": round(outcome.latency_seconds, 6),
+        }
+        status = JobStatus.FINISHED if outcome.ok else JobStatus.FAILED
+        return SubmitOutcome(status=status, request=request, response=response, error=outcome.error)
+
+    async def run_item(
+        self,
+        *,
+        item_id: int,
+        content: Any,
+        request_id: str,
+        batch_id: int,
+        passages: Sequence[str] = (),
+        target_language: str | None = None,
+    ) -> ItemOutcome:
+        """One item through this phase: the call, validation and its retries, the cost.
+
+        The ledger entries are handed to ``on_cost`` before this returns, also when a call
+        fails midway (then the exception propagates after they are recorded).
+        """
         if not isinstance(content, str):
             raise ValueError(f"item {item_id}: content must be a string")
-        batch_id = int(cfg.get("batch_id", job.batch_id))
         entries: list[CostEntry] = []
-        request = {
-            "phase": self.phase_name,
-            "task_type": self.task_type,
-            "model": self.model,
-            "item_id": item_id,
-        }
+        cfg = {"passages": list(passages), "target_language": target_language}
         started = time.perf_counter()
         try:
-            result = await self._process(job, cfg, content, item_id, batch_id, entries)
+            output, score, attempts = await self._process(request_id, cfg, content, item_id, batch_id, entries)
         finally:
             # Money spent is recorded even when a later call of this item failed.
             if entries:
                 await self._record(entries)
-        output, score, attempts = result
-        response = {
-            "output": output,
-            "score": score,
-            "attempts": attempts,
-            "model": self.model,
-            "cost": str(sum((e.cost for e in entries), Decimal(0))),
-            "latency_seconds": round(time.perf_counter() - started, 6),
-        }
+        error = None
         if self.validation_enabled and (score is None or score < self.min_score):
             shown = "unavailable" if score is None else str(score)
-            return SubmitOutcome(
-                status=JobStatus.FAILED,
-                request=request,
-                response=response,
-                error=f"validation score {shown} below minimum {self.min_score}",
-            )
-        return SubmitOutcome(status=JobStatus.FINISHED, request=request, response=response)
+            error = f"validation score {shown} below minimum {self.min_score}"
+        return ItemOutcome(
+            item_id=item_id,
+            ok=error is None,
+            output=output,
+            score=score,
+            attempts=attempts,
+            entries=tuple(entries),
+            error=error,
+            latency_seconds=time.perf_counter() - started,
+        )
 
     # ------------------------------------------------------------------ the work
 
     async def _process(
         self,
-        job: JobRecord,
+        request_id: str,
         cfg: Mapping[str, Any],
         content: str,
         item_id: int,
@@ -180,7 +226,7 @@ class PhaseHandler:
             )
 
         if self.is_embedding:
-            key = call_key(job.request_id, "call", 1)
+            key = call_key(request_id, "call", 1)
             result = await self.client.embed([content], model=self.model, idempotency_key=key)
             entries.append(entry(key, self.model, _usage_from(result.usage, content, ""), "call"))
             return result.vectors[0], None, 1
@@ -196,7 +242,7 @@ class PhaseHandler:
         output = ""
         score: int | None = None
         for attempt in range(1, attempts + 1):
-            key = call_key(job.request_id, "call", attempt)
+            key = call_key(request_id, "call", attempt)
             chat = await self.client.chat(messages, model=self.model, idempotency_key=key)
             output = chat.content
             usage = _usage_from(chat.usage, prompt_text, output)
@@ -204,7 +250,7 @@ class PhaseHandler:
             if not self.validation_enabled:
                 return output, None, attempt
             check = validation_messages(self.task_type, content, output)
-            vkey = call_key(job.request_id, "validation", attempt)
+            vkey = call_key(request_id, "validation", attempt)
             verdict = await self.client.chat(
                 check, model=self.validator_model, idempotency_key=vkey
             )

@@ -425,10 +425,14 @@ class ModelSimulator:
         self._in_flight: set[str] = set()
         self._counts: Counter[str] = Counter()
         self._calls_per_key: Counter[str] = Counter()
+        self._replayed: set[str] = set()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, replayed_keys: bool = False) -> dict[str, Any]:
+        """Counters; with ``replayed_keys`` also the idempotency keys answered more than once
+        (what a kill test needs to tell which work a crashed client had to redo)."""
         c = self._counts
-        return {
+        extra = {"replayed_keys": sorted(self._replayed)} if replayed_keys else {}
+        return extra | {
             "requests_total": c["requests_total"],
             "billed_calls": c["billed_calls"],
             "replays": c["replays"],
@@ -491,6 +495,7 @@ class ModelSimulator:
             if key in self._stored:
                 await self._injector.delay()
                 self._counts["replays"] += 1
+                self._replayed.add(key)
                 status, body = self._stored[key]
                 return Response(
                     body,
@@ -628,7 +633,8 @@ class ModelSimulator:
         )
 
     async def _stats_endpoint(self, request: Request) -> Response:
-        return Response(json.dumps(self.stats()).encode(), media_type="application/json")
+        keys = request.query_params.get("replayed_keys", "").lower() in ("1", "true", "yes")
+        return Response(json.dumps(self.stats(replayed_keys=keys)).encode(), media_type="application/json")
 
     async def _reset_endpoint(self, request: Request) -> Response:
         self.reset()

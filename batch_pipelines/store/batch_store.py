@@ -197,6 +197,50 @@ def _new_request_id() -> str:
     return str(uuid.uuid4())
 
 
+def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry]) -> int:
+    """Insert ledger entries within the caller's transaction; return how many were new.
+
+    A ``call_key`` already in the ledger is skipped (``ON CONFLICT DO NOTHING``), so a
+    resumed run may record the same call again without billing it twice. Entries repeated
+    within ``entries`` must be identical (see ``dedupe_entries``).
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    unique = dedupe_entries(entries)
+    if not unique:
+        return 0
+    inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    dialect = conn.dialect.name
+    if dialect not in inserts:
+        raise BatchError(f"the cost ledger does not support the {dialect} dialect")
+    now = utcnow()
+    rows = [
+        {
+            "call_key": e.call_key,
+            # Indexing a project's reference documents is billed to no batch.
+            "batch_id": int(e.batch_id) if e.batch_id is not None else None,
+            "phase": e.phase,
+            # The ledger column is the items table's integer id.
+            "item_id": int(e.item_id) if e.item_id is not None else None,
+            "model": e.model,
+            "kind": e.kind,
+            "prompt_tokens": e.usage.prompt_tokens,
+            "completion_tokens": e.usage.completion_tokens,
+            "estimated": e.usage.estimated,
+            "cost": e.cost,
+            "created_at": now,
+        }
+        for e in unique
+    ]
+    stmt = (
+        inserts[dialect](t.cost_entries)
+        .on_conflict_do_nothing(index_elements=["call_key"])
+        .returning(t.cost_entries.c.id)
+    )
+    # RETURNING yields only the rows actually inserted, on both backends.
+    return len(conn.execute(stmt, rows).all())
+
+
 class BatchStore:
     """Batches, job configurations, jobs, tracking and reconciliation history."""
 
@@ -870,40 +914,8 @@ class BatchStore:
         resumed run may record the same call again without billing it twice. Entries
         repeated within ``entries`` must be identical (see ``dedupe_entries``).
         """
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        unique = dedupe_entries(entries)
-        if not unique:
-            return 0
-        inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-        if self.dialect not in inserts:
-            raise BatchError(f"the cost ledger does not support the {self.dialect} dialect")
-        now = utcnow()
-        rows = [
-            {
-                "call_key": e.call_key,
-                "batch_id": int(e.batch_id),
-                "phase": e.phase,
-                # The ledger column is the items table's integer id.
-                "item_id": int(e.item_id) if e.item_id is not None else None,
-                "model": e.model,
-                "kind": e.kind,
-                "prompt_tokens": e.usage.prompt_tokens,
-                "completion_tokens": e.usage.completion_tokens,
-                "estimated": e.usage.estimated,
-                "cost": e.cost,
-                "created_at": now,
-            }
-            for e in unique
-        ]
-        stmt = (
-            inserts[self.dialect](t.cost_entries)
-            .on_conflict_do_nothing(index_elements=["call_key"])
-            .returning(t.cost_entries.c.id)
-        )
         with self.engine.begin() as conn:
-            # RETURNING yields only the rows actually inserted, on both backends.
-            return len(conn.execute(stmt, rows).all())
+            return insert_cost_entries(conn, entries)
 
     def list_cost_entries(self, batch_id: int) -> list[CostEntry]:
         """The ledger entries of one batch, in the order they were recorded."""

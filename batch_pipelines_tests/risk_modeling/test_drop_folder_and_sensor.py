@@ -4,9 +4,9 @@ stores; a successful load launches the cycle run; an invalid workbook fails its 
 import dagster as dg
 import pytest
 
+from batch_pipelines.core.drop_folder import changed_files
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.resources import BatchStoreResource
-from batch_pipelines.risk_modeling.drop_folder import workbook_changes
 from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
@@ -14,11 +14,11 @@ from batch_pipelines.risk_modeling.sensors import cycle_after_workbook_load, wor
 
 
 def test_only_new_or_changed_files_are_loaded_and_the_cursor_remembers_them():
-    changed, cursor = workbook_changes(None, {"a.xlsx": (1, 10), "b.xlsx": (1, 20)})
+    changed, cursor = changed_files(None, {"a.xlsx": (1, 10), "b.xlsx": (1, 20)})
     assert changed == ["a.xlsx", "b.xlsx"]
-    changed, cursor = workbook_changes(cursor, {"a.xlsx": (1, 10), "b.xlsx": (2, 21)})
+    changed, cursor = changed_files(cursor, {"a.xlsx": (1, 10), "b.xlsx": (2, 21)})
     assert changed == ["b.xlsx"]
-    changed, _ = workbook_changes(cursor, {"a.xlsx": (1, 10), "b.xlsx": (2, 21)})
+    changed, _ = changed_files(cursor, {"a.xlsx": (1, 10), "b.xlsx": (2, 21)})
     assert changed == []
 
 

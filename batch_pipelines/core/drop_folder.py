@@ -1,4 +1,4 @@
-"""Which workbooks in the drop folder are new or changed since the sensor last looked.
+"""Which files in a drop folder are new or changed since a sensor last looked.
 
 Pure: the sensor lists the folder and keeps the result as its cursor; this decides.
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 Fingerprint = tuple[int, int]  # (mtime in ns, size in bytes)
 
 
-def workbook_changes(
+def changed_files(
     cursor: str | None, current: Mapping[str, Fingerprint]
 ) -> tuple[list[str], str]:
     """Return (paths to load, new cursor): files never seen or whose fingerprint changed."""

@@ -1,0 +1,176 @@
+"""One asset per phase of each pipeline template, partitioned by document job.
+
+A pipeline ``book_translation`` with phases text_cleanup -> xml_tagging -> translation
+becomes the assets ``document_ai/book_translation/text_cleanup`` and so on, each depending
+on the phase before it, partitioned by ``book_translation_jobs`` (one dynamic partition
+per document job), and the asset job ``book_translation_job`` that materializes the chain
+for one job. Items are not partitions: a phase materialization runs every item not yet
+done in that phase inside the run (see ``runner.py``).
+
+A phase that stops early (the job was paused, cancelled or hit its budget) materializes
+nothing, so the phases after it are skipped and the run ends without marking the work done.
+"""
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+
+from batch_pipelines.clients.teams import adaptive_card
+from batch_pipelines.document_ai.batch_jobs import DocJobStatus
+from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
+from batch_pipelines.document_ai.rag import ReferenceLibrary
+from batch_pipelines.document_ai.reports import job_status
+from batch_pipelines.document_ai.resources import DocumentAISettings
+from batch_pipelines.document_ai.runner import DocumentJobRunner, PhaseReport, RunnerOptions
+from batch_pipelines.document_ai.store import DocumentJob, DocumentJobStore
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
+from batch_pipelines.risk_modeling.notifications import notify_batch
+
+GROUP = "document_ai"
+CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "document_ai"}
+# One run at a time per document job (dagster.yaml limits this tag per unique value).
+JOB_TAG = "batch_pipelines/document_job"
+
+
+def partitions_for(template: PipelineTemplate) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=f"{template.name}_jobs")
+
+
+def job_name_for(pipeline: str) -> str:
+    return f"{pipeline}_job"
+
+
+def phase_key(template: PipelineTemplate, phase: PhaseSpec) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, template.name, phase.name])
+
+
+def _metadata(report: PhaseReport, job: DocumentJob, status: dict[str, Any]) -> dict[str, Any]:
+    phase_totals = next(p for p in status["phases"] if p["phase"] == report.phase)
+    return {
+        "job": job.key,
+        "job_status": status["status"],
+        "model": report.model,
+        "task_type": report.task_type,
+        "items_total": report.items_total,
+        "items_done": phase_totals["completed"],
+        "items_failed": phase_totals["failed"],
+        "items_processed_this_run": report.processed,
+        "items_done_before_this_run": report.done_before,
+        "success_rate_this_run": report.success_rate,
+        "cost_this_run": float(report.cost),
+        "tokens_this_run": report.tokens,
+        "job_cost_total": float(Decimal(status["cost"])),
+        "latency_mean_seconds": report.latency_mean(),
+        "latency_p95_seconds": report.latency_p95(),
+        "validation_scores": dg.MetadataValue.json(report.score_distribution()),
+        "checkpoints_written": report.checkpoints,
+        "duration_seconds": round(report.duration_seconds, 3),
+    }
+
+
+def build_phase_asset(
+    template: PipelineTemplate, index: int, partitions: dg.DynamicPartitionsDefinition
+) -> dg.AssetsDefinition:
+    phase = template.phases[index]
+    previous = template.phases[index - 1] if index else None
+    last = index == len(template.phases) - 1
+
+    @dg.asset(
+        key=phase_key(template, phase),
+        deps=[phase_key(template, previous)] if previous else [],
+        partitions_def=partitions,
+        group_name=f"{GROUP}_{template.name}",
+        kinds={"ai"},
+        description=f"Phase {index + 1} of {len(template.phases)} of pipeline {template.name}: "
+        f"{phase.task_type}" + (" with retrieval" if phase.use_rag else "")
+        + (f", validated (min score {phase.validation.min_score})" if phase.validation.enabled else ""),
+        output_required=False,
+        op_tags=CONCURRENCY_TAG,
+    )
+    def _phase(
+        context: dg.AssetExecutionContext,
+        batch_store: BatchStoreResource,
+        models: ModelsResource,
+        teams: TeamsResource,
+        document_ai: DocumentAISettings,
+    ):
+        jobs = DocumentJobStore(batch_store.get_store())
+        job = jobs.get_job(context.partition_key)
+        if job.status == DocJobStatus.FAILED and context.run.tags.get("dagster/retry_number"):
+            # Dagster retried the run after a failure: carry on from the last checkpoint.
+            job = jobs.apply_action(job.id, "resume", reason="automatic run retry")
+        if job.status != DocJobStatus.RUNNING:
+            context.log.warning(f"job {job.key} is {job.status}: phase {phase.name} not run")
+            return
+
+        async def run() -> PhaseReport:
+            async with models.client() as client:
+                library = ReferenceLibrary(
+                    jobs.engine, client, on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id
+                )
+                runner = DocumentJobRunner(
+                    jobs, job, template, client,
+                    retrieve=library.retrieve,
+                    options=RunnerOptions(
+                        lease_seconds=document_ai.lease_seconds,
+                        control_check_seconds=document_ai.control_check_seconds,
+                    ),
+                )
+                # A crashed predecessor's claim runs out after one lease.
+                runner.claim(wait_seconds=document_ai.lease_seconds + 5)
+                try:
+                    report = await runner.run_phase(
+                        phase.name, on_progress=lambda r: context.log.info(
+                            f"{phase.name}: {r.done_before + r.processed}/{r.items_total} items, cost {r.cost}"
+                        )
+                    )
+                    if not report.stopped and last:
+                        runner.finish()
+                    return report
+                except Exception as exc:
+                    runner.fail(exc)
+                    raise
+                finally:
+                    runner.release()
+
+        report = asyncio.run(run())
+        job = jobs.get_job(job.id)
+        if report.stopped == "budget":
+            card = budget_card(job, Decimal(job_status(jobs, job, template)["cost"]))
+            delivered = asyncio.run(notify_batch(teams.client(), card))
+            context.log.warning(f"job {job.key} paused at its cost budget; Teams notified={delivered}")
+        if report.stopped:
+            context.log.warning(f"job {job.key} stopped in phase {phase.name}: {report.stopped} ({job.status_reason or ''})")
+            return
+        yield dg.MaterializeResult(metadata=_metadata(report, job, job_status(jobs, job, template)))
+
+    return _phase
+
+
+def budget_card(job: DocumentJob, spent: Decimal) -> dict[str, Any]:
+    return adaptive_card(
+        f"Document job {job.key} paused: cost budget reached",
+        [("pipeline", job.pipeline), ("project", job.project_id),
+         ("budget", str(job.options.cost_budget)), ("spent", str(spent))],
+        text="Raise the budget or resume the job to go on from its last checkpoint.",
+    )
+
+
+def build_pipeline_definitions(
+    template: PipelineTemplate,
+) -> tuple[list[dg.AssetsDefinition], Any, dg.DynamicPartitionsDefinition]:
+    partitions = partitions_for(template)
+    assets = [build_phase_asset(template, i, partitions) for i in range(len(template.phases))]
+    job = dg.define_asset_job(
+        job_name_for(template.name),
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=partitions,
+        description=f"Run a document job through pipeline {template.name} "
+        f"({' -> '.join(p.name for p in template.phases)}).",
+        # Items run concurrently inside the step; separate processes per phase buy nothing.
+        executor_def=dg.in_process_executor,
+        tags={**CONCURRENCY_TAG},
+    )
+    return assets, job, partitions

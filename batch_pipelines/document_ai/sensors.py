@@ -1,0 +1,106 @@
+"""Sensors of the document AI family: launching runs for RUNNING jobs, and the drop folder.
+
+Both are thin: the launcher reads RUNNING jobs and their runs and lets
+``launching.launch_decisions`` decide; the drop-folder sensor notices new item files and
+launches ``submit_document_job`` for each, where validation happens (an invalid file is a
+failed run listing every bad item, visible in the UI).
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from batch_pipelines.core.drop_folder import changed_files
+from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
+from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
+from batch_pipelines.document_ai.jobs import submit_document_job
+from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_decisions, run_key
+from batch_pipelines.document_ai.resources import DocumentAISettings
+from batch_pipelines.document_ai.store import DocumentJobStore
+from batch_pipelines.resources import BatchStoreResource
+
+GENERATION_TAG = "batch_pipelines/document_job_generation"
+
+
+@dg.sensor(
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches one pipeline run per started or resumed document job; marks jobs whose run died FAILED.",
+)
+def document_job_launcher(
+    context: dg.SensorEvaluationContext, batch_store: BatchStoreResource, document_ai: DocumentAISettings
+) -> dg.SensorResult | dg.SkipReason:
+    jobs = DocumentJobStore(batch_store.get_store())
+    running = jobs.running_jobs()
+    if not running:
+        return dg.SkipReason("no RUNNING document job")
+    runs: dict[str, list[RunSeen]] = {}
+    for job in running:
+        records = context.instance.get_run_records(
+            dg.RunsFilter(tags={JOB_TAG: job.key, GENERATION_TAG: str(job.generation)}), limit=5
+        )
+        runs[run_key(job.key, job.generation)] = [RunSeen(r.dagster_run.run_id, r.dagster_run.status.value) for r in records]
+    to_launch, to_fail = launch_decisions(
+        [RunningJob(j.key, j.pipeline, j.generation) for j in running], runs
+    )
+    for key, reason in to_fail:
+        jobs.apply_action(key, "fail", reason=reason)
+        context.log.warning(f"document job {key}: {reason}")
+    pipelines = document_ai.pipelines()
+    requests, partitions = [], []
+    for launch in to_launch:
+        if launch.pipeline not in pipelines:
+            jobs.apply_action(launch.key, "fail", reason=f"pipeline {launch.pipeline!r} is no longer defined")
+            continue
+        name = partitions_for(pipelines[launch.pipeline]).name
+        if not context.instance.has_dynamic_partition(name, launch.key):
+            partitions.append(dg.AddDynamicPartitionsRequest(name, [launch.key]))
+        requests.append(
+            dg.RunRequest(
+                run_key=launch.run_key,
+                job_name=job_name_for(launch.pipeline),
+                partition_key=launch.key,
+                tags={JOB_TAG: launch.key, GENERATION_TAG: str(launch.generation)},
+            )
+        )
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partitions)
+
+
+def _drop_files(folder: Path) -> dict[str, tuple[int, int]]:
+    files = {}
+    for path in sorted(folder.glob("*/*/*")):
+        if path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
+            stat = path.stat()
+            files[str(path)] = (stat.st_mtime_ns, stat.st_size)
+    return files
+
+
+@dg.sensor(
+    job=submit_document_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Creates a document job for each new item file in <drop folder>/<pipeline>/<project>/.",
+)
+def document_items_drop_sensor(
+    context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
+) -> dg.SensorResult | dg.SkipReason:
+    folder = Path(document_ai.drop_folder)
+    if not folder.is_dir():
+        return dg.SkipReason(f"drop folder {folder} does not exist yet")
+    current = _drop_files(folder)
+    changed, cursor = changed_files(context.cursor, current)
+    if not changed:
+        return dg.SkipReason("no new or changed item file")
+    requests = []
+    for raw in changed:
+        path = Path(raw)
+        pipeline, project = path.parent.parent.name, path.parent.name
+        config = {"name": path.stem, "project_id": project, "pipeline": pipeline, "items_path": raw}
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{pipeline}/{project}/{path.name}:{current[raw][0]}:{current[raw][1]}",
+                run_config={"ops": {"submit_document_job_op": {"config": config}}},
+                tags={"batch_pipelines/items_file": f"{pipeline}/{project}/{path.name}"},
+            )
+        )
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

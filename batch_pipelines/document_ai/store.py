@@ -1,0 +1,485 @@
+"""Persistence of document jobs: the job, its items, per-phase results and checkpoints.
+
+A document job is stored as one batch (family ``document_ai``, batch type = pipeline) with
+its items, plus a ``document_jobs`` row for the lifecycle of seed 002. Everything a run
+learns is written by ``write_checkpoint``: the results of up to checkpoint-frequency items
+and their ledger entries in one transaction, so a result without its cost (or the other way
+round) can never be stored, and an item whose result is stored is never redone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from batch_pipelines.core.costs import CostEntry, CostTotals
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
+from batch_pipelines.document_ai import batch_jobs
+from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
+from batch_pipelines.document_ai.pipelines import PipelineTemplate
+from batch_pipelines.store import schema as t
+from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries
+from batch_pipelines.store.document_ai_tables import document_jobs
+
+FAMILY = "document_ai"
+
+# Phase result and item statuses.
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+PENDING = "PENDING"
+IN_PROGRESS = "IN_PROGRESS"
+
+# The shared batch row mirrors the job's status so `batch-pipelines batch list` reads right.
+_BATCH_STATUS = {
+    DocJobStatus.PENDING: "INITIATED",
+    DocJobStatus.RUNNING: "ACTIVE",
+    DocJobStatus.PAUSED: "PAUSED",
+    DocJobStatus.COMPLETED: "COMPLETED",
+    DocJobStatus.FAILED: "FAILED",
+    DocJobStatus.CANCELLED: "CANCELLED",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_key(name: str, batch_id: int) -> str:
+    """The job's partition key: readable, unique (the batch id), valid in Dagster."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "job"
+    return f"{slug}-{batch_id}"
+
+
+@dataclass(frozen=True)
+class DocumentJob:
+    id: int
+    batch_id: int
+    key: str
+    name: str
+    project_id: str
+    pipeline: str
+    status: DocJobStatus
+    options: JobOptions
+    item_count: int
+    generation: int
+    current_phase: str | None
+    status_reason: str | None
+    runner_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "name": self.name,
+            "project_id": self.project_id,
+            "pipeline": self.pipeline,
+            "status": self.status.value,
+            "status_reason": self.status_reason,
+            "current_phase": self.current_phase,
+            "items": self.item_count,
+            "options": self.options.model_dump(mode="json"),
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One item waiting for a phase, with the text that phase works on."""
+
+    item_id: int
+    index: int
+    content: Any
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    item_id: int
+    phase: str
+    status: str  # COMPLETED | FAILED
+    output: Any
+    score: float | None
+    attempts: int
+    error: str | None
+    latency_seconds: float
+    passages: list[dict[str, Any]] | None = None
+    last_phase: bool = False
+
+
+class DocumentJobStore:
+    """Document jobs on top of the shared store (same engine, same transactions rules)."""
+
+    def __init__(self, store: BatchStore):
+        self.store = store
+        self.engine = store.engine
+
+    # ------------------------------------------------------------------ jobs
+    def create_job(self, spec: BatchJobSpec, pipeline: PipelineTemplate) -> DocumentJob:
+        """Store the job and all its items in one transaction (validated before: the spec).
+
+        With ``auto_start`` the job is created RUNNING at generation 1, which is what the
+        launcher sensor turns into a run.
+        """
+        if spec.pipeline != pipeline.name:
+            raise ValueError(f"spec names pipeline {spec.pipeline!r}, got template {pipeline.name!r}")
+        now = utcnow()
+        status = DocJobStatus.RUNNING if spec.options.auto_start else DocJobStatus.PENDING
+        with self.engine.begin() as conn:
+            batch_id = conn.execute(
+                sa.insert(t.batches).values(
+                    family=FAMILY,
+                    batch_type=pipeline.name,
+                    name=spec.name,
+                    status=_BATCH_STATUS[status],
+                    options=spec.options.model_dump(mode="json"),
+                    created_at=now,
+                    updated_at=now,
+                ).returning(t.batches.c.id)
+            ).scalar_one()
+            key = job_key(spec.name, batch_id)
+            conn.execute(sa.update(t.batches).where(t.batches.c.id == batch_id).values(partition_key=key))
+            conn.execute(
+                sa.insert(t.items),
+                [
+                    {
+                        "batch_id": batch_id,
+                        "item_index": item.index,
+                        "key": str(item.metadata.get("id", item.index)),
+                        "input": {"content": item.content, "metadata": item.metadata},
+                        "status": PENDING,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for item in spec.items
+                ],
+            )
+            job_id = conn.execute(
+                sa.insert(document_jobs).values(
+                    batch_id=batch_id,
+                    name=spec.name,
+                    project_id=spec.project_id,
+                    pipeline=pipeline.name,
+                    status=status.value,
+                    options=spec.options.model_dump(mode="json"),
+                    item_count=len(spec.items),
+                    generation=1 if status == DocJobStatus.RUNNING else 0,
+                    created_at=now,
+                    updated_at=now,
+                    started_at=now if status == DocJobStatus.RUNNING else None,
+                ).returning(document_jobs.c.id)
+            ).scalar_one()
+        return self.get_job(job_id)
+
+    def _select(self) -> sa.Select:
+        return sa.select(document_jobs, t.batches.c.partition_key).join(
+            t.batches, t.batches.c.id == document_jobs.c.batch_id
+        )
+
+    @staticmethod
+    def _record(row: sa.Row) -> DocumentJob:
+        m = row._mapping
+        return DocumentJob(
+            id=m["id"],
+            batch_id=m["batch_id"],
+            key=m["partition_key"],
+            name=m["name"],
+            project_id=m["project_id"],
+            pipeline=m["pipeline"],
+            status=DocJobStatus(m["status"]),
+            options=JobOptions.model_validate(m["options"]),
+            item_count=m["item_count"],
+            generation=m["generation"],
+            current_phase=m["current_phase"],
+            status_reason=m["status_reason"],
+            runner_id=m["runner_id"],
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            started_at=m["started_at"],
+            finished_at=m["finished_at"],
+        )
+
+    def get_job(self, ref: int | str) -> DocumentJob:
+        """A job by id (int or digits) or by key (its partition key)."""
+        query = self._select()
+        if isinstance(ref, int) or str(ref).isdigit():
+            query = query.where(document_jobs.c.id == int(ref))
+        else:
+            query = query.where(t.batches.c.partition_key == str(ref), t.batches.c.family == FAMILY)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"document job {ref!r} not found", details={"job": str(ref)})
+        return self._record(row)
+
+    def list_jobs(
+        self,
+        *,
+        project_id: str | None = None,
+        status: DocJobStatus | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[DocumentJob], int]:
+        """One page of jobs (newest first) and the total matching the filters."""
+        if limit < 1 or offset < 0:
+            raise ValueError("limit must be >= 1 and offset >= 0")
+        conditions = []
+        if project_id:
+            conditions.append(document_jobs.c.project_id == project_id)
+        if status:
+            conditions.append(document_jobs.c.status == DocJobStatus(status).value)
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(document_jobs).where(*conditions)
+            ).scalar_one()
+            rows = conn.execute(
+                self._select().where(*conditions).order_by(document_jobs.c.id.desc()).limit(limit).offset(offset)
+            ).all()
+        return [self._record(r) for r in rows], total
+
+    def running_jobs(self) -> list[DocumentJob]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                self._select().where(document_jobs.c.status == DocJobStatus.RUNNING.value).order_by(document_jobs.c.id)
+            ).all()
+        return [self._record(r) for r in rows]
+
+    # ------------------------------------------------------------------ lifecycle
+    def apply_action(self, ref: int | str, action: str, reason: str | None = None) -> DocumentJob:
+        """Move a job by a user or run action (start, pause, resume, cancel, complete, fail).
+
+        The rule is the pure one of ``batch_jobs``; the write is compare-and-set on the
+        status read, so two actions racing cannot both apply.
+        """
+        if action not in batch_jobs.ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        job = self.get_job(ref)
+        target = batch_jobs.next_status(action, job.status)
+        now = utcnow()
+        values: dict[str, Any] = {"status": target.value, "updated_at": now, "status_reason": reason}
+        if action in ("start", "resume"):
+            values["generation"] = document_jobs.c.generation + 1
+            values["started_at"] = job.started_at or now
+            values["finished_at"] = None
+        if target in (DocJobStatus.COMPLETED, DocJobStatus.FAILED, DocJobStatus.CANCELLED):
+            values["finished_at"] = now
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job.id, document_jobs.c.status == job.status.value)
+                .values(**values)
+            ).rowcount
+            if changed != 1:
+                current = conn.execute(
+                    sa.select(document_jobs.c.status).where(document_jobs.c.id == job.id)
+                ).scalar_one()
+                raise IllegalTransition(
+                    f"cannot {action} job {job.key}: its status changed to {current} meanwhile",
+                    details={"action": action, "status": current},
+                )
+            conn.execute(
+                sa.update(t.batches)
+                .where(t.batches.c.id == job.batch_id)
+                .values(status=_BATCH_STATUS[target], updated_at=now,
+                        settled_at=now if "finished_at" in values and values["finished_at"] else None)
+            )
+        return self.get_job(job.id)
+
+    def set_cost_budget(self, ref: int | str, budget: float | Decimal | None) -> DocumentJob:
+        """Change the budget (e.g. to resume a job paused at its budget); validated like at creation."""
+        job = self.get_job(ref)
+        try:
+            options = JobOptions.model_validate({**job.options.model_dump(), "cost_budget": budget})
+        except ValidationError as exc:
+            raise ConfigurationError(f"cost_budget: {exc.errors()[0]['msg']}", details={"job": job.key}) from None
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job.id)
+                .values(options=options.model_dump(mode="json"), updated_at=utcnow())
+            )
+        return self.get_job(job.id)
+
+    def delete_job(self, ref: int | str) -> DocumentJob:
+        """Remove a job with its items, results and ledger entries (never while RUNNING)."""
+        job = self.get_job(ref)
+        batch_jobs.check_delete(job.status)
+        with self.engine.begin() as conn:
+            gone = conn.execute(
+                sa.delete(document_jobs).where(
+                    document_jobs.c.id == job.id, document_jobs.c.status != DocJobStatus.RUNNING.value
+                )
+            ).rowcount
+            if gone != 1:
+                raise IllegalTransition(
+                    f"cannot delete job {job.key}: it started running meanwhile",
+                    details={"action": "delete", "status": "RUNNING"},
+                )
+            b = job.batch_id
+            conn.execute(sa.delete(t.cost_entries).where(t.cost_entries.c.batch_id == b))
+            conn.execute(sa.delete(t.phase_results).where(t.phase_results.c.batch_id == b))
+            conn.execute(sa.delete(t.items).where(t.items.c.batch_id == b))
+            conn.execute(sa.delete(t.batch_events).where(t.batch_events.c.batch_id == b))
+            conn.execute(sa.delete(t.batches).where(t.batches.c.id == b))
+        return job
+
+    def set_current_phase(self, job_id: int, phase: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(document_jobs).where(document_jobs.c.id == job_id).values(current_phase=phase, updated_at=utcnow())
+            )
+
+    # ------------------------------------------------------------------ runner claim
+    def claim_runner(self, job_id: int, runner_id: str, lease_seconds: float) -> bool:
+        """Take (or renew) the right to work on a job; a dead runner's lease runs out."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(document_jobs)
+                .where(
+                    document_jobs.c.id == job_id,
+                    sa.or_(
+                        document_jobs.c.runner_id.is_(None),
+                        document_jobs.c.runner_id == runner_id,
+                        document_jobs.c.lease_expires_at < now,
+                    ),
+                )
+                .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            ).rowcount
+        return changed == 1
+
+    def release_runner(self, job_id: int, runner_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job_id, document_jobs.c.runner_id == runner_id)
+                .values(runner_id=None, lease_expires_at=None)
+            )
+
+    def status_of(self, job_id: int) -> DocJobStatus:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(document_jobs.c.status).where(document_jobs.c.id == job_id)).scalar_one()
+        return DocJobStatus(value)
+
+    # ------------------------------------------------------------------ work and checkpoints
+    def pending_work(self, batch_id: int, phase: str, previous_phase: str | None) -> list[WorkItem]:
+        """Items not yet done in ``phase``; after the first phase, only those the previous
+        phase completed, with its output as their content."""
+        it, pr = t.items, t.phase_results
+        done = sa.select(pr.c.item_id).where(pr.c.batch_id == batch_id, pr.c.phase == phase)
+        with self.engine.connect() as conn:
+            if previous_phase is None:
+                rows = conn.execute(
+                    sa.select(it.c.id, it.c.item_index, it.c.input)
+                    .where(it.c.batch_id == batch_id, it.c.id.not_in(done))
+                    .order_by(it.c.item_index)
+                ).all()
+                return [WorkItem(r.id, r.item_index, r.input["content"]) for r in rows]
+            prev = pr.alias("prev")
+            rows = conn.execute(
+                sa.select(it.c.id, it.c.item_index, prev.c.output)
+                .join(prev, sa.and_(prev.c.item_id == it.c.id, prev.c.phase == previous_phase))
+                .where(it.c.batch_id == batch_id, prev.c.status == COMPLETED, it.c.id.not_in(done))
+                .order_by(it.c.item_index)
+            ).all()
+        return [WorkItem(r.id, r.item_index, r.output) for r in rows]
+
+    def write_checkpoint(self, batch_id: int, results: Sequence[PhaseResult], entries: Sequence[CostEntry]) -> int:
+        """Store results and their ledger entries in one transaction; return new results.
+
+        A result already stored (a second runner raced this one) is kept as it was.
+        """
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        if not results and not entries:
+            return 0
+        now = utcnow()
+        with self.engine.begin() as conn:
+            insert_cost_entries(conn, entries)
+            if not results:
+                return 0
+            insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[conn.dialect.name]
+            stmt = (
+                insert(t.phase_results)
+                .on_conflict_do_nothing(index_elements=["item_id", "phase"])
+                .returning(t.phase_results.c.item_id)
+            )
+            rows = [
+                {
+                    "batch_id": batch_id,
+                    "item_id": r.item_id,
+                    "phase": r.phase,
+                    "status": r.status,
+                    "output": {"value": r.output, "passages": r.passages} if r.passages else r.output,
+                    "score": r.score,
+                    "attempts": r.attempts,
+                    "error": r.error,
+                    "latency_seconds": r.latency_seconds,
+                    "created_at": now,
+                }
+                for r in results
+            ]
+            new = {row.item_id for row in conn.execute(stmt, rows).all()}
+            by_status: dict[str, list[int]] = {}
+            for r in results:
+                if r.item_id in new:
+                    status = FAILED if r.status == FAILED else (COMPLETED if r.last_phase else IN_PROGRESS)
+                    by_status.setdefault(status, []).append(r.item_id)
+            for status, ids in by_status.items():
+                conn.execute(
+                    sa.update(t.items).where(t.items.c.id.in_(ids)).values(status=status, updated_at=now)
+                )
+        return len(new)
+
+    # ------------------------------------------------------------------ reading results
+    def phase_counts(self, batch_id: int) -> dict[str, dict[str, int]]:
+        """phase -> {COMPLETED: n, FAILED: n}."""
+        pr = t.phase_results
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pr.c.phase, pr.c.status, sa.func.count())
+                .where(pr.c.batch_id == batch_id)
+                .group_by(pr.c.phase, pr.c.status)
+            ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for phase, status, n in rows:
+            counts.setdefault(phase, {})[status] = n
+        return counts
+
+    def item_status_counts(self, batch_id: int) -> dict[str, int]:
+        it = t.items
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(it.c.status, sa.func.count()).where(it.c.batch_id == batch_id).group_by(it.c.status)
+            ).all()
+        return {status: n for status, n in rows}
+
+    def phase_rows(self, batch_id: int, phases: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        pr = t.phase_results
+        query = sa.select(pr).where(pr.c.batch_id == batch_id)
+        if phases is not None:
+            query = query.where(pr.c.phase.in_(list(phases)))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(pr.c.item_id, pr.c.id)).all()]
+
+    def items(self, batch_id: int, *, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        it = t.items
+        query = sa.select(it).where(it.c.batch_id == batch_id).order_by(it.c.item_index).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def cost_totals(self, batch_id: int) -> CostTotals:
+        return self.store.cost_totals(batch_id)
