@@ -28,10 +28,8 @@ to its return (every job terminal, the batch reconciled).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -55,6 +53,8 @@ from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 from batch_pipelines.store.batch_store import BatchStore
+from benchmarks.common import bench_line, peak_rss_mib, scaled
+from benchmarks.common import scale as bench_scale
 
 CONCURRENCY = 50
 LATENCY_S = 0.020
@@ -80,40 +80,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # --------------------------------------------------------------------------- helpers
 
 
-def _scale() -> float:
-    raw = os.environ.get("BENCH_SCALE", "").strip()
-    if not raw:
-        return 1.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"BENCH_SCALE={raw!r} is not a number") from None
-    if value <= 0:
-        raise SystemExit(f"BENCH_SCALE must be > 0, got {value}")
-    return value
-
-
 def _jobs(base: int) -> int:
-    return max(1, round(base * _scale()))
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident set so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return scaled(base)
 
 
 def _bench(name: str, unit: str, measured: float | None, ideal: float) -> None:
-    if measured is None:
-        value, ratio = None, None
-    else:
-        digits = 3 if unit == "ms/job" else 1
-        value, ratio = round(measured, digits), round(measured / ideal, 3)
-    print(
-        "BENCH "
-        + json.dumps({"name": name, "unit": unit, "measured": value, "ideal": ideal, "ratio": ratio}),
-        flush=True,
-    )
+    bench_line(name, unit, measured, ideal, digits=3 if unit == "ms/job" else 1)
 
 
 def _verdict(ok: bool) -> str:
@@ -223,7 +195,7 @@ def bench_sync() -> None:
         f"engine_sync: {n} sync jobs in {elapsed:.2f} s = {rate:.0f} jobs/s, ideal {IDEAL_JOBS_PER_S:.0f} jobs/s "
         f"({CONCURRENCY} concurrent / {LATENCY_S * 1000:.0f} ms), {rate / IDEAL_JOBS_PER_S:.0%} of ideal, "
         f"goal >= {SYNC_GOAL:.0%}: {_verdict(rate >= SYNC_GOAL * IDEAL_JOBS_PER_S)}; "
-        f"SQLite store, every transition durable; process peak RSS {_peak_rss_mib():.0f} MiB",
+        f"SQLite store, every transition durable; process peak RSS {peak_rss_mib():.0f} MiB",
         flush=True,
     )
     _bench("engine_sync", "jobs/s", rate, IDEAL_JOBS_PER_S)
@@ -261,7 +233,7 @@ def bench_async() -> None:
         f"ideal {IDEAL_JOBS_PER_S:.0f} jobs/s ({rate / IDEAL_JOBS_PER_S:.0%} of ideal; the ideal is "
         f"submission-bound: {CONCURRENCY} concurrent / {LATENCY_S * 1000:.0f} ms, tracking polls 100 workflows "
         f"per call; workflows take {workflow:.1f} s, polled every {POLL_INTERVAL_S} s); "
-        f"process peak RSS {_peak_rss_mib():.0f} MiB",
+        f"process peak RSS {peak_rss_mib():.0f} MiB",
         flush=True,
     )
     _bench("engine_async", "jobs/s", rate, IDEAL_JOBS_PER_S)
@@ -274,7 +246,7 @@ def _overhead_line(name: str, backend: str, n: int, elapsed: float) -> None:
         f"({n / elapsed:.0f} jobs/s), ideal {OVERHEAD_IDEAL_MS:.1f} ms/job = the per-job budget that keeps "
         f"engine_sync at >= {SYNC_GOAL:.0%} of ideal on one event loop (lower is better; {backend} store, "
         f"engine + client + in-process simulator all on one loop); "
-        f"{_verdict(per_job_ms <= OVERHEAD_IDEAL_MS)}; process peak RSS {_peak_rss_mib():.0f} MiB",
+        f"{_verdict(per_job_ms <= OVERHEAD_IDEAL_MS)}; process peak RSS {peak_rss_mib():.0f} MiB",
         flush=True,
     )
     _bench(name, "ms/job", per_job_ms, OVERHEAD_IDEAL_MS)
@@ -452,7 +424,7 @@ def bench_sync_tcp() -> None:
         f"engine_sync_tcp: {rate:.0f} jobs/s with the aiohttp transport (httpx pool: "
         f"{rates['httpx pool']:.0f} jobs/s) over loopback TCP to the simulator in its own process, ideal "
         f"{IDEAL_JOBS_PER_S:.0f} jobs/s, {rate / IDEAL_JOBS_PER_S:.0%} of ideal, goal >= {TCP_GOAL:.0%}: "
-        f"{_verdict(rate >= TCP_GOAL * IDEAL_JOBS_PER_S)}; process peak RSS {_peak_rss_mib():.0f} MiB{server}",
+        f"{_verdict(rate >= TCP_GOAL * IDEAL_JOBS_PER_S)}; process peak RSS {peak_rss_mib():.0f} MiB{server}",
         flush=True,
     )
     _bench("engine_sync_tcp", "jobs/s", rate, IDEAL_JOBS_PER_S)
@@ -476,7 +448,7 @@ def main() -> None:
     logging.disable(logging.INFO)  # nothing below WARNING
     failed: list[str] = []
     try:
-        scale = _scale()
+        scale = bench_scale()
         if scale != 1.0:
             print(f"bench_engine: BENCH_SCALE={scale:g}, job counts scaled accordingly", flush=True)
         # Everything here is CPU-bound: other work on the machine shows up in the figures.
