@@ -172,5 +172,17 @@ def teams(host: str, port: int, **faults: Any) -> None:
     serve(sim.app, host, port)
 
 
+@simulate.command("config-service")
+@_fault_options
+@click.option("--api-key", envvar="CONFIG_SERVICE_API_KEY", default="config-service-simulator-key", show_default=True)
+def config_service(host: str, port: int, api_key: str, **faults: Any) -> None:
+    """The config service's preference API (/v1/preferences, /v1/users/<id>/preferences/<feature>)."""
+    from batch_pipelines.simulators.config_service import ConfigServiceSimulator
+
+    sim = ConfigServiceSimulator(api_key=api_key, faults=_plan(**faults))
+    click.echo(f"config service simulator on http://{host}:{port}", err=True)
+    serve(sim.app, host, port)
+
+
 if __name__ == "__main__":
     simulate()

@@ -1,0 +1,236 @@
+"""The configured batch assets.
+
+- ``configured_batch``: one asset for every static job of the job file, partitioned by job
+  id, so the UI shows one row per job with its history of ticks. A run is one tick of one
+  job: the schedule passes the tick in the run config (``tick``); a manual launch from the
+  UI may leave it empty (now) or name a tick to redo.
+- ``preference_batch``: one asset partitioned by preference group (``preference_group``,
+  maintained by the preference sensors); a run processes the group's members with their
+  own preferences, for the tick its sensor launched it for.
+
+Both run ``runner.run_batch`` and report the seed's context as metadata, with an asset check
+that every request succeeded.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
+from batch_pipelines.configured_batches.group_store import PreferenceGroupStore
+from batch_pipelines.configured_batches.groups import TICK_TAG as PREFERENCE_TICK_TAG
+from batch_pipelines.configured_batches.groups import GroupKey
+from batch_pipelines.configured_batches.job_config import JobConfig
+from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
+from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
+from batch_pipelines.configured_batches.runner import BatchRunResult, GroupMembers, run_batch
+from batch_pipelines.configured_batches.schedules import TICK_TAG
+from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.resources import BatchStoreResource, ModelsResource
+
+GROUP = "configured_batches"
+CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "configured_batches"}
+CHECK_NAME = "all_requests_succeeded"
+REQUEST_TABLE_ROWS = 200
+
+
+class BatchTickConfig(dg.Config):
+    tick: str = Field(
+        default="",
+        description="The schedule tick this run is for (ISO time). Empty: the run's tick tag, else now (a manual run).",
+    )
+
+
+def resolve_tick(config_tick: str, run_tags: dict[str, str], tag: str) -> str:
+    """The tick of a run: its config, else its tick tag, else now (minute precision, UTC)."""
+    if config_tick:
+        return config_tick
+    if run_tags.get(tag):
+        return run_tags[tag]
+    return datetime.now(UTC).isoformat(timespec="minutes")
+
+
+def _requests_table(store_result: BatchRunResult, contexts: list[dict[str, Any]]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("request", "string"),
+            dg.TableColumn("status", "string"),
+            dg.TableColumn("attempts", "int"),
+            dg.TableColumn("users", "int"),
+            dg.TableColumn("error", "string"),
+        ]
+    )
+    rows = [
+        dg.TableRecord(
+            {
+                "request": c["request_key"],
+                "status": c["status"],
+                "attempts": int(c.get("attempts") or 0),
+                "users": len(c.get("user_ids") or []),
+                "error": (c.get("error") or "")[:300],
+            }
+        )
+        for c in contexts[:REQUEST_TABLE_ROWS]
+    ]
+    return dg.MetadataValue.table(rows, schema=schema)
+
+
+def _result(context: dg.AssetExecutionContext, store: Any, result: BatchRunResult) -> dg.MaterializeResult:
+    from batch_pipelines.configured_batches.contexts import REQUEST, ContextStore
+
+    results = result.context["results"]
+    progress = results["progress"]
+    requests = [r.data for r in ContextStore(store.engine).find(REQUEST, f"{result.batch_key}/")]
+    requests.sort(key=lambda r: (r["status"] == "succeeded", r["request_key"]))
+    invalid_users_key = "invalid_users" if "invalid_users" in results["items"] else "invalid_categories"
+    metadata: dict[str, Any] = {
+        "batch_id": result.batch_id,
+        "batch_key": result.batch_key,
+        "batch_status": result.status.value,
+        "requests_total": result.requests_total,
+        "requests_succeeded": progress["succeeded"],
+        "requests_failed": progress["failed"],
+        "requests_sent_this_run": result.sent_this_run,
+        "requests_reused": result.reused,
+        "progress_percent": progress["percentage"],
+        "validation_total": results["validation"]["total"],
+        "validation_valid": results["validation"]["valid"],
+        "validation_invalid": results["validation"]["invalid"],
+        invalid_users_key: dg.MetadataValue.json(results["items"][invalid_users_key][:200]),
+        "recipients": dg.MetadataValue.json(result.recipients),
+        "status_by_tenant": dg.MetadataValue.json(result.by_tenant),
+        "cost_entries_recorded": result.costs_recorded,
+        "batch_context": dg.MetadataValue.json(_bounded(result.context)),
+        "requests": _requests_table(result, requests),
+    }
+    context.log.info(f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded")
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CHECK_NAME,
+                passed=not result.failed_keys,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"failed_requests": dg.MetadataValue.json(result.failed_keys[:100])},
+            )
+        ],
+    )
+
+
+def _bounded(context: dict[str, Any], limit: int = 200) -> dict[str, Any]:
+    """The context for metadata, with id lists cut to ``limit`` (the store keeps them whole)."""
+    results = dict(context["results"])
+    results["items"] = {k: v[:limit] for k, v in results["items"].items()}
+    return {"results": results}
+
+
+def _run(
+    context: dg.AssetExecutionContext,
+    job: JobConfig,
+    tick: str,
+    batch_store: BatchStoreResource,
+    models: ModelsResource,
+    group: GroupMembers | None = None,
+) -> dg.MaterializeResult:
+    store = batch_store.get_store()
+    try:
+        result = run_batch(
+            store,
+            job,
+            tick=tick,
+            client_factory=models.client,
+            users=UserRepository(store.engine),
+            categories=CategoryRepository(store.engine),
+            group=group,
+            log=context.log.info,
+        )
+    except BatchPipelinesError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    return _result(context, store, result)
+
+
+def build_configured_batch_asset(jobs: list[JobConfig], problems_note: str = "") -> dg.AssetsDefinition:
+    """The asset of the static jobs ``jobs`` (their ids are its partitions)."""
+    job_ids = [j.job_id for j in jobs if not j.type.is_preference]
+    description = "One configured batch job's run for one schedule tick; partitions are the job ids of the job file."
+    if problems_note:
+        description += "\n\n" + problems_note
+
+    @dg.asset(
+        name="configured_batch",
+        partitions_def=dg.StaticPartitionsDefinition(job_ids),
+        group_name=GROUP,
+        kinds={"python"},
+        op_tags=CONCURRENCY_TAG,
+        check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="configured_batch", description="Every request of the batch succeeded.")],
+        description=description,
+    )
+    def configured_batch(
+        context: dg.AssetExecutionContext,
+        config: BatchTickConfig,
+        batch_store: BatchStoreResource,
+        models: ModelsResource,
+        configured_jobs: ConfiguredJobsResource,
+    ) -> dg.MaterializeResult:
+        try:
+            job = configured_jobs.job(context.partition_key)
+        except BatchPipelinesError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        tick = resolve_tick(config.tick, context.run.tags, TICK_TAG)
+        return _run(context, job, tick, batch_store, models)
+
+    return configured_batch
+
+
+@dg.asset(
+    partitions_def=PREFERENCE_GROUPS,
+    group_name=GROUP,
+    kinds={"python"},
+    op_tags=CONCURRENCY_TAG,
+    check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="preference_batch", description="Every request of the batch succeeded.")],
+    description=(
+        "One preference group's batch for one tick: the group's members, each with their own "
+        "preference and template overrides, processed by the preference job of the group's feature type."
+    ),
+)
+def preference_batch(
+    context: dg.AssetExecutionContext,
+    config: BatchTickConfig,
+    batch_store: BatchStoreResource,
+    models: ModelsResource,
+    configured_jobs: ConfiguredJobsResource,
+) -> dg.MaterializeResult:
+    partition_key = context.partition_key
+    try:
+        key = GroupKey.parse(partition_key)
+        job = configured_jobs.preference_job(key.feature_type)
+    except BatchPipelinesError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    store = batch_store.get_store()
+    members = PreferenceGroupStore(store.engine).members(partition_key)
+    if not members:
+        context.log.warning(f"preference group {partition_key} has no members (any more): nothing to send")
+    group = GroupMembers(partition_key, {p.user_id: p for p in members})
+    tick = resolve_tick(config.tick, context.run.tags, PREFERENCE_TICK_TAG)
+    return _run(context, job, tick, batch_store, models, group)
+
+
+preference_batch_job = dg.define_asset_job(
+    "preference_batch_job",
+    selection=[preference_batch],
+    partitions_def=PREFERENCE_GROUPS,
+    tags={**CONCURRENCY_TAG, "dagster/retry_on_asset_or_op_failure": "false"},
+    description="One preference group's batch for one tick (launched by the preference sensors).",
+)
+
+
+def build_configured_batch_job(asset: dg.AssetsDefinition) -> Any:
+    return dg.define_asset_job(
+        "configured_batch_job",
+        selection=[asset],
+        partitions_def=asset.partitions_def,
+        tags={**CONCURRENCY_TAG, "dagster/retry_on_asset_or_op_failure": "false"},
+        description="One static configured job for one tick (launched by the job's schedule, or from the UI).",
+    )

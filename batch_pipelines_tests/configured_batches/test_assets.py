@@ -1,0 +1,199 @@
+"""The assets on an ephemeral instance: a static job's tick, a preference group's tick, a
+resumed run, and an invalid job file made visible in the UI."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from batch_pipelines.configured_batches.assets import preference_batch
+from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
+from batch_pipelines.configured_batches.contexts import ContextStore
+from batch_pipelines.configured_batches.definitions import configured_batches_definitions
+from batch_pipelines.configured_batches.groups import TICK_TAG as PREFERENCE_TICK_TAG
+from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE
+from batch_pipelines.configured_batches.monitors import configured_jobs_problems
+from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, default_resources
+from batch_pipelines.store.batch_store import BatchStore
+
+from .batch_data import ACTIVE_USERS, INACTIVE_USER, add_preferences, job_file, seed
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = BatchStore(url)
+    seed(store.engine)
+    store.dispose()
+    return url
+
+
+def _resources(store_url: str, jobs_file: str = "") -> dict:
+    return {
+        "batch_store": BatchStoreResource(database_url=store_url),
+        "models": ModelsResource(),
+        "configured_jobs": ConfiguredJobsResource(jobs_file=jobs_file),
+    }
+
+
+def _configured_batch():
+    defs = configured_batches_definitions(str(SAMPLE_JOBS_FILE))
+    return next(a for a in defs.assets if a.key.path == ["configured_batch"])
+
+
+def _metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (materialization,) = result.asset_materializations_for_node(result.all_node_events[0].node_name)
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_a_static_jobs_tick_runs_its_batch_and_reports_the_seeds_context(store_url):
+    asset = _configured_batch()
+    tick = "2026-11-24T07:30+01:00"
+    result = dg.materialize(
+        [asset], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
+        resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
+    )
+    assert result.success
+    meta = _metadata(result)
+    assert meta["batch_key"] == f"user_welcome_notes/{tick}"
+    assert meta["requests_total"] == meta["requests_succeeded"] == len(ACTIVE_USERS)
+    assert meta["batch_context"]["results"]["progress"]["percentage"] == 100
+    assert meta["status_by_tenant"] == {"tenant_a": {"users": 10, "succeeded": 10, "failed": 0},
+                                        "tenant_b": {"users": 10, "succeeded": 10, "failed": 0}}
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    store = BatchStore(store_url)
+    assert ContextStore(store.engine).status_by_user(ACTIVE_USERS[0])[0]["tick"] == tick
+
+    again = dg.materialize(
+        [asset], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
+        resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
+    )
+    meta = _metadata(again)
+    # Same tick: the same batch, and nothing is sent again.
+    assert meta["requests_sent_this_run"] == 0 and meta["requests_reused"] == len(ACTIVE_USERS)
+    assert len(store.find_batches(family="configured_batches")) == 1
+
+
+def test_a_preference_groups_run_uses_its_members_and_their_preferences(store_url):
+    store = BatchStore(store_url)
+    prefs = add_preferences(store.engine, [
+        {"tenant_id": "tenant_a", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
+         "preferred_time": "09:00", "timezone": "Europe/Paris", "template_overrides": {"length": "long"} if uid == ACTIVE_USERS[0] else {}}
+        for uid in (ACTIVE_USERS[0], ACTIVE_USERS[1], INACTIVE_USER)
+    ])
+    key = "daily_digest|daily|*|09:00|Europe/Paris"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
+    result = dg.materialize(
+        [preference_batch], partition_key=key, instance=instance, resources=_resources(store_url),
+        tags={PREFERENCE_TICK_TAG: "2026-11-24T08:00:00+00:00"},
+    )
+    assert result.success and len(prefs) == 3
+    meta = _metadata(result)
+    context = meta["batch_context"]["results"]
+    assert context["items"] == {"valid_users": [ACTIVE_USERS[0], ACTIVE_USERS[1]], "invalid_users": [INACTIVE_USER]}
+    assert context["metadata"]["preference_group"] == key
+    assert context["metadata"]["group_users"] == {"total": 3, "valid": 2, "invalid": 1, "invalid_ids": [INACTIVE_USER]}
+    contexts = ContextStore(store.engine)
+    requests = {r.data["request_key"]: r.data["prompt"] for r in contexts.find("configured_request", meta["batch_key"])}
+    assert requests[f"user:{ACTIVE_USERS[0]}"].startswith("Write a long summary")
+    assert requests[f"user:{ACTIVE_USERS[1]}"].startswith("Write a short summary")
+    assert contexts.status_by_feature_type("daily_digest")[0]["succeeded"] == 2
+    assert meta["batch_key"].endswith("/2026-11-24T08:00:00+00:00")
+
+
+def test_an_invalid_job_leaves_the_rest_loaded_and_is_shown_in_the_asset_and_a_failing_sensor(tmp_path):
+    def break_one(raw):
+        raw["jobs"][1]["schedule"]["time"] = "25:00"
+
+    path = job_file(tmp_path, break_one)
+    defs = dg.Definitions.merge(configured_batches_definitions(str(path)), dg.Definitions(resources=default_resources()))
+    repository = defs.get_repository_def()
+    assert "product_descriptions_schedule" not in {s.name for s in repository.schedule_defs}
+    assert "user_welcome_notes_schedule" in {s.name for s in repository.schedule_defs}
+    asset = repository.assets_defs_by_key[dg.AssetKey("configured_batch")]
+    assert "product_descriptions, field schedule.time" in asset.descriptions_by_key[dg.AssetKey("configured_batch")]
+    assert "product_descriptions" not in asset.partitions_def.get_partition_keys()
+
+    context = dg.build_sensor_context(resources={"configured_jobs": ConfiguredJobsResource(jobs_file=str(path))})
+    with pytest.raises(Exception, match="product_descriptions, field schedule.time"):
+        configured_jobs_problems(context)
+    fine = dg.build_sensor_context(resources={"configured_jobs": ConfiguredJobsResource()})
+    assert "9 valid jobs, no problems" in configured_jobs_problems(fine).skip_message
+
+
+def test_a_partition_whose_job_became_invalid_fails_with_the_jobs_problem(store_url, tmp_path):
+    path = job_file(tmp_path, lambda raw: raw["jobs"][0].update(concurrency=0))
+    with pytest.raises(dg.Failure, match="user_welcome_notes.*concurrency"):
+        dg.materialize([_configured_batch()], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
+                       resources=_resources(store_url, str(path)))
+
+
+def test_a_job_file_that_is_wholly_invalid_still_loads_the_code_location(tmp_path):
+    path = tmp_path / "jobs.json"
+    path.write_text('{"jobs": 3}')
+    defs = dg.Definitions.merge(configured_batches_definitions(str(path)), dg.Definitions(resources=default_resources()))
+    repository = defs.get_repository_def()
+    assert repository.schedule_defs == []
+    asset = repository.assets_defs_by_key[dg.AssetKey("configured_batch")]
+    assert asset.partitions_def.get_partition_keys() == []
+    assert "jobs.json, field jobs" in asset.descriptions_by_key[dg.AssetKey("configured_batch")]
+    assert "preference_batch_job" in {j.name for j in repository.get_all_jobs()}
+
+
+def test_the_next_run_of_a_group_uses_changed_preferences_and_only_its_current_members(store_url):
+    store = BatchStore(store_url)
+    a, b = ACTIVE_USERS[2], ACTIVE_USERS[3]
+
+    def prefer(uid: str, time: str, **overrides):
+        return {"tenant_id": "tenant_b", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
+                "preferred_time": time, "timezone": "UTC", "template_overrides": overrides}
+
+    add_preferences(store.engine, [prefer(a, "09:00"), prefer(b, "09:00")])
+    key = "daily_digest|daily|*|09:00|UTC"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
+
+    def run(tick: str) -> dict[str, str]:
+        result = dg.materialize([preference_batch], partition_key=key, instance=instance, resources=_resources(store_url),
+                                tags={PREFERENCE_TICK_TAG: tick})
+        batch_key = _metadata(result)["batch_key"]
+        return {r.data["request_key"]: r.data["prompt"] for r in ContextStore(store.engine).find("configured_request", batch_key)}
+
+    first = run("2026-11-24T09:00:00+00:00")
+    assert set(first) == {f"user:{a}", f"user:{b}"} and "short summary" in first[f"user:{a}"]
+    add_preferences(store.engine, [prefer(a, "09:00", length="long"), prefer(b, "10:00")])  # a changes, b moves
+    second = run("2026-11-25T09:00:00+00:00")
+    assert set(second) == {f"user:{a}"} and "long summary" in second[f"user:{a}"]
+
+
+def test_a_failed_batch_is_recorded_and_a_rerun_of_its_tick_sends_only_the_failed_requests(store_url):
+    from batch_pipelines.configured_batches.job_config import load_job_configuration
+    from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
+    from batch_pipelines.configured_batches.runner import run_batch
+    from batch_pipelines.core.backoff import RetryPolicy
+    from batch_pipelines.core.statuses import BatchStatus
+    from batch_pipelines.simulators.embedded import model_client
+    from batch_pipelines.simulators.faults import FaultPlan
+    from batch_pipelines.simulators.models import ModelSimulator
+
+    store = BatchStore(store_url)
+    job = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}["product_descriptions"]
+    job = job.model_copy(update={"retry_limit": 0})
+    down = ModelSimulator(faults=FaultPlan(seed=1, server_error_rate=0.5))
+    healthy = ModelSimulator()
+
+    def run(sim):
+        return run_batch(store, job, tick="2026-11-24T10:15+00:00",
+                         client_factory=lambda: model_client(sim, retry=RetryPolicy(max_retries=0)),
+                         users=UserRepository(store.engine), categories=CategoryRepository(store.engine))
+
+    first = run(down)
+    assert first.status == BatchStatus.FAILED and 0 < len(first.failed_keys) < first.requests_total
+    assert first.context["results"]["progress"]["failed"] == len(first.failed_keys)
+    second = run(healthy)
+    assert second.status == BatchStatus.COMPLETED and second.batch_id == first.batch_id
+    assert second.sent_this_run == len(first.failed_keys) and second.reused == first.requests_total - len(first.failed_keys)
+    assert len(store.list_cost_entries(first.batch_id)) == first.requests_total  # each request billed once

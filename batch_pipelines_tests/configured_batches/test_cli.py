@@ -1,0 +1,64 @@
+"""`batch-pipelines jobs validate | list | status`."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from batch_pipelines.cli import main
+from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
+from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
+from batch_pipelines.configured_batches.runner import run_batch
+from batch_pipelines.resources import ModelsResource
+from batch_pipelines.store.batch_store import BatchStore
+
+from .batch_data import ACTIVE_USERS, job_file, seed
+
+
+def test_validate_accepts_the_sample_and_names_job_and_field_of_each_problem(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["jobs", "validate", str(SAMPLE_JOBS_FILE)])
+    assert ok.exit_code == 0 and "9 valid jobs, 0 problems" in ok.output
+    bad = job_file(tmp_path, lambda raw: raw["jobs"][3].update(retry_limit=-1))
+    result = runner.invoke(main, ["jobs", "validate", str(bad), "--json"])
+    assert result.exit_code == 1
+    payload = json.loads(result.output)
+    assert payload["problems"][0]["job"] == "audience_trend_analysis" and payload["problems"][0]["field"] == "retry_limit"
+    assert len(payload["valid_jobs"]) == 8
+
+
+def test_list_shows_each_jobs_schedule_or_feature_type():
+    result = CliRunner().invoke(main, ["jobs", "list", "--file", str(SAMPLE_JOBS_FILE), "--json"])
+    rows = {r["job_id"]: r for r in json.loads(result.output)["jobs"]}
+    assert rows["user_welcome_notes"]["schedule"] == "30 7 * * * Europe/Paris"
+    assert rows["personal_daily_digest"]["schedule"] == "preferences of daily_digest"
+
+
+def test_status_by_user_and_tenant_reads_what_a_batch_run_wrote(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = BatchStore(url)
+    seed(store.engine)
+    jobs = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}
+    run_batch(store, jobs["team_activity_digest"], tick="2026-11-30T08:00-05:00", client_factory=ModelsResource().client,
+              users=UserRepository(store.engine), categories=CategoryRepository(store.engine))
+    store.dispose()
+    runner = CliRunner()
+    by_user = json.loads(runner.invoke(main, ["jobs", "status", "--user", ACTIVE_USERS[0], "--database-url", url, "--json"]).output)
+    assert by_user["results"][0]["job_id"] == "team_activity_digest" and by_user["results"][0]["status"] == "succeeded"
+    assert by_user["batch_references"][0]["batch_key"] == "team_activity_digest/2026-11-30T08:00-05:00"
+    by_tenant = runner.invoke(main, ["jobs", "status", "--tenant", "tenant_a", "--database-url", url])
+    assert "team_activity_digest" in by_tenant.output and "users    10" in by_tenant.output
+    nothing = runner.invoke(main, ["jobs", "status", "--feature-type", "daily_digest", "--database-url", url])
+    assert "no configured batch results" in nothing.output
+    both = runner.invoke(main, ["jobs", "status", "--user", "a", "--tenant", "b", "--database-url", url])
+    assert both.exit_code != 0 and "exactly one" in both.output
+
+
+def test_seed_demo_data_fills_an_empty_store_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    runner = CliRunner()
+    first = runner.invoke(main, ["jobs", "seed-demo-data", "--users", "30", "--database-url", url])
+    assert first.exit_code == 0 and "30 users (30 new" in first.output
+    again = runner.invoke(main, ["jobs", "seed-demo-data", "--users", "30", "--database-url", url])
+    assert "30 users (0 new" in again.output
