@@ -10,7 +10,7 @@ from batch_pipelines.document_ai.assets import build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS
 from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
 from batch_pipelines.document_ai.resources import DocumentAISettings
-from batch_pipelines.document_ai.sensors import document_items_drop_sensor, document_job_launcher
+from batch_pipelines.document_ai.sensors import build_document_job_launcher, document_items_drop_sensor
 from batch_pipelines.resources import env_or
 
 PIPELINES_DIR_ENV = "DOCUMENT_AI_PIPELINES_DIR"
@@ -32,7 +32,7 @@ def document_ai_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[*jobs, *DOCUMENT_AI_JOBS],
-        sensors=[document_job_launcher, document_items_drop_sensor],
+        sensors=[build_document_job_launcher(jobs), document_items_drop_sensor],
         resources={
             "document_ai": DocumentAISettings(
                 pipelines_dir=env_or(PIPELINES_DIR_ENV, str(SHIPPED_PIPELINES_DIR)),

@@ -6,6 +6,7 @@ launches ``submit_document_job`` for each, where validation happens (an invalid 
 failed run listing every bad item, visible in the UI).
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -22,15 +23,28 @@ from batch_pipelines.resources import BatchStoreResource
 GENERATION_TAG = "batch_pipelines/document_job_generation"
 
 
-@dg.sensor(
-    minimum_interval_seconds=5,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Launches one pipeline run per started or resumed document job; marks jobs whose run died FAILED.",
-)
-def document_job_launcher(
-    context: dg.SensorEvaluationContext, batch_store: BatchStoreResource, document_ai: DocumentAISettings
+def build_document_job_launcher(pipeline_jobs: Sequence) -> dg.SensorDefinition:
+    """The launcher sensor, targeting the asset job of every pipeline (a sensor must name the
+    jobs it may launch, and those are built from the templates when the code location loads)."""
+
+    @dg.sensor(
+        name="document_job_launcher",
+        jobs=list(pipeline_jobs),
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches one pipeline run per started or resumed document job; marks jobs whose run died FAILED.",
+    )
+    def document_job_launcher(
+        context: dg.SensorEvaluationContext, batch_store: BatchStoreResource, document_ai: DocumentAISettings
+    ) -> dg.SensorResult | dg.SkipReason:
+        return launch_runs(context, DocumentJobStore(batch_store.get_store()), document_ai)
+
+    return document_job_launcher
+
+
+def launch_runs(
+    context: dg.SensorEvaluationContext, jobs: DocumentJobStore, document_ai: DocumentAISettings
 ) -> dg.SensorResult | dg.SkipReason:
-    jobs = DocumentJobStore(batch_store.get_store())
     running = jobs.running_jobs()
     if not running:
         return dg.SkipReason("no RUNNING document job")

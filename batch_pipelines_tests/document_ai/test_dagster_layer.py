@@ -25,7 +25,7 @@ from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.sensors import (
     GENERATION_TAG,
     document_items_drop_sensor,
-    document_job_launcher,
+    build_document_job_launcher,
 )
 from batch_pipelines.document_ai.store import DocumentJobStore
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
@@ -149,7 +149,9 @@ def test_the_launcher_asks_one_run_per_start_and_marks_a_job_whose_run_died_fail
     resources, instance, jobs, _ = setup
     _submit(resources, instance, "embedding_regeneration", 2)
     (job,), _ = jobs.list_jobs()
-    defs = dg.Definitions(sensors=[document_job_launcher], resources=resources)
+    _, embedding_job, _ = build_pipeline_definitions(PIPELINES["embedding_regeneration"])
+    launcher = build_document_job_launcher([embedding_job])
+    defs = dg.Definitions(sensors=[launcher], jobs=[embedding_job], resources=resources)
     sensor = defs.resolve_sensor_def("document_job_launcher")
 
     with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
@@ -221,3 +223,10 @@ def test_results_export_to_jsonl_and_xlsx_and_rag_passages_are_kept(setup):
     sheet = load_workbook(tmp_path / "exports" / f"{job.key}.xlsx").active
     assert sheet.max_row == 3
     assert Path(tmp_path / "exports" / f"{job.key}.xlsx").stat().st_size > 0
+
+
+def test_the_launcher_of_the_code_location_may_launch_every_pipeline_job():
+    from batch_pipelines.definitions import defs
+
+    sensor = defs().resolve_sensor_def("document_job_launcher")
+    assert {t.job_name for t in sensor.targets} == {f"{name}_job" for name in PIPELINES}
