@@ -10,7 +10,10 @@ from batch_pipelines.document_ai.assets import build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS
 from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
 from batch_pipelines.document_ai.resources import DocumentAISettings
-from batch_pipelines.document_ai.sensors import build_document_job_launcher, document_items_drop_sensor
+from batch_pipelines.document_ai.sensors import (
+    build_document_job_launcher,
+    document_items_drop_sensor,
+)
 from batch_pipelines.resources import env_or
 
 PIPELINES_DIR_ENV = "DOCUMENT_AI_PIPELINES_DIR"

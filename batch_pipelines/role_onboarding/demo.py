@@ -1,4 +1,11 @@
-"""The role onboarding part of `make demo`."""
+"""The role onboarding part of `make demo`: a 20-role batch through Dagster's real run queue.
+
+Four roles' AI assessment fails at the (simulated) model service on their first attempt,
+so the batch goes pending -> in_progress -> partial; retrying its failed roles brings it to
+completed. A daemon launches the runs from the submissions sensor and the run queue keeps
+at most the configured number of role runs executing at once; the demo samples that
+number while it goes and checks it again from the run records afterwards.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,88 @@ from pathlib import Path
 
 import dagster as dg
 
+from batch_pipelines.role_onboarding.queue_harness import (
+    QueueTimeout,
+    project_dagster_yaml,
+    run_batch_through_queue,
+)
+from batch_pipelines.role_onboarding.submission import slugify, validate_submission
+
+COMPANY = "liberty-mutual"
+ROLE_NAMES = [
+    "Claims Adjuster", "Underwriter", "Risk Analyst", "Actuary", "Data Analyst",
+    "ML Engineer", "Customer Service Representative", "Insurance Agent", "Loss Control Specialist",
+    "Fraud Investigator", "Product Manager", "Software Engineer", "Compliance Officer",
+    "Financial Analyst", "Reinsurance Specialist", "Marketing Manager", "HR Business Partner",
+    "Catastrophe Modeler", "Policy Administrator", "Billing Specialist",
+]  # fmt: skip
+FAILING_ROLES = ["Underwriter", "ML Engineer", "Fraud Investigator", "Catastrophe Modeler"]
+# Taxonomy names for a few roles, and one invalid role that is reported and skipped.
+DRAUP_NAMES = {"Claims Adjuster": "Claims Handler", "Underwriter": "Insurance Underwriter"}
+
+
+def demo_submission():
+    roles = [{"role_name": n, **({"draup_role_name": DRAUP_NAMES[n]} if n in DRAUP_NAMES else {})} for n in ROLE_NAMES]
+    roles.append({"role_name": "   "})
+    return validate_submission(COMPANY, roles, created_by="demo@batch-pipelines.local")
+
+
+def states_went_as_expected(states: list[str]) -> bool:
+    """pending, then in_progress, then partial, and completed at the end (after the retry)."""
+    try:
+        first_partial = states.index("partial")
+    except ValueError:
+        return False
+    return (
+        states[:2] == ["pending", "in_progress"]
+        and first_partial >= 2
+        and states[-1] == "completed"
+    )
+
 
 def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> int:
     """Run this family's demo on the embedded default in ``directory`` (empty, created by the
     caller) with ``instance``; print what happened and where to look; 0 when it did what it
-    should."""
-    return 0
+    should.
+
+    The runs need an instance that a daemon process shares, which an ephemeral one is not,
+    so the demo makes its own instance folder under ``directory`` from ``instance``'s
+    dagster.yaml (the project's when DAGSTER_HOME is set) and dequeues every second.
+    """
+    # The daemon and its run workers have other working directories: give them absolute paths.
+    directory = Path(directory).resolve()
+    submission = demo_submission()
+    echo(
+        f"  {len(ROLE_NAMES)} roles of {COMPANY} (+1 invalid); AI assessment fails on the first attempt for "
+        f"{', '.join(FAILING_ROLES)} (injected at the model simulator)"
+    )
+    for invalid in submission.invalid:
+        echo(f"  skipped at submission: {invalid}")
+    echo("  starting dagster-daemon (submissions sensor + run queue); each role is one run ...")
+    try:
+        result = run_batch_through_queue(
+            directory,
+            submission,
+            source_config=project_dagster_yaml(instance),
+            failing_roles=[slugify(n) for n in FAILING_ROLES],
+            echo=echo,
+        )
+    except QueueTimeout as exc:
+        echo(f"  FAILED: {exc}")
+        return 1
+    final = result.final
+    assert final is not None
+    ok_states = states_went_as_expected(result.states)
+    ok_limit = 0 < result.sampled_peak <= result.limit and result.recorded_peak <= result.limit
+    ok_final = final.view.completed == len(ROLE_NAMES) and str(final.view.state) == "completed"
+    echo(f"  states: {' -> '.join(result.states)}  ({'as expected' if ok_states else 'NOT as expected'})")
+    echo(
+        f"  role runs executing at once: peak {result.sampled_peak} sampled, {result.recorded_peak} from the run "
+        f"records; limit {result.limit} ({'held' if ok_limit else 'VIOLATED'})"
+    )
+    sample = final.roles[0]
+    echo(f"  e.g. {sample.role_name}: {sample.status} at {sample.dashboard_url} (workflow {sample.workflow_id})")
+    echo(f"  {final.view.completed}/{final.view.total} roles ready in {result.seconds:.0f}s")
+    echo(f"  inspect: DAGSTER_HOME={(directory / 'dagster_home').resolve()} batch-pipelines roles status {result.batch_id} "
+         f"--database-url sqlite:///{directory / 'batch_store.db'}")
+    return 0 if ok_states and ok_limit and ok_final else 1

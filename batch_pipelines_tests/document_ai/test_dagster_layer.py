@@ -24,8 +24,8 @@ from batch_pipelines.document_ai.pipelines import load_pipelines
 from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.sensors import (
     GENERATION_TAG,
-    document_items_drop_sensor,
     build_document_job_launcher,
+    document_items_drop_sensor,
 )
 from batch_pipelines.document_ai.store import DocumentJobStore
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource

@@ -1,0 +1,67 @@
+"""The run queue, not our code, throttles role runs: a real daemon with a role-run limit of
+2 never lets more than 2 role runs execute at once, and the batch still completes."""
+
+import pytest
+
+from batch_pipelines.role_onboarding.queue_harness import (
+    project_dagster_yaml,
+    run_batch_through_queue,
+    write_instance_config,
+)
+from batch_pipelines.role_onboarding.service import role_run_limit_of
+from batch_pipelines.role_onboarding.submission import validate_submission
+
+
+def test_the_demo_instance_config_keeps_the_projects_limits_and_can_lower_the_role_limit(tmp_path):
+    import dagster as dg
+
+    write_instance_config(project_dagster_yaml(), tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert role_run_limit_of(instance) == 5
+    write_instance_config(project_dagster_yaml(), tmp_path / "low", role_run_limit=2)
+    with dg.DagsterInstance.from_config(str(tmp_path / "low")) as instance:
+        assert role_run_limit_of(instance) == 2
+
+
+@pytest.mark.slow
+def test_a_daemon_never_runs_more_role_runs_at_once_than_the_tag_concurrency_limit(tmp_path):
+    submission = validate_submission("acme", [{"role_name": f"Role {i}"} for i in range(4)])
+    result = run_batch_through_queue(
+        tmp_path,
+        submission,
+        source_config=project_dagster_yaml(),
+        failing_roles=[],
+        model_latency_ms=1000,  # runs last long enough to overlap if the queue let them
+        role_run_limit=2,
+        retry=False,
+        timeout_seconds=100,
+        echo=lambda line: None,
+    )
+    assert result.limit == 2
+    assert str(result.final.view.state) == "completed" and result.final.view.completed == 4
+    assert 1 <= result.sampled_peak <= 2
+    assert 1 <= result.recorded_peak <= 2
+    assert result.states[0] == "pending" and result.states[-1] == "completed"
+
+
+def test_the_demo_submits_twenty_roles_and_reports_its_one_invalid_role():
+    from batch_pipelines.role_onboarding.demo import FAILING_ROLES, demo_submission
+
+    submission = demo_submission()
+    assert len(submission.valid) == 20 and [r.index for r in submission.invalid] == [20]
+    assert set(FAILING_ROLES) <= {r.role_name for r in submission.valid}
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        (["pending", "in_progress", "partial", "in_progress", "completed"], True),
+        (["pending", "in_progress", "completed"], False),  # nothing failed: no partial seen
+        (["in_progress", "partial", "in_progress", "completed"], False),  # never seen pending
+        (["pending", "in_progress", "partial"], False),  # the retry did not complete it
+    ],
+)
+def test_the_demo_accepts_only_pending_then_in_progress_then_partial_then_completed(states, expected):
+    from batch_pipelines.role_onboarding.demo import states_went_as_expected
+
+    assert states_went_as_expected(states) is expected
