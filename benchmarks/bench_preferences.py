@@ -22,7 +22,6 @@ not timed. ``BENCH_SCALE`` (float, default 1) scales the user count for a quick 
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
 import time
@@ -40,6 +39,7 @@ from batch_pipelines.configured_batches.repositories import UserRepository
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.store.configured_batches_tables import system_users, user_preferences
+from benchmarks.common import scale as bench_scale
 
 USERS = 100_000
 CHANGED_SHARE = 0.01
@@ -47,19 +47,6 @@ GOAL_S = 1.0
 FEATURES = ("daily_digest", "product_picks", "activity_report", "topic_briefing")
 ZONES = ("UTC", "Europe/Paris", "Europe/London", "America/New_York", "America/Los_Angeles", "Asia/Tokyo")
 WEEKDAYS = ("monday", "wednesday", "friday")
-
-
-def _scale() -> float:
-    raw = os.environ.get("BENCH_SCALE", "").strip()
-    if not raw:
-        return 1.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"BENCH_SCALE={raw!r} is not a number") from None
-    if value <= 0:
-        raise SystemExit(f"BENCH_SCALE must be > 0, got {value}")
-    return value
 
 
 def _report(name: str, measured: float, detail: str) -> None:
@@ -213,7 +200,7 @@ def bench_tick(directory: Path, users: int) -> None:
 
 
 def main() -> None:
-    scale = _scale()
+    scale = bench_scale()
     users = max(100, int(USERS * scale))
     if scale != 1:
         print(f"bench_preferences: BENCH_SCALE={scale:g}, {users:,} users", flush=True)

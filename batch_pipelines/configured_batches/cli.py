@@ -8,15 +8,9 @@ from pathlib import Path
 
 import click
 
+from batch_pipelines.cli_options import database_url_option
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 
-_database_url = click.option(
-    "--database-url",
-    envvar="BATCH_PIPELINES_DATABASE_URL",
-    default="",
-    show_envvar=True,
-    help="Store URL (sqlite:///PATH or postgresql://...); empty: the embedded SQLite file.",
-)
 _jobs_file = click.option(
     "--file",
     "jobs_file",
@@ -76,7 +70,7 @@ def list_jobs(jobs_file: str, as_json: bool) -> None:
 
 
 @jobs.command()
-@_database_url
+@database_url_option
 @click.option("--user", "user_id", default=None, help="Results of one user.")
 @click.option("--tenant", "tenant_id", default=None, help="Results per batch of one tenant.")
 @click.option("--feature-type", default=None, help="Preference batches of one feature type.")
@@ -122,7 +116,7 @@ def status(database_url: str, user_id: str | None, tenant_id: str | None, featur
 
 
 @jobs.command("seed-demo-data")
-@_database_url
+@database_url_option
 @click.option("--users", default=300, show_default=True, help="How many users to create.")
 def seed_demo(database_url: str, users: int) -> None:
     """Fill the store with the demo tenants, users, categories and preferences (rows that

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from batch_pipelines.cli_options import database_url_option
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 from batch_pipelines.role_onboarding.submission import (
     DASHBOARD_BASE_URL_ENV,
@@ -25,13 +26,6 @@ from batch_pipelines.role_onboarding.submission import (
     TTL_ENV,
 )
 
-_database_url = click.option(
-    "--database-url",
-    envvar="BATCH_PIPELINES_DATABASE_URL",
-    default="",
-    show_envvar=True,
-    help="Store URL (sqlite:///PATH or postgresql://...); empty: the embedded SQLite file.",
-)
 _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 # How --watch waits between redraws (a name of its own, so a test can replace it).
 pause = time.sleep
@@ -117,7 +111,7 @@ def _parse_role_option(value: str) -> dict[str, str]:
 @click.option("--skip-enhancement-workflows", is_flag=True, default=None)
 @click.option("--force-rerun", is_flag=True, default=None)
 @click.option("--created-by", default=None)
-@_database_url
+@database_url_option
 @_as_json
 @click.pass_context
 def submit(
@@ -221,7 +215,7 @@ def render_status(status: dict[str, Any]) -> list[str]:
 
 @roles.command()
 @click.argument("batch_id")
-@_database_url
+@database_url_option
 @_as_json
 @click.option("--watch", is_flag=True, help="Redraw until the batch is completed or partial.")
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws under --watch.")
@@ -260,7 +254,7 @@ def status(ctx: click.Context, batch_id: str, database_url: str, as_json: bool, 
 
 @roles.command(name="list")
 @click.option("--company", "company_id", required=True)
-@_database_url
+@database_url_option
 @_as_json
 @click.pass_context
 def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json: bool) -> None:
@@ -292,7 +286,7 @@ def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json
 @click.argument("batch_id")
 @click.option("--workflow-id", "workflow_ids", multiple=True, help="Only these failed workflows (default: all failed).")
 @click.option("--force-rerun", is_flag=True)
-@_database_url
+@database_url_option
 @_as_json
 @click.pass_context
 def retry(
@@ -319,7 +313,7 @@ def retry(
 
 
 @roles.command()
-@_database_url
+@database_url_option
 @click.pass_context
 def cleanup(ctx: click.Context, database_url: str) -> None:
     """Delete batch records past their time to live now (reads also do it lazily)."""
