@@ -15,6 +15,7 @@ temporary folder; PostgreSQL: dagster_postgres storage on a fresh database on
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -44,7 +45,9 @@ from batch_pipelines.store.role_onboarding_tables import role_dashboards
 ROLES = 10_000
 GOAL_SECONDS = 1.0
 CHUNK = 1000
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+ADMIN_URL = os.environ.get(
+    "BATCH_PIPELINES_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 # Share of roles per run status, in order. Waiting roles are NOT_STARTED runs: a QUEUED run
 # record needs the code location's origin, and both statuses mean "queued" to the status.
 MIX = [("SUCCESS", 0.70), ("FAILURE", 0.05), ("STARTED", 0.05), ("NOT_STARTED", 0.20)]

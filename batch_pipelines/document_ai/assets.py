@@ -100,7 +100,7 @@ def build_phase_asset(
         job = jobs.get_job(context.partition_key)
         if job.status == DocJobStatus.FAILED and context.run.tags.get("dagster/retry_number"):
             # Dagster retried the run after a failure: carry on from the last checkpoint.
-            job = jobs.apply_action(job.id, "resume", reason="automatic run retry")
+            job = jobs.apply_action(job.id, "resume", reason="automatic run retry", new_run=False)
         if job.status != DocJobStatus.RUNNING:
             context.log.warning(f"job {job.key} is {job.status}: phase {phase.name} not run")
             return

@@ -8,11 +8,12 @@ import dagster as dg
 
 from batch_pipelines.document_ai.assets import build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS
-from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
+from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_valid_pipelines
 from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.sensors import (
     build_document_job_launcher,
     document_items_drop_sensor,
+    document_pipelines_problems,
 )
 from batch_pipelines.resources import env_or
 
@@ -23,19 +24,20 @@ def document_ai_definitions() -> dg.Definitions:
     """Assets, jobs, sensors and the ``document_ai`` settings resource.
 
     The asset graph is built from the templates when the code location loads, so a new
-    template file appears after a reload; a template with errors stops the load with a
-    message naming the file and field (the UI shows it).
+    template file appears after a reload. A template with errors is left out and the
+    ``document_pipelines_problems`` sensor lists its problems (file and field) in red.
     """
     pipelines_dir = os.environ.get(PIPELINES_DIR_ENV) or str(SHIPPED_PIPELINES_DIR)
     assets, jobs = [], []
-    for template in load_pipelines(Path(pipelines_dir)).values():
+    templates, _ = load_valid_pipelines(Path(pipelines_dir))
+    for template in templates.values():
         phase_assets, job, _ = build_pipeline_definitions(template)
         assets += phase_assets
         jobs.append(job)
     return dg.Definitions(
         assets=assets,
         jobs=[*jobs, *DOCUMENT_AI_JOBS],
-        sensors=[build_document_job_launcher(jobs), document_items_drop_sensor],
+        sensors=[build_document_job_launcher(jobs), document_items_drop_sensor, document_pipelines_problems],
         resources={
             "document_ai": DocumentAISettings(
                 pipelines_dir=env_or(PIPELINES_DIR_ENV, str(SHIPPED_PIPELINES_DIR)),

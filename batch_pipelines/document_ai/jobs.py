@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.document_ai.assets import partitions_for
@@ -88,6 +88,9 @@ def submit_document_job_op(
         job = jobs.create_job(spec, pipelines[spec.pipeline])
     except BatchPipelinesError as exc:
         raise _failure(exc) from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise dg.Failure(description=f"invalid job: {problems}", allow_retries=False) from None
     context.instance.add_dynamic_partitions(partitions_for(pipelines[job.pipeline]).name, [job.key])
     context.log.info(f"document job {job.key} stored with {job.item_count} items: {job.status}")
     context.add_output_metadata({"job": job.key, "status": job.status.value, "items": job.item_count})

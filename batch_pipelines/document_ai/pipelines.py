@@ -180,6 +180,18 @@ def load_pipelines(folder: str | Path = SHIPPED_PIPELINES_DIR) -> dict[str, Pipe
     All files are checked before raising, so one error lists every bad file. A template
     name defined in two files is an error naming both. An empty folder gives ``{}``.
     """
+    templates, problems = load_valid_pipelines(folder)
+    if problems:
+        raise ConfigurationError("\n".join(problems), details={"folder": str(folder)})
+    return templates
+
+
+def load_valid_pipelines(folder: str | Path = SHIPPED_PIPELINES_DIR) -> tuple[dict[str, PipelineTemplate], list[str]]:
+    """The valid templates of ``folder`` and a problem (file and field) per invalid one.
+
+    The code location builds assets from the valid ones, so one bad file does not take the
+    other pipelines (or the other families) down; the problems are shown by a sensor.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigurationError(f"pipelines folder not found: {folder}")
@@ -202,6 +214,4 @@ def load_pipelines(folder: str | Path = SHIPPED_PIPELINES_DIR) -> dict[str, Pipe
             continue
         templates[template.name] = template
         origin[template.name] = path.name
-    if problems:
-        raise ConfigurationError("\n".join(problems), details={"folder": str(folder)})
-    return templates
+    return templates, problems

@@ -7,7 +7,7 @@ import dagster as dg
 from batch_pipelines.document_ai.pipelines import (
     SHIPPED_PIPELINES_DIR,
     PipelineTemplate,
-    load_pipelines,
+    load_valid_pipelines,
 )
 from batch_pipelines.resources import DATA_DIR
 
@@ -26,4 +26,8 @@ class DocumentAISettings(dg.ConfigurableResource):
     control_check_seconds: float = 1.0
 
     def pipelines(self) -> dict[str, PipelineTemplate]:
-        return load_pipelines(Path(self.pipelines_dir))
+        """The valid templates (invalid ones are reported by ``document_pipelines_problems``)."""
+        return load_valid_pipelines(Path(self.pipelines_dir))[0]
+
+    def pipeline_problems(self) -> list[str]:
+        return load_valid_pipelines(Path(self.pipelines_dir))[1]

@@ -276,6 +276,7 @@ class _PhaseRun:
         self.entries: list[CostEntry] = []
         self.write_lock = asyncio.Lock()
         self.stop: str | None = None
+        self.in_flight = 0
         self.last_write = time.monotonic()
         budget = self.job.options.cost_budget
         self.budget = Decimal(budget) if budget is not None else None
@@ -310,11 +311,15 @@ class _PhaseRun:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            if self._would_pass_budget():
-                self.stop = "budget"
+            if not await self._admit():
+                self.stop = self.stop or "budget"
                 return
-            outcome, passages = await self._process(item)
-            await self._add(outcome, passages)
+            self.in_flight += 1
+            try:
+                outcome, passages = await self._process(item)
+                await self._add(outcome, passages)
+            finally:
+                self.in_flight -= 1
 
     async def _process(self, item: WorkItem) -> tuple[ItemOutcome, list[dict[str, Any]] | None]:
         request_id = f"doc-{self.job.batch_id}-{item.item_id}-{self.spec.name}"
@@ -428,12 +433,28 @@ class _PhaseRun:
             except Exception:  # noqa: BLE001 - a control hiccup must not kill the phase
                 log.warning("document job %s: control check failed", self.job.key, exc_info=True)
 
-    def _would_pass_budget(self) -> bool:
+    async def _admit(self) -> bool:
+        """May one more item start without the cost passing the budget?
+
+        Items in flight count at the expected cost per item (the mean so far), so a high
+        concurrency cannot overshoot; until the first item is done, only one runs, to learn
+        that cost. When the next item would not fit, wait for those in flight (they may cost
+        less) and decide on what was really spent.
+        """
         if self.budget is None:
-            return False
-        done = self.report.processed
-        expected_next = (self.report.cost / done) if done else Decimal(0)
-        return self.spent + expected_next > self.budget
+            return True
+        while self.stop is None:
+            done = self.report.processed
+            if done == 0 and self.in_flight:
+                await asyncio.sleep(0.005)
+                continue
+            expected = self.report.cost / done if done else Decimal(0)
+            if self.spent + expected * (self.in_flight + 1) <= self.budget:
+                return True
+            if not self.in_flight:
+                return False
+            await asyncio.sleep(0.005)
+        return False
 
     def _pause_for_budget(self) -> None:
         reason = f"cost budget {self.budget} reached: {self.spent.quantize(Decimal('0.000001'))} spent"

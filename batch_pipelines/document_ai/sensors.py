@@ -7,11 +7,13 @@ failed run listing every bad item, visible in the UI).
 """
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
 from batch_pipelines.core.drop_folder import changed_files
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
 from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
 from batch_pipelines.document_ai.jobs import submit_document_job
@@ -54,15 +56,28 @@ def launch_runs(
             dg.RunsFilter(tags={JOB_TAG: job.key, GENERATION_TAG: str(job.generation)}), limit=5
         )
         runs[run_key(job.key, job.generation)] = [RunSeen(r.dagster_run.run_id, r.dagster_run.status.value) for r in records]
-    to_launch, to_fail = launch_decisions(
-        [RunningJob(j.key, j.pipeline, j.generation) for j in running], runs
+    now = datetime.now(UTC)
+    decisions = launch_decisions(
+        [
+            RunningJob(
+                j.key, j.pipeline, j.generation,
+                claim_expired_seconds=(now - j.lease_expires_at).total_seconds()
+                if j.runner_id and j.lease_expires_at and j.lease_expires_at < now else None,
+            )
+            for j in running
+        ],
+        runs,
     )
-    for key, reason in to_fail:
+    for run_id, reason in decisions.dead_runs:
+        dead = context.instance.get_run_by_id(run_id)
+        if dead is not None and not dead.is_finished:
+            context.instance.report_run_failed(dead, reason)
+    for key, reason in decisions.to_fail:
         jobs.apply_action(key, "fail", reason=reason)
         context.log.warning(f"document job {key}: {reason}")
     pipelines = document_ai.pipelines()
     requests, partitions = [], []
-    for launch in to_launch:
+    for launch in decisions.to_launch:
         if launch.pipeline not in pipelines:
             jobs.apply_action(launch.key, "fail", reason=f"pipeline {launch.pipeline!r} is no longer defined")
             continue
@@ -118,3 +133,18 @@ def document_items_drop_sensor(
             )
         )
     return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails while a pipeline template is invalid, listing each problem with its file and field.",
+)
+def document_pipelines_problems(context: dg.SensorEvaluationContext, document_ai: DocumentAISettings) -> dg.SkipReason:
+    problems = document_ai.pipeline_problems()
+    if problems:
+        raise ConfigurationError(
+            f"{len(problems)} invalid pipeline template(s) (left out of the code location; fix them and "
+            "reload):\n" + "\n".join(f"- {p}" for p in problems)
+        )
+    return dg.SkipReason("every pipeline template is valid")

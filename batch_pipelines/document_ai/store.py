@@ -72,6 +72,7 @@ class DocumentJob:
     current_phase: str | None
     status_reason: str | None
     runner_id: str | None
+    lease_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -204,6 +205,7 @@ class DocumentJobStore:
             current_phase=m["current_phase"],
             status_reason=m["status_reason"],
             runner_id=m["runner_id"],
+            lease_expires_at=m["lease_expires_at"],
             created_at=m["created_at"],
             updated_at=m["updated_at"],
             started_at=m["started_at"],
@@ -256,11 +258,15 @@ class DocumentJobStore:
         return [self._record(r) for r in rows]
 
     # ------------------------------------------------------------------ lifecycle
-    def apply_action(self, ref: int | str, action: str, reason: str | None = None) -> DocumentJob:
+    def apply_action(
+        self, ref: int | str, action: str, reason: str | None = None, *, new_run: bool = True
+    ) -> DocumentJob:
         """Move a job by a user or run action (start, pause, resume, cancel, complete, fail).
 
         The rule is the pure one of ``batch_jobs``; the write is compare-and-set on the
-        status read, so two actions racing cannot both apply.
+        status read, so two actions racing cannot both apply. A start or resume asks for a
+        new run (the generation goes up) unless ``new_run`` is False: Dagster retrying a
+        failed run resumes the job inside that retry.
         """
         if action not in batch_jobs.ACTIONS:
             raise ValueError(f"unknown action {action!r}")
@@ -269,7 +275,8 @@ class DocumentJobStore:
         now = utcnow()
         values: dict[str, Any] = {"status": target.value, "updated_at": now, "status_reason": reason}
         if action in ("start", "resume"):
-            values["generation"] = document_jobs.c.generation + 1
+            if new_run:
+                values["generation"] = document_jobs.c.generation + 1
             values["started_at"] = job.started_at or now
             values["finished_at"] = None
         if target in (DocJobStatus.COMPLETED, DocJobStatus.FAILED, DocJobStatus.CANCELLED):

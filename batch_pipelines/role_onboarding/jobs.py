@@ -83,7 +83,8 @@ def store_role_batch(
     return result.batch.batch_id
 
 
-@dg.job(description="Submit a batch of roles for onboarding (seed 000's push-batch).")
+# Never retried as a whole run: a retry after the batch was stored would store a second one.
+@dg.job(description="Submit a batch of roles for onboarding (seed 000's push-batch).", tags={"dagster/max_retries": "0"})
 def submit_role_batch():
     store_role_batch()
 
@@ -114,7 +115,10 @@ def retry_failed_role_workflows(
     return response
 
 
-@dg.job(description="Retry the failed roles of a batch (or the given workflow ids); they join the same batch.")
+@dg.job(
+    description="Retry the failed roles of a batch (or the given workflow ids); they join the same batch.",
+    tags={"dagster/max_retries": "0"},
+)
 def retry_failed_roles():
     retry_failed_role_workflows()
 

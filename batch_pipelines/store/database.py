@@ -40,7 +40,22 @@ def create_engine(url: str | None) -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return sa.create_engine(
+        parsed,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        # A client killed in the middle of a transaction must not leave its row locks (job
+        # claims) behind for long: the server ends such a session after 30 s, and TCP
+        # keepalives find a vanished client.
+        connect_args={
+            "options": "-c idle_in_transaction_session_timeout=30000",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

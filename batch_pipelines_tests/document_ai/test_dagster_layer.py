@@ -230,3 +230,23 @@ def test_the_launcher_of_the_code_location_may_launch_every_pipeline_job():
 
     sensor = defs().resolve_sensor_def("document_job_launcher")
     assert {t.job_name for t in sensor.targets} == {f"{name}_job" for name in PIPELINES}
+
+
+def test_an_invalid_template_is_left_out_and_shown_by_a_failing_sensor_while_the_rest_loads(tmp_path, monkeypatch):
+    import shutil
+
+    from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR
+    from batch_pipelines.document_ai.sensors import document_pipelines_problems
+
+    folder = tmp_path / "pipelines"
+    shutil.copytree(SHIPPED_PIPELINES_DIR, folder)
+    (folder / "broken.yaml").write_text("name: broken\nphases:\n  - name: a\n    task_type: telepathy\n")
+    monkeypatch.setenv("DOCUMENT_AI_PIPELINES_DIR", str(folder))
+    from batch_pipelines.definitions import defs
+
+    loaded = defs()
+    assert loaded.resolve_job_def("document_pipeline_job") is not None
+    assert "broken_job" not in {j.name for j in loaded.resolve_all_job_defs()}
+    settings = DocumentAISettings(pipelines_dir=str(folder))
+    with dg.build_sensor_context(resources={"document_ai": settings}) as ctx, pytest.raises(Exception, match="broken.yaml"):
+        document_pipelines_problems(ctx)

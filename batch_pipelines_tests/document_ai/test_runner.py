@@ -151,3 +151,14 @@ def test_no_checkpoint_ever_holds_more_than_the_checkpoint_frequency_of_results(
     _run(jobs, job, ModelSimulator())
     assert max(sizes) == 4  # full checkpoints, never more (a kill loses at most these)
     assert sum(sizes) == 57 * 3
+
+
+def test_a_high_concurrency_does_not_overshoot_the_budget(jobs):
+    budget = Decimal("0.0005")
+    job = jobs.create_job(_spec(60, concurrency=20, checkpoint_frequency=5, cost_budget=budget), PIPELINES["document_pipeline"])
+    _run(jobs, job, ModelSimulator(faults=FaultPlan(latency_seconds=0.02)))
+    assert jobs.get_job(job.id).status == DocJobStatus.PAUSED
+    spent = jobs.cost_totals(job.batch_id).total_cost
+    # within the budget, give or take one item that cost more than the mean
+    per_item = spent / max(1, sum(sum(c.values()) for c in jobs.phase_counts(job.batch_id).values()))
+    assert spent <= budget + 2 * per_item, (spent, budget)

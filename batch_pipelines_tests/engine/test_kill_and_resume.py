@@ -30,7 +30,7 @@ def _start(store_url: str, sim_db: Path, batch_id: int) -> subprocess.Popen:
     )
 
 
-def _kill_when(proc: subprocess.Popen, store: BatchStore, batch_id: int, condition, timeout: float = 60) -> dict:
+def _kill_when(proc: subprocess.Popen, store: BatchStore, batch_id: int, condition, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counts = store.job_status_counts(batch_id)
@@ -42,7 +42,8 @@ def _kill_when(proc: subprocess.Popen, store: BatchStore, batch_id: int, conditi
             pytest.fail(f"worker ended before the kill point: {proc.stdout.read()}")
         time.sleep(0.01)
     proc.kill()
-    pytest.fail(f"kill point not reached; counts {store.job_status_counts(batch_id)}")
+    out, _ = proc.communicate()
+    pytest.fail(f"kill point not reached; counts {store.job_status_counts(batch_id)}; worker output:\n{out[-3000:]}")
 
 
 def _submitted(counts: dict) -> int:
