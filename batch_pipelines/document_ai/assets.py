@@ -34,8 +34,12 @@ CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "document_ai"}
 JOB_TAG = "batch_pipelines/document_job"
 
 
+def partitions_name(pipeline: str) -> str:
+    return f"{pipeline}_jobs"
+
+
 def partitions_for(template: PipelineTemplate) -> dg.DynamicPartitionsDefinition:
-    return dg.DynamicPartitionsDefinition(name=f"{template.name}_jobs")
+    return dg.DynamicPartitionsDefinition(name=partitions_name(template.name))
 
 
 def job_name_for(pipeline: str) -> str:
@@ -107,15 +111,20 @@ def build_phase_asset(
 
         async def run() -> PhaseReport:
             async with models.client() as client:
+                prices = document_ai.price_table()
                 library = ReferenceLibrary(
-                    jobs.engine, client, on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id
+                    jobs.engine, client, embedding_model=document_ai.embedding_model, prices=prices,
+                    on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id,
                 )
                 runner = DocumentJobRunner(
                     jobs, job, template, client,
+                    router=document_ai.router(),
+                    prices=prices,
                     retrieve=library.retrieve,
                     options=RunnerOptions(
                         lease_seconds=document_ai.lease_seconds,
                         control_check_seconds=document_ai.control_check_seconds,
+                        validator_model=document_ai.validator_model,
                     ),
                 )
                 # A crashed predecessor's claim runs out after one lease.

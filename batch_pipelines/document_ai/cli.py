@@ -52,15 +52,34 @@ def _models():
     return ModelsResource(base_url=os.environ.get("MODELS_BASE_URL", ""), api_key=os.environ.get("MODELS_API_KEY"))
 
 
+def _settings():
+    """Model routes, prices, validator and embedding models from env, as the UI gets them."""
+    from batch_pipelines.document_ai.resources import DocumentAISettings
+
+    defaults = DocumentAISettings()
+    return DocumentAISettings(
+        model_routes=os.environ.get("DOCUMENT_AI_MODEL_ROUTES", ""),
+        prices=os.environ.get("DOCUMENT_AI_PRICES", ""),
+        validator_model=os.environ.get("DOCUMENT_AI_VALIDATOR_MODEL") or defaults.validator_model,
+        embedding_model=os.environ.get("DOCUMENT_AI_EMBEDDING_MODEL") or defaults.embedding_model,
+    )
+
+
 def run_job_here(jobs, job, template, echo=click.echo) -> Any:
     """Work a RUNNING job to the end (or to a pause) in this process; return the job."""
     from batch_pipelines.document_ai.rag import ReferenceLibrary
-    from batch_pipelines.document_ai.runner import DocumentJobRunner
+    from batch_pipelines.document_ai.runner import DocumentJobRunner, RunnerOptions
+
+    settings = _settings()
+    prices = settings.price_table()
 
     async def go():
         async with _models().client() as client:
-            library = ReferenceLibrary(jobs.engine, client, on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id)
-            runner = DocumentJobRunner(jobs, job, template, client, retrieve=library.retrieve)
+            library = ReferenceLibrary(jobs.engine, client, embedding_model=settings.embedding_model, prices=prices,
+                                       on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id)
+            runner = DocumentJobRunner(jobs, job, template, client, router=settings.router(), prices=prices,
+                                       retrieve=library.retrieve,
+                                       options=RunnerOptions(validator_model=settings.validator_model))
             return await runner.run_all(
                 on_progress=lambda r: echo(
                     f"  {r.phase}: {r.done_before + r.processed}/{r.items_total} items, cost this run {r.cost}"
@@ -301,6 +320,17 @@ def delete(job, database_url) -> None:
     except BatchPipelinesError as exc:
         raise _fail(exc) from None
     click.echo(f"job {record.key} deleted")
+    if os.environ.get("DAGSTER_HOME"):
+        # The job's partition goes too, as when the UI's delete_document_job does it.
+        import dagster as dg
+
+        from batch_pipelines.document_ai.assets import partitions_name
+
+        name = partitions_name(record.pipeline)
+        with dg.DagsterInstance.get() as instance:
+            if instance.has_dynamic_partition(name, record.key):
+                instance.delete_dynamic_partition(name, record.key)
+                click.echo(f"partition {record.key} of {name} removed")
 
 
 @docs.command()
@@ -334,7 +364,9 @@ def add_references(project_id, files, database_url) -> None:
 
     async def go() -> dict[str, int]:
         async with _models().client() as client:
-            library = ReferenceLibrary(store.engine, client, on_cost=store.record_cost_entries)
+            settings = _settings()
+            library = ReferenceLibrary(store.engine, client, embedding_model=settings.embedding_model,
+                                       prices=settings.price_table(), on_cost=store.record_cost_entries)
             return {Path(f).name: await library.add_document(project_id, Path(f).name, Path(f).read_text(encoding="utf-8"))
                     for f in files}
 

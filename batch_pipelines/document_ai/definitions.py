@@ -43,6 +43,10 @@ def document_ai_definitions() -> dg.Definitions:
                 pipelines_dir=env_or(PIPELINES_DIR_ENV, str(SHIPPED_PIPELINES_DIR)),
                 drop_folder=env_or("DOCUMENT_AI_DROP_FOLDER", DocumentAISettings().drop_folder),
                 exports_dir=env_or("DOCUMENT_AI_EXPORTS_DIR", DocumentAISettings().exports_dir),
+                model_routes=env_or("DOCUMENT_AI_MODEL_ROUTES", ""),
+                prices=env_or("DOCUMENT_AI_PRICES", ""),
+                validator_model=env_or("DOCUMENT_AI_VALIDATOR_MODEL", DocumentAISettings().validator_model),
+                embedding_model=env_or("DOCUMENT_AI_EMBEDDING_MODEL", DocumentAISettings().embedding_model),
             )
         },
     )

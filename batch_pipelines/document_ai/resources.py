@@ -1,15 +1,30 @@
 """Settings of the document AI family, as a Dagster resource."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
 
+from batch_pipelines.core.costs import DEFAULT_PRICES, PriceTable
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.document_ai.pipelines import (
     SHIPPED_PIPELINES_DIR,
     PipelineTemplate,
     load_valid_pipelines,
 )
+from batch_pipelines.document_ai.rag import DEFAULT_EMBEDDING_MODEL
+from batch_pipelines.document_ai.router import DEFAULT_ROUTER, DEFAULT_VALIDATOR_MODEL, ModelRouter
 from batch_pipelines.resources import DATA_DIR
+
+
+def _json_object(text: str, field: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"document_ai.{field}: not valid JSON ({exc.msg} at {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"document_ai.{field}: expected a JSON object")
+    return value
 
 
 class DocumentAISettings(dg.ConfigurableResource):
@@ -24,6 +39,28 @@ class DocumentAISettings(dg.ConfigurableResource):
     exports_dir: str = str(DATA_DIR / "document_ai" / "exports")
     lease_seconds: float = 60.0
     control_check_seconds: float = 1.0
+    # Which model does which task, and what models cost. Empty: the simulator's models
+    # (sim-*) and their prices. With a real MODELS_BASE_URL set all four, e.g.
+    # model_routes='{"summarization": "gpt-4o", "*": "gpt-4o-mini"}' ("*" is the fallback)
+    # and prices='{"gpt-4o": {"input_per_1k": "0.0025", "output_per_1k": "0.01"}, ...}'.
+    model_routes: str = ""
+    prices: str = ""
+    validator_model: str = DEFAULT_VALIDATOR_MODEL
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+
+    def router(self) -> ModelRouter:
+        if not self.model_routes.strip():
+            return DEFAULT_ROUTER
+        routes = _json_object(self.model_routes, "model_routes")
+        fallback = routes.pop("*", None) or DEFAULT_ROUTER.fallback
+        return ModelRouter(routes, fallback=fallback)
+
+    def price_table(self) -> PriceTable:
+        """The prices; every model the router, the validator and retrieval use must be priced."""
+        table = PriceTable.from_mapping(_json_object(self.prices, "prices")) if self.prices.strip() else DEFAULT_PRICES
+        for model in {*self.router().models(), self.validator_model, self.embedding_model}:
+            table.price_for(model)  # raises ConfigurationError naming the model
+        return table
 
     def pipelines(self) -> dict[str, PipelineTemplate]:
         """The valid templates (invalid ones are reported by ``document_pipelines_problems``)."""

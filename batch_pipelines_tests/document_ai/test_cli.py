@@ -64,3 +64,22 @@ def test_illegal_actions_and_bad_items_are_refused_with_a_clear_message(tmp_path
     assert _invoke("start", key, "--run", "--database-url", db).exit_code == 0
     assert "COMPLETED" in _invoke("status", key, "--database-url", db).output
     assert _invoke("delete", key, "--database-url", db).exit_code == 0
+
+
+def test_deleting_from_the_cli_also_removes_the_jobs_partition_from_the_dagster_instance(tmp_path, monkeypatch):
+    import dagster as dg
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"content": TEXT}) + "\n")
+    key = json.loads(_invoke("submit", str(items), "--pipeline", "embedding_regeneration", "--no-start",
+                             "--database-url", db, "--json").output)["key"]
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("embedding_regeneration_jobs", [key])
+    out = _invoke("delete", key, "--database-url", db)
+    assert out.exit_code == 0 and "removed" in out.output
+    with dg.DagsterInstance.get() as instance:
+        assert not instance.has_dynamic_partition("embedding_regeneration_jobs", key)

@@ -250,3 +250,24 @@ def test_an_invalid_template_is_left_out_and_shown_by_a_failing_sensor_while_the
     settings = DocumentAISettings(pipelines_dir=str(folder))
     with dg.build_sensor_context(resources={"document_ai": settings}) as ctx, pytest.raises(Exception, match="broken.yaml"):
         document_pipelines_problems(ctx)
+
+
+def test_model_routes_and_prices_come_from_settings_and_an_unpriced_model_is_named():
+    from batch_pipelines.core.errors import ConfigurationError
+
+    settings = DocumentAISettings(
+        model_routes='{"summarization": "gpt-4o", "*": "gpt-4o-mini"}',
+        prices='{"gpt-4o": {"input_per_1k": "0.0025", "output_per_1k": "0.01"}, '
+        '"gpt-4o-mini": {"input_per_1k": "0.00015", "output_per_1k": "0.0006"}, '
+        '"judge": [0.0001, 0.0004], "embedder": [0.00002, 0]}',
+        validator_model="judge",
+        embedding_model="embedder",
+    )
+    assert settings.router().model_for("summarization") == "gpt-4o"
+    assert settings.router().model_for("ocr_cleanup") == "gpt-4o-mini"
+    assert settings.price_table().price_for("judge") is not None
+    unpriced = DocumentAISettings(model_routes='{"*": "gpt-4o-mini"}', prices='{"gpt-4o-mini": [0.1, 0.2]}')
+    with pytest.raises(ConfigurationError, match="sim-validator|sim-embed"):
+        unpriced.price_table()
+    with pytest.raises(ConfigurationError, match="model_routes: not valid JSON"):
+        DocumentAISettings(model_routes="{nope").router()
