@@ -190,6 +190,17 @@ def estimate_usage(prompt_text: str, completion_text: str) -> Usage:
     )
 
 
+def reported_or_estimated_usage(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
+    """The usage a service reported (OpenAI's ``usage`` block), or an estimate flagged as
+    such when the block is missing or malformed: a call is never priced at zero silently."""
+    if isinstance(raw, Mapping):
+        try:
+            return Usage(int(raw["prompt_tokens"]), int(raw.get("completion_tokens") or 0))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return estimate_usage(prompt_text, completion_text)
+
+
 def cost_of(usage: Usage, price: ModelPrice) -> Decimal:
     """Cost of one call, quantized half-up to 1e-8."""
     raw = (

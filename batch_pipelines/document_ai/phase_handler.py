@@ -35,7 +35,7 @@ from batch_pipelines.core.costs import (
     CostKind,
     PriceTable,
     Usage,
-    estimate_usage,
+    reported_or_estimated_usage,
 )
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.document_ai.prompts import build_messages, parse_score, validation_messages
@@ -53,16 +53,6 @@ CostSink = Callable[[list[CostEntry]], Awaitable[None] | None]
 def call_key(request_id: str, kind: Literal["call", "validation"], attempt: int) -> str:
     """The idempotency key (and ledger ``call_key``) of one call of a job."""
     return f"{request_id}:{kind}:{attempt}"
-
-
-def _usage_from(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
-    """The reported usage, or an estimate (flagged) when it is missing or malformed."""
-    if isinstance(raw, Mapping):
-        try:
-            return Usage(int(raw["prompt_tokens"]), int(raw.get("completion_tokens") or 0))
-        except (KeyError, TypeError, ValueError):
-            pass
-    return estimate_usage(prompt_text, completion_text)
 
 
 def _text_of(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -228,7 +218,7 @@ class PhaseHandler:
         if self.is_embedding:
             key = call_key(request_id, "call", 1)
             result = await self.client.embed([content], model=self.model, idempotency_key=key)
-            entries.append(entry(key, self.model, _usage_from(result.usage, content, ""), "call"))
+            entries.append(entry(key, self.model, reported_or_estimated_usage(result.usage, content, ""), "call"))
             return result.vectors[0], None, 1
 
         messages = build_messages(
@@ -245,7 +235,7 @@ class PhaseHandler:
             key = call_key(request_id, "call", attempt)
             chat = await self.client.chat(messages, model=self.model, idempotency_key=key)
             output = chat.content
-            usage = _usage_from(chat.usage, prompt_text, output)
+            usage = reported_or_estimated_usage(chat.usage, prompt_text, output)
             entries.append(entry(key, self.model, usage, "call" if attempt == 1 else "retry"))
             if not self.validation_enabled:
                 return output, None, attempt
@@ -254,7 +244,7 @@ class PhaseHandler:
             verdict = await self.client.chat(
                 check, model=self.validator_model, idempotency_key=vkey
             )
-            vusage = _usage_from(verdict.usage, _text_of(check), verdict.content)
+            vusage = reported_or_estimated_usage(verdict.usage, _text_of(check), verdict.content)
             entries.append(entry(vkey, self.validator_model, vusage, "validation"))
             score = parse_score(verdict.content)
             if score is not None and score >= self.min_score:

@@ -42,7 +42,7 @@ from batch_pipelines.core.costs import (
     CostEntry,
     PriceTable,
     Usage,
-    estimate_usage,
+    reported_or_estimated_usage,
 )
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.store.document_ai_tables import reference_passages
@@ -379,7 +379,7 @@ class ReferenceLibrary:
         )
         if self.on_cost is not None:
             entries.append(
-                self._entry(call_key, _usage_of(result.usage, texts), phase=phase, item_id=item_id)
+                self._entry(call_key, _usage_of_embedding(result.usage, texts), phase=phase, item_id=item_id)
             )
         return result.vectors
 
@@ -563,11 +563,6 @@ def _best(matrix: _Matrix, query: np.ndarray, k: int, project_id: str) -> list[P
     ]
 
 
-def _usage_of(raw: Mapping[str, Any] | None, texts: Sequence[str]) -> Usage:
-    """The reported usage, or an estimate (flagged) when the service omitted it."""
-    if isinstance(raw, Mapping):
-        try:
-            return Usage(int(raw["prompt_tokens"]), 0)
-        except (KeyError, TypeError, ValueError):
-            pass
-    return estimate_usage("\n".join(texts), "")
+def _usage_of_embedding(raw: Mapping[str, Any] | None, texts: Sequence[str]) -> Usage:
+    """Embeddings have no completion: the prompt tokens reported, or estimated and flagged."""
+    return reported_or_estimated_usage(raw, "\n".join(texts), "")

@@ -303,3 +303,13 @@ def test_every_breakdown_adds_up_to_the_total_and_repeats_change_nothing(ledger)
         assert sum(breakdown.values(), Decimal(0)) == totals.total_cost
     assert summarize(ledger + ledger[::-1]) == totals
     assert totals.total_tokens == totals.prompt_tokens + totals.completion_tokens
+
+
+def test_reported_usage_is_used_and_missing_or_malformed_usage_is_estimated_and_flagged():
+    from batch_pipelines.core.costs import reported_or_estimated_usage
+
+    assert reported_or_estimated_usage({"prompt_tokens": 12, "completion_tokens": 3}, "x", "y") == Usage(12, 3)
+    assert reported_or_estimated_usage({"prompt_tokens": 7}, "x", "y") == Usage(7, 0)
+    for raw in (None, {}, {"prompt_tokens": "many"}, ["not", "a", "mapping"]):
+        usage = reported_or_estimated_usage(raw, "a prompt of some length", "an answer")
+        assert usage.estimated and usage.prompt_tokens > 0 and usage.completion_tokens > 0
