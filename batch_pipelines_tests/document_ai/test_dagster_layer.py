@@ -271,3 +271,47 @@ def test_model_routes_and_prices_come_from_settings_and_an_unpriced_model_is_nam
         unpriced.price_table()
     with pytest.raises(ConfigurationError, match="model_routes: not valid JSON"):
         DocumentAISettings(model_routes="{nope").router()
+
+
+def test_a_run_whose_worker_died_is_reported_failed_and_dagsters_retry_resumes_the_job_without_a_new_run(setup):
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from batch_pipelines.store.document_ai_tables import document_jobs
+
+    resources, instance, jobs, _ = setup
+    _submit(resources, instance, "embedding_regeneration", 3)
+    (job,), _ = jobs.list_jobs()
+    _, embedding_job, _ = build_pipeline_definitions(PIPELINES["embedding_regeneration"])
+    defs = dg.Definitions(sensors=[build_document_job_launcher([embedding_job])], jobs=[embedding_job], resources=resources)
+    sensor = defs.resolve_sensor_def("document_job_launcher")
+    # The launched run started, its worker claimed the job and was killed: the run stays
+    # STARTED and the claim expired five minutes ago.
+    run = instance.create_run_for_job(
+        dg.Definitions(jobs=[submit_document_job], resources=resources).resolve_job_def("submit_document_job"),
+        run_config={"ops": {"submit_document_job_op": {"config": {"name": "x", "project_id": "p", "pipeline": "x"}}}},
+        tags={JOB_TAG: job.key, GENERATION_TAG: "1"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    with jobs.engine.begin() as conn:
+        conn.execute(sa.update(document_jobs).values(
+            runner_id="dead-worker", lease_expires_at=datetime.now(UTC) - timedelta(minutes=5)))
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        assert sensor(ctx).run_requests == []
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    failed = jobs.get_job(job.id)
+    assert failed.status == DocJobStatus.FAILED and "stopped renewing its claim" in failed.status_reason
+
+    # Dagster's run retry (same tags, dagster/retry_number) resumes the job in that run.
+    assets, asset_job, _ = build_pipeline_definitions(PIPELINES["embedding_regeneration"])
+    retry = dg.Definitions(assets=assets, jobs=[asset_job], resources=resources).resolve_job_def(asset_job.name)
+    result = retry.execute_in_process(
+        partition_key=job.key, instance=instance,
+        tags={JOB_TAG: job.key, GENERATION_TAG: "1", "dagster/retry_number": "1"},
+    )
+    assert result.success
+    done = jobs.get_job(job.id)
+    assert done.status == DocJobStatus.COMPLETED and done.generation == failed.generation
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        assert isinstance(sensor(ctx), dg.SkipReason)  # nothing RUNNING, no second run
