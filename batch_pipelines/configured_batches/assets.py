@@ -8,8 +8,12 @@
   maintained by the preference sensors); a run processes the group's members with their
   own preferences, for the tick its sensor launched it for.
 
-Both run ``runner.run_batch`` and report the seed's context as metadata, with an asset check
-that every request succeeded.
+Both run ``runner.run_batch`` and report the seed's context as metadata, with the status by
+tenant, feature type and user (``status_by_user``: at most ``STATUS_TABLE_ROWS`` users, failures
+first), the fallbacks taken when a source was down (``category_fallbacks``: category reads
+served from the last good snapshot kept in the store; ``preference_fallbacks``: group members
+given the job's ``default_preferences`` because the config source could not be read), and an
+asset check that every request succeeded.
 """
 
 from datetime import UTC, datetime
@@ -19,12 +23,20 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
+from batch_pipelines.configured_batches.contexts import (
+    FEATURE_TYPE_RESULT,
+    REQUEST,
+    USER_RESULT,
+    ContextStore,
+)
 from batch_pipelines.configured_batches.group_store import PreferenceGroupStore
 from batch_pipelines.configured_batches.groups import TICK_TAG as PREFERENCE_TICK_TAG
 from batch_pipelines.configured_batches.groups import GroupKey
 from batch_pipelines.configured_batches.job_config import JobConfig
 from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
+from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient, Preference
 from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
+from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import BatchRunResult, GroupMembers, run_batch
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
@@ -34,6 +46,7 @@ GROUP = "configured_batches"
 CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "configured_batches"}
 CHECK_NAME = "all_requests_succeeded"
 REQUEST_TABLE_ROWS = 200
+STATUS_TABLE_ROWS = 200
 
 
 class BatchTickConfig(dg.Config):
@@ -77,12 +90,53 @@ def _requests_table(store_result: BatchRunResult, contexts: list[dict[str, Any]]
     return dg.MetadataValue.table(rows, schema=schema)
 
 
-def _result(context: dg.AssetExecutionContext, store: Any, result: BatchRunResult) -> dg.MaterializeResult:
-    from batch_pipelines.configured_batches.contexts import REQUEST, ContextStore
+def _status_by_user_table(records: list[dict[str, Any]]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("user", "string"),
+            dg.TableColumn("tenant", "string"),
+            dg.TableColumn("status", "string"),
+            dg.TableColumn("request", "string"),
+            dg.TableColumn("error", "string"),
+        ]
+    )
+    rows = [
+        dg.TableRecord(
+            {
+                "user": str(r.get("user_id") or ""),
+                "tenant": str(r.get("tenant_id") or ""),
+                "status": str(r.get("status") or ""),
+                "request": str(r.get("request_key") or ""),
+                "error": (r.get("error") or "")[:300],
+            }
+        )
+        for r in records[:STATUS_TABLE_ROWS]
+    ]
+    return dg.MetadataValue.table(rows, schema=schema)
 
+
+def _status_metadata(contexts: ContextStore, batch_id: int) -> dict[str, Any]:
+    """Status by feature type (the batch's feature type results) and by user (its user
+    results, failures first, at most ``STATUS_TABLE_ROWS``), as the CLI shows them."""
+    by_feature = {
+        r.data["feature_type"]: {k: r.data[k] for k in ("users", "succeeded", "failed", "tenants") if k in r.data}
+        for r in contexts.of_batch(FEATURE_TYPE_RESULT, batch_id)[0]
+    }
+    users, total = contexts.of_batch(USER_RESULT, batch_id, limit=STATUS_TABLE_ROWS)
+    return {
+        "status_by_feature_type": dg.MetadataValue.json(by_feature),
+        "status_by_user": _status_by_user_table([r.data for r in users]),
+        "status_by_user_total": total,
+    }
+
+
+def _result(
+    context: dg.AssetExecutionContext, store: Any, result: BatchRunResult, extra: dict[str, Any] | None = None
+) -> dg.MaterializeResult:
     results = result.context["results"]
     progress = results["progress"]
-    requests = [r.data for r in ContextStore(store.engine).find(REQUEST, f"{result.batch_key}/")]
+    contexts = ContextStore(store.engine)
+    requests = [r.data for r in contexts.find(REQUEST, f"{result.batch_key}/")]
     requests.sort(key=lambda r: (r["status"] == "succeeded", r["request_key"]))
     invalid_users_key = "invalid_users" if "invalid_users" in results["items"] else "invalid_categories"
     metadata: dict[str, Any] = {
@@ -101,9 +155,11 @@ def _result(context: dg.AssetExecutionContext, store: Any, result: BatchRunResul
         invalid_users_key: dg.MetadataValue.json(results["items"][invalid_users_key][:200]),
         "recipients": dg.MetadataValue.json(result.recipients),
         "status_by_tenant": dg.MetadataValue.json(result.by_tenant),
+        **_status_metadata(contexts, result.batch_id),
         "cost_entries_recorded": result.costs_recorded,
         "batch_context": dg.MetadataValue.json(_bounded(result.context)),
         "requests": _requests_table(result, requests),
+        **(extra or {}),
     }
     context.log.info(f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded")
     return dg.MaterializeResult(
@@ -133,8 +189,11 @@ def _run(
     batch_store: BatchStoreResource,
     models: ModelsResource,
     group: GroupMembers | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     store = batch_store.get_store()
+    # Snapshots kept in the store: a later run falls back on what this one read.
+    categories = CategoryRepository(store.engine, durable_snapshots=True)
     try:
         result = run_batch(
             store,
@@ -142,13 +201,44 @@ def _run(
             tick=tick,
             client_factory=models.client,
             users=UserRepository(store.engine),
-            categories=CategoryRepository(store.engine),
+            categories=categories,
             group=group,
             log=context.log.info,
         )
     except BatchPipelinesError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    return _result(context, store, result)
+    if categories.fallbacks:
+        context.log.warning(
+            f"{categories.fallbacks} category reads served from the last good snapshot ({categories.last_error})"
+        )
+    fallbacks = {"category_fallbacks": categories.fallbacks}
+    return _result(context, store, result, {**fallbacks, **(extra or {})})
+
+
+def current_preferences(
+    config: ConfigDatabaseClient, job: JobConfig, stored: dict[str, Preference]
+) -> tuple[dict[str, Preference], dict[str, Any]]:
+    """The preference of each group member as the config source has it now (their template
+    overrides may have changed since the sensor grouped them), read in one call, and the
+    metadata saying how it went.
+
+    A member who turned the feature off (or whose preference is gone, without defaults) is
+    left out. When the source cannot be read, every member gets the job's
+    ``default_preferences``; a job without defaults keeps the preference that put each
+    member in the group (the last one seen)."""
+    if not stored or not job.feature_type:
+        return dict(stored), {"preference_fallbacks": 0, "preference_source_error": "", "preference_members_left_out": 0}
+    before = config.fallbacks
+    read = config.preferences_for(
+        job.feature_type, job.default_preferences, users={uid: p.tenant_id for uid, p in stored.items()}
+    )
+    fell_back = config.fallbacks > before
+    current = dict(stored) if fell_back and not job.default_preferences else {p.user_id: p for p in read}
+    return current, {
+        "preference_fallbacks": len(stored) if fell_back else 0,
+        "preference_source_error": config.last_error or "",
+        "preference_members_left_out": len(stored) - len(current),
+    }
 
 
 def build_configured_batch_asset(jobs: list[JobConfig], problems_note: str = "") -> dg.AssetsDefinition:
@@ -201,6 +291,7 @@ def preference_batch(
     batch_store: BatchStoreResource,
     models: ModelsResource,
     configured_jobs: ConfiguredJobsResource,
+    config_service: ConfigServiceResource,
 ) -> dg.MaterializeResult:
     partition_key = context.partition_key
     try:
@@ -212,9 +303,17 @@ def preference_batch(
     members = PreferenceGroupStore(store.engine).members(partition_key)
     if not members:
         context.log.warning(f"preference group {partition_key} has no members (any more): nothing to send")
-    group = GroupMembers(partition_key, {p.user_id: p for p in members})
+    preferences, preference_metadata = current_preferences(
+        config_service.config_database(store.engine), job, {p.user_id: p for p in members}
+    )
+    if preference_metadata["preference_fallbacks"]:
+        context.log.warning(
+            f"preferences unavailable ({preference_metadata['preference_source_error']}): "
+            f"{preference_metadata['preference_fallbacks']} members use the job's default preferences"
+        )
+    group = GroupMembers(partition_key, preferences)
     tick = resolve_tick(config.tick, context.run.tags, PREFERENCE_TICK_TAG)
-    return _run(context, job, tick, batch_store, models, group)
+    return _run(context, job, tick, batch_store, models, group, preference_metadata)
 
 
 preference_batch_job = dg.define_asset_job(

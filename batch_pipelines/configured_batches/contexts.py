@@ -28,7 +28,9 @@ USER_RESULT = "user_result"
 TENANT_RESULT = "tenant_result"
 FEATURE_TYPE_RESULT = "feature_type_result"
 BATCH_REFERENCE = "batch_reference"
-KINDS = (BATCH, REQUEST, USER_RESULT, TENANT_RESULT, FEATURE_TYPE_RESULT, BATCH_REFERENCE)
+# The last good items of a category selection, served when the category source fails.
+CATEGORY_SNAPSHOT = "category_snapshot"
+KINDS = (BATCH, REQUEST, USER_RESULT, TENANT_RESULT, FEATURE_TYPE_RESULT, BATCH_REFERENCE, CATEGORY_SNAPSHOT)
 
 
 def progress(succeeded: int, failed: int, total: int) -> dict[str, int]:
@@ -149,6 +151,20 @@ class ContextStore:
             q = q.limit(limit)
         with self.engine.connect() as conn:
             return [ContextRecord(r.kind, r.key, r.data, r.batch_id, r.updated_at) for r in conn.execute(q)]
+
+    def of_batch(self, kind: str, batch_id: int, limit: int | None = None) -> tuple[list[ContextRecord], int]:
+        """Contexts of ``kind`` written by batch ``batch_id``, those whose ``status`` is not
+        ``succeeded`` first, then by key, at most ``limit``; and how many there are in all."""
+        c = t.contexts
+        where = (c.c.kind == kind, c.c.batch_id == batch_id)
+        succeeded = sa.case((c.c.data["status"].as_string() == "succeeded", 1), else_=0)
+        q = sa.select(c.c.kind, c.c.key, c.c.data, c.c.batch_id, c.c.updated_at).where(*where).order_by(succeeded, c.c.key)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(c).where(*where)).scalar_one()
+            rows = [ContextRecord(r.kind, r.key, r.data, r.batch_id, r.updated_at) for r in conn.execute(q)]
+        return rows, int(total)
 
     # ------------------------------------------------------------------ status views
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -396,6 +397,17 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 # --------------------------------------------------------------------------- client
 
 
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_SECRET_PARAMS = re.compile(r"(?i)\b(api[_-]?key|key|token|secret|password)=[^&\s]+")
+
+
+def redact(message: str, limit: int = 300) -> str:
+    """``message`` without credentials in URLs or secret query parameters, cut to ``limit``
+    characters: safe for run metadata."""
+    message = _URL_CREDENTIALS.sub(r"\1***@", message)
+    return _SECRET_PARAMS.sub(r"\1=***", message)[:limit]
+
+
 @dataclass
 class _Cached:
     value: Any
@@ -446,18 +458,42 @@ class ConfigDatabaseClient:
             value = fetch()
         except (BatchPipelinesError, sa.exc.SQLAlchemyError, OSError) as exc:
             self.fallbacks += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = redact(f"{type(exc).__name__}: {exc}")
             logger.warning("preferences unavailable, serving %s: %s", "last good answer" if cached else "defaults", exc)
             return cached.value if cached is not None else fallback()
         self._cache[key] = _Cached(value, now)
         return value
 
-    def preferences_for(self, feature_type: str, defaults: Mapping[str, Any] | None = None) -> list[Preference]:
-        """Active preferences of every user for ``feature_type``. With the source down and
-        nothing cached there is no user to apply ``defaults`` to: the answer is empty, and
-        ``fallbacks``/``last_error`` say so."""
+    def preferences_for(
+        self,
+        feature_type: str,
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        users: Mapping[str, str] | None = None,
+    ) -> list[Preference]:
+        """Active preferences for ``feature_type``, read in one call to the source.
+
+        Without ``users``: those of every user. ``defaults`` only apply to users one knows
+        of, so with the source down and nothing cached the answer is empty, and
+        ``fallbacks``/``last_error`` say so.
+
+        With ``users`` (user id -> tenant id): the answer for exactly those users, in that
+        order, as ``preference`` gives it one by one: a user the source has no preference
+        for, or every user when the source is down with nothing cached, gets ``defaults``
+        (in their tenant); a user who turned the feature off, or who has no preference when
+        there are no defaults, is left out."""
         prefs = self._read(("feature", feature_type), lambda: self.source.for_feature(feature_type), list)
-        return [p for p in prefs if p.active]
+        if users is None:
+            return [p for p in prefs if p.active]
+        known = {p.user_id: p for p in prefs}
+        found: list[Preference] = []
+        for user_id, tenant_id in users.items():
+            pref = known.get(user_id)
+            if pref is None and defaults:
+                pref = preference_with_defaults(user_id, feature_type, defaults, tenant_id=tenant_id)
+            if pref is not None and pref.active:
+                found.append(pref)
+        return found
 
     def preference(
         self,

@@ -14,6 +14,8 @@ the same way as direct users.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from batch_pipelines.configured_batches.contexts import CATEGORY_SNAPSHOT, ContextStore
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 from batch_pipelines.store.configured_batches_tables import categories, category_items, system_users
 
@@ -179,10 +182,24 @@ class _Snapshot:
     stored_at: float
 
 
+def snapshot_key(category: str, filters: Mapping[str, Any] | None, limit: int | None) -> str:
+    """The key of a durable category snapshot: the category, its filters (canonical JSON)
+    and its limit, so different selections never serve each other's items."""
+    frozen = json.dumps(filters or {}, sort_keys=True, default=str, separators=(",", ":"))
+    if len(frozen) > 200:  # the context key column holds 400 characters
+        frozen = "sha256:" + hashlib.sha256(frozen.encode()).hexdigest()
+    return f"{category}/{frozen}/{'all' if limit is None else limit}"
+
+
 @dataclass
 class CategoryRepository:
     """Category items from the store, cached for ``ttl_seconds`` per (category, filters,
     limit), with the last good snapshot served when the source fails.
+
+    With ``durable_snapshots`` every good answer is also kept in the store's ``contexts``
+    table (kind ``category_snapshot``, key ``snapshot_key``), so the fallback survives the
+    repository: a run (another object, another process) whose read fails serves the last
+    good snapshot an earlier run saw.
 
     ``fallbacks`` counts answers served from a stale snapshot because the source failed
     and ``last_error`` says why, for run metadata.
@@ -191,6 +208,7 @@ class CategoryRepository:
     engine: sa.Engine
     ttl_seconds: float = 300
     clock: Callable[[], float] = time.monotonic
+    durable_snapshots: bool = False
     fallbacks: int = field(default=0, init=False)
     last_error: str | None = field(default=None, init=False)
     _cache: dict[tuple[Any, ...], _Snapshot] = field(default_factory=dict, init=False, repr=False)
@@ -215,21 +233,60 @@ class CategoryRepository:
             found = self._load(category, dict(filters or {}), limit)
         except sa.exc.SQLAlchemyError as exc:
             self.last_error = f"{type(exc).__name__}"
-            if snapshot is None:
+            last_good = snapshot.items if snapshot is not None else self._stored_snapshot(category, filters, limit)
+            if last_good is None:
                 raise CategorySourceUnavailable(
                     f"category {category!r} could not be read ({type(exc).__name__}) and no earlier snapshot exists"
                 ) from exc
             self.fallbacks += 1
             logger.warning("category %r unavailable (%s): serving the last good snapshot", category, type(exc).__name__)
-            return list(snapshot.items)
+            return list(last_good)
         self._cache[key] = _Snapshot(found, now)
+        if self.durable_snapshots:
+            self._store_snapshot(category, filters, limit, found)
         return list(found)
 
+    def _store_snapshot(
+        self, category: str, filters: Mapping[str, Any] | None, limit: int | None, items: list[CategoryItem]
+    ) -> None:
+        data = {
+            "category": category,
+            "filters": dict(filters or {}),
+            "limit": limit,
+            "items": [{"id": i.id, "category": i.category, "data": i.data, "user_ids": i.user_ids} for i in items],
+        }
+        try:
+            ContextStore(self.engine).put(CATEGORY_SNAPSHOT, snapshot_key(category, filters, limit), data)
+        except sa.exc.SQLAlchemyError as exc:  # a snapshot that cannot be kept must not fail the read
+            logger.warning("category %r: the snapshot could not be kept (%s)", category, type(exc).__name__)
+
+    def _stored_snapshot(
+        self, category: str, filters: Mapping[str, Any] | None, limit: int | None
+    ) -> list[CategoryItem] | None:
+        if not self.durable_snapshots:
+            return None
+        try:
+            data = ContextStore(self.engine).get(CATEGORY_SNAPSHOT, snapshot_key(category, filters, limit))
+        except sa.exc.SQLAlchemyError:
+            return None
+        if data is None:
+            return None
+        return [CategoryItem(str(i["id"]), str(i["category"]), dict(i["data"]), list(i["user_ids"])) for i in data["items"]]
+
     def category(self, category: str) -> dict[str, Any]:
-        """The category's own row (description, data); NotFound-style error when unknown."""
+        """The category's own row (description, data); NotFound-style error when unknown.
+
+        When the categories cannot be read, a category with a durable snapshot is taken
+        to exist (``items`` then serves the snapshot); one without raises
+        CategorySourceUnavailable."""
         t = categories.c
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.id, t.description, t.data).where(t.id == category)).first()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(t.id, t.description, t.data).where(t.id == category)).first()
+        except sa.exc.SQLAlchemyError as exc:
+            if self.durable_snapshots and self._has_snapshot(category):
+                return {"id": category, "description": None, "data": {}}
+            raise CategorySourceUnavailable(f"category {category!r} could not be read ({type(exc).__name__})") from exc
         if row is None:
             raise ConfigurationError(f"category {category!r} does not exist")
         return {"id": row.id, "description": row.description, "data": row.data or {}}
@@ -256,6 +313,13 @@ class CategoryRepository:
                 if limit is not None and len(found) >= limit:
                     break
         return found
+
+
+    def _has_snapshot(self, category: str) -> bool:
+        try:
+            return bool(ContextStore(self.engine).find(CATEGORY_SNAPSHOT, f"{category}/", limit=1))
+        except sa.exc.SQLAlchemyError:
+            return False
 
 
 def _freeze(value: Any) -> Any:

@@ -1,10 +1,10 @@
 """The assets on an ephemeral instance: a static job's tick, a preference group's tick, a
-resumed run, and an invalid job file made visible in the UI."""
-
-from __future__ import annotations
+resumed run, an invalid job file made visible in the UI, the fallbacks taken when the config
+or category source is down, and the status by feature type and user in the metadata."""
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from batch_pipelines.configured_batches.assets import preference_batch
 from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
@@ -14,6 +14,7 @@ from batch_pipelines.configured_batches.groups import TICK_TAG as PREFERENCE_TIC
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE
 from batch_pipelines.configured_batches.monitors import configured_jobs_problems
 from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
+from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, default_resources
 from batch_pipelines.store.batch_store import BatchStore
 
@@ -34,6 +35,7 @@ def _resources(store_url: str, jobs_file: str = "") -> dict:
         "batch_store": BatchStoreResource(database_url=store_url),
         "models": ModelsResource(),
         "configured_jobs": ConfiguredJobsResource(jobs_file=jobs_file),
+        "config_service": ConfigServiceResource(),
     }
 
 
@@ -197,3 +199,132 @@ def test_a_failed_batch_is_recorded_and_a_rerun_of_its_tick_sends_only_the_faile
     assert second.status == BatchStatus.COMPLETED and second.batch_id == first.batch_id
     assert second.sent_this_run == len(first.failed_keys) and second.reused == first.requests_total - len(first.failed_keys)
     assert len(store.list_cost_entries(first.batch_id)) == first.requests_total  # each request billed once
+
+
+class _DownSource:
+    """A config source that is down."""
+
+    def _fail(self, *args, **kwargs):
+        from batch_pipelines.configured_batches.preferences import PreferenceSourceUnavailable
+
+        raise PreferenceSourceUnavailable("config service unreachable at https://ops:hunter2@config.example")
+
+    for_feature = get = changed_since = _fail
+
+
+class DownConfigService(ConfigServiceResource):
+    def config_database(self, engine):
+        from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient
+
+        return ConfigDatabaseClient(_DownSource())
+
+
+def _with_default_overrides(raw):
+    digest = next(j for j in raw["jobs"] if j.get("feature_type") == "daily_digest")
+    digest["default_preferences"]["template_overrides"] = {"length": "medium"}
+
+
+def test_a_preference_group_runs_with_the_jobs_default_preferences_when_the_config_source_is_down(store_url, tmp_path):
+    store = BatchStore(store_url)
+    members = (ACTIVE_USERS[4], ACTIVE_USERS[5])
+    add_preferences(store.engine, [
+        {"tenant_id": "tenant_a", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
+         "preferred_time": "07:00", "timezone": "UTC", "template_overrides": {"length": "long"}}
+        for uid in members
+    ])
+    key = "daily_digest|daily|*|07:00|UTC"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
+
+    def run(config_service, tick):
+        resources = {**_resources(store_url, str(job_file(tmp_path, _with_default_overrides))), "config_service": config_service}
+        result = dg.materialize([preference_batch], partition_key=key, instance=instance, resources=resources,
+                                tags={PREFERENCE_TICK_TAG: tick})
+        meta = _metadata(result)
+        prompts = [r.data["prompt"] for r in ContextStore(store.engine).find("configured_request", meta["batch_key"])]
+        return meta, prompts
+
+    up, prompts = run(ConfigServiceResource(), "2026-11-24T07:00:00+00:00")
+    assert up["preference_fallbacks"] == 0 and up["preference_source_error"] == ""
+    assert len(prompts) == 2 and all("long summary" in p for p in prompts)
+
+    down, prompts = run(DownConfigService(), "2026-11-25T07:00:00+00:00")
+    assert down["preference_fallbacks"] == 2
+    assert "unreachable" in down["preference_source_error"] and "hunter2" not in down["preference_source_error"]
+    assert len(prompts) == 2 and all("medium summary" in p for p in prompts)  # the job's defaults, not the stored "long"
+    assert down["batch_context"]["results"]["items"]["valid_users"] == list(members)
+
+
+def test_a_category_batch_falls_back_to_the_snapshot_an_earlier_run_kept_when_the_source_fails(store_url):
+    asset = _configured_batch()
+
+    def run(tick):
+        result = dg.materialize([asset], partition_key="product_descriptions", instance=dg.DagsterInstance.ephemeral(),
+                                resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}})
+        assert result.success
+        meta = _metadata(result)
+        return meta, sorted(r.data["request_key"] for r in ContextStore(BatchStore(store_url).engine).find(
+            "configured_request", meta["batch_key"] + "/"))
+
+    first, first_requests = run("2026-11-24T10:15+00:00")
+    assert first["category_fallbacks"] == 0 and len(first_requests) == 6
+    store = BatchStore(store_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE category_items RENAME TO category_items_away"))
+        conn.execute(sa.text("ALTER TABLE categories RENAME TO categories_away"))
+    store.dispose()
+    second, second_requests = run("2026-11-25T10:15+00:00")
+    assert second["category_fallbacks"] == 1
+    assert second_requests == first_requests
+    assert second["batch_context"]["results"]["items"]["valid_categories"] == ["product_category"]
+
+
+def test_a_batchs_metadata_has_its_status_by_feature_type_and_a_capped_status_by_user(store_url, monkeypatch):
+    from batch_pipelines.configured_batches import assets
+
+    monkeypatch.setattr(assets, "STATUS_TABLE_ROWS", 5)
+    result = dg.materialize(
+        [_configured_batch()], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
+        resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T07:30+00:00"}}}},
+    )
+    meta = _metadata(result)
+    assert meta["status_by_user_total"] == len(ACTIVE_USERS)
+    rows = meta["status_by_user"].records
+    assert len(rows) == 5 and {r.data["status"] for r in rows} == {"succeeded"}
+    assert [r.data["user"] for r in rows] == ACTIVE_USERS[:5]
+    assert meta["status_by_feature_type"] == {}  # a static job has no feature type
+
+    store = BatchStore(store_url)
+    add_preferences(store.engine, [
+        {"tenant_id": "tenant_b", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
+         "preferred_time": "06:00", "timezone": "UTC"} for uid in (ACTIVE_USERS[6], INACTIVE_USER)
+    ])
+    key = "daily_digest|daily|*|06:00|UTC"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
+    meta = _metadata(dg.materialize([preference_batch], partition_key=key, instance=instance,
+                                    resources=_resources(store_url), tags={PREFERENCE_TICK_TAG: "2026-11-24T06:00:00+00:00"}))
+    assert meta["status_by_feature_type"] == {"daily_digest": {"users": 1, "succeeded": 1, "failed": 0, "tenants": ["tenant_a"]}}
+    assert [(r.data["user"], r.data["status"]) for r in meta["status_by_user"].records] == [(ACTIVE_USERS[6], "succeeded")]
+
+
+def test_without_default_preferences_a_down_source_keeps_each_members_grouped_preference_and_a_member_who_turned_it_off_is_left_out():
+    from batch_pipelines.configured_batches.assets import current_preferences
+    from batch_pipelines.configured_batches.job_config import load_job_configuration
+    from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient, Preference
+
+    job = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}["personal_daily_digest"]
+    stored = {uid: Preference(tenant_id="t1", user_id=uid, feature_type="daily_digest", template_overrides={"length": "long"})
+              for uid in ("a", "b")}
+    no_defaults = job.model_copy(update={"default_preferences": None})
+    current, meta = current_preferences(ConfigDatabaseClient(_DownSource()), no_defaults, stored)
+    assert current == stored and meta["preference_fallbacks"] == 2 and meta["preference_members_left_out"] == 0
+
+    class Up:
+        def for_feature(self, feature_type):
+            return [stored["a"].model_copy(update={"template_overrides": {"length": "tiny"}}),
+                    stored["b"].model_copy(update={"enabled": False})]
+
+    current, meta = current_preferences(ConfigDatabaseClient(Up()), job, stored)
+    assert list(current) == ["a"] and current["a"].template_overrides == {"length": "tiny"}
+    assert meta == {"preference_fallbacks": 0, "preference_source_error": "", "preference_members_left_out": 1}

@@ -205,3 +205,33 @@ def test_the_change_reader_never_pretends_nothing_changed_when_the_store_fails(e
 def test_a_negative_cache_ttl_is_refused():
     with pytest.raises(ConfigurationError, match="CONFIG_CACHE_TTL"):
         ConfigDatabaseClient(FlakySource([]), ttl_seconds=-1)
+
+
+def test_preferences_for_given_users_give_defaults_to_those_without_one_and_leave_out_those_who_turned_it_off():
+    source = FlakySource([Preference(**record("a", preferred_time="07:15")), Preference(**record("off", enabled=False))])
+    client = ConfigDatabaseClient(source)
+    users = {"a": "t1", "none": "t7", "off": "t1"}
+    found = client.preferences_for("digest", DEFAULTS, users=users)
+    assert [(p.user_id, p.tenant_id, p.preferred_time) for p in found] == [("a", "t1", "07:15"), ("none", "t7", "17:00")]
+    assert [p.user_id for p in client.preferences_for("digest", users=users)] == ["a"]  # no defaults: none left out
+    assert source.calls == 1  # one read of the source for the whole list, then the cache
+
+
+def test_preferences_for_given_users_with_the_source_down_give_every_user_the_defaults_and_say_why():
+    source = FlakySource([Preference(**record("a", preferred_time="07:15"))])
+    source.down = True
+    client = ConfigDatabaseClient(source)
+    found = client.preferences_for("digest", DEFAULTS, users={"a": "t1", "b": "t2"})
+    assert [(p.user_id, p.tenant_id, p.frequency, p.preferred_time) for p in found] == [
+        ("a", "t1", "weekly", "17:00"), ("b", "t2", "weekly", "17:00"),
+    ]
+    assert client.fallbacks == 1 and "down" in client.last_error
+    assert client.preferences_for("digest", DEFAULTS) == []  # no users named: nobody to give defaults to
+
+
+def test_a_source_error_kept_for_metadata_carries_no_credentials():
+    from batch_pipelines.configured_batches.preferences import redact
+
+    message = redact("ServiceError: GET https://ops:hunter2@config.example/v1/prefs?api_key=abc123&feature=x failed")
+    assert "hunter2" not in message and "abc123" not in message
+    assert "config.example/v1/prefs" in message and "feature=x" in message

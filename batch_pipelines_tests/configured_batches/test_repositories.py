@@ -159,3 +159,32 @@ def test_demo_data_seeds_tenants_users_categories_and_preferences_once(engine):
     assert set(references.invalid) & set(UNKNOWN_USERS)
     daily = ConfigDatabaseClient.from_store(engine).preferences_for("daily_digest")
     assert daily and all(p.feature_type == "daily_digest" for p in daily)
+
+
+def _sqlite_store(tmp_path):
+    from batch_pipelines.store.batch_store import BatchStore
+
+    return BatchStore(f"sqlite:///{tmp_path / 'snapshots.db'}")
+
+
+def test_a_later_repository_falls_back_to_the_snapshot_an_earlier_one_kept_in_the_store(tmp_path):
+    store = _sqlite_store(tmp_path)
+    engine = store.engine
+    products(engine)
+    first = CategoryRepository(engine, durable_snapshots=True).items("products", {"segment": "home"}, limit=5)
+    other_selection = CategoryRepository(engine, durable_snapshots=True).items("products", {"segment": "office"})
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE category_items RENAME TO category_items_away"))
+        conn.execute(sa.text("ALTER TABLE categories RENAME TO categories_away"))
+    later = CategoryRepository(engine, durable_snapshots=True)
+    assert later.category("products")["id"] == "products"
+    assert later.items("products", {"segment": "home"}, limit=5) == first
+    assert later.items("products", {"segment": "office"}) == other_selection  # each selection its own snapshot
+    assert later.fallbacks == 2 and later.last_error == "OperationalError"
+    with pytest.raises(CategorySourceUnavailable):
+        later.items("products", {"segment": "garden"})  # never read: nothing to fall back on
+    with pytest.raises(CategorySourceUnavailable):
+        later.category("never_read")
+    with pytest.raises(CategorySourceUnavailable):
+        CategoryRepository(engine).items("products", {"segment": "home"}, limit=5)  # not durable: no snapshot
+    store.dispose()
