@@ -4,7 +4,9 @@ Each role is independent (seed 000), so a role is a partition of its own and its
 the workflow: the run's status is the role's status, its failure names the step and the
 reason, and Dagster's retry policy repeats a step that failed for a transient reason (a
 5xx or timeout of the model service). A role already published is not redone unless
-``force_rerun``. Materialization metadata: dashboard_url, steps, cost.
+``force_rerun``. Materialization metadata: dashboard_url, steps, cost. Each model call is
+written to the cost ledger under the role batch's shared ``batches`` row as it answers, and
+the run records its id on the batch's workflow when it starts.
 """
 
 import asyncio
@@ -91,6 +93,11 @@ def role_onboarding(
     store = RoleOnboardingStore(batch_store.get_store())
     partition = context.partition_key
     workflow = config.workflow_id or None
+    ledger_batch_id = None
+    if workflow:
+        # The batch record lists its roles' run ids: this run is the workflow's.
+        stored = store.record_run(workflow, context.run_id)
+        ledger_batch_id = store.ledger_batch_id(stored.batch_id) if stored is not None else None
 
     def on_step(step: str) -> None:
         context.log.info(f"{partition}: {step}")
@@ -140,8 +147,12 @@ def role_onboarding(
                     client=client,
                     model=settings.assessment_model,
                     publish=publish,
-                    run_ref=f"{context.run_id}:{context.retry_number}",
+                    # The same for every try of this attempt: a retried step's calls are
+                    # replayed and billed once (the ledger ignores a call key it has).
+                    run_ref=f"role_onboarding:{workflow or context.run_id}",
                     on_step=on_step,
+                    on_cost=lambda entry: batch_store.get_store().record_cost_entries([entry]),
+                    ledger_batch_id=ledger_batch_id,
                 )
 
         result = asyncio.run(run())

@@ -11,7 +11,10 @@ from batch_pipelines.role_onboarding.jobs import (
     submit_role_batch,
 )
 from batch_pipelines.role_onboarding.resources import default_settings
-from batch_pipelines.role_onboarding.sensors import role_batch_submissions
+from batch_pipelines.role_onboarding.sensors import (
+    role_batch_submissions,
+    role_submissions_drop_sensor,
+)
 
 
 def role_onboarding_definitions() -> dg.Definitions:
@@ -23,7 +26,7 @@ def role_onboarding_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[role_onboarding],
         jobs=[role_onboarding_job, submit_role_batch, retry_failed_roles, role_batch_status, cleanup_expired_role_batches],
-        sensors=[role_batch_submissions],
+        sensors=[role_batch_submissions, role_submissions_drop_sensor],
         schedules=[role_batch_cleanup_schedule],
         resources={"role_onboarding_settings": default_settings()},
     )

@@ -148,7 +148,7 @@ def report_role_batch_status(
     except BatchPipelinesError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     view = status.to_dict()
-    columns = ["role_name", "status", "workflow_id", "attempt", "dashboard_url", "error"]
+    columns = ["role_name", "status", "workflow_id", "attempt", "run_id", "dashboard_url", "error"]
     table = dg.MetadataValue.table(
         [dg.TableRecord({c: str(r.get(c) or "") for c in columns}) for r in view["roles"][:ROLE_TABLE_ROWS]],
         schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),

@@ -8,10 +8,12 @@
 | ROLE_ONBOARDING_ASSESSMENT_MODEL                 | assessment_model                   | sim-large |
 | ROLE_ONBOARDING_SIMULATED_ASSESSMENT_FAILURES    | simulated_assessment_failures      | ""      |
 | ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS       | simulated_model_latency_ms         | 0       |
+| ROLE_ONBOARDING_DROP_FOLDER                      | drop_folder                        | .data/role_onboarding/incoming |
 
 The two ``simulated_*`` settings only act on the embedded model simulator (no
 MODELS_BASE_URL): they let the demo and tests make chosen roles' AI assessment fail at the
 model service on their first attempt, and make a model call take as long as they say.
+``drop_folder`` is where the ``role_submissions_drop_sensor`` picks up submission files.
 """
 
 from datetime import timedelta
@@ -21,7 +23,7 @@ from pydantic import Field
 
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.core.backoff import RetryPolicy
-from batch_pipelines.resources import ModelsResource, env_or
+from batch_pipelines.resources import DATA_DIR, ModelsResource, env_or
 from batch_pipelines.role_onboarding.submission import (
     DASHBOARD_BASE_URL_ENV,
     SUBMISSION_FLAG_ENV,
@@ -46,6 +48,10 @@ class RoleOnboardingSettings(dg.ConfigurableResource):
         "embedded model simulator on their first attempt (demo and tests only).",
     )
     simulated_model_latency_ms: int = 0
+    drop_folder: str = Field(
+        default=str(DATA_DIR / "role_onboarding" / "incoming"),
+        description="Folder whose *.json files (push-batch bodies) are submitted as batches.",
+    )
 
     def submission_enabled(self) -> bool:
         return parse_flag(self.batch_submission_enabled, name=SUBMISSION_FLAG_ENV, default=True)
@@ -77,6 +83,9 @@ class RoleOnboardingSettings(dg.ConfigurableResource):
         )
 
 
+DROP_FOLDER_ENV = "ROLE_ONBOARDING_DROP_FOLDER"
+
+
 def _int_env(name: str, default: int):
     import os
 
@@ -91,4 +100,5 @@ def default_settings() -> RoleOnboardingSettings:
         assessment_model=env_or("ROLE_ONBOARDING_ASSESSMENT_MODEL", "sim-large"),
         simulated_assessment_failures=env_or("ROLE_ONBOARDING_SIMULATED_ASSESSMENT_FAILURES", ""),
         simulated_model_latency_ms=_int_env("ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS", 0),
+        drop_folder=env_or(DROP_FOLDER_ENV, str(DATA_DIR / "role_onboarding" / "incoming")),
     )

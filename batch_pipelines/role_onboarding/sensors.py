@@ -1,19 +1,38 @@
-"""The submissions sensor: stored role workflows become runs.
+"""The sensors of role onboarding: stored role workflows become runs, and submission files
+dropped in a folder become batches.
 
 Every submission path (the ``submit_role_batch`` job, the CLI, a retry) only writes the
 store; this sensor reads the workflows stored since its cursor, adds their partitions and
 requests one run per workflow with the workflow id as run key, so a workflow is never run
 twice even if a tick is repeated. Throttling is not done here: the runs are queued and
 Dagster's run queue starts at most the tag concurrency limit of role runs at once.
+
+``role_submissions_drop_sensor`` is the third way to submit (after the UI job and the
+CLI): each new or changed ``*.json`` file of the drop folder (seed 000's push-batch body)
+launches the ``submit_role_batch`` job with the file's content as its run config, run key =
+file name, mtime and size. The job validates the roles (invalid ones are skipped with
+their reason, a submission without any valid role is a failed run tagged with its file). A
+file the run config cannot carry (not JSON, not an object, a field of the wrong type) fails
+the sensor's tick naming the file and the field; it stays out of the cursor, so the tick
+keeps failing until the file is fixed or removed, while other files still launch.
 """
+
+import json
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from batch_pipelines.core.drop_folder import changed_files
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES, role_onboarding_job
+from batch_pipelines.role_onboarding.jobs import submit_role_batch
+from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import run_request
 from batch_pipelines.role_onboarding.status import WorkflowRecord
 from batch_pipelines.role_onboarding.store import RoleOnboardingStore
+from batch_pipelines.role_onboarding.submission import ROLE_FIELDS, parse_options
 
 LAUNCHES_PER_TICK = 500
 
@@ -53,3 +72,113 @@ def role_batch_submissions(
         dynamic_partitions_requests=[ROLES.build_add_request(partitions)],
         cursor=str(next_cursor),
     )
+
+
+SUBMISSION_FIELDS = ("company_id", "roles", "options", "created_by")
+SUBMISSION_FILE_TAG = "batch_pipelines/role_submission_file"
+
+
+def submission_run_config(body: Any) -> dict[str, Any]:
+    """The ``store_role_batch`` config of a push-batch body. Raises ConfigurationError naming
+    the field when the body cannot be carried by the job's typed config; what can (a role
+    without a usable name, an unknown company) is judged by the job itself."""
+    if not isinstance(body, dict):
+        raise ConfigurationError(f"expected an object with {', '.join(SUBMISSION_FIELDS)}")
+    unknown = sorted(set(body) - set(SUBMISSION_FIELDS))
+    if unknown:
+        raise ConfigurationError(f"{unknown[0]}: unknown field; known: {list(SUBMISSION_FIELDS)}")
+    company_id = body.get("company_id")
+    if not isinstance(company_id, str):
+        raise ConfigurationError("company_id: required (a string)")
+    created_by = body.get("created_by")
+    if created_by is not None and not isinstance(created_by, str):
+        raise ConfigurationError("created_by: must be a string")
+    options = parse_options(body.get("options"))
+    raw_roles = body.get("roles")
+    if not isinstance(raw_roles, list):
+        raise ConfigurationError("roles: must be a list of {role_name, draup_role_name?} objects")
+    roles = []
+    for index, raw in enumerate(raw_roles):
+        if not isinstance(raw, dict):
+            raise ConfigurationError(f"roles[{index}]: must be an object with role_name")
+        for name, value in raw.items():
+            if name not in ROLE_FIELDS:
+                raise ConfigurationError(f"roles[{index}].{name}: unknown field; known: {list(ROLE_FIELDS)}")
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(f"roles[{index}].{name}: must be a string")
+        # A missing role_name is carried as "" and skipped by the job as "is required".
+        roles.append({"role_name": raw.get("role_name") or "", **{k: v for k, v in raw.items() if v is not None}})
+    return {
+        "company_id": company_id,
+        "roles": roles,
+        "skip_enhancement_workflows": options.skip_enhancement_workflows,
+        "force_rerun": options.force_rerun,
+        "created_by": created_by or "",
+    }
+
+
+def read_submission_file(path: Path) -> dict[str, Any]:
+    """The run config of a dropped file; ConfigurationError naming the file (and field)."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path.name}: cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{path.name}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
+    try:
+        return submission_run_config(body)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path.name}: {exc.message}") from None
+
+
+def _submission_files(folder: Path) -> dict[str, tuple[int, int]]:
+    files = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.is_file():
+            stat = path.stat()
+            files[str(path)] = (stat.st_mtime_ns, stat.st_size)
+    return files
+
+
+@dg.sensor(
+    job=submit_role_batch,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Submits a role batch for each new or changed *.json push-batch body in the drop folder.",
+)
+def role_submissions_drop_sensor(
+    context: dg.SensorEvaluationContext, role_onboarding_settings: RoleOnboardingSettings
+) -> dg.SensorResult | dg.SkipReason:
+    folder = Path(role_onboarding_settings.drop_folder)
+    if not folder.is_dir():
+        return dg.SkipReason(f"drop folder {folder} does not exist yet")
+    current = _submission_files(folder)
+    changed, _ = changed_files(context.cursor, current)
+    if not changed:
+        return dg.SkipReason("no new or changed submission file")
+    requests, problems = [], {}
+    for raw in changed:
+        path = Path(raw)
+        try:
+            config = read_submission_file(path)
+        except ConfigurationError as exc:
+            problems[raw] = exc.message
+            continue
+        mtime, size = current[raw]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{path.name}:{mtime}:{size}",
+                run_config={"ops": {"store_role_batch": {"config": config}}},
+                tags={SUBMISSION_FILE_TAG: path.name},
+            )
+        )
+    listing = "\n".join(f"- {problem}" for problem in problems.values())
+    if problems and not requests:
+        raise ConfigurationError(f"{len(problems)} invalid submission file(s), fix or remove them:\n{listing}")
+    if problems:
+        context.log.error(f"invalid submission file(s), the next tick fails on them:\n{listing}")
+    # Invalid files stay out of the cursor: seen again next tick, which then fails on them.
+    _, cursor = changed_files(None, {p: fp for p, fp in current.items() if p not in problems})
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -89,6 +89,7 @@ class WorkflowRecord:
     last_step: str | None = None
     error: str | None = None
     id: int = 0
+    run_id: str | None = None  # the run executing this attempt, once it started
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,8 @@ def compute_batch_status(
 
     ``runs`` maps (round, partition key) to the latest run of that role in that round;
     ``dashboards`` maps a partition key to its dashboard URL. A role whose current
-    attempt has no run yet is queued (the submissions sensor has not launched it).
+    attempt has no run yet is queued (the submissions sensor has not launched it). A role's
+    ``run_id`` is its latest run's, else the one its workflow recorded when its run started.
     """
     roles: list[RoleStatus] = []
     states: list[ItemState] = []
@@ -216,7 +218,7 @@ def compute_batch_status(
                 workflow_id=wf.workflow_id,
                 status=ROLE_STATUS[state],
                 attempt=wf.round,
-                run_id=run.run_id if run is not None else None,
+                run_id=run.run_id if run is not None else wf.run_id,
                 dashboard_url=dashboards.get(wf.partition_key) if state == ItemState.COMPLETED else None,
                 error=error,
                 last_step=wf.last_step,

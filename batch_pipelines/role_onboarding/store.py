@@ -17,8 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from batch_pipelines.core.errors import BatchPipelinesError, NotFound
+from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.role_onboarding.status import RoleBatchRecord, WorkflowRecord
 from batch_pipelines.role_onboarding.submission import ValidatedSubmission, workflow_id
+from batch_pipelines.store import schema as t
 from batch_pipelines.store.role_onboarding_tables import (
     role_batch_tombstones,
     role_batches,
@@ -27,6 +29,11 @@ from batch_pipelines.store.role_onboarding_tables import (
 )
 
 DEFAULT_TTL = timedelta(hours=24)
+# The shared ``batches`` row of a role batch (partition key = the role batch id): what the
+# cost ledger's entries hang off. Its status is not maintained; a role batch's status is
+# computed from its runs.
+LEDGER_FAMILY = "role_onboarding"
+LEDGER_BATCH_TYPE = "role onboarding"
 
 
 def utcnow() -> datetime:
@@ -68,7 +75,8 @@ class RoleOnboardingStore:
         ttl: timedelta = DEFAULT_TTL,
         now: datetime | None = None,
     ) -> RoleBatchRecord:
-        """Store the batch record and one round-1 workflow per valid role, atomically."""
+        """Store the batch record, one round-1 workflow per valid role and the shared
+        ``batches`` row the batch's costs are billed to, atomically."""
         if ttl <= timedelta(0):
             raise BatchPipelinesError(f"batch TTL must be positive, got {ttl}")
         now = now or utcnow()
@@ -84,6 +92,18 @@ class RoleOnboardingStore:
                     rounds=1,
                     created_at=now,
                     expires_at=now + ttl,
+                )
+            )
+            conn.execute(
+                t.batches.insert().values(
+                    family=LEDGER_FAMILY,
+                    batch_type=LEDGER_BATCH_TYPE,
+                    name=f"{submission.company_id} roles",
+                    partition_key=batch_id,
+                    status=BatchStatus.ACTIVE.value,
+                    options=options,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
             if submission.valid:
@@ -179,6 +199,18 @@ class RoleOnboardingStore:
                 self._raise_missing(conn, batch_id)
         return _batch(row, workflows)
 
+    def ledger_batch_id(self, batch_id: str) -> int | None:
+        """The id of the role batch's shared ``batches`` row (its cost ledger entries' batch);
+        it outlives the batch record's time to live, as the costs do."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(t.batches.c.id).where(
+                    t.batches.c.family == LEDGER_FAMILY,
+                    t.batches.c.batch_type == LEDGER_BATCH_TYPE,
+                    t.batches.c.partition_key == batch_id,
+                )
+            ).scalar_one_or_none()
+
     def _raise_missing(self, conn: sa.Connection, batch_id: str) -> None:
         tomb = conn.execute(
             sa.select(role_batch_tombstones).where(role_batch_tombstones.c.batch_id == batch_id)
@@ -259,6 +291,24 @@ class RoleOnboardingStore:
                 .limit(limit)
             ).mappings().all()
         return [_workflow(r) for r in rows]
+
+    def get_workflow(self, workflow: str) -> WorkflowRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(role_workflows).where(role_workflows.c.workflow_id == workflow)
+            ).mappings().first()
+        return _workflow(row) if row is not None else None
+
+    def record_run(self, workflow: str, run_id: str, *, now: datetime | None = None) -> WorkflowRecord | None:
+        """The run executing a workflow, recorded when it starts (the batch record then lists
+        its roles' run ids); the workflow, or None when its batch is gone."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                role_workflows.update()
+                .where(role_workflows.c.workflow_id == workflow)
+                .values(run_id=run_id, updated_at=now or utcnow())
+            )
+        return self.get_workflow(workflow)
 
     def record_step(
         self, workflow: str, step: str, *, error: str | None = None, now: datetime | None = None
@@ -355,6 +405,7 @@ def _workflow(m: Mapping[str, Any]) -> WorkflowRecord:
         retry_of=m["retry_of"],
         last_step=m["last_step"],
         error=m["error"],
+        run_id=m["run_id"],
     )
 
 
@@ -363,17 +414,17 @@ def _workflows(rows: Sequence[Any], names: Sequence[str]) -> list[WorkflowRecord
     10,000 roles (SQLAlchemy's per-row mapping access costs more than the query)."""
     at = {name: i for i, name in enumerate(names)}
     o = at.get("options")
-    i_id, i_wf, i_b, i_ix, i_r, i_pk, i_rn, i_d, i_ro, i_ls, i_e = (
+    i_id, i_wf, i_b, i_ix, i_r, i_pk, i_rn, i_d, i_ro, i_ls, i_e, i_run = (
         at[n]
         for n in (
             "id", "workflow_id", "batch_id", "role_index", "round", "partition_key", "role_name",
-            "draup_role_name", "retry_of", "last_step", "error",
+            "draup_role_name", "retry_of", "last_step", "error", "run_id",
         )
     )  # fmt: skip
     return [
         WorkflowRecord(
             r[i_wf], r[i_b], r[i_ix], r[i_r], r[i_pk], r[i_rn], r[i_d],
-            dict(r[o]) if o is not None and r[o] else {}, r[i_ro], r[i_ls], r[i_e], r[i_id],
+            dict(r[o]) if o is not None and r[o] else {}, r[i_ro], r[i_ls], r[i_e], r[i_id], r[i_run],
         )  # fmt: skip
         for r in rows
     ]

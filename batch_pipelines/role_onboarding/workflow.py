@@ -13,7 +13,7 @@ asset's retry policy needs to know.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,23 @@ def gather_documents(role: RoleInput, taxonomy: TaxonomyRole) -> list[dict[str, 
     ]
 
 
+def usage_from(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
+    """The usage the model reported; a count it left out or garbled is estimated from the
+    text (about 4 characters a token) and the usage is then flagged estimated."""
+    estimate = estimate_usage(prompt_text, completion_text)
+    if not isinstance(raw, Mapping):
+        return estimate
+    counts, estimated = [], False
+    for name, fallback in (("prompt_tokens", estimate.prompt_tokens), ("completion_tokens", estimate.completion_tokens)):
+        value = raw.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            counts.append(value)
+        else:
+            counts.append(fallback)
+            estimated = True
+    return Usage(counts[0], counts[1], estimated=estimated)
+
+
 async def _model_call(
     client: ModelClient,
     step: str,
@@ -133,10 +150,10 @@ async def _model_call(
     instruction: str,
     text: str,
     call_key: str,
-    batch_ref: str,
-    item: str,
+    ledger_batch_id: int | None,
     prices: PriceTable,
     result: WorkflowResult,
+    on_cost: Callable[[CostEntry], None],
 ) -> str:
     messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
     try:
@@ -145,16 +162,13 @@ async def _model_call(
         raise StepFailed(step, str(exc), transient=True) from None
     except BatchPipelinesError as exc:
         raise StepFailed(step, str(exc), transient=False) from None
-    usage = (
-        Usage(int(answer.usage.get("prompt_tokens", 0)), int(answer.usage.get("completion_tokens", 0)))
-        if answer.usage
-        else estimate_usage(instruction + text, answer.content)
+    usage = usage_from(answer.usage, instruction + text, answer.content)
+    # item_id stays empty: the ledger's item ids are the items table's; the call key names the role.
+    entry = CostEntry.priced(
+        call_key=call_key, batch_id=ledger_batch_id, model=model, usage=usage, prices=prices, phase=step
     )
-    result.costs.append(
-        CostEntry.priced(
-            call_key=call_key, batch_id=batch_ref, model=model, usage=usage, prices=prices, phase=step, item_id=item
-        )
-    )
+    result.costs.append(entry)
+    on_cost(entry)
     return answer.content
 
 
@@ -166,15 +180,22 @@ async def run_role_workflow(
     publish: Callable[[WorkflowResult], Any],
     run_ref: str,
     on_step: Callable[[str], None] = lambda step: None,
+    on_cost: Callable[[CostEntry], None] = lambda entry: None,
+    ledger_batch_id: int | None = None,
     prices: PriceTable = DEFAULT_PRICES,
 ) -> WorkflowResult:
     """Run every step in order; ``publish`` stores the dashboard record and returns it.
 
-    ``run_ref`` makes the model calls' idempotency keys: a step retried inside the same
-    attempt replays the answer instead of paying twice.
+    ``run_ref`` makes the model calls' idempotency and ledger keys (``{run_ref}:{call}``):
+    give the same one to every try of a workflow attempt, so a retried step replays the
+    answer and records the call once. ``on_cost`` receives each billed call's ledger entry
+    (billed to ``ledger_batch_id``) as soon as the call answered, so a later failure does
+    not lose it.
     """
     result = WorkflowResult()
-    common = {"model": model, "batch_ref": run_ref, "item": role.partition_key, "prices": prices, "result": result}
+    common = {
+        "model": model, "ledger_batch_id": ledger_batch_id, "prices": prices, "result": result, "on_cost": on_cost,
+    }  # fmt: skip
 
     on_step("validate_input")
     validate_input(role)

@@ -5,10 +5,10 @@ progress lives in Dagster's run records, so these tables only keep what Dagster 
 know. ``role_batches`` is the batch record (who asked, for which company, with which
 options, until when it is kept); ``role_workflows`` holds one row per role and attempt
 (the workflow id people see, the partition key, the retry round whose run tag finds its
-run, and the step and error the run reported); ``role_dashboards`` is the published
-result of a role, the "ready" state that is not redone without force_rerun;
-``role_batch_tombstones`` remembers expired batch ids so that asking for one says
-"expired" rather than "never existed".
+run, the id of that run once it started, and the step and error the run reported);
+``role_dashboards`` is the published result of a role, the "ready" state that is not
+redone without force_rerun; ``role_batch_tombstones`` remembers expired batch ids so that
+asking for one says "expired" rather than "never existed".
 
 They hang off the shared metadata of ``schema.py`` (which imports this module, so the
 metadata is always complete) and are created by migration 0005.
@@ -54,6 +54,8 @@ role_workflows = sa.Table(
     sa.Column("retry_of", sa.String(60)),
     sa.Column("last_step", sa.String(60)),
     sa.Column("error", sa.Text),
+    # The Dagster run that executes this workflow, recorded by the run when it starts.
+    sa.Column("run_id", sa.String(64)),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_role_workflows_batch_round", "batch_id", "round"),

@@ -226,6 +226,7 @@ def test_the_family_code_location_serves_its_jobs_sensor_schedule_and_settings()
         assert d.resolve_job_def(job).name == job
     assert d.resolve_job_def("role_onboarding_job").partitions_def.name == "role"
     assert d.resolve_sensor_def("role_batch_submissions")
+    assert d.resolve_sensor_def("role_submissions_drop_sensor").job_name == "submit_role_batch"
     assert d.resolve_schedule_def("cleanup_expired_role_batches_schedule")
     assert {"batch_store", "models", "role_onboarding_settings"} <= set(d.resources)
 

@@ -85,6 +85,13 @@ def test_a_retried_role_counts_by_its_new_attempt_and_is_queued_until_its_run_ex
     assert str(compute_batch_status(batch, runs, {}).view.state) == "completed"
 
 
+def test_a_role_shows_its_latest_runs_id_else_the_run_id_its_workflow_recorded():
+    batch = _batch(3)
+    batch.workflows[1].run_id = "run-recorded"
+    roles = compute_batch_status(batch, _runs(["SUCCESS"]), {}).to_dict()["roles"]
+    assert [r["run_id"] for r in roles] == ["run-0", "run-recorded", None]
+
+
 def test_retry_takes_every_failed_role_or_only_the_given_failed_workflows():
     status = compute_batch_status(_batch(3), _runs(["FAILURE", "SUCCESS", "FAILURE"]), {})
     assert [r.workflow_id for r in select_retry(status).retry] == ["wf-0-1", "wf-2-1"]

@@ -92,6 +92,18 @@ def test_a_step_and_its_error_are_recorded_on_the_workflow(store):
     assert (again.last_step, again.error) == ("ai_assessment", "ai_assessment: timeout")
 
 
+def test_a_workflows_run_id_is_recorded_and_its_batch_gets_one_shared_ledger_batch(store):
+    roles = RoleOnboardingStore(store)
+    batch = roles.create_batch(new_batch_id(), _submission(), now=NOW)
+    wf = batch.current_workflows()[0]
+    assert roles.record_run(wf.workflow_id, "run-1").run_id == "run-1"
+    assert roles.get_batch(batch.batch_id, now=NOW).current_workflows()[0].run_id == "run-1"
+    assert roles.record_run("role-onboard-gone", "run-2") is None
+    shared = store.get_batch(roles.ledger_batch_id(batch.batch_id))
+    assert (shared.family, shared.partition_key) == ("role_onboarding", batch.batch_id)
+    assert roles.ledger_batch_id(new_batch_id()) is None
+
+
 def test_a_republished_dashboard_keeps_its_id(store):
     roles = RoleOnboardingStore(store)
     company = f"acme-{new_batch_id()}"
