@@ -20,6 +20,7 @@ from batch_pipelines.document_ai.jobs import submit_document_job
 from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_decisions, run_key
 from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.store import DocumentJobStore
+from batch_pipelines.drop_folders import fingerprints
 from batch_pipelines.resources import BatchStoreResource
 
 GENERATION_TAG = "batch_pipelines/document_job_generation"
@@ -95,15 +96,6 @@ def launch_runs(
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partitions)
 
 
-def _drop_files(folder: Path) -> dict[str, tuple[int, int]]:
-    files = {}
-    for path in sorted(folder.glob("*/*/*")):
-        if path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
-            stat = path.stat()
-            files[str(path)] = (stat.st_mtime_ns, stat.st_size)
-    return files
-
-
 @dg.sensor(
     job=submit_document_job,
     minimum_interval_seconds=30,
@@ -116,7 +108,7 @@ def document_items_drop_sensor(
     folder = Path(document_ai.drop_folder)
     if not folder.is_dir():
         return dg.SkipReason(f"drop folder {folder} does not exist yet")
-    current = _drop_files(folder)
+    current = fingerprints(folder, "*/*/*", SUPPORTED_EXTENSIONS)
     changed, cursor = changed_files(context.cursor, current)
     if not changed:
         return dg.SkipReason("no new or changed item file")

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.core.drop_folder import changed_files
+from batch_pipelines.drop_folders import fingerprints
 from batch_pipelines.risk_modeling.assets import risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
@@ -29,7 +30,7 @@ def workbook_drop_sensor(
     folder = Path(risk_modeling.drop_folder)
     if not folder.is_dir():
         return dg.SkipReason(f"drop folder {folder} does not exist yet")
-    current = {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.glob("*.xlsx"))}
+    current = fingerprints(folder, "*.xlsx")
     changed, cursor = changed_files(context.cursor, current)
     if not changed:
         return dg.SkipReason("no new or changed workbook")

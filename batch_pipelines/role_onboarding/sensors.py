@@ -25,6 +25,7 @@ import dagster as dg
 
 from batch_pipelines.core.drop_folder import changed_files
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.drop_folders import fingerprints
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES, role_onboarding_job
 from batch_pipelines.role_onboarding.jobs import submit_role_batch
@@ -133,15 +134,6 @@ def read_submission_file(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path.name}: {exc.message}") from None
 
 
-def _submission_files(folder: Path) -> dict[str, tuple[int, int]]:
-    files = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.is_file():
-            stat = path.stat()
-            files[str(path)] = (stat.st_mtime_ns, stat.st_size)
-    return files
-
-
 @dg.sensor(
     job=submit_role_batch,
     minimum_interval_seconds=30,
@@ -154,7 +146,7 @@ def role_submissions_drop_sensor(
     folder = Path(role_onboarding_settings.drop_folder)
     if not folder.is_dir():
         return dg.SkipReason(f"drop folder {folder} does not exist yet")
-    current = _submission_files(folder)
+    current = fingerprints(folder, "*.json")
     changed, _ = changed_files(context.cursor, current)
     if not changed:
         return dg.SkipReason("no new or changed submission file")
