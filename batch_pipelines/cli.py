@@ -31,7 +31,7 @@ main.add_command(roles)
 
 @main.command()
 def demo() -> None:
-    """Run a batch of simulated Risk Modeler jobs end to end and print the reconciliation."""
+    """Run every batch family end to end on the embedded default and say where to look."""
     from batch_pipelines.demo import run_demo
 
     sys.exit(run_demo(click.echo))

@@ -1,8 +1,9 @@
-"""`make demo`: a batch of simulated Risk Modeler jobs through the engine, end to end.
+"""`make demo`: every batch family end to end on the embedded default.
 
-It runs on the embedded default (a SQLite store and the in-process Risk Modeler simulator
-with injected faults), so a newcomer sees the whole loop on a laptop: submission with
-retries, tracking, reconciliation, a failure, and a resubmission that repairs it.
+It runs on SQLite stores and in-process simulators with injected faults, so a newcomer sees
+the whole loop on a laptop: Risk Modeler batches (submission with retries, tracking,
+reconciliation, a failure and the resubmission that repairs it) and a whole cycle, then
+the document AI, configured-batch and role-onboarding families, each saying where to look.
 """
 
 from __future__ import annotations
