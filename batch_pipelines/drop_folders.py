@@ -5,9 +5,10 @@ last look is decided by the pure ``core.drop_folder.changed_files``."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from batch_pipelines.core.drop_folder import Fingerprint
+from batch_pipelines.core.drop_folder import Fingerprint, changed_files
 
 
 def fingerprints(folder: Path, pattern: str, suffixes: Iterable[str] | None = None) -> dict[str, Fingerprint]:
@@ -20,3 +21,25 @@ def fingerprints(folder: Path, pattern: str, suffixes: Iterable[str] | None = No
             stat = path.stat()
             files[str(path)] = (stat.st_mtime_ns, stat.st_size)
     return files
+
+
+@dataclass(frozen=True)
+class DropScan:
+    """What a drop-folder sensor's tick found: the files new or changed since ``cursor``,
+    every file's fingerprint, the next cursor, and why there is nothing to do (if so)."""
+
+    changed: list[str]
+    current: dict[str, Fingerprint]
+    cursor: str | None
+    nothing_to_do: str | None = None
+
+
+def scan(folder: Path, pattern: str, cursor: str | None, *, what: str, suffixes: Iterable[str] | None = None) -> DropScan:
+    """One tick's look at a drop folder (``what`` names the files in the skip message)."""
+    if not folder.is_dir():
+        return DropScan([], {}, cursor, f"drop folder {folder} does not exist yet")
+    current = fingerprints(folder, pattern, suffixes)
+    changed, next_cursor = changed_files(cursor, current)
+    if not changed:
+        return DropScan([], current, cursor, f"no new or changed {what}")
+    return DropScan(changed, current, next_cursor)

@@ -42,6 +42,7 @@ from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.resources import BatchStoreResource
+from batch_pipelines.store.batch_store import utcnow  # the sensors' clock (tests replace it)
 
 PREFERENCE_BATCH_JOB = "preference_batch_job"
 CHANGE_SENSOR = "preference_change_sensor"
@@ -61,11 +62,6 @@ ON_TIME = timedelta(minutes=5)
 TRIGGER_SCHEDULE = "schedule"
 TRIGGER_CATCH_UP = "catch_up"
 TRIGGER_CHANGE = "preference_change"
-
-
-def utcnow() -> datetime:
-    """The sensors' clock (tests replace it to evaluate at chosen times)."""
-    return datetime.now(UTC)
 
 
 def _run_request(partition_key: str, tick: datetime, trigger: str) -> dg.RunRequest:

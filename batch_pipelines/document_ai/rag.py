@@ -30,7 +30,6 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -45,6 +44,7 @@ from batch_pipelines.core.costs import (
     reported_or_estimated_usage,
 )
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.store.batch_store import utcnow
 from batch_pipelines.store.document_ai_tables import reference_passages
 
 __all__ = [
@@ -213,10 +213,6 @@ class _Matrix:
     indexes: list[int]
     texts: list[str]
     vectors: np.ndarray  # (n, dimensions), rows normalised (zero rows stay zero)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ReferenceLibrary:
@@ -427,7 +423,7 @@ class ReferenceLibrary:
         self, project_id: str, document: str, chunks: list[str], vectors: list[list[float]]
     ) -> None:
         rp = reference_passages
-        now = _now()
+        now = utcnow()
         try:
             with self.engine.begin() as conn:
                 conn.execute(

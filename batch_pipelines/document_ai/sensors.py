@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from batch_pipelines.core.drop_folder import changed_files
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
 from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
@@ -20,7 +19,7 @@ from batch_pipelines.document_ai.jobs import submit_document_job
 from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_decisions, run_key
 from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.store import DocumentJobStore
-from batch_pipelines.drop_folders import fingerprints
+from batch_pipelines.drop_folders import scan
 from batch_pipelines.resources import BatchStoreResource
 
 GENERATION_TAG = "batch_pipelines/document_job_generation"
@@ -105,13 +104,10 @@ def launch_runs(
 def document_items_drop_sensor(
     context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
 ) -> dg.SensorResult | dg.SkipReason:
-    folder = Path(document_ai.drop_folder)
-    if not folder.is_dir():
-        return dg.SkipReason(f"drop folder {folder} does not exist yet")
-    current = fingerprints(folder, "*/*/*", SUPPORTED_EXTENSIONS)
-    changed, cursor = changed_files(context.cursor, current)
-    if not changed:
-        return dg.SkipReason("no new or changed item file")
+    found = scan(Path(document_ai.drop_folder), "*/*/*", context.cursor, what="item file", suffixes=SUPPORTED_EXTENSIONS)
+    if found.nothing_to_do:
+        return dg.SkipReason(found.nothing_to_do)
+    changed, current, cursor = found.changed, found.current, found.cursor
     requests = []
     for raw in changed:
         path = Path(raw)

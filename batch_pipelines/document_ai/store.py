@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.store import schema as t
-from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries
+from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries, utcnow
 from batch_pipelines.store.document_ai_tables import document_jobs
 
 FAMILY = "document_ai"
@@ -45,10 +45,6 @@ _BATCH_STATUS = {
     DocJobStatus.FAILED: "FAILED",
     DocJobStatus.CANCELLED: "CANCELLED",
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def job_key(name: str, batch_id: int) -> str:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from batch_pipelines.core.drop_folder import changed_files
-from batch_pipelines.drop_folders import fingerprints
+from batch_pipelines.drop_folders import scan
 from batch_pipelines.risk_modeling.assets import risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
@@ -27,13 +26,10 @@ from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 def workbook_drop_sensor(
     context: dg.SensorEvaluationContext, risk_modeling: RiskModelingSettings
 ) -> dg.SensorResult | dg.SkipReason:
-    folder = Path(risk_modeling.drop_folder)
-    if not folder.is_dir():
-        return dg.SkipReason(f"drop folder {folder} does not exist yet")
-    current = fingerprints(folder, "*.xlsx")
-    changed, cursor = changed_files(context.cursor, current)
-    if not changed:
-        return dg.SkipReason("no new or changed workbook")
+    found = scan(Path(risk_modeling.drop_folder), "*.xlsx", context.cursor, what="workbook")
+    if found.nothing_to_do:
+        return dg.SkipReason(found.nothing_to_do)
+    changed, current, cursor = found.changed, found.current, found.cursor
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

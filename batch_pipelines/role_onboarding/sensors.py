@@ -25,7 +25,7 @@ import dagster as dg
 
 from batch_pipelines.core.drop_folder import changed_files
 from batch_pipelines.core.errors import ConfigurationError
-from batch_pipelines.drop_folders import fingerprints
+from batch_pipelines.drop_folders import scan
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES, role_onboarding_job
 from batch_pipelines.role_onboarding.jobs import submit_role_batch
@@ -143,13 +143,10 @@ def read_submission_file(path: Path) -> dict[str, Any]:
 def role_submissions_drop_sensor(
     context: dg.SensorEvaluationContext, role_onboarding_settings: RoleOnboardingSettings
 ) -> dg.SensorResult | dg.SkipReason:
-    folder = Path(role_onboarding_settings.drop_folder)
-    if not folder.is_dir():
-        return dg.SkipReason(f"drop folder {folder} does not exist yet")
-    current = fingerprints(folder, "*.json")
-    changed, _ = changed_files(context.cursor, current)
-    if not changed:
-        return dg.SkipReason("no new or changed submission file")
+    found = scan(Path(role_onboarding_settings.drop_folder), "*.json", context.cursor, what="submission file")
+    if found.nothing_to_do:
+        return dg.SkipReason(found.nothing_to_do)
+    changed, current = found.changed, found.current
     requests, problems = [], {}
     for raw in changed:
         path = Path(raw)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.role_onboarding.status import RoleBatchRecord, WorkflowRecord
 from batch_pipelines.role_onboarding.submission import ValidatedSubmission, workflow_id
 from batch_pipelines.store import schema as t
+from batch_pipelines.store.batch_store import utcnow
 from batch_pipelines.store.role_onboarding_tables import (
     role_batch_tombstones,
     role_batches,
@@ -34,10 +35,6 @@ DEFAULT_TTL = timedelta(hours=24)
 # computed from its runs.
 LEDGER_FAMILY = "role_onboarding"
 LEDGER_BATCH_TYPE = "role onboarding"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class BatchExpired(NotFound):
