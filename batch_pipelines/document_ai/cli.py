@@ -41,6 +41,13 @@ def _jobs(database_url: str):
     return DocumentJobStore(open_store(database_url))
 
 
+def _job_and_template(database_url: str, pipelines_dir: str | None, ref: str):
+    """(job store, the job, its pipeline template) for a command about one job."""
+    jobs = _jobs(database_url)
+    record = jobs.get_job(ref)
+    return jobs, record, _pipelines(pipelines_dir)[record.pipeline]
+
+
 def _fail(exc: BatchPipelinesError) -> click.ClickException:
     return click.ClickException(exc.message)
 
@@ -175,9 +182,8 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
     from batch_pipelines.document_ai.reports import job_status
 
     try:
-        jobs = _jobs(database_url)
-        record = jobs.get_job(job)
-        data = job_status(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+        jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
+        data = job_status(jobs, record, template)
     except BatchPipelinesError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -198,9 +204,8 @@ def results(job, offset, limit, database_url, pipelines_dir, as_json) -> None:
     from batch_pipelines.document_ai.reports import item_results
 
     try:
-        jobs = _jobs(database_url)
-        record = jobs.get_job(job)
-        rows = item_results(jobs, record, _pipelines(pipelines_dir)[record.pipeline], offset=offset, limit=limit)
+        jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
+        rows = item_results(jobs, record, template, offset=offset, limit=limit)
     except BatchPipelinesError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -225,9 +230,8 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
     from batch_pipelines.document_ai.reports import analytics as compute
 
     try:
-        jobs = _jobs(database_url)
-        record = jobs.get_job(job)
-        data = compute(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+        jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
+        data = compute(jobs, record, template)
     except BatchPipelinesError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -344,9 +348,8 @@ def export(job, fmt, folder, database_url, pipelines_dir) -> None:
     from batch_pipelines.document_ai.exports import export_results
 
     try:
-        jobs = _jobs(database_url)
-        record = jobs.get_job(job)
-        path = export_results(jobs, record, _pipelines(pipelines_dir)[record.pipeline], Path(folder), fmt)
+        jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
+        path = export_results(jobs, record, template, Path(folder), fmt)
     except BatchPipelinesError as exc:
         raise _fail(exc) from None
     click.echo(f"results of {record.key} written to {path}")
