@@ -71,11 +71,12 @@ def item_results(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTem
     """Per item: input, final output, every phase's output, cost, status, errors, scores."""
     items = jobs.items(job.batch_id, offset=offset, limit=limit)
     ids = {i["id"] for i in items}
-    rows = [r for r in jobs.phase_rows(job.batch_id) if r["item_id"] in ids]
+    # Only this page's rows and costs: an export pages through 10,000 items.
+    rows = jobs.phase_rows(job.batch_id, item_ids=ids)
     by_item: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in rows:
         by_item[r["item_id"]][r["phase"]] = r
-    cost_by_item = jobs.cost_totals(job.batch_id).by_item
+    cost_by_item = jobs.cost_by_item(job.batch_id, ids)
     order = [p.name for p in template.phases]
     results = []
     for item in items:
@@ -101,7 +102,7 @@ def item_results(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTem
                 "passages": passages,
                 "validation_scores": {n: phases[n]["score"] for n in order if n in phases and phases[n]["score"] is not None},
                 "errors": {n: phases[n]["error"] for n in order if n in phases and phases[n]["error"]},
-                "cost": _money(cost_by_item.get(str(item["id"]), Decimal(0))),
+                "cost": _money(cost_by_item.get(item["id"], Decimal(0))),
             }
         )
     return results

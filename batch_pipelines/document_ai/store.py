@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from batch_pipelines.core.costs import CostEntry, CostTotals
+from batch_pipelines.core.costs import COST_QUANTUM, CostEntry, CostTotals
 from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
@@ -468,11 +468,15 @@ class DocumentJobStore:
             ).all()
         return {status: n for status, n in rows}
 
-    def phase_rows(self, batch_id: int, phases: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def phase_rows(
+        self, batch_id: int, phases: Iterable[str] | None = None, item_ids: Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
         pr = t.phase_results
         query = sa.select(pr).where(pr.c.batch_id == batch_id)
         if phases is not None:
             query = query.where(pr.c.phase.in_(list(phases)))
+        if item_ids is not None:
+            query = query.where(pr.c.item_id.in_(list(item_ids)))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(pr.c.item_id, pr.c.id)).all()]
 
@@ -483,6 +487,17 @@ class DocumentJobStore:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def cost_by_item(self, batch_id: int, item_ids: Iterable[int]) -> dict[int, Decimal]:
+        """Ledger cost per item for some items of a job (one grouped query)."""
+        ce = t.cost_entries
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(ce.c.item_id, sa.func.sum(ce.c.cost))
+                .where(ce.c.batch_id == batch_id, ce.c.item_id.in_(list(item_ids)))
+                .group_by(ce.c.item_id)
+            ).all()
+        return {item_id: Decimal(str(total)).quantize(COST_QUANTUM) for item_id, total in rows}
 
     def cost_totals(self, batch_id: int) -> CostTotals:
         return self.store.cost_totals(batch_id)
