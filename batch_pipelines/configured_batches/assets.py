@@ -65,7 +65,7 @@ def resolve_tick(config_tick: str, run_tags: dict[str, str], tag: str) -> str:
     return datetime.now(UTC).isoformat(timespec="minutes")
 
 
-def _requests_table(store_result: BatchRunResult, contexts: list[dict[str, Any]]) -> dg.TableMetadataValue:
+def _requests_table(contexts: list[dict[str, Any]]) -> dg.TableMetadataValue:
     schema = dg.TableSchema(
         columns=[
             dg.TableColumn("request", "string"),
@@ -158,7 +158,7 @@ def _result(
         **_status_metadata(contexts, result.batch_id),
         "cost_entries_recorded": result.costs_recorded,
         "batch_context": dg.MetadataValue.json(_bounded(result.context)),
-        "requests": _requests_table(result, requests),
+        "requests": _requests_table(requests),
         **(extra or {}),
     }
     context.log.info(f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from batch_pipelines.cli_options import database_url_option
+from batch_pipelines.cli_options import database_url_option, open_store
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 
 _jobs_file = click.option(
@@ -82,9 +82,8 @@ def status(database_url: str, user_id: str | None, tenant_id: str | None, featur
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --user, --tenant and --feature-type")
     from batch_pipelines.configured_batches.contexts import ContextStore
-    from batch_pipelines.store.batch_store import BatchStore
 
-    store = BatchStore(database_url or None)
+    store = open_store(database_url)
     contexts = ContextStore(store.engine)
     try:
         if user_id:
@@ -122,9 +121,8 @@ def seed_demo(database_url: str, users: int) -> None:
     """Fill the store with the demo tenants, users, categories and preferences (rows that
     exist are kept), so the sample jobs have data to work on in `make dev`."""
     from batch_pipelines.configured_batches.demo_data import seed_demo_data
-    from batch_pipelines.store.batch_store import BatchStore
 
-    store = BatchStore(database_url or None)
+    store = open_store(database_url)
     try:
         data = seed_demo_data(store.engine, users=users)
     finally:

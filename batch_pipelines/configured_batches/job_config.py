@@ -22,8 +22,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from batch_pipelines.core.errors import ConfigurationError
-
 SAMPLE_JOBS_FILE = Path(__file__).with_name("sample_jobs.json")
 
 # Job ids become schedule names and partition keys: Dagster names allow letters, digits and
@@ -306,10 +304,3 @@ def load_job_configuration(path: str | Path) -> tuple[list[JobConfig], list[JobP
     except json.JSONDecodeError as exc:
         return [], [JobProblem(source, None, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
     return parse_jobs(raw, source)
-
-
-def require_job(jobs: list[JobConfig], job_id: str) -> JobConfig:
-    for job in jobs:
-        if job.job_id == job_id:
-            return job
-    raise ConfigurationError(f"no valid job {job_id!r} in the job file", details={"job_id": job_id})

@@ -528,5 +528,3 @@ class ConfigDatabaseClient:
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise PreferenceSourceUnavailable(f"preference changes unavailable: {type(exc).__name__}") from exc
 
-    def invalidate(self) -> None:
-        self._cache.clear()

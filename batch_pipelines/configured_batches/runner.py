@@ -43,7 +43,7 @@ from batch_pipelines.configured_batches.strategies import (
     plan_requests,
     strategy_for,
 )
-from batch_pipelines.core.costs import CostEntry, Usage, estimate_usage
+from batch_pipelines.core.costs import CostEntry, reported_or_estimated_usage
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 from batch_pipelines.core.statuses import BatchStatus, can_transition_batch
 from batch_pipelines.store.batch_store import BatchStore
@@ -412,10 +412,7 @@ def _record_costs(store: BatchStore, job: JobConfig, batch_id: int, outcomes: Se
     for o in outcomes:
         if not o.succeeded:
             continue
-        if o.usage and isinstance(o.usage.get("prompt_tokens"), int):
-            usage = Usage(int(o.usage["prompt_tokens"]), int(o.usage.get("completion_tokens") or 0))
-        else:
-            usage = estimate_usage(o.prompt_text, o.content or "")
+        usage = reported_or_estimated_usage(o.usage, o.prompt_text, o.content or "")
         try:
             entries.append(CostEntry.priced(call_key=o.idempotency_key, batch_id=batch_id, model=job.model, usage=usage, phase=job.job_id))
         except ConfigurationError:

@@ -233,6 +233,13 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
             "items": {"count": len(flat)},
         }
 
+    # Which items of each category reference a user, built once (not a scan per user).
+    items_of_user: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for c, items in category_items.items():
+        for i in items:
+            for ref in dict.fromkeys(i["user_ids"]):
+                items_of_user.setdefault(ref, {}).setdefault(c, []).append(i)
+
     if job.type.processing == "individual":
         for user in inputs.users:
             uid = str(user["id"])
@@ -246,7 +253,8 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
             item_ids: tuple[str, ...] = ()
             if job.type.data_source == "categories":
                 # The category items that reference this user.
-                mine = {c: [i for i in items if uid in i["user_ids"]] for c, items in category_items.items()}
+                found = items_of_user.get(uid, {})
+                mine = {c: found.get(c, []) for c in category_items}
                 v.update(category_vars(mine))
                 data = {"user": dict(user), "items": mine}
                 item_ids = tuple(i["id"] for group in mine.values() for i in group)
