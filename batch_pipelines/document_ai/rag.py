@@ -354,10 +354,11 @@ class ReferenceLibrary:
             kind="retrieval",
         )
 
-    async def _report(self, entries: list[CostEntry]) -> None:
-        if self.on_cost is None or not entries:
+    async def _report(self, entries: list[CostEntry], on_cost: CostSink | None = None) -> None:
+        sink = on_cost or self.on_cost
+        if sink is None or not entries:
             return
-        result = self.on_cost(entries)
+        result = sink(entries)
         if inspect.isawaitable(result):
             await result
 
@@ -492,8 +493,12 @@ class ReferenceLibrary:
         idempotency_key: str | None = None,
         phase: str | None = None,
         item_id: int | None = None,
+        on_cost: CostSink | None = None,
     ) -> list[Passage]:
         """The ``k`` passages of the project most similar to ``query``, best first.
+
+        ``on_cost`` (default: the library's) receives the query's ledger entry; a runner
+        passes its own, so the entry joins its checkpoint and counts against the budget.
 
         One embedding call for the query (ledger kind ``retrieval``, filed under ``phase``
         and ``item_id``; its key is ``idempotency_key`` or derived from batch, project,
@@ -517,7 +522,7 @@ class ReferenceLibrary:
         try:
             (vector,) = await self._embed([query], key, entries, phase=phase, item_id=item_id)
         finally:
-            await self._report(entries)
+            await self._report(entries, on_cost)
         return _best(matrix, np.asarray(vector, dtype=np.float64), k, project_id)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import statistics
 import time
@@ -114,7 +115,7 @@ class RunnerOptions:
     max_validation_attempts: int = 3
 
 
-Retriever = Callable[..., Any]  # async (project_id, query, *, k, idempotency_key, phase, item_id) -> passages
+Retriever = Callable[..., Any]  # async (project_id, query, *, k, idempotency_key, phase, item_id, on_cost) -> passages
 
 
 class DocumentJobRunner:
@@ -329,6 +330,8 @@ class _PhaseRun:
             content = content.get("value") if isinstance(content, dict) else content
         passages: list[dict[str, Any]] | None = None
         texts: list[str] = []
+        # The query's embedding cost goes into this item's checkpoint with its other calls.
+        retrieval_entries: list[CostEntry] = []
         if self.spec.use_rag and self.runner.retrieve is not None and self.spec.task_type != EMBEDDING_TASK:
             found = await self.runner.retrieve(
                 self.job.project_id,
@@ -337,6 +340,7 @@ class _PhaseRun:
                 idempotency_key=f"{request_id}:retrieval",
                 phase=self.spec.name,
                 item_id=item.item_id,
+                on_cost=retrieval_entries.extend,
             )
             passages = [
                 {"document": p.document, "passage_index": p.passage_index, "text": p.text, "score": round(p.score, 4)}
@@ -360,6 +364,8 @@ class _PhaseRun:
                 item_id=item.item_id, ok=False, output=None, score=None, attempts=1,
                 entries=(), error=f"{type(exc).__name__}: {exc}"[:500], latency_seconds=0.0,
             )
+        if retrieval_entries:
+            outcome = dataclasses.replace(outcome, entries=(*retrieval_entries, *outcome.entries))
         return outcome, passages
 
     async def _add(self, outcome: ItemOutcome, passages: list[dict[str, Any]] | None) -> None:

@@ -162,3 +162,28 @@ def test_a_high_concurrency_does_not_overshoot_the_budget(jobs):
     # within the budget, give or take one item that cost more than the mean
     per_item = spent / max(1, sum(sum(c.values()) for c in jobs.phase_counts(job.batch_id).values()))
     assert spent <= budget + 2 * per_item, (spent, budget)
+
+
+def test_retrieval_costs_join_the_items_checkpoints_and_the_phase_cost(jobs):
+    from batch_pipelines.document_ai.rag import ReferenceLibrary
+
+    job = jobs.create_job(_spec(4, pipeline="book_translation"), PIPELINES["book_translation"])
+    sim = ModelSimulator()
+    direct: list = []
+
+    async def go():
+        async with model_client(sim) as client:
+            library = ReferenceLibrary(jobs.engine, client, on_cost=direct.extend, batch_id=job.batch_id)
+            await library.add_document("proj-1", "notes.md", "Marie Curie worked in Paris.\n\nThe bank raised rates.")
+            direct.clear()  # indexing is billed by the library's own sink
+            runner = DocumentJobRunner(jobs, job, PIPELINES["book_translation"], client, options=FAST,
+                                       retrieve=library.retrieve)
+            return await runner.run_all()
+
+    reports = asyncio.run(go())
+    assert direct == []  # retrieval during the run went through the runner, not the library's sink
+    entries = jobs.store.list_cost_entries(job.batch_id)
+    retrieval = [e for e in entries if e.kind == "retrieval"]
+    assert len(retrieval) == 4 and {e.phase for e in retrieval} == {"xml_tagging"}
+    tagging = next(r for r in reports if r.phase == "xml_tagging")
+    assert tagging.cost == sum((e.cost for e in entries if e.phase == "xml_tagging"), Decimal(0))
