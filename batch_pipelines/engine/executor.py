@@ -33,7 +33,7 @@ from typing import Any
 from batch_pipelines.core.aggregate import AggregatedView, aggregate
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay, poll_interval
 from batch_pipelines.core.errors import BatchError
-from batch_pipelines.core.reconciliation import Reconciliation
+from batch_pipelines.core.reconciliation import SKIPPED_KEY, Reconciliation
 from batch_pipelines.core.statuses import (
     JOB_IN_FLIGHT,
     JOB_TERMINAL,
@@ -248,8 +248,9 @@ class BatchExecutor:
 
         reconciliation = await asyncio.to_thread(self.store.reconcile_batch, batch_id)
         final = await asyncio.to_thread(self.store.get_batch, batch_id)
-        counts = await asyncio.to_thread(self.store.job_status_counts, batch_id)
-        self._report(counts, force=True)
+        # The reconciliation counted the jobs in its transaction: no second query.
+        counts = dict(reconciliation.summary.job_status_counts)
+        self._report(counts)
         if self._cancelled:
             stopped = "cancelled"
         elif self._paused:
@@ -465,14 +466,14 @@ class BatchExecutor:
             return
         self._last_progress = now
         counts = await asyncio.to_thread(self.store.job_status_counts, self.batch_id)
-        self._report(counts, force=True)
+        self._report(counts)
 
-    def _report(self, counts: dict[str, int], *, force: bool = False) -> None:
+    def _report(self, counts: dict[str, int]) -> None:
         if self.on_progress is None:
             return
         states = []
         for status, n in counts.items():
-            if status == "SKIPPED":
+            if status == SKIPPED_KEY:
                 continue
             states.extend([_VIEW_STATE[JobStatus(status)]] * n)
         recent = self._durations[-500:]

@@ -28,6 +28,7 @@ from batch_pipelines.core.costs import (
 )
 from batch_pipelines.core.errors import BatchError, CycleNotActive, JobError, NotFound
 from batch_pipelines.core.reconciliation import (
+    SKIPPED_KEY,
     ConfigurationView,
     JobView,
     Reconciliation,
@@ -539,7 +540,7 @@ class BatchStore:
 
     def job_status_counts(self, batch_id: int) -> dict[str, int]:
         """Non-skipped jobs by status, skipped ones under SKIPPED (one GROUP BY)."""
-        status = sa.case((t.jobs.c.skipped.is_(True), "SKIPPED"), else_=t.jobs.c.status)
+        status = sa.case((t.jobs.c.skipped.is_(True), SKIPPED_KEY), else_=t.jobs.c.status)
         q = sa.select(status.label("s"), sa.func.count()).where(t.jobs.c.batch_id == batch_id).group_by(status)
         with self.engine.connect() as conn:
             return {s: n for s, n in conn.execute(q)}
