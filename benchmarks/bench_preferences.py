@@ -21,7 +21,6 @@ not timed. ``BENCH_SCALE`` (float, default 1) scales the user count for a quick 
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import time
@@ -39,6 +38,7 @@ from batch_pipelines.configured_batches.repositories import UserRepository
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.store.configured_batches_tables import system_users, user_preferences
+from benchmarks.common import bench_line
 from benchmarks.common import scale as bench_scale
 
 USERS = 100_000
@@ -51,13 +51,7 @@ WEEKDAYS = ("monday", "wednesday", "friday")
 
 def _report(name: str, measured: float, detail: str) -> None:
     print(f"{name}: {measured:.3f} s {detail}, goal {GOAL_S:.0f} s (ratio {measured / GOAL_S:.2f})", flush=True)
-    print(
-        "BENCH "
-        + json.dumps(
-            {"name": name, "unit": "s", "measured": round(measured, 4), "ideal": GOAL_S, "ratio": round(measured / GOAL_S, 4)}
-        ),
-        flush=True,
-    )
+    bench_line(name, "s", measured, GOAL_S, digits=4)
 
 
 def _preference(rng: random.Random, number: int, *, updated_at: datetime | None = None) -> dict:

@@ -41,6 +41,7 @@ from batch_pipelines.role_onboarding.submission import (
 )
 from batch_pipelines.store.batch_store import BatchStore
 from batch_pipelines.store.role_onboarding_tables import role_dashboards
+from benchmarks.common import bench_line
 
 ROLES = 10_000
 GOAL_SECONDS = 1.0
@@ -131,8 +132,7 @@ def _measure(name: str, instance: dg.DagsterInstance, store: RoleOnboardingStore
         f"vs {GOAL_SECONDS:.1f}s ideal (the goal); state {v.state}, {v.progress_percent}% settled",
         flush=True,
     )
-    print("BENCH " + json.dumps({"name": name, "unit": "s", "measured": round(measured, 4), "ideal": GOAL_SECONDS,
-                                 "ratio": round(measured / GOAL_SECONDS, 3)}), flush=True)
+    bench_line(name, "s", measured, GOAL_SECONDS, digits=4)
 
 
 def bench_sqlite() -> None:

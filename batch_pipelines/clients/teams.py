@@ -12,6 +12,7 @@ vague 400 after the retries.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -21,6 +22,9 @@ from batch_pipelines.core.errors import ConfigurationError
 
 MAX_PAYLOAD_BYTES = 28 * 1024
 ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+
+
+log = logging.getLogger("batch_pipelines.notifications")
 
 
 class CardTooLarge(ConfigurationError):
@@ -112,3 +116,15 @@ def _url_secrets(webhook_url: str) -> list[str]:
         # Individual values (sig=..., the workflow id) may be quoted on their own.
         secrets.extend(v for _, v in url.params.multi_items() if len(v) >= 8)
     return secrets
+
+
+async def notify_batch(client: TeamsClient, card: dict[str, Any]) -> bool:
+    """Send ``card``; True when delivered. A notification never fails the batch it is
+    about: a delivery failure is logged and reported as False."""
+    try:
+        async with client:
+            await client.send_card(card)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a notification never fails the batch
+        log.warning("Teams notification not delivered: %s", exc)
+        return False

@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from batch_pipelines.clients.teams import adaptive_card
+from batch_pipelines.clients.teams import adaptive_card, notify_batch
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
 from batch_pipelines.document_ai.rag import ReferenceLibrary
@@ -26,7 +26,6 @@ from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.runner import DocumentJobRunner, PhaseReport, RunnerOptions
 from batch_pipelines.document_ai.store import DocumentJob, DocumentJobStore
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
-from batch_pipelines.risk_modeling.notifications import notify_batch
 
 GROUP = "document_ai"
 CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "document_ai"}

@@ -1,17 +1,14 @@
 """Teams notification of a batch that ended FAILED, ERROR or CANCELLED.
 
-A notification that cannot be delivered is logged and never fails the batch: the batch's
-state is the truth, the card only points people at it.
+A notification that cannot be delivered is logged and never fails the batch (see
+``clients.teams.notify_batch``): the batch's state is the truth, the card only points
+people at it.
 """
 
 from __future__ import annotations
 
-import logging
-
-from batch_pipelines.clients.teams import TeamsClient, adaptive_card
+from batch_pipelines.clients.teams import adaptive_card, notify_batch  # noqa: F401  (re-exported for the family)
 from batch_pipelines.core.statuses import BatchStatus
-
-log = logging.getLogger("batch_pipelines.risk_modeling")
 
 NOTIFY_ON = frozenset({BatchStatus.FAILED, BatchStatus.ERROR, BatchStatus.CANCELLED})
 
@@ -31,13 +28,3 @@ def batch_card(
         facts,
         link=("Open the Dagster run", run_url) if run_url else None,
     )
-
-
-async def notify_batch(client: TeamsClient, card: dict) -> bool:
-    try:
-        async with client:
-            await client.send_card(card)
-        return True
-    except Exception as exc:  # noqa: BLE001 - a notification never fails the batch
-        log.warning("Teams notification not delivered: %s", exc)
-        return False

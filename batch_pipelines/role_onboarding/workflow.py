@@ -30,14 +30,6 @@ from batch_pipelines.core.costs import (
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.role_onboarding.submission import slugify, split_partition_key
 
-STEPS = (
-    "validate_input",
-    "resolve_taxonomy",
-    "gather_documents",
-    "ai_assessment",
-    "enhancement_workflows",
-    "publish_dashboard",
-)
 ENHANCEMENT_WORKFLOWS = ("skills_enrichment", "career_paths")
 
 
