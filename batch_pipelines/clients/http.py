@@ -209,22 +209,6 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-class _RedactingFilter(logging.Filter):
-    """Masks secrets in records of httpx's own logger, which logs the full request URL at
-    INFO: harmless for an API host, a leak for a Teams webhook URL."""
-
-    def __init__(self, secrets: Callable[[], Iterable[str]]):
-        super().__init__()
-        self._secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = redact(message, self._secrets())
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 # --------------------------------------------------------------------------- mapping
 
 
@@ -324,42 +308,32 @@ def error_from_response(
 # --------------------------------------------------------------------------- client
 
 
-class _DiscardedCookies(httpx.Cookies):
-    """A cookie store that never keeps what a response sets."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _CookielessAsyncClient(httpx.AsyncClient):
-    """``httpx.AsyncClient`` without cookie persistence.
-
-    The services authenticate with a key per request, so cookies only ever come from load
-    balancers (stickiness), and one jar shared by a whole batch's concurrent requests would
-    pin them all to one backend. Reading ``Set-Cookie`` back into a jar also costs a
-    ``urllib`` request object and URL parse per response. ``Response.cookies`` still works.
-    """
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._discarded_cookies = _DiscardedCookies()
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._discarded_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        self._discarded_cookies = _DiscardedCookies(cookies)
+# Sent with every request before the auth and per-call headers; what httpx's client would
+# send, with our own User-Agent so that a service's logs can tell batch traffic apart.
+_DEFAULT_HEADERS = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", "batch-pipelines"),
+)
 
 
 class ServiceClient:
     """Async HTTP client of one outside service, with retries and typed errors.
 
-    The ``httpx.AsyncClient`` is created on first use, inside the running event loop: a
-    client object can then be built in synchronous code (a Dagster resource, a CLI option
-    parser) and used from whichever loop the engine runs. Subclasses add the service's
-    calls and say how to authenticate (``_auth_headers``).
+    Requests are ``httpx.Request`` objects sent straight to an httpx transport (its
+    connection pool), not through ``httpx.AsyncClient``: everything the client adds on top
+    (auth flows, redirects, cookie jars, base-URL and header merging, event hooks) is either
+    unused here or done once per client below, and it cost more CPU per request than the
+    transport itself, which limits a batch's throughput on a busy event loop. Cookies are
+    deliberately not kept: the services authenticate with a key per request, so cookies
+    only come from load balancers, and one jar shared by a batch's concurrent requests
+    would pin them all to one backend. ``Response.cookies`` still works.
+
+    The transport is created on first use, inside the running event loop: a client object
+    can then be built in synchronous code (a Dagster resource, a CLI option parser) and used
+    from whichever loop the engine runs. Subclasses add the service's calls and say how to
+    authenticate (``_auth_headers``).
 
     Transport choice: ``transport`` wins (tests and the embedded default pass
     ``httpx.ASGITransport(app=simulator)``); else ``use_aiohttp`` picks httpx-aiohttp's
@@ -405,13 +379,12 @@ class ServiceClient:
         self._sleep: SleepFn = sleep or asyncio.sleep
         self._on_retry = on_retry
         self._rng = rng
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._log_filter: _RedactingFilter | None = None
+        self._pool: httpx.AsyncBaseTransport | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
         # Both hold secrets (a webhook URL, the auth header), hence the Secret wrappers.
         self._urls: Secret[dict[tuple[str, Any], httpx.URL]] = Secret({})
-        self._prepared_headers: Secret[tuple[Any, ...] | None] = Secret(None)
-        self._timeout_extension: dict[str, float | None] = {}
+        self._prepared_headers: Secret[tuple[dict[str, str], httpx.Headers] | None] = Secret(None)
+        self._timeout_extension = httpx.Timeout(self.timeout_seconds).as_dict()
 
     @property
     def _base_url(self) -> httpx.URL:
@@ -448,13 +421,9 @@ class ServiceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        client, self._client, self._client_loop = self._client, None, None
-        self._prepared_headers = Secret(None)
-        if client is not None:
-            await client.aclose()
-        if self._log_filter is not None:
-            logging.getLogger("httpx").removeFilter(self._log_filter)
-            self._log_filter = None
+        pool, self._pool, self._pool_loop = self._pool, None, None
+        if pool is not None:
+            await pool.aclose()
 
     def _build_transport(self) -> httpx.AsyncBaseTransport | None:
         if self._transport is not None:
@@ -469,27 +438,18 @@ class ServiceClient:
             return AiohttpTransport(limits=limits)
         return httpx.AsyncHTTPTransport(limits=limits)
 
-    def _get_client(self) -> httpx.AsyncClient:
+    def _get_pool(self) -> httpx.AsyncBaseTransport:
         loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
+        if self._pool is not None and self._pool_loop is not loop:
             # Connections belong to the loop that opened them; a client reused from a new
             # loop (asyncio.run per Dagster op) must start a fresh pool. The old one cannot
             # be closed from here: its loop is gone.
             logger.debug("%s: event loop changed, opening a new connection pool", self.service_name)
-            self._client = None
-        if self._client is None:
-            self._client = _CookielessAsyncClient(
-                transport=self._build_transport(),
-                timeout=httpx.Timeout(self.timeout_seconds),
-                follow_redirects=False,
-            )
-            self._client_loop = loop
-            # What build_request would put in each request, computed once per pool.
-            self._timeout_extension = self._client.timeout.as_dict()
-            if self._log_filter is None and self._secrets():
-                self._log_filter = _RedactingFilter(self._secrets)
-                logging.getLogger("httpx").addFilter(self._log_filter)
-        return self._client
+            self._pool = None
+        if self._pool is None:
+            self._pool = self._build_transport()
+            self._pool_loop = loop
+        return self._pool
 
     # -- requests -------------------------------------------------------------------
 
@@ -525,32 +485,25 @@ class ServiceClient:
         return base.copy_with(**changes) if changes else base
 
     def _headers(
-        self,
-        client: httpx.AsyncClient,
-        headers: Mapping[str, str] | None,
-        idempotency_header: tuple[str, str] | None,
+        self, headers: Mapping[str, str] | None, idempotency_header: tuple[str, str] | None
     ) -> httpx.Headers:
-        """The client's default headers, then the auth headers, then ``headers``, then the
+        """The default headers, then the auth headers, then ``headers``, then the
         idempotency header. Defaults plus auth are merged once and reused for as long as
         ``_auth_headers()`` keeps answering the same."""
         auth = self._auth_headers()
-        if headers:
-            extra = {**auth, **headers}
-            if idempotency_header is not None:
-                extra[idempotency_header[0]] = idempotency_header[1]
-            merged = httpx.Headers(client.headers)
-            merged.update(extra)
-            return merged
         prepared = self._prepared_headers.reveal()
-        if prepared is None or prepared[0] is not client or prepared[1] != auth:
-            base = httpx.Headers(client.headers)
+        if prepared is None or prepared[0] != auth:
+            base = httpx.Headers(_DEFAULT_HEADERS)
             base.update(auth)
-            prepared = (client, dict(auth), base)
+            prepared = (dict(auth), base)
             self._prepared_headers = Secret(prepared)
-        if idempotency_header is None:
-            return prepared[2]  # Request copies it: sharing is safe
-        merged = httpx.Headers(prepared[2])
-        merged[idempotency_header[0]] = idempotency_header[1]
+        if not headers and idempotency_header is None:
+            return prepared[1]  # Request copies it: sharing is safe
+        merged = httpx.Headers(prepared[1])
+        if headers:
+            merged.update(headers)
+        if idempotency_header is not None:
+            merged[idempotency_header[0]] = idempotency_header[1]
         return merged
 
     def _redact(self, text: str) -> str:
@@ -642,12 +595,9 @@ class ServiceClient:
         idempotency_header: tuple[str, str] | None,
     ) -> httpx.Response:
         """One attempt, bounded by ``timeout_seconds`` even on transports that ignore
-        httpx's timeouts (ASGITransport does), with transport failures made typed.
-
-        The request is built here rather than by ``AsyncClient.request``: the URL already
-        carries the query and the client has no base URL, params or cookies to merge, so
-        ``build_request`` would only re-parse the URL and re-merge constant headers."""
-        client = self._get_client()
+        httpx's timeouts (ASGITransport does), with transport failures made typed. The
+        body is read before returning, so the connection goes back to the pool here."""
+        pool = self._get_pool()
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 request = httpx.Request(
@@ -655,10 +605,16 @@ class ServiceClient:
                     url,
                     json=json,
                     content=content,
-                    headers=self._headers(client, headers, idempotency_header),
-                    extensions={"timeout": dict(self._timeout_extension)},
+                    headers=self._headers(headers, idempotency_header),
+                    extensions={"timeout": self._timeout_extension},
                 )
-                return await client.send(request)
+                response = await pool.handle_async_request(request)
+                response.request = request
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                return response
         except TimeoutError:
             raise self._transport_error(
                 RequestTimeout, method, url, f"no answer within {self.timeout_seconds:g}s"

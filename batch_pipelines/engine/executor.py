@@ -126,17 +126,17 @@ class _GroupCommitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
-    async def write(self, *changes: JobChange) -> None:
-        if not changes:
-            return
-        loop = asyncio.get_running_loop()
-        futures = []
-        for change in changes:
-            fut = loop.create_future()
-            self._pending.append((change, fut))
-            futures.append(fut)
+    def submit(self, change: JobChange) -> asyncio.Future:
+        """Queue ``change``; the returned future resolves once it is committed."""
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((change, fut))
         self._wake.set()
-        await asyncio.gather(*futures)
+        return fut
+
+    async def write(self, *changes: JobChange) -> None:
+        """Queue ``changes`` and return once all of them are committed."""
+        if changes:
+            await asyncio.gather(*(self.submit(change) for change in changes))
 
     async def _run(self) -> None:
         while True:
@@ -203,6 +203,10 @@ class BatchExecutor:
         self._submitted_at: dict[int, float] = {}
         self._started = time.monotonic()
         self._last_progress = 0.0
+        # Submission outcomes queued for commit, and the first commit that failed.
+        self._uncommitted: set[asyncio.Future] = set()
+        self._commit_error: BaseException | None = None
+        self._more_jobs_wanted = asyncio.Event()
 
     # ----------------------------------------------------------------- public
     async def run(self, batch_id: int) -> BatchRunResult:
@@ -272,79 +276,119 @@ class BatchExecutor:
 
     # ------------------------------------------------------------- submission
     async def _submission_loop(self) -> bool:
-        """Claim and submit until nothing is left; True if other runs still hold work."""
+        """Claim and submit until nothing is left; True if other runs still hold work.
+
+        ``concurrency`` long-lived workers take claimed jobs from a queue: when a call
+        returns, its worker hands the outcome to the group-commit writer and starts the next
+        job at once, instead of a task per job waiting on a semaphore (whose hand-over costs
+        a turn of a busy event loop and left a fifth of the slots idle under load).
+        """
+        queue: asyncio.Queue[JobRecord | None] = asyncio.Queue()
+        workers = [
+            asyncio.create_task(self._submission_worker(queue), name=f"submitter-{i}")
+            for i in range(self.options.concurrency)
+        ]
+        try:
+            waiting = await self._claim_into(queue)
+            for _ in workers:
+                queue.put_nowait(None)
+            await asyncio.gather(*workers)
+            # Every outcome is committed before the run goes on (tracking, reconciling).
+            if self._uncommitted:
+                await asyncio.wait(set(self._uncommitted))
+            if self._commit_error is not None:
+                raise self._commit_error
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        return waiting
+
+    async def _claim_into(self, queue: asyncio.Queue[JobRecord | None]) -> bool:
+        """Keep ``queue`` holding two to six rounds of work for the workers (a round is one
+        job per worker), in claims of four rounds: a claim is a query in a worker thread,
+        which waits for the GIL while the event loop is busy, so under load it can take as
+        long as a round of calls, and the workers must not run dry meanwhile. True if other
+        runs still hold jobs when nothing is left to claim and ``claim_wait_seconds`` has
+        run out."""
         opts = self.options
-        semaphore = asyncio.Semaphore(opts.concurrency)
-        in_flight: set[asyncio.Task] = set()
-        window = opts.concurrency * 4
         waited_since: float | None = None
-        while True:
-            if self._stop_submitting:
-                break
-            free = window - len(in_flight)
-            jobs: list[JobRecord] = []
-            # Refill when half the window is free: fewer, larger claims (each is a query).
-            if free >= window // 2 or not in_flight:
-                jobs = await asyncio.to_thread(
-                    self.store.claim_jobs,
-                    self.batch_id,
-                    self.owner,
-                    limit=free,
-                    lease_seconds=opts.lease_seconds,
-                    errored_before=self._run_started_at,
-                )
-            for job in jobs:
-                task = asyncio.create_task(self._submit_one(job, semaphore))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            if jobs and len(in_flight) < window:
+        while not self._stop_submitting:
+            if self._commit_error is not None:
+                # A state change could not be committed: stop the run (claims are released;
+                # the next run resends the same idempotency keys).
+                raise self._commit_error
+            if queue.qsize() >= 2 * opts.concurrency:
+                self._more_jobs_wanted.clear()
+                await self._more_jobs_wanted.wait()
                 continue
-            if in_flight:
-                done, _ = await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
-                # A submission task fails only if its state change could not be committed:
-                # stop the run (claims are released; the next run resends the same keys).
-                for task in done:
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()
+            jobs = await asyncio.to_thread(
+                self.store.claim_jobs,
+                self.batch_id,
+                self.owner,
+                limit=opts.concurrency * 4,
+                lease_seconds=opts.lease_seconds,
+                errored_before=self._run_started_at,
+            )
+            if jobs:
+                waited_since = None
+                for job in jobs:
+                    queue.put_nowait(job)
                 continue
-            if not jobs:
-                held = await asyncio.to_thread(self.store.count_claimed_by_others, self.batch_id, self.owner)
-                if not held:
-                    return False
-                # Another run (maybe a dead one whose lease has not run out) holds jobs.
-                waited_since = waited_since or time.monotonic()
-                if opts.claim_wait_seconds is not None and time.monotonic() - waited_since > opts.claim_wait_seconds:
-                    return True
-                await self._sleep(min(opts.lease_seconds / 4, 1.0))
-        if in_flight:
-            await asyncio.gather(*in_flight)
+            held = await asyncio.to_thread(self.store.count_claimed_by_others, self.batch_id, self.owner)
+            if not held:
+                return False
+            # Another run (maybe a dead one whose lease has not run out) holds jobs.
+            waited_since = waited_since or time.monotonic()
+            if opts.claim_wait_seconds is not None and time.monotonic() - waited_since > opts.claim_wait_seconds:
+                return True
+            await self._sleep(min(opts.lease_seconds / 4, 1.0))
         return False
 
-    async def _submit_one(self, job: JobRecord, semaphore: asyncio.Semaphore) -> None:
-        async with semaphore:
+    async def _submission_worker(self, queue: asyncio.Queue[JobRecord | None]) -> None:
+        while (job := await queue.get()) is not None:
+            if queue.qsize() < 2 * self.options.concurrency:
+                self._more_jobs_wanted.set()
             if self._stop_submitting:
-                return  # claim is released at the end of the run
+                continue  # its claim is released at the end of the run
             outcome = await self._submit_with_retries(job)
-        if outcome.status == JobStatus.ERROR:
-            self._submit_errors += 1
-        else:
-            self._submitted += 1
-        change = JobChange(
-            job_id=job.id,
-            expected=job.status,
-            status=outcome.status,
-            workflow_id=outcome.workflow_id,
-            submission_request=outcome.request,
-            submission_response=outcome.response,
-            last_error=outcome.error,
-            release_claim=True,
-        )
-        await self._writer.write(change)
+            if outcome.status == JobStatus.ERROR:
+                self._submit_errors += 1
+            else:
+                self._submitted += 1
+            committed = self._writer.submit(
+                JobChange(
+                    job_id=job.id,
+                    expected=job.status,
+                    status=outcome.status,
+                    workflow_id=outcome.workflow_id,
+                    submission_request=outcome.request,
+                    submission_response=outcome.response,
+                    last_error=outcome.error,
+                    release_claim=True,
+                )
+            )
+            self._uncommitted.add(committed)
+            committed.add_done_callback(lambda fut, job=job, outcome=outcome: self._on_committed(fut, job, outcome))
+            if len(self._uncommitted) > 4 * self.options.concurrency:
+                await committed  # the store is behind: wait instead of queueing without bound
+            await self._maybe_report()
+
+    def _on_committed(self, committed: asyncio.Future, job: JobRecord, outcome: SubmitOutcome) -> None:
+        """A submission outcome is durable: only now may tracking depend on it."""
+        self._uncommitted.discard(committed)
+        if committed.cancelled():
+            return
+        if (error := committed.exception()) is not None:
+            if self._commit_error is None:
+                self._commit_error = error
+            self._stop_submitting = True
+            self._more_jobs_wanted.set()
+            return
         if outcome.status in JOB_IN_FLIGHT:
             self._submitted_at[job.id] = time.monotonic()
             self._tracked[job.id] = _with_status(job, outcome.status, outcome.workflow_id)
             self._tracked_changed.set()
-        await self._maybe_report()
 
     async def _submit_with_retries(self, job: JobRecord) -> SubmitOutcome:
         policy = self.options.submit_retry
@@ -440,11 +484,13 @@ class BatchExecutor:
             log.info("batch %s paused: in-flight submissions finish, then the run stops", self.batch_id)
             self._paused = True
             self._stop_submitting = True
+            self._more_jobs_wanted.set()
             self._tracked_changed.set()
         elif batch.status == BatchStatus.CANCELLED and not self._cancelled:
             log.info("batch %s cancelled: no more submissions; in-flight workflows are cancelled", self.batch_id)
             self._cancelled = True
             self._stop_submitting = True
+            self._more_jobs_wanted.set()
             await asyncio.to_thread(self.store.cancel_unsubmitted_jobs, self.batch_id)
             self._tracked_changed.set()
         await self._maybe_report()

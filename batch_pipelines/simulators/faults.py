@@ -143,10 +143,17 @@ class FaultInjector:
     def record(self, kind: str) -> None:
         self.counts[kind] += 1
 
-    async def delay(self) -> None:
-        """The plan's latency; skipped entirely at zero so no event-loop turn is spent."""
-        if self.plan.latency_seconds > 0:
-            await asyncio.sleep(self.plan.latency_seconds)
+    async def delay(self, since: float | None = None) -> None:
+        """The plan's latency; skipped entirely at zero so no event-loop turn is spent.
+
+        With ``since`` (the event loop's clock when the request arrived) only what is left
+        of it: a service's latency includes its own processing, so work done before
+        answering must not add to it."""
+        latency = self.plan.latency_seconds
+        if since is not None:
+            latency -= asyncio.get_running_loop().time() - since
+        if latency > 0:
+            await asyncio.sleep(latency)
 
     async def slow_down(self) -> None:
         """The delay of a slow answer; callers count it (they persist counts differently)."""

@@ -16,6 +16,7 @@ optional in the real API) so the ledger's fallback path gets exercised.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -479,6 +480,7 @@ class ModelSimulator:
     async def _serve(
         self, request: Request, handler: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> Response:
+        arrived = asyncio.get_running_loop().time()
         self._counts["requests_total"] += 1
         if (
             self.api_key is not None
@@ -512,19 +514,23 @@ class ModelSimulator:
                 )
             self._in_flight.add(key)
         try:
-            await self._injector.delay()
             try:
                 payload = json.loads(raw)
                 if not isinstance(payload, dict):
                     raise _ApiError(400, "The request body must be a JSON object.")
                 result = handler(payload)
             except ValueError:
+                await self._injector.delay(since=arrived)
                 return _error(400, "We could not parse the JSON body of your request.")
             except _ApiError as exc:
+                await self._injector.delay(since=arrived)
                 return _error(
                     exc.status, exc.message, type_=exc.type, param=exc.param, code=exc.code
                 )
             body = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()
+            # The latency counts from arrival: the model's work happens within it. The
+            # call is billed and its answer stored only when it is answered.
+            await self._injector.delay(since=arrived)
             # Billed once per accepted call; a replay above is free, as with the real API.
             self._counts["billed_calls"] += 1
             if key is not None:

@@ -24,6 +24,7 @@ never lose an acceptance, an entity or a stored response.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import sqlite3
@@ -240,15 +241,28 @@ class ApiError(Exception):
         self.message = message
 
 
-@dataclass(slots=True)
 class Call:
-    """What a handler sees of a request: no Starlette objects, so handlers stay synchronous."""
+    """What a handler sees of a request: no Starlette objects, so handlers stay synchronous.
 
-    path: dict[str, Any]
-    query: QueryParams
-    body: Any
-    now: float
-    raw: bytes = b""  # the request body as sent (file uploads are not JSON)
+    The query string is parsed on first use: most writes never look at it."""
+
+    __slots__ = ("path", "body", "now", "raw", "_query_string", "_query")
+
+    def __init__(
+        self, path: dict[str, Any], query_string: bytes, body: Any, now: float, raw: bytes = b""
+    ):
+        self.path = path
+        self.body = body
+        self.now = now
+        self.raw = raw  # the request body as sent (file uploads are not JSON)
+        self._query_string = query_string
+        self._query: QueryParams | None = None
+
+    @property
+    def query(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self._query_string)
+        return self._query
 
 
 @dataclass(slots=True)
@@ -307,6 +321,12 @@ def _progress(
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
+    return _iso_of(ts)
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_of(ts: float) -> str:
+    # Cached: the requests answered in one turn of the event loop share one clock reading.
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -736,7 +756,7 @@ class RiskModelerSimulator:
         await self._injector.delay()
         if decision.error_status is not None:
             return self._fault_response(decision)
-        call = Call(request.path_params, request.query_params, None, self._clock())
+        call = Call(request.path_params, request.scope.get("query_string", b""), None, self._clock())
         try:
             answer = handler(self._db(), call)
         except ApiError as exc:
@@ -744,6 +764,7 @@ class RiskModelerSimulator:
         return self._response(answer)
 
     async def _serve_write(self, request: Request, handler: Handler) -> Response:
+        arrived = asyncio.get_running_loop().time()
         if (refused := self._count_and_authorize(request)) is not None:
             return refused
         is_post = request.method == "POST"
@@ -760,22 +781,25 @@ class RiskModelerSimulator:
                 return error_response(
                     409, "REQUEST_IN_PROGRESS", f"A request with id {key} is still being processed."
                 )
-            # In flight from here until its acceptance is committed: a duplicate sent during
-            # the latency or before the commit sees REQUEST_IN_PROGRESS, one sent after it
-            # gets the stored answer.
+            # In flight from here until it is answered: a duplicate sent meanwhile sees
+            # REQUEST_IN_PROGRESS, one sent after it gets the stored answer.
             self._in_flight.add(key)
+        committed = None
         try:
-            await self._injector.delay()
             body = None
             if request.method != "PUT":  # PUT uploads file bytes, not JSON
                 try:
                     body = json.loads(raw) if raw.strip() else None
                 except ValueError:
+                    await self._injector.delay(since=arrived)
                     return error_response(400, "INVALID_JSON", "The request body is not valid JSON.")
-            call = Call(request.path_params, request.query_params, body, self._clock(), raw)
+            call = Call(request.path_params, request.scope.get("query_string", b""), body, self._clock(), raw)
             response, committed = self._write(handler, call, key, submission=is_post)
             if committed is not None:
                 await committed
+            # The latency counts from arrival: the work and its commit happen within it,
+            # as a service's own processing does.
+            await self._injector.delay(since=arrived)
         finally:
             if key is not None:
                 self._in_flight.discard(key)

@@ -9,6 +9,7 @@ the service replays instead of accepting it twice.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -168,7 +169,13 @@ _JOB_COLUMNS = [c for c in t.jobs.c]
 def _record(cls: type, row: Any, **derived: Any) -> Any:
     """A record dataclass from a row: every field read by name, except those given."""
     m = row._mapping
-    return cls(**{f.name: m[f.name] for f in fields(cls) if f.name not in derived}, **derived)
+    return cls(**{name: m[name] for name in _field_names(cls) if name not in derived}, **derived)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    # ``dataclasses.fields`` builds a tuple per call; claims read hundreds of rows each.
+    return tuple(f.name for f in fields(cls))
 
 
 def _job_record(row: Any) -> JobRecord:

@@ -251,13 +251,13 @@ def test_an_httpx_read_timeout_is_a_request_timeout() -> None:
 
 def test_the_http_client_is_created_lazily_and_closed_by_the_context_manager() -> None:
     client = make(Script(httpx.Response(200)))
-    assert client._client is None
+    assert client._pool is None
 
     async def go() -> None:
         async with client:
             await client.request("GET", "/x")
-            assert client._client is not None
-        assert client._client is None
+            assert client._pool is not None
+        assert client._pool is None
 
     run(go())
 
@@ -274,7 +274,7 @@ def test_without_a_transport_the_client_builds_its_own_pool(use_aiohttp: bool) -
     client = KeyedClient(use_aiohttp=use_aiohttp, max_connections=7)
 
     async def go() -> httpx.AsyncBaseTransport:
-        inner = client._get_client()._transport
+        inner = client._get_pool()
         await client.aclose()
         return inner
 

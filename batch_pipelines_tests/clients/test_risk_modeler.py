@@ -63,13 +63,15 @@ def query(request: httpx.Request) -> dict[str, list[str]]:
         ("riskmodeler/v2/portfolios/17", "17"),
         ("https://api-euw1.rms.com/riskmodeler/v1/workflows/4021?foo=bar", "4021"),
         ("/riskmodeler/v1/workflows/4021/", "4021"),
+        ("  /riskmodeler/v1/workflows/4021#top ", "4021"),
+        ("http://127.0.0.1:8080/riskmodeler/v1/workflows/wf%2D7", "wf-7"),
     ],
 )
 def test_the_id_is_the_last_segment_of_an_absolute_or_relative_location(location: str, expected: str) -> None:
     assert workflow_id_from_location(location) == expected
 
 
-@pytest.mark.parametrize("location", ["", "/", "https://h/"])
+@pytest.mark.parametrize("location", ["", "/", "https://h/", "https://h", "https://h?wf=4021"])
 def test_a_location_without_an_id_is_an_unexpected_response(location: str) -> None:
     with pytest.raises(UnexpectedResponse):
         workflow_id_from_location(location)
