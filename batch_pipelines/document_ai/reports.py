@@ -34,16 +34,14 @@ def job_status(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTempl
     """Progress (items settled across the whole pipeline), phase, cost, tokens and ETA."""
     item_statuses = jobs.item_status_counts(job.batch_id)
     phase_counts = jobs.phase_counts(job.batch_id)
-    rows = jobs.phase_rows(job.batch_id)
-    per_item: dict[int, float] = defaultdict(float)
-    for r in rows:
-        per_item[r["item_id"]] += r["latency_seconds"] or 0.0
+    # The ETA needs only the mean time an item has spent in the pipeline so far.
+    mean_item_seconds = jobs.item_latency_mean(job.batch_id)
     view = aggregate(
         _item_states(job, item_statuses),
-        durations_seconds=list(per_item.values()),
+        durations_seconds=[mean_item_seconds] if mean_item_seconds is not None else [],
         concurrency=job.options.concurrency,
     )
-    totals = jobs.cost_totals(job.batch_id)
+    total_cost, total_tokens = jobs.store.ledger_total(job.batch_id)
     return {
         **job.to_dict(),
         "progress": {
@@ -60,8 +58,8 @@ def job_status(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTempl
             }
             for p in template.phases
         ],
-        "cost": _money(totals.total_cost),
-        "tokens": totals.total_tokens,
+        "cost": _money(total_cost),
+        "tokens": total_tokens,
         "eta_seconds": view.eta_seconds,
         "allowed_actions": sorted(allowed_actions(job.status)),
     }

@@ -281,7 +281,7 @@ class _PhaseRun:
         self.last_write = time.monotonic()
         budget = self.job.options.cost_budget
         self.budget = Decimal(budget) if budget is not None else None
-        self.spent = runner.jobs.cost_totals(self.job.batch_id).total_cost if self.budget is not None else Decimal(0)
+        self.spent = runner.jobs.store.ledger_total(self.job.batch_id)[0] if self.budget is not None else Decimal(0)
 
     async def run(self) -> None:
         started = time.perf_counter()

@@ -480,6 +480,18 @@ class DocumentJobStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(pr.c.item_id, pr.c.id)).all()]
 
+    def item_latency_mean(self, batch_id: int) -> float | None:
+        """Mean seconds an item has spent in model calls so far, over its phases (None
+        before any result): the observed duration the ETA extrapolates from."""
+        pr = t.phase_results
+        with self.engine.connect() as conn:
+            total, items = conn.execute(
+                sa.select(sa.func.sum(pr.c.latency_seconds), sa.func.count(sa.distinct(pr.c.item_id))).where(
+                    pr.c.batch_id == batch_id
+                )
+            ).one()
+        return float(total or 0.0) / items if items else None
+
     def items(self, batch_id: int, *, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         it = t.items
         query = sa.select(it).where(it.c.batch_id == batch_id).order_by(it.c.item_index).offset(offset)

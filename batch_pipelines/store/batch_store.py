@@ -948,3 +948,26 @@ class BatchStore:
     def cost_totals(self, batch_id: int) -> CostTotals:
         """Totals of one batch, summed over its ledger entries (never a counter)."""
         return summarize(self.list_cost_entries(batch_id))
+
+    def ledger_total(self, batch_id: int) -> tuple[Decimal, int]:
+        """Total cost and tokens of one batch's ledger, summed by the database.
+
+        What progress reports and budgets need, without reading every entry as
+        ``cost_totals`` does (a 10,000-item, 3-phase job has 30,000 of them). Exact on both
+        backends: SQLite keeps NUMERIC as a float, so there the sum is of whole cost
+        quanta (each entry is quantized to ``COST_QUANTUM``), not of floats.
+        """
+        ce = t.cost_entries
+        if self.dialect == "sqlite":
+            quanta_per_unit = int(1 / COST_QUANTUM)
+            cost = sa.func.sum(sa.cast(sa.func.round(ce.c.cost * quanta_per_unit), sa.BigInteger))
+        else:
+            cost = sa.func.sum(ce.c.cost)
+        tokens = sa.func.sum(ce.c.prompt_tokens + ce.c.completion_tokens)
+        with self.engine.connect() as conn:
+            total, token_sum = conn.execute(sa.select(cost, tokens).where(ce.c.batch_id == batch_id)).one()
+        if total is None:
+            return Decimal(0), 0
+        if self.dialect == "sqlite":
+            return (Decimal(int(total)) * COST_QUANTUM).quantize(COST_QUANTUM), int(token_sum)
+        return Decimal(total).quantize(COST_QUANTUM), int(token_sum)

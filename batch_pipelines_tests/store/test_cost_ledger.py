@@ -107,3 +107,22 @@ def test_totals_by_phase_item_and_kind_are_sums_over_the_ledger(store):
     assert [e.call_key for e in rebuilt] == [e.call_key for e in entries]
     assert rebuilt == entries  # round-trips exactly, Decimal cost included
     assert store.cost_totals(other).calls == 1
+
+
+def test_the_database_sum_of_a_ledger_equals_the_entry_by_entry_sum_to_the_last_quantum(store):
+    import random
+
+    rng = random.Random(7)
+    batch_id = _batch(store)
+    assert store.ledger_total(batch_id) == (Decimal(0), 0)
+    # Odd token counts give costs with all eight decimals in use; floats summed naively
+    # would drift from the exact total over a few thousand entries.
+    entries = [
+        _entry(batch_id, f"{i}:call", item=str(i), pt=rng.randint(1, 5000), ct=rng.randint(0, 3000),
+               model=rng.choice(["sim-large", "sim-small"]))
+        for i in range(3000)
+    ]
+    store.record_cost_entries(entries)
+    exact = store.cost_totals(batch_id)
+    assert store.ledger_total(batch_id) == (exact.total_cost, exact.total_tokens)
+    assert store.ledger_total(_batch(store)) == (Decimal(0), 0)
