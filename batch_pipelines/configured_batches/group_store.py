@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from batch_pipelines.configured_batches.groups import MemberId, MembershipPlan
 from batch_pipelines.configured_batches.preferences import Preference
@@ -21,16 +20,9 @@ from batch_pipelines.store.configured_batches_tables import (
     preference_group_members,
     preference_group_ticks,
 )
+from batch_pipelines.store.database import insert_new_rows
 
 _CHUNK = 1000
-
-
-def _insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> sa.Insert:
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if engine.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"tick claims need PostgreSQL or SQLite, not {engine.dialect.name}")
 
 
 class PreferenceGroupStore:
@@ -148,7 +140,7 @@ class PreferenceGroupStore:
         ]
         owned: set[tuple[str, datetime]] = set()
         with self.engine.begin() as conn:
-            conn.execute(_insert_ignoring_duplicates(self.engine, t), rows)
+            conn.execute(insert_new_rows(self.engine.dialect.name, t), rows)
             keys = sorted({row["partition_key"] for row in rows})
             stamps = [row["tick_at"] for row in rows]
             for start in range(0, len(keys), _CHUNK):

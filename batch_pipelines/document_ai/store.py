@@ -26,6 +26,7 @@ from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, J
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.store import schema as t
 from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries, utcnow
+from batch_pipelines.store.database import insert_new_rows
 from batch_pipelines.store.document_ai_tables import document_jobs
 
 FAMILY = "document_ai"
@@ -51,6 +52,14 @@ def job_key(name: str, batch_id: int) -> str:
     """The job's partition key: readable, unique (the batch id), valid in Dagster."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "job"
     return f"{slug}-{batch_id}"
+
+
+# Built once: a checkpoint sets the status of the items it finished, many times a second.
+_SET_ITEM_STATUS = (
+    sa.update(t.items)
+    .where(t.items.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(status=sa.bindparam("new_status"), updated_at=sa.bindparam("changed_at"))
+)
 
 
 @dataclass(frozen=True)
@@ -403,8 +412,6 @@ class DocumentJobStore:
 
         A result already stored (a second runner raced this one) is kept as it was.
         """
-        from sqlalchemy.dialects import postgresql, sqlite
-
         if not results and not entries:
             return 0
         now = utcnow()
@@ -412,12 +419,7 @@ class DocumentJobStore:
             insert_cost_entries(conn, entries)
             if not results:
                 return 0
-            insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[conn.dialect.name]
-            stmt = (
-                insert(t.phase_results)
-                .on_conflict_do_nothing(index_elements=["item_id", "phase"])
-                .returning(t.phase_results.c.item_id)
-            )
+            stmt = insert_new_rows(conn.dialect.name, t.phase_results, ("item_id", "phase"), "item_id")
             rows = [
                 {
                     "batch_id": batch_id,
@@ -440,9 +442,7 @@ class DocumentJobStore:
                     status = FAILED if r.status == FAILED else (COMPLETED if r.last_phase else IN_PROGRESS)
                     by_status.setdefault(status, []).append(r.item_id)
             for status, ids in by_status.items():
-                conn.execute(
-                    sa.update(t.items).where(t.items.c.id.in_(ids)).values(status=status, updated_at=now)
-                )
+                conn.execute(_SET_ITEM_STATUS, {"ids": ids, "new_status": status, "changed_at": now})
         return len(new)
 
     # ------------------------------------------------------------------ reading results

@@ -44,7 +44,7 @@ from batch_pipelines.core.statuses import (
     check_job_transition,
 )
 from batch_pipelines.store import schema as t
-from batch_pipelines.store.database import create_engine, migrate
+from batch_pipelines.store.database import create_engine, insert_new_rows, migrate
 
 
 def utcnow() -> datetime:
@@ -212,15 +212,9 @@ def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry]) -> in
     resumed run may record the same call again without billing it twice. Entries repeated
     within ``entries`` must be identical (see ``dedupe_entries``).
     """
-    from sqlalchemy.dialects import postgresql, sqlite
-
     unique = dedupe_entries(entries)
     if not unique:
         return 0
-    inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    dialect = conn.dialect.name
-    if dialect not in inserts:
-        raise BatchError(f"the cost ledger does not support the {dialect} dialect")
     now = utcnow()
     rows = [
         {
@@ -240,11 +234,7 @@ def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry]) -> in
         }
         for e in unique
     ]
-    stmt = (
-        inserts[dialect](t.cost_entries)
-        .on_conflict_do_nothing(index_elements=["call_key"])
-        .returning(t.cost_entries.c.id)
-    )
+    stmt = insert_new_rows(conn.dialect.name, t.cost_entries, ("call_key",), "id")
     # RETURNING yields only the rows actually inserted, on both backends.
     return len(conn.execute(stmt, rows).all())
 

@@ -7,6 +7,7 @@ sized for the engine's writer plus readers.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
@@ -80,3 +81,28 @@ def migrate(engine: sa.Engine) -> None:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
                 command.upgrade(cfg, "head")
         _MIGRATED.add(key)
+
+
+@functools.cache
+def insert_new_rows(
+    dialect: str,
+    table: sa.Table,
+    conflict_columns: tuple[str, ...] | None = None,
+    returning: str | None = None,
+) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` on ``dialect``, optionally
+    ``RETURNING`` one column of the rows actually inserted (on both backends).
+
+    What every idempotent write here needs (the cost ledger, phase results, tick claims):
+    a row whose key is already stored stays as it was. Built once per shape and reused, so
+    the statement and its cache key are not rebuilt on every checkpoint.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    inserts = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    if dialect not in inserts:
+        raise NotImplementedError(f"idempotent inserts need PostgreSQL or SQLite, not {dialect}")
+    stmt = inserts[dialect](table).on_conflict_do_nothing(
+        index_elements=list(conflict_columns) if conflict_columns else None
+    )
+    return stmt.returning(table.c[returning]) if returning else stmt
