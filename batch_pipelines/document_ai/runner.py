@@ -212,7 +212,7 @@ class DocumentJobRunner:
         )
         if not work:
             return report
-        phase_run = _PhaseRun(self, spec, handler, work, report, last, on_progress)
+        phase_run = _PhaseRun(self, spec, handler, work, report, index == 0, last, on_progress)
         await phase_run.run()
         return report
 
@@ -260,6 +260,7 @@ class _PhaseRun:
         handler: PhaseHandler,
         work: Sequence[WorkItem],
         report: PhaseReport,
+        first: bool,
         last: bool,
         on_progress: Callable[[PhaseReport], None] | None,
     ) -> None:
@@ -270,6 +271,7 @@ class _PhaseRun:
         self.handler = handler
         self.work = list(work)
         self.report = report
+        self.first = first
         self.last = last
         self.on_progress = on_progress
         self.frequency = self.job.options.checkpoint_frequency
@@ -381,6 +383,7 @@ class _PhaseRun:
                     error=outcome.error,
                     latency_seconds=round(outcome.latency_seconds, 6),
                     passages=passages,
+                    first_phase=self.first,
                     last_phase=self.last,
                 )
             )

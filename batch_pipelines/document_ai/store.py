@@ -121,6 +121,7 @@ class PhaseResult:
     error: str | None
     latency_seconds: float
     passages: list[dict[str, Any]] | None = None
+    first_phase: bool = False
     last_phase: bool = False
 
 
@@ -440,6 +441,8 @@ class DocumentJobStore:
             for r in results:
                 if r.item_id in new:
                     status = FAILED if r.status == FAILED else (COMPLETED if r.last_phase else IN_PROGRESS)
+                    if status == IN_PROGRESS and not r.first_phase:
+                        continue  # already IN_PROGRESS since its first phase's checkpoint
                     by_status.setdefault(status, []).append(r.item_id)
             for status, ids in by_status.items():
                 conn.execute(_SET_ITEM_STATUS, {"ids": ids, "new_status": status, "changed_at": now})

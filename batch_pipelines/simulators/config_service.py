@@ -226,13 +226,12 @@ EMBEDDED_CONFIG_SERVICE_URL = "http://config-service.simulator"
 def config_service_client(sim: ConfigServiceSimulator, *, api_key: str | None = None, **kwargs: Any):
     """A real ``ConfigServiceClient`` wired to ``sim`` in process (tests, demo, benchmarks);
     with the simulator's key unless ``api_key`` says otherwise."""
-    import httpx
-
     from batch_pipelines.clients.config_service import ConfigServiceClient
+    from batch_pipelines.simulators.embedded import InProcessTransport
 
     return ConfigServiceClient(
         EMBEDDED_CONFIG_SERVICE_URL,
         api_key if api_key is not None else sim.api_key,
-        transport=httpx.ASGITransport(app=sim.app),
+        transport=InProcessTransport(sim.app),
         **kwargs,
     )

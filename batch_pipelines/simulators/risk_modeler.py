@@ -383,7 +383,7 @@ def _present(body: dict[str, Any], *keys: str) -> dict[str, Any]:
 class RiskModelerSimulator:
     """The Risk Modeler as an ASGI app (``.app``) over a SQLite file.
 
-    Use in-process with ``httpx.ASGITransport(app=sim.app)`` or serve it with uvicorn (see
+    Use in-process with ``embedded.InProcessTransport(sim.app)`` or serve it with uvicorn (see
     ``batch_pipelines.simulators.cli``). Several processes may share one file: writes use
     ``BEGIN IMMEDIATE`` and re-check the idempotency key inside the transaction, so the
     same ``x-rms-requestid`` is accepted once even across processes. The 409
