@@ -66,3 +66,25 @@ def test_the_same_seed_gives_the_same_decisions_and_zero_rates_inject_nothing():
 def test_retry_after_is_a_decimal_number_of_seconds():
     assert FaultInjector(FaultPlan(retry_after_seconds=1.0)).retry_after_header() == "1"
     assert FaultInjector(FaultPlan(retry_after_seconds=0.25)).retry_after_header() == "0.25"
+
+
+def test_the_latency_counts_from_arrival_so_work_before_the_answer_is_inside_it(monkeypatch) -> None:
+    import asyncio
+
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    injector = FaultInjector(FaultPlan(latency_seconds=0.05))
+
+    async def go() -> None:
+        monkeypatch.setattr("batch_pipelines.simulators.faults.asyncio.sleep", record_sleep)
+        now = asyncio.get_running_loop().time()
+        await injector.delay(since=now - 0.03)  # 30 ms of work done: 20 ms left
+        await injector.delay(since=now - 0.06)  # the work took longer than the latency: no wait
+        await injector.delay()  # no arrival time: the whole latency
+
+    asyncio.run(go())
+    assert len(slept) == 2
+    assert 0.0 < slept[0] <= 0.02 and slept[1] == 0.05
