@@ -316,12 +316,13 @@ class DocumentJobStore:
             options = JobOptions.model_validate({**job.options.model_dump(), "cost_budget": budget})
         except ValidationError as exc:
             raise ConfigurationError(f"cost_budget: {exc.errors()[0]['msg']}", details={"job": job.key}) from None
+        stored, now = options.model_dump(mode="json"), utcnow()
         with self.engine.begin() as conn:
             conn.execute(
-                sa.update(document_jobs)
-                .where(document_jobs.c.id == job.id)
-                .values(options=options.model_dump(mode="json"), updated_at=utcnow())
+                sa.update(document_jobs).where(document_jobs.c.id == job.id).values(options=stored, updated_at=now)
             )
+            # The job's batch row carries the options too (what batch listings show).
+            conn.execute(sa.update(t.batches).where(t.batches.c.id == job.batch_id).values(options=stored, updated_at=now))
         return self.get_job(job.id)
 
     def delete_job(self, ref: int | str) -> DocumentJob:

@@ -126,6 +126,19 @@ def test_a_job_pauses_before_its_cost_passes_the_budget_and_says_why(jobs):
     assert jobs.cost_totals(job.batch_id).total_cost <= budget
 
 
+def test_a_new_budget_is_stored_on_the_job_and_its_batch_alike_and_a_bad_one_changes_nothing(jobs, store):
+    from batch_pipelines.core.errors import ConfigurationError
+
+    job = jobs.create_job(_spec(2, cost_budget=Decimal("0.001")), PIPELINES["document_pipeline"])
+    changed = jobs.set_cost_budget(job.key, Decimal("0.25"))
+    assert changed.options.cost_budget == Decimal("0.25")
+    assert Decimal(str(store.get_batch(job.batch_id).options["cost_budget"])) == Decimal("0.25")
+    with pytest.raises(ConfigurationError, match="cost_budget"):
+        jobs.set_cost_budget(job.key, Decimal("-1"))
+    assert jobs.get_job(job.id).options.cost_budget == Decimal("0.25")
+    assert Decimal(str(store.get_batch(job.batch_id).options["cost_budget"])) == Decimal("0.25")
+
+
 def test_deleting_removes_the_job_with_its_items_results_and_ledger(jobs):
     job = jobs.create_job(_spec(3, pipeline="embedding_regeneration"), PIPELINES["embedding_regeneration"])
     with pytest.raises(IllegalTransition, match="cannot delete a job that is RUNNING"):
