@@ -1,11 +1,13 @@
 """The one Definitions object of the batch_pipelines code location."""
 
+import os
+
 import dagster as dg
 
 from batch_pipelines.batch_actions.jobs import batch_control, resubmit_jobs
 from batch_pipelines.configured_batches.definitions import configured_batches_definitions
 from batch_pipelines.document_ai.definitions import document_ai_definitions
-from batch_pipelines.resources import default_resources, env_or
+from batch_pipelines.resources import check_production_settings, default_resources, env_or
 from batch_pipelines.risk_modeling.assets import risk_modeling_assets, risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.jobs import analysis_decisions, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
@@ -15,6 +17,7 @@ from batch_pipelines.role_onboarding.definitions import role_onboarding_definiti
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    check_production_settings(os.environ)
     shared_and_risk_modeling = dg.Definitions(
         assets=risk_modeling_assets,
         jobs=[batch_control, resubmit_jobs, risk_modeling_cycle_job, load_workbook, analysis_decisions],

@@ -10,11 +10,16 @@ in-process simulators), so the same code runs on a laptop and in production.
 | RISK_MODELER_BASE_URL / _API_KEY | RiskModelerResource| in-process simulator            |
 | MODELS_BASE_URL / MODELS_API_KEY | ModelsResource     | in-process simulator            |
 | TEAMS_WEBHOOK_URL                | TeamsResource      | in-process simulator            |
+
+A deployment sets ``BATCH_PIPELINES_REQUIRE_SERVICES=true`` so that a missing variable
+stops the code location from loading instead of quietly running on the embedded default
+(a batch "finished" against a simulator is worse than no batch).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +29,50 @@ from pydantic import Field, PrivateAttr
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.clients.risk_modeler import RiskModelerClient
 from batch_pipelines.clients.teams import TeamsClient
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.store.batch_store import BatchStore
 
 DATA_DIR = Path(".data")
+
+
+REQUIRE_SERVICES_ENV = "BATCH_PIPELINES_REQUIRE_SERVICES"
+# Where the embedded default stands in for something production must provide: the store,
+# the outside services and the risk-modeling SQL sources. (The config service is optional:
+# preferences can come from the store.)
+PRODUCTION_SETTINGS = (
+    "BATCH_PIPELINES_DATABASE_URL",
+    "RISK_MODELER_BASE_URL",
+    "RISK_MODELER_API_KEY",
+    "MODELS_BASE_URL",
+    "TEAMS_WEBHOOK_URL",
+    "RISK_MODELING_SOURCE_DATABASE_URL",
+    "RISK_MODELING_DATABRIDGE_URL",
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def missing_production_settings(env: Mapping[str, str]) -> list[str]:
+    """The production settings ``env`` leaves unset, when it requires real services
+    (``BATCH_PIPELINES_REQUIRE_SERVICES``); none otherwise."""
+    flag = env.get(REQUIRE_SERVICES_ENV, "").strip().lower()
+    if flag not in _TRUE | _FALSE:
+        raise ConfigurationError(
+            f"{REQUIRE_SERVICES_ENV} must be true or false (1/0, yes/no, on/off), got {flag!r}"
+        )
+    if flag in _FALSE:
+        return []
+    return [name for name in PRODUCTION_SETTINGS if not env.get(name, "").strip()]
+
+
+def check_production_settings(env: Mapping[str, str]) -> None:
+    """Refuse to load a deployment that requires real services but does not name them all."""
+    if missing := missing_production_settings(env):
+        raise ConfigurationError(
+            f"{REQUIRE_SERVICES_ENV} is set, so the embedded defaults (SQLite store, simulators, sample "
+            f"SQL sources) are refused; set: {', '.join(missing)}",
+            details={"missing": missing},
+        )
 
 
 def env_or(name: str, default: str | None = None) -> dg.EnvVar | str | None:

@@ -1,0 +1,59 @@
+"""A deployment that requires real services never falls back to the embedded defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.resources import (
+    PRODUCTION_SETTINGS,
+    REQUIRE_SERVICES_ENV,
+    missing_production_settings,
+)
+
+EVERYTHING = {name: f"value-of-{name.lower()}" for name in PRODUCTION_SETTINGS}
+
+
+def test_without_the_flag_nothing_is_required() -> None:
+    assert missing_production_settings({}) == []
+    assert missing_production_settings({REQUIRE_SERVICES_ENV: "false"}) == []
+
+
+@pytest.mark.parametrize("flag", ["1", "true", "YES", " on "])
+def test_with_the_flag_every_unset_or_blank_setting_is_named(flag: str) -> None:
+    assert missing_production_settings({REQUIRE_SERVICES_ENV: flag}) == list(PRODUCTION_SETTINGS)
+    partial = {**EVERYTHING, "MODELS_BASE_URL": "  ", REQUIRE_SERVICES_ENV: flag}
+    del partial["RISK_MODELER_API_KEY"]
+    assert missing_production_settings(partial) == ["RISK_MODELER_API_KEY", "MODELS_BASE_URL"]
+    assert missing_production_settings({**EVERYTHING, REQUIRE_SERVICES_ENV: flag}) == []
+
+
+def test_a_flag_that_is_neither_true_nor_false_is_refused_by_name() -> None:
+    with pytest.raises(ConfigurationError, match=REQUIRE_SERVICES_ENV):
+        missing_production_settings({REQUIRE_SERVICES_ENV: "prod"})
+
+
+def test_the_code_location_refuses_to_load_and_lists_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_pipelines.definitions import defs
+
+    for name in PRODUCTION_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(REQUIRE_SERVICES_ENV, "true")
+    monkeypatch.setenv("RISK_MODELER_BASE_URL", "https://api-euw1.rms.com")
+    with pytest.raises(ConfigurationError) as info:
+        defs()
+    assert "RISK_MODELER_BASE_URL" not in info.value.details["missing"]
+    assert info.value.details["missing"] == [n for n in PRODUCTION_SETTINGS if n != "RISK_MODELER_BASE_URL"]
+    assert "https://api-euw1.rms.com" not in str(info.value)
+
+
+def test_the_cli_refuses_the_embedded_store_when_real_services_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from batch_pipelines.cli import main
+
+    monkeypatch.delenv("BATCH_PIPELINES_DATABASE_URL", raising=False)
+    monkeypatch.setenv(REQUIRE_SERVICES_ENV, "1")
+    result = CliRunner().invoke(main, ["docs", "list"])
+    assert result.exit_code == 2
+    assert REQUIRE_SERVICES_ENV in result.output and "--database-url" in result.output
