@@ -126,17 +126,21 @@ class _GroupCommitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
-    def submit(self, change: JobChange) -> asyncio.Future:
-        """Queue ``change``; the returned future resolves once it is committed."""
+    def submit(self, change: JobChange) -> asyncio.Future[bool]:
+        """Queue ``change``; the returned future resolves once it is committed: True if it
+        was applied, False if the job had meanwhile left the expected status."""
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((change, fut))
         self._wake.set()
         return fut
 
-    async def write(self, *changes: JobChange) -> None:
-        """Queue ``changes`` and return once all of them are committed."""
-        if changes:
-            await asyncio.gather(*(self.submit(change) for change in changes))
+    async def write(self, *changes: JobChange) -> set[int]:
+        """Queue ``changes``, return once all are committed: the ids of jobs whose change
+        was not applied (someone else moved them meanwhile)."""
+        if not changes:
+            return set()
+        applied = await asyncio.gather(*(self.submit(change) for change in changes))
+        return {change.job_id for change, ok in zip(changes, applied, strict=True) if not ok}
 
     async def _run(self) -> None:
         while True:
@@ -145,7 +149,7 @@ class _GroupCommitWriter:
             while self._pending:
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
                 try:
-                    await asyncio.to_thread(self._store.apply_job_changes, [c for c, _ in batch])
+                    lost = await asyncio.to_thread(self._store.apply_job_changes, [c for c, _ in batch])
                 except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
                     for _, fut in batch:
                         if not fut.done():
@@ -153,9 +157,9 @@ class _GroupCommitWriter:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
-                for _, fut in batch:
+                for change, fut in batch:
                     if not fut.done():
-                        fut.set_result(None)
+                        fut.set_result(change.job_id not in lost)
             if self._closed and not self._pending:
                 return
 
@@ -385,6 +389,13 @@ class BatchExecutor:
             self._stop_submitting = True
             self._more_jobs_wanted.set()
             return
+        if not committed.result():
+            log.warning(
+                "job %s was changed by someone else while this run submitted it; its outcome (%s%s) "
+                "was not recorded and the job is left as they set it",
+                job.id, outcome.status.value, f", workflow {outcome.workflow_id}" if outcome.workflow_id else "",
+            )
+            return
         if outcome.status in JOB_IN_FLIGHT:
             self._submitted_at[job.id] = time.monotonic()
             self._tracked[job.id] = _with_status(job, outcome.status, outcome.workflow_id)
@@ -443,12 +454,18 @@ class BatchExecutor:
                 changes.extend(_changes_from(chunk, outcomes))
             if changes:
                 unchanged = 0
-                await self._writer.write(*changes)
+                lost = await self._writer.write(*changes)
                 for change in changes:
                     job = self._tracked.get(change.job_id)
                     if job is None:
                         continue
-                    if change.status in JOB_TERMINAL:
+                    if change.job_id in lost:
+                        # Someone else moved the job (skipped it, another run resubmitted it):
+                        # it is theirs now, stop tracking it here.
+                        log.warning("job %s was changed by someone else; no longer tracked by this run", job.id)
+                        del self._tracked[change.job_id]
+                        self._submitted_at.pop(change.job_id, None)
+                    elif change.status in JOB_TERMINAL:
                         del self._tracked[change.job_id]
                         submitted = self._submitted_at.pop(change.job_id, None)
                         if submitted is not None:

@@ -658,15 +658,19 @@ class BatchStore:
             )
 
     # ----------------------------------------------------------------- changes
-    def apply_job_changes(self, changes: Sequence[JobChange]) -> None:
-        """Apply many job changes in one transaction (the engine's group commit).
+    def apply_job_changes(self, changes: Sequence[JobChange]) -> set[int]:
+        """Apply many job changes in one transaction (the engine's group commit); return
+        the ids of jobs whose change was not applied.
 
         Every change is checked against the legal transitions first, so an illegal one
         raises before anything is written. Each UPDATE only applies while the job is still
-        in the expected status; tracked observations are appended to the tracking log.
+        in the expected status (compare-and-set): a job someone else moved meanwhile (a
+        user skipped or cancelled it, another run took it over) keeps their status, and is
+        reported back so that the caller stops acting on what it believed. Tracked
+        observations are appended to the tracking log.
         """
         if not changes:
-            return
+            return set()
         for c in changes:
             check_job_transition(c.expected, c.status)
         now = utcnow()
@@ -725,8 +729,16 @@ class BatchStore:
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, params)
-            if logs:
+            # PostgreSQL's driver cannot count the rows of each UPDATE in a batch: read the
+            # statuses back instead (in the transaction, so our own changes are what we see).
+            wanted = {c.job_id: c.status.value for c in changes}
+            now_status = dict(
+                conn.execute(sa.select(j.c.id, j.c.status).where(j.c.id.in_(list(wanted)))).all()
+            )
+            lost = {job_id for job_id, status in wanted.items() if now_status.get(job_id) != status}
+            if logs := [row for row in logs if row["job_id"] not in lost]:
                 conn.execute(t.job_tracking_log.insert(), logs)
+        return lost
 
     def skip_job(self, job_id: int, reason: str) -> None:
         """Skip a job and its configuration: neither counts in reconciliation any more."""

@@ -179,6 +179,48 @@ def test_a_state_change_that_cannot_be_committed_stops_the_run_instead_of_being_
     assert _run(store, batch_id, ScriptedHandler()).status == BatchStatus.COMPLETED
 
 
+def _set_status_behind_the_runs_back(store, job_id: int, status: JobStatus) -> None:
+    """What an operator or another process does to a job: a direct write of its status."""
+    import sqlalchemy as sa
+
+    from batch_pipelines.store import schema
+
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(schema.jobs).where(schema.jobs.c.id == job_id).values(status=status.value))
+
+
+def test_a_job_moved_by_someone_else_during_its_submission_keeps_their_status(store, caplog):
+    batch_id = _batch(store, 6)
+    target = store.list_jobs(batch_id)[2]
+
+    def meddle(job):
+        if job.id == target.id:
+            _set_status_behind_the_runs_back(store, job.id, JobStatus.CANCELLED)
+
+    result = _run(store, batch_id, ScriptedHandler(delay=0.002, on_submit=meddle), concurrency=2)
+    assert store.get_job(target.id).status == JobStatus.CANCELLED
+    assert result.counts == {"FINISHED": 5, "CANCELLED": 1}
+    assert f"job {target.id} was changed by someone else" in caplog.text
+
+
+def test_a_tracked_job_moved_by_someone_else_is_no_longer_tracked_and_the_run_ends(store, caplog):
+    batch_id = _batch(store, 3)
+    target = store.list_jobs(batch_id)[0]
+    handler = ScriptedHandler(execution="async", polls_to_finish=50)
+    real_track = handler.track
+
+    async def track(jobs):
+        if any(j.id == target.id for j in jobs) and store.get_job(target.id).status != JobStatus.CANCELLED:
+            _set_status_behind_the_runs_back(store, target.id, JobStatus.CANCELLED)
+        return await real_track(jobs)
+
+    handler.track = track
+    result = _run(store, batch_id, handler, concurrency=3)
+    assert store.get_job(target.id).status == JobStatus.CANCELLED
+    assert result.counts == {"FINISHED": 2, "CANCELLED": 1}
+    assert f"job {target.id} was changed by someone else; no longer tracked" in caplog.text
+
+
 class _OutOfOrder(ScriptedHandler):
     """A service that reports RUNNING, then QUEUED (going back), then FINISHED."""
 

@@ -92,11 +92,21 @@ def test_a_change_applies_only_while_the_job_is_in_the_expected_status(store):
     job = store.list_jobs(batch_id)[0]
     store.apply_job_changes([JobChange(job.id, JobStatus.INITIATED, JobStatus.SUBMITTED, workflow_id="wf-1")])
     store.apply_job_changes([JobChange(job.id, JobStatus.SUBMITTED, JobStatus.RUNNING, service_status="RUNNING")])
-    # A stale tracker that still thinks the job is SUBMITTED must not move it back or sideways.
-    store.apply_job_changes([JobChange(job.id, JobStatus.SUBMITTED, JobStatus.QUEUED, service_status="QUEUED")])
+    # A stale tracker that still thinks the job is SUBMITTED must not move it back or sideways,
+    # and hears that its change was not applied (nor logged), while the others in the batch are.
+    other = store.list_jobs(_batch(store, 1))[0]
+    lost = store.apply_job_changes(
+        [
+            JobChange(job.id, JobStatus.SUBMITTED, JobStatus.QUEUED, service_status="QUEUED"),
+            JobChange(other.id, JobStatus.INITIATED, JobStatus.SUBMITTED, workflow_id="wf-2"),
+        ]
+    )
+    assert lost == {job.id}
     after = store.get_job(job.id)
     assert after.status == JobStatus.RUNNING and after.workflow_id == "wf-1"
     assert after.submitted_at is not None
+    assert [r["status"] for r in store.tracking_log(job.id)] == ["RUNNING"]
+    assert store.get_job(other.id).status == JobStatus.SUBMITTED
 
 
 def test_an_illegal_change_raises_before_anything_is_written(store):
