@@ -232,15 +232,22 @@ class RoleOnboardingStore:
         expired = [r["batch_id"] for r in rows if r["expires_at"] <= now]
         if expired:
             self._expire(expired, now)
-        out = []
-        for r in rows:
-            if r["batch_id"] in expired:
-                continue
-            try:
-                out.append(self.get_batch(r["batch_id"], now=now))
-            except NotFound:  # expired or deleted meanwhile by another reader
-                continue
-        return out
+        live = [r for r in rows if r["expires_at"] > now]
+        # Every live batch's workflows in one query per chunk of batches, not one per batch.
+        columns = [c for c in role_workflows.c if c.name not in _STATUS_SKIPS or c.name == "options"]
+        names = [c.name for c in columns]
+        found: list[Any] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(live), _LIST_CHUNK):
+                ids = [r["batch_id"] for r in live[start : start + _LIST_CHUNK]]
+                found += conn.execute(
+                    sa.select(*columns).where(role_workflows.c.batch_id.in_(ids)).order_by(role_workflows.c.id)
+                ).all()
+        by_batch: dict[str, list[Any]] = {}
+        batch_index = names.index("batch_id")
+        for wf in found:
+            by_batch.setdefault(wf[batch_index], []).append(wf)
+        return [_batch(r, _workflows(by_batch.get(r["batch_id"], []), names)) for r in live]
 
     def delete_expired(self, *, now: datetime | None = None) -> list[str]:
         """Delete every batch past its time to live; returns their ids."""
@@ -385,6 +392,7 @@ class RoleOnboardingStore:
 # Columns a batch read does not need: timestamps of each workflow, and (for the status)
 # the options.
 _STATUS_SKIPS = frozenset({"created_at", "updated_at", "options"})
+_LIST_CHUNK = 500  # batches per query when listing (bound parameters per statement)
 
 
 def _workflow(m: Mapping[str, Any]) -> WorkflowRecord:

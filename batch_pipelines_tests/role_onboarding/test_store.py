@@ -60,8 +60,13 @@ def test_the_cleanup_deletes_only_expired_batches_and_the_company_list_skips_the
     old = roles.create_batch(new_batch_id(), _submission(company=acme), ttl=timedelta(hours=1), now=NOW)
     fresh = roles.create_batch(new_batch_id(), _submission(company=acme), now=NOW + timedelta(minutes=30))
     other = roles.create_batch(new_batch_id(), _submission(company=globex), ttl=timedelta(hours=1), now=NOW)
+    newest = roles.create_batch(new_batch_id(), _submission(company=acme), now=NOW + timedelta(minutes=40))
     later = NOW + timedelta(hours=2)
-    assert [b.batch_id for b in roles.list_batches(acme, now=later)] == [fresh.batch_id]
+    listed = roles.list_batches(acme, now=later)
+    assert [b.batch_id for b in listed] == [newest.batch_id, fresh.batch_id]
+    # Each listed batch carries its own workflows, as reading it alone does.
+    assert all(b.workflows for b in listed)
+    assert listed == [roles.get_batch(newest.batch_id, now=later), roles.get_batch(fresh.batch_id, now=later)]
     gone = roles.delete_expired(now=later)
     assert other.batch_id in gone and old.batch_id not in gone  # the listing already removed it
     assert fresh.batch_id not in gone
