@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from batch_pipelines.cli_options import database_url_option, open_store
+from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
 from batch_pipelines.configured_batches.cli import jobs
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
@@ -45,7 +45,7 @@ def batch() -> None:
 @batch.command("list")
 @database_url_option
 @click.option("--family", default=None)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
     """List batches with their status and job counts."""
     store = open_store(database_url)
@@ -64,14 +64,14 @@ def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
 @batch.command()
 @click.argument("batch_id", type=int)
 @database_url_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def status(batch_id: int, database_url: str, as_json: bool) -> None:
     """A batch's status, its last reconciliation and its jobs."""
     store = open_store(database_url)
     try:
         b = store.get_batch(batch_id)
     except BatchPipelinesError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise cli_error(exc) from None
     recon = store.recon_log(batch_id)
     jobs = store.list_jobs(batch_id)
     if as_json:
@@ -98,7 +98,7 @@ def _set_status(batch_id: int, database_url: str, target: BatchStatus) -> None:
     try:
         b = open_store(database_url).set_batch_status(batch_id, target)
     except BatchPipelinesError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise cli_error(exc) from None
     click.echo(f"batch {b.id} is now {b.status}")
 
 
@@ -137,7 +137,7 @@ def resubmit(job_ids: tuple[int, ...], database_url: str, configuration_json: st
     try:
         new_ids = open_store(database_url).resubmit_jobs(list(job_ids), configuration_data=data, override_reason=override_reason)
     except BatchPipelinesError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise cli_error(exc) from None
     click.echo(f"resubmitted {list(job_ids)} as {new_ids}")
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import click
 
+from batch_pipelines.core.errors import BatchPipelinesError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
 database_url_option = click.option(
     "--database-url",
     envvar="BATCH_PIPELINES_DATABASE_URL",
@@ -27,3 +31,9 @@ def open_store(database_url: str):
             "give --database-url or set BATCH_PIPELINES_DATABASE_URL"
         )
     return BatchStore(database_url or None)
+
+
+def cli_error(exc: BatchPipelinesError) -> click.ClickException:
+    """How every command reports a project error: its code and message on one line (exit 1,
+    no traceback), the same in every command group, so scripts can match on the code."""
+    return click.ClickException(str(exc))

@@ -36,3 +36,12 @@ def test_batch_status_list_pause_and_resubmit_from_the_command_line(store, datab
 def test_an_unknown_batch_is_a_clear_error_not_a_traceback(store, database_url):
     out = CliRunner().invoke(main, ["batch", "status", "987654", "--database-url", database_url])
     assert out.exit_code == 1 and "does not exist" in out.output
+
+
+def test_every_command_group_reports_a_project_error_with_its_code(store, database_url):
+    # Scripts match on the code: the same shape in every group.
+    for args in (["batch", "status", "987654"], ["docs", "status", "987654"]):
+        out = CliRunner().invoke(main, [*args, "--database-url", database_url])
+        assert out.exit_code == 1, out.output
+        assert out.output.startswith("Error: [BP-"), out.output
+        assert "Traceback" not in out.output

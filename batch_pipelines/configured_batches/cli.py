@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from batch_pipelines.cli_options import database_url_option, open_store
+from batch_pipelines.cli_options import database_url_option, json_option, open_store
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 
 _jobs_file = click.option(
@@ -28,7 +28,7 @@ def jobs() -> None:
 
 @jobs.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def validate(file: Path, as_json: bool) -> None:
     """Validate a job FILE; every problem names the job and the field. Exit 1 on problems."""
     found, problems = load_job_configuration(file)
@@ -44,7 +44,7 @@ def validate(file: Path, as_json: bool) -> None:
 
 @jobs.command("list")
 @_jobs_file
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def list_jobs(jobs_file: str, as_json: bool) -> None:
     """The jobs of the job file: type, schedule or feature type, priority."""
     from batch_pipelines.configured_batches.schedules import cron_for
@@ -75,7 +75,7 @@ def list_jobs(jobs_file: str, as_json: bool) -> None:
 @click.option("--tenant", "tenant_id", default=None, help="Results per batch of one tenant.")
 @click.option("--feature-type", default=None, help="Preference batches of one feature type.")
 @click.option("--limit", default=20, show_default=True, help="Newest entries shown.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def status(database_url: str, user_id: str | None, tenant_id: str | None, feature_type: str | None, limit: int, as_json: bool) -> None:
     """Status of configured batches by --user, --tenant or --feature-type (exactly one)."""
     chosen = [name for name, value in (("user", user_id), ("tenant", tenant_id), ("feature-type", feature_type)) if value]

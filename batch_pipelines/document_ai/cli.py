@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import database_url_option, open_store
+from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
 from batch_pipelines.core.errors import BatchPipelinesError
 
 _pipelines_dir = click.option(
@@ -26,7 +26,6 @@ _pipelines_dir = click.option(
     show_envvar=True,
     help="Folder of pipeline templates (default: the shipped ones).",
 )
-_as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _pipelines(pipelines_dir: str | None):
@@ -46,10 +45,6 @@ def _job_and_template(database_url: str, pipelines_dir: str | None, ref: str):
     jobs = _jobs(database_url)
     record = jobs.get_job(ref)
     return jobs, record, _pipelines(pipelines_dir)[record.pipeline]
-
-
-def _fail(exc: BatchPipelinesError) -> click.ClickException:
-    return click.ClickException(exc.message)
 
 
 def _models():
@@ -117,7 +112,7 @@ def docs() -> None:
 @click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")
 @database_url_option
 @_pipelines_dir
-@_as_json
+@json_option
 def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequency, cost_budget,
            target_language, no_start, run_here, database_url, pipelines_dir, as_json) -> None:
     """Create a job from ITEMS_FILE (.jsonl, .csv or .xlsx); every item is checked first."""
@@ -152,7 +147,7 @@ def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequ
         if run_here and job.status.value == "RUNNING":
             job = run_job_here(jobs, job, pipelines[pipeline], echo=(lambda _: None) if as_json else click.echo)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     if as_json:
         click.echo(json.dumps(job.to_dict(), indent=2))
     else:
@@ -176,7 +171,7 @@ def _show_status(status: dict[str, Any]) -> None:
 @click.argument("job")
 @database_url_option
 @_pipelines_dir
-@_as_json
+@json_option
 def status(job, database_url, pipelines_dir, as_json) -> None:
     """Progress, current phase, cost, tokens and ETA of JOB (key or id)."""
     from batch_pipelines.document_ai.reports import job_status
@@ -185,7 +180,7 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
         jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
         data = job_status(jobs, record, template)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -198,7 +193,7 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
 @click.option("--limit", type=int, default=20, show_default=True)
 @database_url_option
 @_pipelines_dir
-@_as_json
+@json_option
 def results(job, offset, limit, database_url, pipelines_dir, as_json) -> None:
     """Per item: input, output, phase outputs, cost, status, errors, validation scores."""
     from batch_pipelines.document_ai.reports import item_results
@@ -207,7 +202,7 @@ def results(job, offset, limit, database_url, pipelines_dir, as_json) -> None:
         jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
         rows = item_results(jobs, record, template, offset=offset, limit=limit)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -224,7 +219,7 @@ def results(job, offset, limit, database_url, pipelines_dir, as_json) -> None:
 @click.argument("job")
 @database_url_option
 @_pipelines_dir
-@_as_json
+@json_option
 def analytics(job, database_url, pipelines_dir, as_json) -> None:
     """Cost total / by phase / per item, processing time, success rate, failed items."""
     from batch_pipelines.document_ai.reports import analytics as compute
@@ -233,7 +228,7 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
         jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
         data = compute(jobs, record, template)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -253,7 +248,7 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
 @click.option("--page", type=int, default=1, show_default=True)
 @click.option("--page-size", type=int, default=20, show_default=True)
 @database_url_option
-@_as_json
+@json_option
 def list_jobs(project_id, status_filter, page, page_size, database_url, as_json) -> None:
     """Jobs, newest first, filtered by project and status, a page at a time."""
     from batch_pipelines.document_ai.batch_jobs import DocJobStatus
@@ -279,7 +274,7 @@ def _action(action: str, job: str, database_url: str, reason: str | None) -> Any
     try:
         return _jobs(database_url).apply_action(job, action, reason=reason)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
 
 
 def _steer(action: str, doc: str, can_run: bool):
@@ -292,7 +287,7 @@ def _steer(action: str, doc: str, can_run: bool):
             try:
                 _jobs(database_url).set_cost_budget(job, Decimal(budget))
             except BatchPipelinesError as exc:
-                raise _fail(exc) from None
+                raise cli_error(exc) from None
         record = _action(action, job, database_url, reason)
         click.echo(f"job {record.key}: {record.status}")
         if run_here:
@@ -322,7 +317,7 @@ def delete(job, database_url) -> None:
     try:
         record = _jobs(database_url).delete_job(job)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     click.echo(f"job {record.key} deleted")
     if os.environ.get("DAGSTER_HOME"):
         # The job's partition goes too, as when the UI's delete_document_job does it.
@@ -351,7 +346,7 @@ def export(job, fmt, folder, database_url, pipelines_dir) -> None:
         jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
         path = export_results(jobs, record, template, Path(folder), fmt)
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     click.echo(f"results of {record.key} written to {path}")
 
 
@@ -376,6 +371,6 @@ def add_references(project_id, files, database_url) -> None:
     try:
         added = asyncio.run(go())
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     for name, passages in added.items():
         click.echo(f"{name}: {passages} passages indexed for project {project_id}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from batch_pipelines.cli_options import json_option
 from batch_pipelines.risk_modeling.workbook import validate_workbook
 
 
@@ -23,7 +24,7 @@ def config() -> None:
 
 @config.command(name="validate")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def validate(file: Path, as_json: bool) -> None:
     """Validate FILE and list every error with its sheet, row and column.
 

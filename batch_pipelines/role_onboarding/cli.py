@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import database_url_option
+from batch_pipelines.cli_options import cli_error, database_url_option, json_option
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 from batch_pipelines.role_onboarding.submission import (
     DASHBOARD_BASE_URL_ENV,
@@ -26,7 +26,6 @@ from batch_pipelines.role_onboarding.submission import (
     TTL_ENV,
 )
 
-_as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 # How --watch waits between redraws (a name of its own, so a test can replace it).
 pause = time.sleep
 
@@ -52,10 +51,6 @@ def _instance(ctx: click.Context, *, required: bool = True):
     import dagster as dg
 
     return dg.DagsterInstance.get()
-
-
-def _fail(exc: BatchPipelinesError) -> click.ClickException:
-    return click.ClickException(str(exc))
 
 
 @click.group()
@@ -112,7 +107,7 @@ def _parse_role_option(value: str) -> dict[str, str]:
 @click.option("--force-rerun", is_flag=True, default=None)
 @click.option("--created-by", default=None)
 @database_url_option
-@_as_json
+@json_option
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -168,7 +163,7 @@ def submit(
             concurrency=role_run_limit_of(instance) if instance is not None else DEFAULT_ROLE_RUN_LIMIT,
         )
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     response = result.response
     if as_json:
         click.echo(json.dumps(response, indent=2))
@@ -216,7 +211,7 @@ def render_status(status: dict[str, Any]) -> list[str]:
 @roles.command()
 @click.argument("batch_id")
 @database_url_option
-@_as_json
+@json_option
 @click.option("--watch", is_flag=True, help="Redraw until the batch is completed or partial.")
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws under --watch.")
 @click.pass_context
@@ -231,7 +226,7 @@ def status(ctx: click.Context, batch_id: str, database_url: str, as_json: bool, 
         try:
             view = batch_status(instance, store, batch_id, dashboard_base_url=base).to_dict()
         except BatchPipelinesError as exc:
-            raise _fail(exc) from None
+            raise cli_error(exc) from None
         settled = view["state"] in ("completed", "partial")
         if as_json:
             click.echo(json.dumps(view, indent=2) if not watch else json.dumps(view))
@@ -255,7 +250,7 @@ def status(ctx: click.Context, batch_id: str, database_url: str, as_json: bool, 
 @roles.command(name="list")
 @click.option("--company", "company_id", required=True)
 @database_url_option
-@_as_json
+@json_option
 @click.pass_context
 def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json: bool) -> None:
     """The company's batches (newest first) with their state."""
@@ -287,7 +282,7 @@ def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json
 @click.option("--workflow-id", "workflow_ids", multiple=True, help="Only these failed workflows (default: all failed).")
 @click.option("--force-rerun", is_flag=True)
 @database_url_option
-@_as_json
+@json_option
 @click.pass_context
 def retry(
     ctx: click.Context, batch_id: str, workflow_ids: tuple[str, ...], force_rerun: bool, database_url: str, as_json: bool
@@ -301,7 +296,7 @@ def retry(
             force_rerun=force_rerun,
         )
     except BatchPipelinesError as exc:
-        raise _fail(exc) from None
+        raise cli_error(exc) from None
     if as_json:
         click.echo(json.dumps(response, indent=2))
         return
