@@ -50,12 +50,14 @@ def launch_runs(
     running = jobs.running_jobs()
     if not running:
         return dg.SkipReason("no RUNNING document job")
-    runs: dict[str, list[RunSeen]] = {}
-    for job in running:
-        records = context.instance.get_run_records(
-            dg.RunsFilter(tags={JOB_TAG: job.key, GENERATION_TAG: str(job.generation)}), limit=5
-        )
-        runs[run_key(job.key, job.generation)] = [RunSeen(r.dagster_run.run_id, r.dagster_run.status.value) for r in records]
+    # The runs of every RUNNING job in one query (newest first), kept per job and generation.
+    seen: dict[tuple[str, str], list[RunSeen]] = {(j.key, str(j.generation)): [] for j in running}
+    for record in context.instance.get_run_records(dg.RunsFilter(tags={JOB_TAG: [j.key for j in running]})):
+        tags = record.dagster_run.tags
+        of_generation = seen.get((tags.get(JOB_TAG, ""), tags.get(GENERATION_TAG, "")))
+        if of_generation is not None:
+            of_generation.append(RunSeen(record.dagster_run.run_id, record.dagster_run.status.value))
+    runs = {run_key(j.key, j.generation): seen[(j.key, str(j.generation))] for j in running}
     now = datetime.now(UTC)
     decisions = launch_decisions(
         [

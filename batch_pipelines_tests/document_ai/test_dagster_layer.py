@@ -315,3 +315,25 @@ def test_a_run_whose_worker_died_is_reported_failed_and_dagsters_retry_resumes_t
     assert done.status == DocJobStatus.COMPLETED and done.generation == failed.generation
     with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
         assert isinstance(sensor(ctx), dg.SkipReason)  # nothing RUNNING, no second run
+
+
+def test_the_launcher_tells_the_runs_of_several_jobs_apart(setup):
+    resources, instance, jobs, _ = setup
+    _submit(resources, instance, "embedding_regeneration", 2)
+    _submit(resources, instance, "embedding_regeneration", 3)
+    (first, second), _ = jobs.list_jobs()
+    _, embedding_job, _ = build_pipeline_definitions(PIPELINES["embedding_regeneration"])
+    defs = dg.Definitions(sensors=[build_document_job_launcher([embedding_job])], jobs=[embedding_job], resources=resources)
+    sensor = defs.resolve_sensor_def("document_job_launcher")
+    # Only the first job has a run, and it died: the second still needs its run.
+    instance.create_run_for_job(
+        dg.Definitions(jobs=[submit_document_job], resources=resources).get_job_def("submit_document_job"),
+        run_config={"ops": {"submit_document_job_op": {"config": {"name": "x", "project_id": "p", "pipeline": "x"}}}},
+        tags={JOB_TAG: first.key, GENERATION_TAG: "1"},
+        status=dg.DagsterRunStatus.FAILURE,
+    )
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        (request,) = sensor(ctx).run_requests
+    assert request.partition_key == second.key
+    assert jobs.get_job(first.id).status == DocJobStatus.FAILED
+    assert jobs.get_job(second.id).status == DocJobStatus.RUNNING
