@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +30,7 @@ from batch_pipelines.configured_batches.preferences import (
     MONTH_DAYS,
     WEEKDAYS,
     Preference,
+    time_zone,
 )
 from batch_pipelines.core.errors import ConfigurationError
 
@@ -47,11 +47,6 @@ GROUP_TAG = "batch_pipelines/preference_group"
 TICK_TAG = "batch_pipelines/preference_tick"
 FEATURE_TAG = "batch_pipelines/feature_type"
 TRIGGER_TAG = "batch_pipelines/preference_trigger"
-
-
-@lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 @dataclass(frozen=True)
@@ -101,7 +96,7 @@ class GroupKey:
             expected = "*:MM" if frequency == "hourly" else "HH:MM"
             raise ConfigurationError(f"{where}: time {time_!r} is not {expected}")
         try:
-            _zone(timezone)
+            time_zone(timezone)
         except (ValueError, KeyError, OSError):
             raise ConfigurationError(f"{where}: timezone {timezone!r} is not an IANA timezone") from None
         return cls(feature_type, frequency, None if day == NO_DAY else day, time_, timezone)
@@ -196,7 +191,7 @@ def due_ticks(key: GroupKey, after: datetime, until: datetime, *, limit: int | N
         raise ValueError("due_ticks needs timezone-aware datetimes")
     if until <= after:
         return []
-    zone = _zone(key.timezone)
+    zone = time_zone(key.timezone)
     iterator = croniter(cron_of(key), after.astimezone(zone))
     ticks: list[datetime] = []
     while True:
@@ -219,7 +214,7 @@ def _base_ticks(
     """Local ticks in (after, until] of the daily (or hourly) cron at ``time_``, with the
     repeated-wall-time rule applied to daily ones. ``iterators`` reuses one croniter per
     cron across timezones (``set_current`` moves it to the start in the right timezone)."""
-    zone = _zone(timezone)
+    zone = time_zone(timezone)
     hour, _, minute = time_.partition(":")
     cron = f"{int(minute)} * * * *" if hourly else f"{int(minute)} {int(hour)} * * *"
     iterator = iterators.get(cron)

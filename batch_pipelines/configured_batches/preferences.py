@@ -53,7 +53,8 @@ class PreferenceSourceUnavailable(BatchPipelinesError):
 
 
 @lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo:
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name`` (cached: every user and tick asks for one)."""
     return ZoneInfo(name)
 
 
@@ -118,7 +119,7 @@ class Preference(BaseModel):
     def _timezone(cls, value: str) -> str:
         value = value.strip()
         try:
-            _zone(value)
+            time_zone(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone {value!r} is not an IANA timezone") from None
         return value

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from batch_pipelines.configured_batches.contexts import CATEGORY_SNAPSHOT, ContextStore
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.store.configured_batches_tables import categories, category_items, system_users
 
 logger = logging.getLogger("batch_pipelines.configured_batches")
@@ -52,11 +53,6 @@ class UserValidation:
     stats: dict[str, int]
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class UserRepository:
     """Reads ``system_users`` directly, in chunks of ``chunk_size`` ids per query."""
 
@@ -71,17 +67,17 @@ class UserRepository:
         unique = list(dict.fromkeys(user_ids))
         candidates = [u for u in unique if isinstance(u, str) and u.strip()]
         found: set[str] = set()
-        chunks = 0
+        queries = 0
         with self.engine.connect() as conn:
-            for chunk in _chunks(candidates, self.chunk_size):
+            for chunk in chunks(candidates, self.chunk_size):
                 found.update(self._active_ids(conn, chunk, tenant_id))
-                chunks += 1
+                queries += 1
         valid = [u for u in unique if u in found]
         invalid = [u for u in unique if u not in found]
         return UserValidation(
             valid=valid,
             invalid=invalid,
-            stats={"total": len(unique), "valid": len(valid), "invalid": len(invalid), "chunks": chunks},
+            stats={"total": len(unique), "valid": len(valid), "invalid": len(invalid), "chunks": queries},
         )
 
     def _active_ids(self, conn: sa.Connection, chunk: Sequence[str], tenant_id: str | None) -> list[str]:
@@ -121,7 +117,7 @@ class UserRepository:
         unique = list(dict.fromkeys(u for u in user_ids if isinstance(u, str)))
         users: dict[str, dict] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(unique, self.chunk_size):
+            for chunk in chunks(unique, self.chunk_size):
                 rows = conn.execute(sa.select(*[getattr(t, c) for c in _USER_COLUMNS]).where(t.id.in_(chunk)))
                 users.update({row.id: dict(row._mapping) for row in rows})
         return users

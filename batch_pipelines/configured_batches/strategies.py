@@ -31,6 +31,7 @@ from batch_pipelines.clients.http import ServiceError
 from batch_pipelines.configured_batches.job_config import TEMPLATE_PLACEHOLDER, JobConfig, JobType
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.sequences import chunks
 
 
 class Strategy(StrEnum):
@@ -147,10 +148,6 @@ def _tenant(user: Mapping[str, Any]) -> str | None:
     return None if tenant is None else str(tenant)
 
 
-def _chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [seq[i : i + size] for i in range(0, len(seq), size)] or []
-
-
 def _render(job: JobConfig, variables: dict[str, Any], key: str, template: str | None = None) -> str:
     return render_template(template or job.template, variables, job_id=job.job_id, request_key=key)
 
@@ -185,7 +182,7 @@ def plan_requests(job: JobConfig, inputs: BatchInputs, *, tick: str) -> list[Req
                 v = {**base, "item": data, "category": {"name": category}, "variables": variables}
                 requests.append(Request(key, _render(job, v, key), data, item_ids=(item.id,)))
     elif strategy is Strategy.OBJECT and job.type.data_source == "users":
-        for index, chunk in enumerate(_chunks(users, job.chunk_size)):
+        for index, chunk in enumerate(chunks(users, job.chunk_size)):
             key = f"users:chunk-{index}"
             ids = tuple(str(u["id"]) for u in chunk)
             v = {**base, "users": {"count": len(chunk), "ids": list(ids)}, "variables": variables}
@@ -272,7 +269,7 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
         digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:10]
         first_pref = inputs.preferences.get(str(members[0]["id"]))
         variables, template = variables_for(first_pref)
-        for index, chunk in enumerate(_chunks(members, job.chunk_size)):
+        for index, chunk in enumerate(chunks(members, job.chunk_size)):
             key = f"overrides:{digest}:chunk-{index}"
             ids = tuple(str(u["id"]) for u in chunk)
             v = {**base, "users": {"count": len(chunk), "ids": list(ids)}, "variables": variables}

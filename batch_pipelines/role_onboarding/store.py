@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from batch_pipelines.core.errors import BatchPipelinesError, NotFound
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.role_onboarding.status import RoleBatchRecord, WorkflowRecord
 from batch_pipelines.role_onboarding.submission import ValidatedSubmission, workflow_id
@@ -238,8 +239,8 @@ class RoleOnboardingStore:
         names = [c.name for c in columns]
         found: list[Any] = []
         with self.engine.connect() as conn:
-            for start in range(0, len(live), _LIST_CHUNK):
-                ids = [r["batch_id"] for r in live[start : start + _LIST_CHUNK]]
+            for chunk in chunks(live, _LIST_CHUNK):
+                ids = [r["batch_id"] for r in chunk]
                 found += conn.execute(
                     sa.select(*columns).where(role_workflows.c.batch_id.in_(ids)).order_by(role_workflows.c.id)
                 ).all()
