@@ -1,29 +1,17 @@
-"""The engine handler that runs one item through one phase: model call, validation, cost.
+"""One item through one phase of a document pipeline: model call, validation, cost.
 
-Each engine job is one item of a batch job in one phase. ``job.configuration`` holds:
-
-- ``item_id`` (int): the item's id (``items.id``); ledger entries are filed under it;
-- ``content`` (str): the text the phase works on (the item's input or the previous phase's
-  output);
-- ``batch_id`` (int, optional): the document batch whose ledger the cost goes to (default:
-  the engine batch of the job);
-- ``passages`` (list of str, optional): retrieved context for the prompt (``use_rag``);
-- ``target_language`` (str, optional): for translation.
-
-No call is ever billed twice. Every call sends an idempotency key derived from the job's
-stored ``request_id`` and the attempt (``{request_id}:call:{n}`` for the work,
-``{request_id}:validation:{n}`` for scoring it), so a resumed run that redoes the item gets
-replays from the service; the ledger entries use the same keys as ``call_key``, so
-recording them again adds nothing. The entries are handed to ``on_cost`` before ``submit``
-returns - also when a call fails midway - so the ledger is durable before the engine marks
-the job done.
+No call is ever billed twice. Every call sends an idempotency key derived from the item's
+request id (``doc-<batch>-<item>-<phase>``) and the attempt (``{request_id}:call:{n}`` for
+the work, ``{request_id}:validation:{n}`` for scoring it), so a resumed run that redoes the
+item gets replays from the service; the ledger entries use the same keys as ``call_key``,
+so recording them again adds nothing. Entries are appended to the caller's ``spent`` list
+as each call is billed, so a caller still has them when a later call of the item fails.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -37,17 +25,12 @@ from batch_pipelines.core.costs import (
     Usage,
     reported_or_estimated_usage,
 )
-from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.document_ai.prompts import build_messages, parse_score, validation_messages
 from batch_pipelines.document_ai.router import DEFAULT_VALIDATOR_MODEL
-from batch_pipelines.engine.handlers import SubmitOutcome, TrackOutcome
-from batch_pipelines.store.batch_store import JobRecord
 
-__all__ = ["EMBEDDING_TASK", "CostSink", "ItemOutcome", "PhaseHandler", "call_key"]
+__all__ = ["EMBEDDING_TASK", "ItemOutcome", "PhaseHandler", "call_key"]
 
 EMBEDDING_TASK = "embedding_generation"
-
-CostSink = Callable[[list[CostEntry]], Awaitable[None] | None]
 
 
 def call_key(request_id: str, kind: Literal["call", "validation"], attempt: int) -> str:
@@ -82,9 +65,8 @@ class ItemOutcome:
 
 
 class PhaseHandler:
-    """Runs one phase of a document pipeline on one item per engine job (``execution="sync"``)."""
-
-    execution: Literal["sync", "async"] = "sync"
+    """Runs one phase of a document pipeline on one item at a time (the runner calls it
+    with the job's concurrency)."""
 
     def __init__(
         self,
@@ -98,7 +80,6 @@ class PhaseHandler:
         min_score: int = 7,
         max_validation_attempts: int = 3,
         validator_model: str = DEFAULT_VALIDATOR_MODEL,
-        on_cost: CostSink | None = None,
     ) -> None:
         if not 1 <= min_score <= 10:
             raise ValueError(f"min_score must be between 1 and 10, got {min_score}")
@@ -115,41 +96,10 @@ class PhaseHandler:
         self.min_score = min_score
         self.max_validation_attempts = max_validation_attempts
         self.validator_model = validator_model
-        self.on_cost = on_cost
         # An unpriced model is a configuration error: fail now, not after the first call.
         prices.price_for(model)
         if self.validation_enabled:
             prices.price_for(validator_model)
-
-    # ------------------------------------------------------------------ engine protocol
-
-    async def track(self, jobs: Sequence[JobRecord]) -> Mapping[int, TrackOutcome]:
-        return {}  # sync: every submit returns a terminal outcome
-
-    async def cancel(self, job: JobRecord) -> None:
-        return None  # nothing runs at the service after submit returns
-
-    async def submit(self, job: JobRecord) -> SubmitOutcome:
-        cfg = job.configuration
-        outcome = await self.run_item(
-            item_id=int(cfg["item_id"]),
-            content=cfg["content"],
-            request_id=job.request_id,
-            batch_id=int(cfg.get("batch_id", job.batch_id)),
-            passages=cfg.get("passages") or (),
-            target_language=cfg.get("target_language"),
-        )
-        request = {"phase": self.phase_name, "task_type": self.task_type, "model": self.model, "item_id": outcome.item_id}
-        response = {
-            "output": outcome.output,
-            "score": outcome.score,
-            "attempts": outcome.attempts,
-            "model": self.model,
-            "cost": str(outcome.cost),
-            "latency_seconds": round(outcome.latency_seconds, 6),
-        }
-        status = JobStatus.FINISHED if outcome.ok else JobStatus.FAILED
-        return SubmitOutcome(status=status, request=request, response=response, error=outcome.error)
 
     async def run_item(
         self,
@@ -160,23 +110,20 @@ class PhaseHandler:
         batch_id: int,
         passages: Sequence[str] = (),
         target_language: str | None = None,
+        spent: list[CostEntry] | None = None,
     ) -> ItemOutcome:
         """One item through this phase: the call, validation and its retries, the cost.
 
-        The ledger entries are handed to ``on_cost`` before this returns, also when a call
-        fails midway (then the exception propagates after they are recorded).
+        Each billed call's ledger entry is appended to ``spent`` (when given) as soon as the
+        call answers, so that when a later call raises, the caller still knows what the
+        item cost so far; the outcome carries the same entries.
         """
         if not isinstance(content, str):
             raise ValueError(f"item {item_id}: content must be a string")
-        entries: list[CostEntry] = []
+        entries: list[CostEntry] = spent if spent is not None else []
         cfg = {"passages": list(passages), "target_language": target_language}
         started = time.perf_counter()
-        try:
-            output, score, attempts = await self._process(request_id, cfg, content, item_id, batch_id, entries)
-        finally:
-            # Money spent is recorded even when a later call of this item failed.
-            if entries:
-                await self._record(entries)
+        output, score, attempts = await self._process(request_id, cfg, content, item_id, batch_id, entries)
         error = None
         if self.validation_enabled and (score is None or score < self.min_score):
             shown = "unavailable" if score is None else str(score)
@@ -250,10 +197,3 @@ class PhaseHandler:
             if score is not None and score >= self.min_score:
                 return output, score, attempt
         return output, score, attempts
-
-    async def _record(self, entries: list[CostEntry]) -> None:
-        if self.on_cost is None:
-            return
-        outcome = self.on_cost(list(entries))
-        if inspect.isawaitable(outcome):
-            await outcome

@@ -349,6 +349,8 @@ class _PhaseRun:
                 for p in found
             ]
             texts = [p["text"] for p in passages]
+        # The item's billed calls, as they answer: kept even when a later call of it fails.
+        spent: list[CostEntry] = []
         try:
             outcome = await self.handler.run_item(
                 item_id=item.item_id,
@@ -357,15 +359,26 @@ class _PhaseRun:
                 batch_id=self.job.batch_id,
                 passages=texts,
                 target_language=self.job.options.target_language,
+                spent=spent,
             )
         except ITEM_ERRORS as exc:
             # The service refuses this item or answers it with garbage: the item fails and the
-            # others go on. Errors that concern every item (bad key, unknown model, a service
-            # down after the client's retries) propagate and fail the job, to be resumed.
+            # others go on; what it was billed before that goes into its checkpoint.
             outcome = ItemOutcome(
                 item_id=item.item_id, ok=False, output=None, score=None, attempts=1,
-                entries=(), error=f"{type(exc).__name__}: {exc}"[:500], latency_seconds=0.0,
+                entries=tuple(spent), error=f"{type(exc).__name__}: {exc}"[:500], latency_seconds=0.0,
             )
+        except Exception:
+            # Errors that concern every item (bad key, unknown model, a service down after the
+            # client's retries) fail the job, to be resumed. The calls this item was billed
+            # are recorded now: a resumed run would replay them under the same keys, but a
+            # job cancelled instead would never record them.
+            if spent or retrieval_entries:
+                try:
+                    self.jobs.store.record_cost_entries([*retrieval_entries, *spent])
+                except Exception:  # noqa: BLE001 - the original error is the one to report
+                    log.warning("document job %s: recording a failed item's cost failed", self.job.key, exc_info=True)
+            raise
         if retrieval_entries:
             outcome = dataclasses.replace(outcome, entries=(*retrieval_entries, *outcome.entries))
         return outcome, passages
