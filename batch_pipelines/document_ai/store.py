@@ -418,7 +418,7 @@ class DocumentJobStore:
             return 0
         now = utcnow()
         with self.engine.begin() as conn:
-            insert_cost_entries(conn, entries)
+            insert_cost_entries(conn, entries, count_new=False)
             if not results:
                 return 0
             stmt = insert_new_rows(conn.dialect.name, t.phase_results, ("item_id", "phase"), "item_id")

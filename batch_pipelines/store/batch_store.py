@@ -205,8 +205,10 @@ def _new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry]) -> int:
-    """Insert ledger entries within the caller's transaction; return how many were new.
+def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry], *, count_new: bool = True) -> int | None:
+    """Insert ledger entries within the caller's transaction; return how many were new
+    (None with ``count_new=False``, which spares the RETURNING round trip: checkpoints,
+    many a second, do not need the count).
 
     A ``call_key`` already in the ledger is skipped (``ON CONFLICT DO NOTHING``), so a
     resumed run may record the same call again without billing it twice. Entries repeated
@@ -234,6 +236,9 @@ def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry]) -> in
         }
         for e in unique
     ]
+    if not count_new:
+        conn.execute(insert_new_rows(conn.dialect.name, t.cost_entries, ("call_key",)), rows)
+        return None
     stmt = insert_new_rows(conn.dialect.name, t.cost_entries, ("call_key",), "id")
     # RETURNING yields only the rows actually inserted, on both backends.
     return len(conn.execute(stmt, rows).all())
@@ -925,7 +930,7 @@ class BatchStore:
         repeated within ``entries`` must be identical (see ``dedupe_entries``).
         """
         with self.engine.begin() as conn:
-            return insert_cost_entries(conn, entries)
+            return insert_cost_entries(conn, entries) or 0
 
     def list_cost_entries(self, batch_id: int) -> list[CostEntry]:
         """The ledger entries of one batch, in the order they were recorded."""
