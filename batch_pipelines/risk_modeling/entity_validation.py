@@ -16,7 +16,8 @@ of that snapshot and the job configurations, tested directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,23 @@ def _analysis_names(batch_type: BatchType, jobs: Sequence[JobConfiguration]) -> 
     return list(dict.fromkeys(names))
 
 
+# EDM listings read at once: a cycle names tens of EDMs, and one after another each costs a
+# round trip to the service; more at once would only queue at its rate limit.
+EDM_LISTINGS_AT_ONCE = 8
+
+
+async def _per_edm(edms: Sequence[str], listing: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> dict[str, list]:
+    """``listing(edm)`` for every EDM, at most ``EDM_LISTINGS_AT_ONCE`` in flight; in the
+    order of ``edms``. The first failure propagates (the validation cannot be trusted)."""
+    gate = asyncio.Semaphore(EDM_LISTINGS_AT_ONCE)
+
+    async def one(edm: str) -> list[dict[str, Any]]:
+        async with gate:
+            return await listing(edm)
+
+    return dict(zip(edms, await asyncio.gather(*(one(edm) for edm in edms)), strict=True))
+
+
 async def fetch_state(
     batch_type: BatchType | str, jobs: Sequence[JobConfiguration], ctx: HandlerContext
 ) -> RiskModelerState:
@@ -286,18 +304,18 @@ async def fetch_state(
         state.edms = {str(e.get("name")) for e in await client.list_edms()}
     edms = [edm for edm in _names(jobs, "edm_name") if state.edms is None or edm in state.edms]
     if batch_type in _NEEDS_PORTFOLIOS:
-        for edm in edms:
+        for edm, portfolios in (await _per_edm(edms, client.list_portfolios)).items():
             state.portfolios[edm] = {
                 str(p["name"]): PortfolioState(
                     name=str(p["name"]),
                     accounts=int(p.get("accountsCount") or 0),
                     locations=int(p.get("locationsCount") or 0),
                 )
-                for p in await client.list_portfolios(edm)
+                for p in portfolios
             }
     if batch_type in _NEEDS_TREATIES:
-        for edm in edms:
-            state.treaties[edm] = {str(t["name"]) for t in await client.list_treaties(edm)}
+        for edm, treaties in (await _per_edm(edms, client.list_treaties)).items():
+            state.treaties[edm] = {str(t["name"]) for t in treaties}
     if batch_type == BatchType.MRI_IMPORT:
         directory = Path(ctx.cycle_dir)
         state.files_dir = str(directory)

@@ -256,3 +256,31 @@ def test_entity_presence_is_told_per_batch_type_and_unknown_where_nothing_can_be
     assert entity_present("Grouping", {"group_name": "G2"}, state) is False
     assert entity_present("GeoHaz", {"edm_name": "E1", "portfolio_name": "P1"}, state) is None
     assert entity_present("Export to RDM", {"rdm_name": "R"}, state) is None
+
+
+def test_per_edm_listings_run_side_by_side_within_the_limit_and_land_on_their_edm():
+    from types import SimpleNamespace
+
+    from batch_pipelines.risk_modeling.entity_validation import EDM_LISTINGS_AT_ONCE, fetch_state
+
+    edms = [f"EDM_{i:02d}" for i in range(20)]
+
+    class Client:
+        in_flight = most = 0
+
+        async def list_edms(self):
+            return [{"name": e} for e in edms]
+
+        async def list_portfolios(self, edm):
+            Client.in_flight += 1
+            Client.most = max(Client.most, Client.in_flight)
+            await asyncio.sleep(0.01)
+            Client.in_flight -= 1
+            return [{"name": f"P_{edm}", "accountsCount": 3}]
+
+    jobs = [{"key": f"k{i}", "edm_name": e, "portfolio_name": f"P_{e}"} for i, e in enumerate(edms)]
+    state = asyncio.run(fetch_state(BatchType.EDM_DB_UPGRADE, jobs, SimpleNamespace(client=Client())))
+    assert 1 < Client.most <= EDM_LISTINGS_AT_ONCE
+    assert list(state.portfolios) == edms
+    assert all(set(state.portfolios[e]) == {f"P_{e}"} for e in edms)
+    assert state.portfolios["EDM_07"]["P_EDM_07"].accounts == 3
