@@ -191,14 +191,28 @@ def estimate_usage(prompt_text: str, completion_text: str) -> Usage:
 
 
 def reported_or_estimated_usage(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
-    """The usage a service reported (OpenAI's ``usage`` block), or an estimate flagged as
-    such when the block is missing or malformed: a call is never priced at zero silently."""
-    if isinstance(raw, Mapping):
-        try:
-            return Usage(int(raw["prompt_tokens"]), int(raw.get("completion_tokens") or 0))
-        except (KeyError, TypeError, ValueError):
-            pass
-    return estimate_usage(prompt_text, completion_text)
+    """The usage a service reported (OpenAI's ``usage`` block), with each count it left out
+    or garbled estimated from the text (about 4 characters a token) and the usage then
+    flagged estimated: a call is never priced at zero silently, and what the service did
+    report is kept. An answer without text (an embedding) needs no completion count."""
+    estimate = estimate_usage(prompt_text, completion_text)
+    if not isinstance(raw, Mapping):
+        return estimate
+    counts: list[int] = []
+    estimated = False
+    for name, fallback, required in (
+        ("prompt_tokens", estimate.prompt_tokens, True),
+        ("completion_tokens", estimate.completion_tokens, bool(completion_text)),
+    ):
+        value = raw.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            counts.append(value)
+        elif value is None and not required:
+            counts.append(0)
+        else:
+            counts.append(fallback)
+            estimated = True
+    return Usage(counts[0], counts[1], estimated=estimated)
 
 
 def cost_of(usage: Usage, price: ModelPrice) -> Decimal:

@@ -13,7 +13,7 @@ asset's retry policy needs to know.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,7 @@ from batch_pipelines.core.costs import (
     DEFAULT_PRICES,
     CostEntry,
     PriceTable,
-    Usage,
-    estimate_usage,
+    reported_or_estimated_usage,
     summarize,
 )
 from batch_pipelines.core.errors import BatchPipelinesError
@@ -117,23 +116,6 @@ def gather_documents(role: RoleInput, taxonomy: TaxonomyRole) -> list[dict[str, 
     ]
 
 
-def usage_from(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
-    """The usage the model reported; a count it left out or garbled is estimated from the
-    text (about 4 characters a token) and the usage is then flagged estimated."""
-    estimate = estimate_usage(prompt_text, completion_text)
-    if not isinstance(raw, Mapping):
-        return estimate
-    counts, estimated = [], False
-    for name, fallback in (("prompt_tokens", estimate.prompt_tokens), ("completion_tokens", estimate.completion_tokens)):
-        value = raw.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            counts.append(value)
-        else:
-            counts.append(fallback)
-            estimated = True
-    return Usage(counts[0], counts[1], estimated=estimated)
-
-
 async def _model_call(
     client: ModelClient,
     step: str,
@@ -154,7 +136,7 @@ async def _model_call(
         raise StepFailed(step, str(exc), transient=True) from None
     except BatchPipelinesError as exc:
         raise StepFailed(step, str(exc), transient=False) from None
-    usage = usage_from(answer.usage, instruction + text, answer.content)
+    usage = reported_or_estimated_usage(answer.usage, instruction + text, answer.content)
     # item_id stays empty: the ledger's item ids are the items table's; the call key names the role.
     entry = CostEntry.priced(
         call_key=call_key, batch_id=ledger_batch_id, model=model, usage=usage, prices=prices, phase=step
