@@ -40,6 +40,7 @@ from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import BatchRunResult, GroupMembers, run_batch
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.metadata import ERROR_CHARS, metadata_table
 from batch_pipelines.resources import BatchStoreResource, ModelsResource
 
 GROUP = "configured_batches"
@@ -66,53 +67,35 @@ def resolve_tick(config_tick: str, run_tags: dict[str, str], tag: str) -> str:
 
 
 def _requests_table(contexts: list[dict[str, Any]]) -> dg.TableMetadataValue:
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("request", "string"),
-            dg.TableColumn("status", "string"),
-            dg.TableColumn("attempts", "int"),
-            dg.TableColumn("users", "int"),
-            dg.TableColumn("error", "string"),
-        ]
-    )
-    rows = [
-        dg.TableRecord(
+    return metadata_table(
+        [("request", "string"), ("status", "string"), ("attempts", "int"), ("users", "int"), ("error", "string")],
+        (
             {
                 "request": c["request_key"],
                 "status": c["status"],
                 "attempts": int(c.get("attempts") or 0),
                 "users": len(c.get("user_ids") or []),
-                "error": (c.get("error") or "")[:300],
+                "error": (c.get("error") or "")[:ERROR_CHARS],
             }
-        )
-        for c in contexts[:REQUEST_TABLE_ROWS]
-    ]
-    return dg.MetadataValue.table(rows, schema=schema)
+            for c in contexts[:REQUEST_TABLE_ROWS]
+        ),
+    )
 
 
 def _status_by_user_table(records: list[dict[str, Any]]) -> dg.TableMetadataValue:
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("user", "string"),
-            dg.TableColumn("tenant", "string"),
-            dg.TableColumn("status", "string"),
-            dg.TableColumn("request", "string"),
-            dg.TableColumn("error", "string"),
-        ]
-    )
-    rows = [
-        dg.TableRecord(
+    return metadata_table(
+        [("user", "string"), ("tenant", "string"), ("status", "string"), ("request", "string"), ("error", "string")],
+        (
             {
                 "user": str(r.get("user_id") or ""),
                 "tenant": str(r.get("tenant_id") or ""),
                 "status": str(r.get("status") or ""),
                 "request": str(r.get("request_key") or ""),
-                "error": (r.get("error") or "")[:300],
+                "error": (r.get("error") or "")[:ERROR_CHARS],
             }
-        )
-        for r in records[:STATUS_TABLE_ROWS]
-    ]
-    return dg.MetadataValue.table(rows, schema=schema)
+            for r in records[:STATUS_TABLE_ROWS]
+        ),
+    )
 
 
 def _status_metadata(contexts: ContextStore, batch_id: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import dagster as dg
 
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
+from batch_pipelines.metadata import ERROR_CHARS, metadata_table
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
 from batch_pipelines.risk_modeling.context import HandlerContext
@@ -36,30 +37,21 @@ def asset_key(batch_type: BatchType) -> dg.AssetKey:
 
 
 def _job_table(jobs) -> dg.TableMetadataValue:
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("job_id", "int"),
-            dg.TableColumn("key", "string"),
-            dg.TableColumn("status", "string"),
-            dg.TableColumn("skipped", "bool"),
-            dg.TableColumn("workflow_id", "string"),
-            dg.TableColumn("error", "string"),
-        ]
-    )
-    records = [
-        dg.TableRecord(
+    return metadata_table(
+        [("job_id", "int"), ("key", "string"), ("status", "string"), ("skipped", "bool"),
+         ("workflow_id", "string"), ("error", "string")],
+        (
             {
                 "job_id": j.id,
                 "key": j.key,
                 "status": j.status.value,
                 "skipped": j.skipped,
                 "workflow_id": j.workflow_id or "",
-                "error": (j.last_error or "")[:300],
+                "error": (j.last_error or "")[:ERROR_CHARS],
             }
-        )
-        for j in jobs[:JOB_TABLE_ROWS]
-    ]
-    return dg.MetadataValue.table(records, schema=schema)
+            for j in jobs[:JOB_TABLE_ROWS]
+        ),
+    )  # fmt: skip
 
 
 def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.AssetsDefinition:

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.metadata import metadata_table
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
@@ -149,9 +150,8 @@ def report_role_batch_status(
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     view = status.to_dict()
     columns = ["role_name", "status", "workflow_id", "attempt", "run_id", "dashboard_url", "error"]
-    table = dg.MetadataValue.table(
-        [dg.TableRecord({c: str(r.get(c) or "") for c in columns}) for r in view["roles"][:ROLE_TABLE_ROWS]],
-        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
+    table = metadata_table(
+        [(c, "string") for c in columns], ({c: str(r.get(c) or "") for c in columns} for r in view["roles"][:ROLE_TABLE_ROWS])
     )
     context.instance.add_run_tags(context.run_id, {BATCH_TAG: status.batch_id})
     context.add_output_metadata(
