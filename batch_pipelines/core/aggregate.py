@@ -20,7 +20,7 @@ Choices made here, beyond the seed:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -123,16 +123,32 @@ def aggregate(
     and ``concurrency`` the number of items worked on at once; they feed
     :func:`estimate_eta_seconds`.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    counts = dict.fromkeys(ItemState, 0)
+    counts: dict[ItemState, int] = dict.fromkeys(ItemState, 0)
     for raw in states:
         counts[_coerce_state(raw)] += 1
+    return aggregate_counts(counts, durations_seconds=durations_seconds, concurrency=concurrency)
 
-    queued = counts[ItemState.QUEUED]
-    in_progress = counts[ItemState.IN_PROGRESS]
-    completed = counts[ItemState.COMPLETED]
-    failed = counts[ItemState.FAILED]
+
+def aggregate_counts(
+    counts: Mapping[ItemState | str, int],
+    *,
+    durations_seconds: Sequence[float] = (),
+    concurrency: int = 1,
+) -> AggregatedView:
+    """:func:`aggregate` from the number of items in each state, for callers that already
+    count them in the database (a batch of 10,000 items need not become a list)."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    by_state: dict[ItemState, int] = dict.fromkeys(ItemState, 0)
+    for raw, n in counts.items():
+        if n < 0:
+            raise ValueError(f"a count cannot be negative, got {n} for {raw!r}")
+        by_state[_coerce_state(raw)] += n
+
+    queued = by_state[ItemState.QUEUED]
+    in_progress = by_state[ItemState.IN_PROGRESS]
+    completed = by_state[ItemState.COMPLETED]
+    failed = by_state[ItemState.FAILED]
     total = queued + in_progress + completed + failed
     settled = completed + failed
 

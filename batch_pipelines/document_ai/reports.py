@@ -11,7 +11,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from batch_pipelines.core.aggregate import ItemState, aggregate
+from batch_pipelines.core.aggregate import ItemState, aggregate_counts
 from batch_pipelines.document_ai.batch_jobs import allowed_actions
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.document_ai.store import COMPLETED, FAILED, DocumentJob, DocumentJobStore
@@ -21,13 +21,14 @@ def _money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.000001")))
 
 
-def _item_states(job: DocumentJob, item_statuses: dict[str, int]) -> list[ItemState]:
-    states: list[ItemState] = []
-    states += [ItemState.COMPLETED] * item_statuses.get(COMPLETED, 0)
-    states += [ItemState.FAILED] * item_statuses.get(FAILED, 0)
-    states += [ItemState.IN_PROGRESS] * item_statuses.get("IN_PROGRESS", 0)
-    states += [ItemState.QUEUED] * max(0, job.item_count - len(states))
-    return states
+def _item_state_counts(job: DocumentJob, item_statuses: dict[str, int]) -> dict[ItemState, int]:
+    counts = {
+        ItemState.COMPLETED: item_statuses.get(COMPLETED, 0),
+        ItemState.FAILED: item_statuses.get(FAILED, 0),
+        ItemState.IN_PROGRESS: item_statuses.get("IN_PROGRESS", 0),
+    }
+    counts[ItemState.QUEUED] = max(0, job.item_count - sum(counts.values()))
+    return counts
 
 
 def job_status(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate) -> dict[str, Any]:
@@ -36,8 +37,8 @@ def job_status(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTempl
     phase_counts = jobs.phase_counts(job.batch_id)
     # The ETA needs only the mean time an item has spent in the pipeline so far.
     mean_item_seconds = jobs.item_latency_mean(job.batch_id)
-    view = aggregate(
-        _item_states(job, item_statuses),
+    view = aggregate_counts(
+        _item_state_counts(job, item_statuses),
         durations_seconds=[mean_item_seconds] if mean_item_seconds is not None else [],
         concurrency=job.options.concurrency,
     )

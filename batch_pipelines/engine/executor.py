@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from batch_pipelines.core.aggregate import AggregatedView, aggregate
+from batch_pipelines.core.aggregate import AggregatedView, aggregate_counts
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay, poll_interval
 from batch_pipelines.core.errors import BatchError
 from batch_pipelines.core.reconciliation import SKIPPED_KEY, Reconciliation
@@ -534,13 +534,13 @@ class BatchExecutor:
     def _report(self, counts: dict[str, int]) -> None:
         if self.on_progress is None:
             return
-        states = []
+        by_state: dict[str, int] = {}
         for status, n in counts.items():
-            if status == SKIPPED_KEY:
-                continue
-            states.extend([_VIEW_STATE[JobStatus(status)]] * n)
+            if status != SKIPPED_KEY:
+                state = _VIEW_STATE[JobStatus(status)]
+                by_state[state] = by_state.get(state, 0) + n
         recent = self._durations[-500:]
-        view = aggregate(states, durations_seconds=recent, concurrency=self.options.concurrency)
+        view = aggregate_counts(by_state, durations_seconds=recent, concurrency=self.options.concurrency)
         self.on_progress(
             ProgressReport(
                 batch_id=self.batch_id,

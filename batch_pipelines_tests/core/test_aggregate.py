@@ -269,3 +269,24 @@ def test_more_remaining_work_never_shortens_and_more_workers_never_lengthen_the_
     assert eta is not None and eta >= 0
     assert estimate_eta_seconds(durations, remaining=remaining + 1, concurrency=concurrency) >= eta
     assert estimate_eta_seconds(durations, remaining=remaining, concurrency=concurrency + 1) <= eta
+
+
+@given(
+    st.dictionaries(st.sampled_from(list(ItemState)), st.integers(min_value=0, max_value=300), max_size=4),
+    st.lists(st.floats(min_value=0, max_value=1000), max_size=5),
+    st.integers(min_value=1, max_value=20),
+)
+def test_aggregating_counts_is_aggregating_the_items_they_count(counts, durations, concurrency):
+    from batch_pipelines.core.aggregate import aggregate_counts
+
+    items = [state for state, n in counts.items() for _ in range(n)]
+    by_name = {state.value: n for state, n in counts.items()}  # states may come by name
+    expected = aggregate(items, durations_seconds=durations, concurrency=concurrency)
+    assert aggregate_counts(by_name, durations_seconds=durations, concurrency=concurrency) == expected
+
+
+def test_a_negative_count_is_refused():
+    from batch_pipelines.core.aggregate import aggregate_counts
+
+    with pytest.raises(ValueError, match="negative"):
+        aggregate_counts({"queued": -1})
