@@ -22,10 +22,10 @@ def open_store(database_url: str):
     deployment requires real services: then the URL must be given)."""
     import os
 
-    from batch_pipelines.resources import REQUIRE_SERVICES_ENV, missing_production_settings
+    from batch_pipelines.resources import REQUIRE_SERVICES_ENV, real_services_required
     from batch_pipelines.store.batch_store import BatchStore
 
-    if not database_url and missing_production_settings(os.environ):
+    if not database_url and real_services_required(os.environ):
         raise click.UsageError(
             f"{REQUIRE_SERVICES_ENV} is set, so the embedded SQLite store is refused: "
             "give --database-url or set BATCH_PIPELINES_DATABASE_URL"

@@ -52,15 +52,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
-def missing_production_settings(env: Mapping[str, str]) -> list[str]:
-    """The production settings ``env`` leaves unset, when it requires real services
-    (``BATCH_PIPELINES_REQUIRE_SERVICES``); none otherwise."""
+def real_services_required(env: Mapping[str, str]) -> bool:
+    """Whether ``env`` is a deployment's: ``BATCH_PIPELINES_REQUIRE_SERVICES`` set true."""
     flag = env.get(REQUIRE_SERVICES_ENV, "").strip().lower()
     if flag not in _TRUE | _FALSE:
         raise ConfigurationError(
             f"{REQUIRE_SERVICES_ENV} must be true or false (1/0, yes/no, on/off), got {flag!r}"
         )
-    if flag in _FALSE:
+    return flag in _TRUE
+
+
+def missing_production_settings(env: Mapping[str, str]) -> list[str]:
+    """The production settings ``env`` leaves unset, when it requires real services; none
+    otherwise."""
+    if not real_services_required(env):
         return []
     return [name for name in PRODUCTION_SETTINGS if not env.get(name, "").strip()]
 
