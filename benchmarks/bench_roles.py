@@ -138,6 +138,7 @@ def _measure(name: str, instance: dg.DagsterInstance, store: RoleOnboardingStore
 def bench_sqlite() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
+        (home / "dagster.yaml").write_text("")  # the default SQLite instance, said so (no warning)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             base = BatchStore(f"sqlite:///{home / 'store.db'}")
             try:
