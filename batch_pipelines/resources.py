@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -84,6 +84,33 @@ def env_or(name: str, default: str | None = None) -> dg.EnvVar | str | None:
     """``dg.EnvVar(name)`` when the variable is set (so the UI shows where the value comes
     from and never the value), else the embedded default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+ResourceT = TypeVar("ResourceT", bound=dg.ConfigurableResource)
+
+
+def resolved(resource: ResourceT) -> ResourceT:
+    """``resource`` with its ``dg.EnvVar`` fields read now.
+
+    Code outside a Dagster run (the CLI) builds its settings with the same factory as the
+    code location and resolves them here, so the CLI and the UI cannot disagree on a
+    default or on how a variable is read. A variable that does not fit its field (e.g. a
+    word where a number belongs) is a ConfigurationError naming the variable, never its
+    value.
+    """
+    try:
+        return resource.process_config_and_initialize()
+    except dg.DagsterInvalidConfigError as exc:
+        problems = "; ".join(_config_problem(error.message) for error in exc.errors)
+        raise ConfigurationError(f"{type(resource).__name__}: {problems}") from None
+
+
+def _config_problem(message: str) -> str:
+    # Dagster's message carries a stack trace after the reason; keep the reason.
+    for line in message.splitlines():
+        if "PostProcessingError:" in line:
+            return line.split("PostProcessingError:", 1)[1].strip()
+    return message.splitlines()[0].strip() if message.strip() else "invalid configuration"
 
 
 class BatchStoreResource(dg.ConfigurableResource):
@@ -180,12 +207,17 @@ class TeamsResource(dg.ConfigurableResource):
         return TeamsClient(self.webhook_url)
 
 
+def models_resource() -> ModelsResource:
+    """The model service as the code location declares it: MODELS_BASE_URL and MODELS_API_KEY."""
+    return ModelsResource(base_url=env_or("MODELS_BASE_URL", ""), api_key=env_or("MODELS_API_KEY"))
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "batch_store": BatchStoreResource(database_url=env_or("BATCH_PIPELINES_DATABASE_URL", "")),
         "risk_modeler": RiskModelerResource(
             base_url=env_or("RISK_MODELER_BASE_URL", ""), api_key=env_or("RISK_MODELER_API_KEY")
         ),
-        "models": ModelsResource(base_url=env_or("MODELS_BASE_URL", ""), api_key=env_or("MODELS_API_KEY")),
+        "models": models_resource(),
         "teams": TeamsResource(webhook_url=env_or("TEAMS_WEBHOOK_URL", "")),
     }

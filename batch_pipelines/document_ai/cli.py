@@ -48,23 +48,19 @@ def _job_and_template(database_url: str, pipelines_dir: str | None, ref: str):
 
 
 def _models():
-    """The model service from env (MODELS_BASE_URL, MODELS_API_KEY), else the simulator."""
-    from batch_pipelines.resources import ModelsResource
+    """The model service as the code location declares it (MODELS_BASE_URL, MODELS_API_KEY),
+    else the simulator."""
+    from batch_pipelines.resources import models_resource, resolved
 
-    return ModelsResource(base_url=os.environ.get("MODELS_BASE_URL", ""), api_key=os.environ.get("MODELS_API_KEY"))
+    return resolved(models_resource())
 
 
 def _settings():
-    """Model routes, prices, validator and embedding models from env, as the UI gets them."""
-    from batch_pipelines.document_ai.resources import DocumentAISettings
+    """Model routes, prices, validator and embedding models, as the code location has them."""
+    from batch_pipelines.document_ai.resources import document_ai_settings
+    from batch_pipelines.resources import resolved
 
-    defaults = DocumentAISettings()
-    return DocumentAISettings(
-        model_routes=os.environ.get("DOCUMENT_AI_MODEL_ROUTES", ""),
-        prices=os.environ.get("DOCUMENT_AI_PRICES", ""),
-        validator_model=os.environ.get("DOCUMENT_AI_VALIDATOR_MODEL") or defaults.validator_model,
-        embedding_model=os.environ.get("DOCUMENT_AI_EMBEDDING_MODEL") or defaults.embedding_model,
-    )
+    return resolved(document_ai_settings())
 
 
 def run_job_here(jobs, job, template, echo=click.echo) -> Any:

@@ -9,15 +9,12 @@ import dagster as dg
 from batch_pipelines.document_ai.assets import build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS
 from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_valid_pipelines
-from batch_pipelines.document_ai.resources import DocumentAISettings
+from batch_pipelines.document_ai.resources import PIPELINES_DIR_ENV, document_ai_settings
 from batch_pipelines.document_ai.sensors import (
     build_document_job_launcher,
     document_items_drop_sensor,
     document_pipelines_problems,
 )
-from batch_pipelines.resources import env_or
-
-PIPELINES_DIR_ENV = "DOCUMENT_AI_PIPELINES_DIR"
 
 
 def document_ai_definitions() -> dg.Definitions:
@@ -39,14 +36,6 @@ def document_ai_definitions() -> dg.Definitions:
         jobs=[*jobs, *DOCUMENT_AI_JOBS],
         sensors=[build_document_job_launcher(jobs), document_items_drop_sensor, document_pipelines_problems],
         resources={
-            "document_ai": DocumentAISettings(
-                pipelines_dir=env_or(PIPELINES_DIR_ENV, str(SHIPPED_PIPELINES_DIR)),
-                drop_folder=env_or("DOCUMENT_AI_DROP_FOLDER", DocumentAISettings().drop_folder),
-                exports_dir=env_or("DOCUMENT_AI_EXPORTS_DIR", DocumentAISettings().exports_dir),
-                model_routes=env_or("DOCUMENT_AI_MODEL_ROUTES", ""),
-                prices=env_or("DOCUMENT_AI_PRICES", ""),
-                validator_model=env_or("DOCUMENT_AI_VALIDATOR_MODEL", DocumentAISettings().validator_model),
-                embedding_model=env_or("DOCUMENT_AI_EMBEDDING_MODEL", DocumentAISettings().embedding_model),
-            )
+            "document_ai": document_ai_settings(),
         },
     )

@@ -14,7 +14,9 @@ from batch_pipelines.document_ai.pipelines import (
 )
 from batch_pipelines.document_ai.rag import DEFAULT_EMBEDDING_MODEL
 from batch_pipelines.document_ai.router import DEFAULT_ROUTER, DEFAULT_VALIDATOR_MODEL, ModelRouter
-from batch_pipelines.resources import DATA_DIR
+from batch_pipelines.resources import DATA_DIR, env_or
+
+PIPELINES_DIR_ENV = "DOCUMENT_AI_PIPELINES_DIR"
 
 
 def _json_object(text: str, field: str) -> dict:
@@ -68,3 +70,18 @@ class DocumentAISettings(dg.ConfigurableResource):
 
     def pipeline_problems(self) -> list[str]:
         return load_valid_pipelines(Path(self.pipelines_dir))[1]
+
+
+def document_ai_settings() -> DocumentAISettings:
+    """The settings as the code location declares them: each field from its DOCUMENT_AI_*
+    variable when set, else its default. The CLI resolves the same factory."""
+    defaults = DocumentAISettings()
+    return DocumentAISettings(
+        pipelines_dir=env_or(PIPELINES_DIR_ENV, defaults.pipelines_dir),
+        drop_folder=env_or("DOCUMENT_AI_DROP_FOLDER", defaults.drop_folder),
+        exports_dir=env_or("DOCUMENT_AI_EXPORTS_DIR", defaults.exports_dir),
+        model_routes=env_or("DOCUMENT_AI_MODEL_ROUTES", ""),
+        prices=env_or("DOCUMENT_AI_PRICES", ""),
+        validator_model=env_or("DOCUMENT_AI_VALIDATOR_MODEL", defaults.validator_model),
+        embedding_model=env_or("DOCUMENT_AI_EMBEDDING_MODEL", defaults.embedding_model),
+    )

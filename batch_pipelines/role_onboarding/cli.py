@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,6 @@ import click
 
 from batch_pipelines.cli_options import cli_error, database_url_option, json_option
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
-from batch_pipelines.role_onboarding.submission import (
-    DASHBOARD_BASE_URL_ENV,
-    SUBMISSION_FLAG_ENV,
-    TTL_ENV,
-)
 
 # How --watch waits between redraws (a name of its own, so a test can replace it).
 pause = time.sleep
@@ -83,15 +77,12 @@ def read_roles_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _ttl_from_env() -> timedelta:
-    raw = os.environ.get(TTL_ENV) or "86400"
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{TTL_ENV}={raw!r}: expected a whole number of seconds") from None
-    if seconds <= 0:
-        raise ConfigurationError(f"{TTL_ENV}={raw!r}: must be positive")
-    return timedelta(seconds=seconds)
+def _settings():
+    """The family's settings as the code location declares them (ROLE_ONBOARDING_* variables)."""
+    from batch_pipelines.resources import resolved
+    from batch_pipelines.role_onboarding.resources import default_settings
+
+    return resolved(default_settings())
 
 
 def _parse_role_option(value: str) -> dict[str, str]:
@@ -128,7 +119,6 @@ def submit(
     )
     from batch_pipelines.role_onboarding.submission import (
         RoleOptions,
-        parse_flag,
         parse_options,
         validate_submission,
     )
@@ -154,12 +144,13 @@ def submit(
             created_by=created_by or body.get("created_by"),
         )
         instance = _instance(ctx, required=False)
+        settings = _settings()
         result = submit_batch(
             _store(ctx, database_url),
             submission,
-            enabled=parse_flag(os.environ.get(SUBMISSION_FLAG_ENV), name=SUBMISSION_FLAG_ENV, default=True),
-            ttl=_ttl_from_env(),
-            role_seconds=900,
+            enabled=settings.submission_enabled(),
+            ttl=settings.ttl(),
+            role_seconds=settings.estimated_role_seconds,
             concurrency=role_run_limit_of(instance) if instance is not None else DEFAULT_ROLE_RUN_LIMIT,
         )
     except BatchPipelinesError as exc:
@@ -221,7 +212,10 @@ def status(ctx: click.Context, batch_id: str, database_url: str, as_json: bool, 
 
     store = _store(ctx, database_url)
     instance = _instance(ctx)
-    base = os.environ.get(DASHBOARD_BASE_URL_ENV, "")
+    try:
+        base = _settings().dashboard_base_url
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
     while True:
         try:
             view = batch_status(instance, store, batch_id, dashboard_base_url=base).to_dict()

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.core.backoff import RetryPolicy
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.resources import DATA_DIR, ModelsResource, env_or
 from batch_pipelines.role_onboarding.submission import (
     DASHBOARD_BASE_URL_ENV,
@@ -57,6 +58,11 @@ class RoleOnboardingSettings(dg.ConfigurableResource):
         return parse_flag(self.batch_submission_enabled, name=SUBMISSION_FLAG_ENV, default=True)
 
     def ttl(self) -> timedelta:
+        if self.batch_ttl_seconds <= 0:
+            raise ConfigurationError(
+                f"role_onboarding_settings.batch_ttl_seconds ({TTL_ENV}) must be a positive number of "
+                f"seconds, got {self.batch_ttl_seconds}"
+            )
         return timedelta(seconds=self.batch_ttl_seconds)
 
     def fails_first_assessment(self, partition_key: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from batch_pipelines.core.errors import ConfigurationError
@@ -57,3 +58,33 @@ def test_the_cli_refuses_the_embedded_store_when_real_services_are_required(monk
     result = CliRunner().invoke(main, ["docs", "list"])
     assert result.exit_code == 2
     assert REQUIRE_SERVICES_ENV in result.output and "--database-url" in result.output
+
+
+def test_the_cli_resolves_the_same_resource_factories_as_the_code_location(monkeypatch):
+    from batch_pipelines.document_ai.resources import document_ai_settings
+    from batch_pipelines.resources import models_resource, resolved
+
+    monkeypatch.setenv("MODELS_BASE_URL", "https://models.example.invalid")
+    monkeypatch.setenv("MODELS_API_KEY", "sk-test-secret")
+    monkeypatch.setenv("DOCUMENT_AI_VALIDATOR_MODEL", "judge-1")
+    monkeypatch.delenv("DOCUMENT_AI_EMBEDDING_MODEL", raising=False)
+    declared = document_ai_settings()
+    assert isinstance(declared.validator_model, dg.EnvVar)  # the UI shows where it comes from
+
+    models = resolved(models_resource())
+    settings = resolved(declared)
+    assert (models.base_url, models.api_key) == ("https://models.example.invalid", "sk-test-secret")
+    assert settings.validator_model == "judge-1"
+    assert settings.embedding_model == type(settings)().embedding_model  # unset: the default
+
+
+def test_a_variable_that_does_not_fit_its_field_is_a_configuration_error_naming_the_variable(monkeypatch):
+    from batch_pipelines.resources import resolved
+    from batch_pipelines.role_onboarding.resources import default_settings
+
+    monkeypatch.setenv("ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS", "fast-please")
+    with pytest.raises(ConfigurationError) as raised:
+        resolved(default_settings())
+    message = str(raised.value)
+    assert "ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS" in message and "cannot be coerced into an int" in message
+    assert "fast-please" not in message and "Stack Trace" not in message

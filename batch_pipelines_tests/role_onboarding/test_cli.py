@@ -72,6 +72,26 @@ def test_submission_is_refused_when_the_feature_flag_is_off(env, monkeypatch):
     assert "disabled by its feature flag" in result.output
 
 
+def test_submit_takes_the_ttl_and_role_estimate_from_the_same_settings_as_the_ui(env, monkeypatch):
+    monkeypatch.setenv("ROLE_ONBOARDING_BATCH_TTL_SECONDS", "3600")
+    before = datetime.now(UTC)
+    response = json.loads(_invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output)
+    batch = env["store"].get_batch(response["batch_id"])
+    assert timedelta(minutes=59) < batch.expires_at - before <= timedelta(hours=1, seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("soon", "ROLE_ONBOARDING_BATCH_TTL_SECONDS\" cannot be coerced into an int"), ("-5", "must be a positive number")],
+)
+def test_a_bad_ttl_variable_is_refused_naming_it_and_nothing_is_stored(env, monkeypatch, value, message):
+    monkeypatch.setenv("ROLE_ONBOARDING_BATCH_TTL_SECONDS", value)
+    result = CliRunner().invoke(roles, ["submit", "--company", "acme", "--role", "Actuary"], obj=env)
+    assert result.exit_code == 1
+    assert message in result.output and "[BP-" in result.output
+    assert env["store"].list_batches(company_id="acme") == []
+
+
 def test_status_prints_the_table_and_json_and_an_expired_batch_says_it_expired(env):
     submitted = json.loads(_invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output)
     batch_id = submitted["batch_id"]
@@ -120,10 +140,13 @@ def test_status_watch_redraws_until_the_batch_settles(env, monkeypatch, tmp_path
             )
 
     monkeypatch.setattr("batch_pipelines.role_onboarding.cli.pause", run_the_roles)
+    # The links start with the dashboard named by the same setting the UI reads.
+    monkeypatch.setenv("ROLE_ONBOARDING_DASHBOARD_BASE_URL", "https://dash.example.invalid/")
     result = _invoke(env, "status", batch_id, "--watch")
     assert result.exit_code == 0
     assert "pending" in result.output and "completed" in result.output
-    assert "[" + "#" * 30 + "] 100.0%" in result.output and "/dashboard/roles/cr-" in result.output
+    assert "[" + "#" * 30 + "] 100.0%" in result.output
+    assert "https://dash.example.invalid/dashboard/roles/cr-" in result.output
 
 
 def test_the_progress_bar_fills_in_proportion():
