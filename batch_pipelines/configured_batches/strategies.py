@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from batch_pipelines.clients.http import ServiceError
 from batch_pipelines.configured_batches.job_config import TEMPLATE_PLACEHOLDER, JobConfig, JobType
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay
+from batch_pipelines.core.concurrency import map_bounded
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.sequences import chunks
 
@@ -344,36 +345,34 @@ async def execute_requests(
     retryable error is tried again after an exponential backoff, up to ``job.retry_limit``
     retries, with the same idempotency key. Results come back in request order."""
     policy = backoff or RetryPolicy(max_retries=job.retry_limit, backoff_base_seconds=0.5, backoff_max_seconds=30.0)
-    semaphore = asyncio.Semaphore(job.concurrency)
 
     async def one(request: Request) -> RequestOutcome:
         key = idempotency_key(batch_key, request.key)
         attempts = 0
         started = time.perf_counter()
-        async with semaphore:
-            messages = messages_for(job, request)
-            sent = "\n".join(m["content"] for m in messages)
-            while True:
-                attempts += 1
-                try:
-                    result = await client.chat(messages, model=job.model, idempotency_key=key)
-                except Exception as exc:  # noqa: BLE001 - every failure becomes the request's outcome
-                    message = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
-                    if _retryable(exc) and attempts <= job.retry_limit:
-                        retry_after = getattr(exc, "retry_after", None)
-                        await sleep(backoff_delay(attempts - 1, policy, retry_after=retry_after, rng=rng))
-                        continue
-                    outcome = RequestOutcome(request.key, "failed", attempts, error=message[:500],
-                                             latency_seconds=time.perf_counter() - started, idempotency_key=key, prompt_text=sent)
-                    break
-                outcome = RequestOutcome(
-                    request.key, "succeeded", attempts, content=result.content, model=result.model,
-                    usage=result.usage, latency_seconds=time.perf_counter() - started, idempotency_key=key,
-                    prompt_text=sent,
-                )
+        messages = messages_for(job, request)
+        sent = "\n".join(m["content"] for m in messages)
+        while True:
+            attempts += 1
+            try:
+                result = await client.chat(messages, model=job.model, idempotency_key=key)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes the request's outcome
+                message = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+                if _retryable(exc) and attempts <= job.retry_limit:
+                    retry_after = getattr(exc, "retry_after", None)
+                    await sleep(backoff_delay(attempts - 1, policy, retry_after=retry_after, rng=rng))
+                    continue
+                outcome = RequestOutcome(request.key, "failed", attempts, error=message[:500],
+                                         latency_seconds=time.perf_counter() - started, idempotency_key=key, prompt_text=sent)
                 break
+            outcome = RequestOutcome(
+                request.key, "succeeded", attempts, content=result.content, model=result.model,
+                usage=result.usage, latency_seconds=time.perf_counter() - started, idempotency_key=key,
+                prompt_text=sent,
+            )
+            break
         if on_done is not None:
             on_done(outcome)
         return outcome
 
-    return list(await asyncio.gather(*(one(r) for r in requests)))
+    return await map_bounded(one, requests, job.concurrency)

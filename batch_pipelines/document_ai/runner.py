@@ -35,6 +35,7 @@ from typing import Any
 
 from batch_pipelines.clients.http import BadRequest, UnexpectedResponse
 from batch_pipelines.clients.models import ModelClient
+from batch_pipelines.core.concurrency import drain
 from batch_pipelines.core.costs import DEFAULT_PRICES, CostEntry, PriceTable
 from batch_pipelines.core.errors import BatchPipelinesError, IllegalTransition
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
@@ -287,17 +288,11 @@ class _PhaseRun:
 
     async def run(self) -> None:
         started = time.perf_counter()
-        queue: asyncio.Queue[WorkItem] = asyncio.Queue()
-        for w in self.work:
-            queue.put_nowait(w)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.job.options.concurrency, len(self.work)))]
         control = asyncio.create_task(self._control())
         try:
-            await asyncio.gather(*workers)
+            await drain(self._item, self.work, self.job.options.concurrency, until=lambda: self.stop is not None)
         finally:
             control.cancel()
-            for w in workers:
-                w.cancel()
             await asyncio.gather(control, return_exceptions=True)
         await self._write()
         self.report.stopped = self.stop
@@ -308,21 +303,16 @@ class _PhaseRun:
             self.on_progress(self.report)
 
     # ------------------------------------------------------------------ workers
-    async def _worker(self, queue: asyncio.Queue[WorkItem]) -> None:
-        while self.stop is None:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            if not await self._admit():
-                self.stop = self.stop or "budget"
-                return
-            self.in_flight += 1
-            try:
-                outcome, passages = await self._process(item)
-                await self._add(outcome, passages)
-            finally:
-                self.in_flight -= 1
+    async def _item(self, item: WorkItem) -> None:
+        if not await self._admit():
+            self.stop = self.stop or "budget"
+            return
+        self.in_flight += 1
+        try:
+            outcome, passages = await self._process(item)
+            await self._add(outcome, passages)
+        finally:
+            self.in_flight -= 1
 
     async def _process(self, item: WorkItem) -> tuple[ItemOutcome, list[dict[str, Any]] | None]:
         request_id = f"doc-{self.job.batch_id}-{item.item_id}-{self.spec.name}"

@@ -16,13 +16,13 @@ of that snapshot and the job configurations, tested directly.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batch_pipelines.clients.risk_modeler import DEFAULT_SERVER_NAME
+from batch_pipelines.core.concurrency import map_bounded
 from batch_pipelines.risk_modeling.batch_types import BatchType
 from batch_pipelines.risk_modeling.context import HandlerContext
 
@@ -279,13 +279,7 @@ EDM_LISTINGS_AT_ONCE = 8
 async def _per_edm(edms: Sequence[str], listing: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> dict[str, list]:
     """``listing(edm)`` for every EDM, at most ``EDM_LISTINGS_AT_ONCE`` in flight; in the
     order of ``edms``. The first failure propagates (the validation cannot be trusted)."""
-    gate = asyncio.Semaphore(EDM_LISTINGS_AT_ONCE)
-
-    async def one(edm: str) -> list[dict[str, Any]]:
-        async with gate:
-            return await listing(edm)
-
-    return dict(zip(edms, await asyncio.gather(*(one(edm) for edm in edms)), strict=True))
+    return dict(zip(edms, await map_bounded(listing, edms, EDM_LISTINGS_AT_ONCE), strict=True))
 
 
 async def fetch_state(
