@@ -99,7 +99,11 @@ def resolved(resource: ResourceT) -> ResourceT:
     value.
     """
     try:
-        return resource.process_config_and_initialize()
+        # The context-manager form: the plain one opens a throwaway Dagster instance and
+        # never closes it; when that is garbage-collected it makes an instance closed
+        # meanwhile the current one again, and the next Definitions load fails on it.
+        with resource.process_config_and_initialize_cm() as ready:
+            return ready
     except dg.DagsterInvalidConfigError as exc:
         problems = "; ".join(_config_problem(error.message) for error in exc.errors)
         raise ConfigurationError(f"{type(resource).__name__}: {problems}") from None

@@ -88,3 +88,4 @@ def test_a_variable_that_does_not_fit_its_field_is_a_configuration_error_naming_
     message = str(raised.value)
     assert "ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS" in message and "cannot be coerced into an int" in message
     assert "fast-please" not in message and "Stack Trace" not in message
+

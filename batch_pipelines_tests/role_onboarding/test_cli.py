@@ -1,5 +1,6 @@
 """`batch-pipelines roles ...` with click's CliRunner against a store and a test instance."""
 
+import gc
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -90,6 +91,24 @@ def test_a_bad_ttl_variable_is_refused_naming_it_and_nothing_is_stored(env, monk
     assert result.exit_code == 1
     assert message in result.output and "[BP-" in result.output
     assert env["store"].list_batches(company_id="acme") == []
+
+
+def test_a_refused_submission_leaves_no_dead_instance_behind_for_a_later_definitions_load(tmp_path, monkeypatch):
+    """The CLI resolves its settings while the instance is open. Dagster's plain
+    ``process_config_and_initialize`` opens a throwaway instance it never closes; when that
+    was garbage-collected it put the closed instance back as the current one, and the next
+    Definitions load in the process failed on it."""
+    from batch_pipelines.role_onboarding.code_location import defs
+
+    monkeypatch.setenv("ROLE_ONBOARDING_BATCH_SUBMISSION_ENABLED", "false")
+    store = RoleOnboardingStore(BatchStore(f"sqlite:///{tmp_path / 'store.db'}"))
+    with dg.instance_for_test() as instance:
+        result = CliRunner().invoke(roles, ["submit", "--company", "acme", "--role", "Actuary"],
+                                    obj={"store": store, "instance": instance})
+        assert result.exit_code == 1
+    del result  # its traceback keeps the throwaway instance alive
+    gc.collect()  # collecting it put the closed instance back as the current one
+    assert defs().resolve_job_def("submit_role_batch").name == "submit_role_batch"
 
 
 def test_status_prints_the_table_and_json_and_an_expired_batch_says_it_expired(env):
