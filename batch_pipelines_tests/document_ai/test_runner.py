@@ -202,27 +202,38 @@ def test_retrieval_costs_join_the_items_checkpoints_and_the_phase_cost(jobs):
     assert tagging.cost == sum((e.cost for e in entries if e.phase == "xml_tagging"), Decimal(0))
 
 
-def test_an_item_refused_midway_fails_alone_and_keeps_the_cost_of_its_billed_calls(jobs):
-    from batch_pipelines.clients.http import BadRequest
-
-    job = jobs.create_job(_spec(4, concurrency=2), PIPELINES["document_pipeline"])
-    sim = ModelSimulator()
+def _run_with_refusals(jobs, job, sim, refusal):
+    """Run ``job`` to the end against ``sim``, through a client whose chat raises
+    ``refusal(messages, model, idempotency_key)`` whenever that returns an error."""
 
     async def go():
         async with model_client(sim) as client:
             real_chat = client.chat
 
             async def chat(messages, *, model, idempotency_key=None, **kw):
-                # The validator refuses item 2's first phase: its work call was already billed.
-                if model == "sim-validator" and "Document number 1." in str(messages) and ":validation:" in idempotency_key:
-                    raise BadRequest("the validator refuses this document", status=400)
+                if (error := refusal(messages, model, idempotency_key)) is not None:
+                    raise error
                 return await real_chat(messages, model=model, idempotency_key=idempotency_key, **kw)
 
             client.chat = chat
-            runner = DocumentJobRunner(jobs, job, PIPELINES[job.pipeline], client, options=FAST)
-            return await runner.run_all()
+            return await DocumentJobRunner(jobs, job, PIPELINES[job.pipeline], client, options=FAST).run_all()
 
-    asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_an_item_refused_midway_fails_alone_and_keeps_the_cost_of_its_billed_calls(jobs):
+    from batch_pipelines.clients.http import BadRequest
+
+    job = jobs.create_job(_spec(4, concurrency=2), PIPELINES["document_pipeline"])
+    sim = ModelSimulator()
+
+    def refusal(messages, model, idempotency_key):
+        # The validator refuses item 2's first phase: its work call was already billed.
+        if model == "sim-validator" and "Document number 1." in str(messages) and ":validation:" in idempotency_key:
+            return BadRequest("the validator refuses this document", status=400)
+        return None
+
+    _run_with_refusals(jobs, job, sim, refusal)
     items = jobs.items(job.batch_id)
     failed = [i for i in items if i["status"] == "FAILED"]
     assert len(failed) == 1 and sum(i["status"] == "COMPLETED" for i in items) == 3
@@ -236,20 +247,11 @@ def test_a_job_failing_on_a_service_error_still_records_what_the_failing_item_wa
     job = jobs.create_job(_spec(1, concurrency=1), PIPELINES["document_pipeline"])
     sim = ModelSimulator()
 
-    async def go():
-        async with model_client(sim) as client:
-            real_chat = client.chat
-
-            async def chat(messages, *, model, **kw):
-                if model == "sim-validator":
-                    raise RuntimeError("validator down")  # not an item error: the job fails
-                return await real_chat(messages, model=model, **kw)
-
-            client.chat = chat
-            runner = DocumentJobRunner(jobs, job, PIPELINES[job.pipeline], client, options=FAST)
-            return await runner.run_all()
+    def refusal(messages, model, idempotency_key):
+        # Not an item error: the job fails.
+        return RuntimeError("validator down") if model == "sim-validator" else None
 
     with pytest.raises(RuntimeError, match="validator down"):
-        asyncio.run(go())
+        _run_with_refusals(jobs, job, sim, refusal)
     assert sim.stats()["billed_calls"] == 1  # the work call, answered before the validator failed
     assert jobs.cost_totals(job.batch_id).calls == 1
