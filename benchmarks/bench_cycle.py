@@ -13,7 +13,6 @@ about the same size is used (and said so).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import tempfile
 import time
@@ -33,6 +32,7 @@ from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
 from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 from batch_pipelines.store.batch_store import BatchStore
+from benchmarks.common import bench_line
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "valid_excel_configuration.xlsx"
 CONCURRENCY = 20
@@ -98,8 +98,7 @@ def main() -> None:
     )
     if not completed:
         raise RuntimeError(f"cycle did not complete: {statuses}")
-    print("BENCH " + json.dumps({"name": "cycle_full", "unit": "s", "measured": round(measured, 2),
-                                 "ideal": round(ideal, 2), "ratio": round(measured / ideal, 3)}), flush=True)
+    bench_line("cycle_full", "s", measured, round(ideal, 2), digits=2)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ timed.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from batch_pipelines.risk_modeling.sample_workbook import (
     write_valid_workbook,
 )
 from batch_pipelines.risk_modeling.workbook import SHEET_ORDER, validate_workbook
+from benchmarks.common import bench_line
 
 FIXTURE = (
     Path(__file__).resolve().parents[1].parent
@@ -73,18 +73,7 @@ def _time(path: Path, repeat: int) -> tuple[float, dict[str, int]]:
 
 
 def _report(name: str, measured: float, goal: float) -> None:
-    print(
-        "BENCH "
-        + json.dumps(
-            {
-                "name": name,
-                "unit": "s",
-                "measured": round(measured, 4),
-                "ideal": goal,
-                "ratio": round(measured / goal, 4),
-            }
-        )
-    )
+    bench_line(name, "s", measured, goal, digits=4)
 
 
 def bench_fixture() -> None:

@@ -301,6 +301,8 @@ class BatchExecutor:
             if self._uncommitted:
                 await asyncio.wait(set(self._uncommitted))
             if self._commit_error is not None:
+                # A state change could not be committed (it also stopped the claiming): stop
+                # the run; claims are released and the next run resends the same keys.
                 raise self._commit_error
         finally:
             for worker in workers:
@@ -318,10 +320,6 @@ class BatchExecutor:
         opts = self.options
         waited_since: float | None = None
         while not self._stop_submitting:
-            if self._commit_error is not None:
-                # A state change could not be committed: stop the run (claims are released;
-                # the next run resends the same idempotency keys).
-                raise self._commit_error
             if queue.qsize() >= 2 * opts.concurrency:
                 self._more_jobs_wanted.clear()
                 await self._more_jobs_wanted.wait()

@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from batch_pipelines.clients.teams import notify_batch
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
@@ -23,7 +24,7 @@ from batch_pipelines.risk_modeling.cycle_batches import (
     BatchValidationFailed,
     materialize_batch_type,
 )
-from batch_pipelines.risk_modeling.notifications import NOTIFY_ON, batch_card, notify_batch
+from batch_pipelines.risk_modeling.notifications import NOTIFY_ON, batch_card
 from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 

@@ -7,7 +7,7 @@ people at it.
 
 from __future__ import annotations
 
-from batch_pipelines.clients.teams import adaptive_card, notify_batch  # noqa: F401  (re-exported for the family)
+from batch_pipelines.clients.teams import adaptive_card
 from batch_pipelines.core.statuses import BatchStatus
 
 NOTIFY_ON = frozenset({BatchStatus.FAILED, BatchStatus.ERROR, BatchStatus.CANCELLED})

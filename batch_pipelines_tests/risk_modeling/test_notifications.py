@@ -2,8 +2,9 @@
 
 import asyncio
 
+from batch_pipelines.clients.teams import notify_batch
 from batch_pipelines.core.statuses import BatchStatus
-from batch_pipelines.risk_modeling.notifications import batch_card, notify_batch
+from batch_pipelines.risk_modeling.notifications import batch_card
 from batch_pipelines.simulators.embedded import teams_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.teams import TeamsSimulator
