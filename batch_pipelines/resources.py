@@ -30,6 +30,7 @@ from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.clients.risk_modeler import RiskModelerClient
 from batch_pipelines.clients.teams import TeamsClient
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.flags import parse_flag
 from batch_pipelines.store.batch_store import BatchStore
 
 DATA_DIR = Path(".data")
@@ -48,18 +49,11 @@ PRODUCTION_SETTINGS = (
     "RISK_MODELING_SOURCE_DATABASE_URL",
     "RISK_MODELING_DATABRIDGE_URL",
 )
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 
 
 def real_services_required(env: Mapping[str, str]) -> bool:
     """Whether ``env`` is a deployment's: ``BATCH_PIPELINES_REQUIRE_SERVICES`` set true."""
-    flag = env.get(REQUIRE_SERVICES_ENV, "").strip().lower()
-    if flag not in _TRUE | _FALSE:
-        raise ConfigurationError(
-            f"{REQUIRE_SERVICES_ENV} must be true or false (1/0, yes/no, on/off), got {flag!r}"
-        )
-    return flag in _TRUE
+    return parse_flag(env.get(REQUIRE_SERVICES_ENV), name=REQUIRE_SERVICES_ENV, default=False)
 
 
 def missing_production_settings(env: Mapping[str, str]) -> list[str]:

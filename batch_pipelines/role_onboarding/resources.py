@@ -24,12 +24,12 @@ from pydantic import Field
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.core.backoff import RetryPolicy
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.flags import parse_flag
 from batch_pipelines.resources import DATA_DIR, ModelsResource, env_or
 from batch_pipelines.role_onboarding.submission import (
     DASHBOARD_BASE_URL_ENV,
     SUBMISSION_FLAG_ENV,
     TTL_ENV,
-    parse_flag,
     split_partition_key,
 )
 

@@ -232,24 +232,8 @@ def workflow_id(batch_id: str, round_number: int, partition: str) -> str:
     return f"role-onboard-{digest}"
 
 
-# Environment variables of the family (read through the role_onboarding_settings resource in
-# Dagster and directly by the CLI).
+# Environment variables of the family, read through the role_onboarding_settings resource
+# (the CLI resolves the same resource).
 SUBMISSION_FLAG_ENV = "ROLE_ONBOARDING_BATCH_SUBMISSION_ENABLED"
 TTL_ENV = "ROLE_ONBOARDING_BATCH_TTL_SECONDS"
 DASHBOARD_BASE_URL_ENV = "ROLE_ONBOARDING_DASHBOARD_BASE_URL"
-
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled"})
-
-
-def parse_flag(value: str | None, *, name: str, default: bool) -> bool:
-    """A feature flag's value; an unreadable one is an error naming the variable (never a
-    silent default, which would turn a typo into an outage or an open gate)."""
-    if value is None or not value.strip():
-        return default
-    word = value.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ConfigurationError(f"{name}={value!r}: expected true or false")

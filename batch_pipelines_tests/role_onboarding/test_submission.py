@@ -5,10 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.flags import parse_flag
 from batch_pipelines.role_onboarding.submission import (
     check_batch_id,
     new_batch_id,
-    parse_flag,
     parse_options,
     partition_key,
     slugify,
