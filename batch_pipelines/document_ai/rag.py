@@ -220,9 +220,9 @@ class ReferenceLibrary:
 
     ``batch_id`` is the ledger batch that embedding costs are filed under: the document
     job for retrieval queries; None for indexing a project's documents outside any job
-    (those entries belong to the project, not to a batch). Without ``on_cost`` no entries
-    are built - only for callers that deliberately do not account (the calls still cost
-    money at a real service).
+    (those entries belong to the project, not to a batch). Entries go to the sink a call
+    passes, else to ``on_cost``; with neither they are dropped - only for callers that
+    deliberately do not account (the calls still cost money at a real service).
     """
 
     def __init__(
@@ -374,10 +374,9 @@ class ReferenceLibrary:
         result = await self.client.embed(
             texts, model=self.embedding_model, idempotency_key=call_key
         )
-        if self.on_cost is not None:
-            entries.append(
-                self._entry(call_key, _usage_of_embedding(result.usage, texts), phase=phase, item_id=item_id)
-            )
+        # Always priced: whether anyone receives it is decided where it is reported (the
+        # call's sink or the library's), not here.
+        entries.append(self._entry(call_key, _usage_of_embedding(result.usage, texts), phase=phase, item_id=item_id))
         return result.vectors
 
     # ------------------------------------------------------------------ documents

@@ -260,6 +260,26 @@ def test_the_query_call_is_one_retrieval_entry_filed_under_the_phase_and_item(da
     assert len(ledger) == 2 + 1  # one indexing call per document, one query
 
 
+def test_a_call_s_own_sink_gets_the_entry_even_when_the_library_has_none(database_url):
+    store, sim, project = BatchStore(database_url), ModelSimulator(), _project()
+    received: list[CostEntry] = []
+
+    async def go() -> None:
+        async with model_client(sim) as client:
+            await ReferenceLibrary(store.engine, client, max_chars=PARAGRAPH_CHARS).add_document(
+                project, "characters.md", CHARACTERS
+            )
+            silent = ReferenceLibrary(store.engine, client, max_chars=PARAGRAPH_CHARS)  # no on_cost
+            await silent.retrieve(project, "Father Anselm", idempotency_key="q-1", on_cost=received.extend)
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.dispose()
+    assert [(e.call_key, e.kind) for e in received] == [("q-1", "retrieval")]
+    assert received[0].cost > 0
+
+
 def test_an_empty_project_retrieves_nothing_and_calls_nothing(database_url):
     store, sim = BatchStore(database_url), ModelSimulator()
     recorded: list[CostEntry] = []
