@@ -50,13 +50,19 @@ def launch_runs(
     running = jobs.running_jobs()
     if not running:
         return dg.SkipReason("no RUNNING document job")
-    # The runs of every RUNNING job in one query (newest first), kept per job and generation.
+    # The runs of every RUNNING job's current generation in one query (newest first), kept
+    # per job and generation; runs of earlier generations are not read.
     seen: dict[tuple[str, str], list[RunSeen]] = {(j.key, str(j.generation)): [] for j in running}
-    for record in context.instance.get_run_records(dg.RunsFilter(tags={JOB_TAG: [j.key for j in running]})):
-        tags = record.dagster_run.tags
-        of_generation = seen.get((tags.get(JOB_TAG, ""), tags.get(GENERATION_TAG, "")))
+    current = dg.RunsFilter(
+        tags={JOB_TAG: [j.key for j in running], GENERATION_TAG: sorted({str(j.generation) for j in running})}
+    )
+    found: dict[str, dg.DagsterRun] = {}
+    for record in context.instance.get_run_records(current):
+        run = record.dagster_run
+        of_generation = seen.get((run.tags.get(JOB_TAG, ""), run.tags.get(GENERATION_TAG, "")))
         if of_generation is not None:
-            of_generation.append(RunSeen(record.dagster_run.run_id, record.dagster_run.status.value))
+            of_generation.append(RunSeen(run.run_id, run.status.value))
+            found[run.run_id] = run
     runs = {run_key(j.key, j.generation): seen[(j.key, str(j.generation))] for j in running}
     now = datetime.now(UTC)
     decisions = launch_decisions(
@@ -71,7 +77,7 @@ def launch_runs(
         runs,
     )
     for run_id, reason in decisions.dead_runs:
-        dead = context.instance.get_run_by_id(run_id)
+        dead = found.get(run_id)
         if dead is not None and not dead.is_finished:
             context.instance.report_run_failed(dead, reason)
     for key, reason in decisions.to_fail:
