@@ -733,14 +733,18 @@ class BatchStore:
             )
         )
         with self.engine.begin() as conn:
-            conn.execute(stmt, params)
-            # PostgreSQL's driver cannot count the rows of each UPDATE in a batch: read the
-            # statuses back instead (in the transaction, so our own changes are what we see).
-            wanted = {c.job_id: c.status.value for c in changes}
-            now_status = dict(
-                conn.execute(sa.select(j.c.id, j.c.status).where(j.c.id.in_(list(wanted)))).all()
-            )
-            lost = {job_id for job_id, status in wanted.items() if now_status.get(job_id) != status}
+            updated = conn.execute(stmt, params).rowcount
+            if conn.dialect.supports_sane_multi_rowcount and updated == len(params):
+                lost: set[int] = set()  # every compare-and-set applied (SQLite counts them)
+            else:
+                # Some change lost, or a driver that cannot count the rows of a batched UPDATE
+                # (psycopg2): read the statuses back, in the transaction, so our own changes
+                # are what we see.
+                wanted = {c.job_id: c.status.value for c in changes}
+                now_status = dict(
+                    conn.execute(sa.select(j.c.id, j.c.status).where(j.c.id.in_(list(wanted)))).all()
+                )
+                lost = {job_id for job_id, status in wanted.items() if now_status.get(job_id) != status}
             if logs := [row for row in logs if row["job_id"] not in lost]:
                 conn.execute(t.job_tracking_log.insert(), logs)
         return lost
