@@ -489,13 +489,13 @@ class ModelSimulator:
             return _error(401, "Incorrect API key provided.", code="invalid_api_key")
         decision = self._injector.decide(may_be_slow=True)
         if decision.error_status is not None:
-            await self._injector.delay()
+            await self._injector.delay(since=arrived)
             return self._fault_response(decision)
         raw = await request.body()
         key = request.headers.get("idempotency-key") or None
         if key is not None:
             if key in self._stored:
-                await self._injector.delay()
+                await self._injector.delay(since=arrived)
                 self._counts["replays"] += 1
                 self._replayed.add(key)
                 status, body = self._stored[key]
@@ -506,7 +506,7 @@ class ModelSimulator:
                     headers={"x-sim-replay": "true"},
                 )
             if key in self._in_flight:
-                await self._injector.delay()
+                await self._injector.delay(since=arrived)
                 return _error(
                     409,
                     "A request with this Idempotency-Key is in progress.",

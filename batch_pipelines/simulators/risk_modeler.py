@@ -750,10 +750,11 @@ class RiskModelerSimulator:
         return error_response(status, code, message, headers)
 
     async def _serve_read(self, request: Request, handler: Handler) -> Response:
+        arrived = asyncio.get_running_loop().time()
         if (refused := self._count_and_authorize(request)) is not None:
             return refused
         decision = self._injector.decide()
-        await self._injector.delay()
+        await self._injector.delay(since=arrived)
         if decision.error_status is not None:
             return self._fault_response(decision)
         call = Call(request.path_params, request.scope.get("query_string", b""), None, self._clock())
@@ -770,14 +771,14 @@ class RiskModelerSimulator:
         is_post = request.method == "POST"
         decision = self._injector.decide(may_be_slow=is_post)
         if decision.error_status is not None:
-            await self._injector.delay()
+            await self._injector.delay(since=arrived)
             return self._fault_response(decision)
         raw = await request.body()
         # Only POSTs carry idempotency keys; an empty header counts as no key.
         key = (request.headers.get("x-rms-requestid") or None) if is_post else None
         if key is not None:
             if key in self._in_flight:
-                await self._injector.delay()
+                await self._injector.delay(since=arrived)
                 return error_response(
                     409, "REQUEST_IN_PROGRESS", f"A request with id {key} is still being processed."
                 )
