@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from batch_pipelines.core.costs import COST_QUANTUM, CostEntry, CostTotals
+from batch_pipelines.core.costs import CostEntry, CostTotals
 from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
@@ -509,11 +509,11 @@ class DocumentJobStore:
         ce = t.cost_entries
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(ce.c.item_id, sa.func.sum(ce.c.cost))
+                sa.select(ce.c.item_id, self.store.ledger_cost_sum())
                 .where(ce.c.batch_id == batch_id, ce.c.item_id.in_(list(item_ids)))
                 .group_by(ce.c.item_id)
             ).all()
-        return {item_id: Decimal(str(total)).quantize(COST_QUANTUM) for item_id, total in rows}
+        return {item_id: self.store.ledger_cost(total) for item_id, total in rows}
 
     def cost_totals(self, batch_id: int) -> CostTotals:
         return self.store.cost_totals(batch_id)

@@ -964,21 +964,29 @@ class BatchStore:
         """Total cost and tokens of one batch's ledger, summed by the database.
 
         What progress reports and budgets need, without reading every entry as
-        ``cost_totals`` does (a 10,000-item, 3-phase job has 30,000 of them). Exact on both
-        backends: SQLite keeps NUMERIC as a float, so there the sum is of whole cost
-        quanta (each entry is quantized to ``COST_QUANTUM``), not of floats.
+        ``cost_totals`` does (a 10,000-item, 3-phase job has 30,000 of them).
         """
         ce = t.cost_entries
-        if self.dialect == "sqlite":
-            quanta_per_unit = int(1 / COST_QUANTUM)
-            cost = sa.func.sum(sa.cast(sa.func.round(ce.c.cost * quanta_per_unit), sa.BigInteger))
-        else:
-            cost = sa.func.sum(ce.c.cost)
         tokens = sa.func.sum(ce.c.prompt_tokens + ce.c.completion_tokens)
         with self.engine.connect() as conn:
-            total, token_sum = conn.execute(sa.select(cost, tokens).where(ce.c.batch_id == batch_id)).one()
-        if total is None:
-            return Decimal(0), 0
+            total, token_sum = conn.execute(
+                sa.select(self.ledger_cost_sum(), tokens).where(ce.c.batch_id == batch_id)
+            ).one()
+        return self.ledger_cost(total), int(token_sum or 0)
+
+    def ledger_cost_sum(self) -> sa.ColumnElement:
+        """``SUM`` of ledger costs, exact on both backends: SQLite keeps NUMERIC as a float,
+        so there it sums whole cost quanta (each entry is quantized to ``COST_QUANTUM``),
+        not floats. Read the result with ``ledger_cost``."""
+        cost = t.cost_entries.c.cost
         if self.dialect == "sqlite":
-            return (Decimal(int(total)) * COST_QUANTUM).quantize(COST_QUANTUM), int(token_sum)
-        return Decimal(total).quantize(COST_QUANTUM), int(token_sum)
+            return sa.func.sum(sa.cast(sa.func.round(cost * int(1 / COST_QUANTUM)), sa.BigInteger))
+        return sa.func.sum(cost)
+
+    def ledger_cost(self, summed: Any) -> Decimal:
+        """The Decimal cost of a ``ledger_cost_sum`` result (None, for no rows, is zero)."""
+        if summed is None:
+            return Decimal(0)
+        if self.dialect == "sqlite":
+            return (Decimal(int(summed)) * COST_QUANTUM).quantize(COST_QUANTUM)
+        return Decimal(summed).quantize(COST_QUANTUM)

@@ -126,3 +126,20 @@ def test_the_database_sum_of_a_ledger_equals_the_entry_by_entry_sum_to_the_last_
     exact = store.cost_totals(batch_id)
     assert store.ledger_total(batch_id) == (exact.total_cost, exact.total_tokens)
     assert store.ledger_total(_batch(store)) == (Decimal(0), 0)
+
+
+def test_the_per_item_database_sums_equal_the_entry_by_entry_sums(store):
+    import random
+
+    from batch_pipelines.document_ai.store import DocumentJobStore
+
+    rng = random.Random(11)
+    batch_id = _batch(store)
+    entries = [
+        _entry(batch_id, f"{i}:call", item="0" if i % 100 else str(i // 100 % 2 + 1), pt=rng.randint(1, 5000),
+               ct=rng.randint(0, 3000))
+        for i in range(6000)
+    ]
+    store.record_cost_entries(entries)
+    exact = store.cost_totals(batch_id).by_item
+    assert DocumentJobStore(store).cost_by_item(batch_id, [0, 1, 2]) == {int(k): exact[k] for k in ("0", "1", "2")}
