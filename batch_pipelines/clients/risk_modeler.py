@@ -25,6 +25,7 @@ from batch_pipelines.clients.http import (
     ServiceClient,
     UnexpectedResponse,
 )
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.core.statuses import JobStatus, job_status_from_service
 
 REQUEST_ID_HEADER = "x-rms-requestid"
@@ -542,8 +543,7 @@ class RiskModelerClient(ServiceClient):
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         unique = list(dict.fromkeys(str(i) for i in ids))
         result: dict[str, Workflow] = {}
-        for start in range(0, len(unique), chunk_size):
-            chunk = unique[start : start + chunk_size]
+        for chunk in chunks(unique, chunk_size):
             body = await self.request_json(
                 "GET",
                 "/riskmodeler/v1/workflows",

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.store import schema as t
 
 BATCH = "configured_batch"
@@ -109,10 +110,8 @@ class ContextStore:
             existing = set()
             for kind in {w.kind for w in writes}:
                 keys = [w.key for w in writes if w.kind == kind]
-                for i in range(0, len(keys), 500):
-                    rows = conn.execute(
-                        sa.select(c.c.key).where(c.c.kind == kind, c.c.key.in_(keys[i : i + 500]))
-                    )
+                for chunk in chunks(keys, 500):
+                    rows = conn.execute(sa.select(c.c.key).where(c.c.kind == kind, c.c.key.in_(chunk)))
                     existing.update((kind, r.key) for r in rows)
             inserts = [
                 {"kind": w.kind, "key": w.key, "data": w.data, "batch_id": w.batch_id, "created_at": now, "updated_at": now}

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from batch_pipelines.configured_batches.groups import MemberId, MembershipPlan
 from batch_pipelines.configured_batches.preferences import Preference
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.store.configured_batches_tables import (
     preference_group_members,
     preference_group_ticks,
@@ -43,10 +44,10 @@ class PreferenceGroupStore:
         with self.engine.connect() as conn:
             for feature_type, users in by_feature.items():
                 unique = list(dict.fromkeys(users))
-                for start in range(0, len(unique), _CHUNK):
+                for chunk in chunks(unique, _CHUNK):
                     rows = conn.execute(
                         sa.select(t.user_id, t.partition_key).where(
-                            t.feature_type == feature_type, t.user_id.in_(unique[start : start + _CHUNK])
+                            t.feature_type == feature_type, t.user_id.in_(chunk)
                         )
                     )
                     found.update({(row.user_id, feature_type): row.partition_key for row in rows})
@@ -67,12 +68,8 @@ class PreferenceGroupStore:
             for user_id, feature_type in touched:
                 by_feature.setdefault(feature_type, []).append(user_id)
             for feature_type, users in by_feature.items():
-                for start in range(0, len(users), _CHUNK):
-                    conn.execute(
-                        t.delete().where(
-                            t.c.feature_type == feature_type, t.c.user_id.in_(users[start : start + _CHUNK])
-                        )
-                    )
+                for chunk in chunks(users, _CHUNK):
+                    conn.execute(t.delete().where(t.c.feature_type == feature_type, t.c.user_id.in_(chunk)))
             rows = [
                 {
                     "user_id": user_id,
@@ -99,11 +96,9 @@ class PreferenceGroupStore:
         t = preference_group_members.c
         found: set[str] = set()
         with self.engine.connect() as conn:
-            for start in range(0, len(keys), _CHUNK):
+            for chunk in chunks(keys, _CHUNK):
                 found.update(
-                    conn.execute(
-                        sa.select(t.partition_key).where(t.partition_key.in_(keys[start : start + _CHUNK])).distinct()
-                    ).scalars()
+                    conn.execute(sa.select(t.partition_key).where(t.partition_key.in_(chunk)).distinct()).scalars()
                 )
         return found
 
@@ -143,10 +138,10 @@ class PreferenceGroupStore:
             conn.execute(insert_new_rows(self.engine.dialect.name, t), rows)
             keys = sorted({row["partition_key"] for row in rows})
             stamps = [row["tick_at"] for row in rows]
-            for start in range(0, len(keys), _CHUNK):
+            for chunk in chunks(keys, _CHUNK):
                 found = conn.execute(
                     sa.select(t.c.partition_key, t.c.tick_at).where(
-                        t.c.partition_key.in_(keys[start : start + _CHUNK]),
+                        t.c.partition_key.in_(chunk),
                         t.c.tick_at.between(min(stamps), max(stamps)),
                         t.c.claimed_by == claimant,
                     )

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.store.configured_batches_tables import user_preferences
 
 logger = logging.getLogger("batch_pipelines.configured_batches")
@@ -298,8 +299,7 @@ class PreferenceStore:
             by_feature.setdefault(feature_type, []).append(user_id)
         t = user_preferences.c
         for feature_type, users in by_feature.items():
-            for start in range(0, len(users), 1000):
-                chunk = users[start : start + 1000]
+            for chunk in chunks(users, 1000):
                 rows = conn.execute(
                     sa.select(t.id, t.user_id).where(t.feature_type == feature_type, t.user_id.in_(chunk))
                 )

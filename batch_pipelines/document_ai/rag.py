@@ -36,6 +36,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from batch_pipelines.clients.models import ModelClient
+from batch_pipelines.core import sequences
 from batch_pipelines.core.costs import (
     DEFAULT_PRICES,
     CostEntry,
@@ -400,8 +401,7 @@ class ReferenceLibrary:
         entries: list[CostEntry] = []
         vectors: list[list[float]] = []
         try:
-            for n, start in enumerate(range(0, len(chunks), self.embed_batch_size)):
-                batch = chunks[start : start + self.embed_batch_size]
+            for n, batch in enumerate(sequences.chunks(chunks, self.embed_batch_size)):
                 key = index_call_key(project_id, document, self.embedding_model, text, n)
                 vectors.extend(await self._embed(batch, key, entries))
         finally:

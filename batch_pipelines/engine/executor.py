@@ -34,6 +34,7 @@ from batch_pipelines.core.aggregate import AggregatedView, aggregate_counts
 from batch_pipelines.core.backoff import RetryPolicy, backoff_delay, poll_interval
 from batch_pipelines.core.errors import BatchError
 from batch_pipelines.core.reconciliation import SKIPPED_KEY, Reconciliation
+from batch_pipelines.core.sequences import chunks
 from batch_pipelines.core.statuses import (
     JOB_IN_FLIGHT,
     JOB_TERMINAL,
@@ -440,8 +441,7 @@ class BatchExecutor:
                 await self._send_cancels(cancel_sent)
             jobs = list(self._tracked.values())
             changes: list[JobChange] = []
-            for start in range(0, len(jobs), opts.track_chunk_size):
-                chunk = jobs[start : start + opts.track_chunk_size]
+            for chunk in chunks(jobs, opts.track_chunk_size):
                 try:
                     outcomes = await self.handler.track(chunk)
                 except asyncio.CancelledError:
