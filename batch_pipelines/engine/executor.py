@@ -120,6 +120,8 @@ class _GroupCommitWriter:
         self._store = store
         self._max_batch = max_batch
         self._pending: list[tuple[JobChange, asyncio.Future]] = []
+        # Every change submitted and not yet committed (or failed): queued or in the running commit.
+        self._unresolved: set[asyncio.Future] = set()
         self._wake = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task | None = None
@@ -132,8 +134,20 @@ class _GroupCommitWriter:
         was applied, False if the job had meanwhile left the expected status."""
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((change, fut))
+        self._unresolved.add(fut)
+        fut.add_done_callback(self._unresolved.discard)
         self._wake.set()
         return fut
+
+    @property
+    def backlog(self) -> int:
+        """Changes submitted and not yet committed."""
+        return len(self._unresolved)
+
+    async def flush(self) -> None:
+        """Return once every change submitted so far is committed (or has failed)."""
+        if self._unresolved:
+            await asyncio.wait(set(self._unresolved))
 
     async def write(self, *changes: JobChange) -> set[int]:
         """Queue ``changes``, return once all are committed: the ids of jobs whose change
@@ -208,8 +222,7 @@ class BatchExecutor:
         self._submitted_at: dict[int, float] = {}
         self._started = time.monotonic()
         self._last_progress = 0.0
-        # Submission outcomes queued for commit, and the first commit that failed.
-        self._uncommitted: set[asyncio.Future] = set()
+        # The first commit of a submission outcome that failed.
         self._commit_error: BaseException | None = None
         self._more_jobs_wanted = asyncio.Event()
 
@@ -299,8 +312,7 @@ class BatchExecutor:
                 queue.put_nowait(None)
             await asyncio.gather(*workers)
             # Every outcome is committed before the run goes on (tracking, reconciling).
-            if self._uncommitted:
-                await asyncio.wait(set(self._uncommitted))
+            await self._writer.flush()
             if self._commit_error is not None:
                 # A state change could not be committed (it also stopped the claiming): stop
                 # the run; claims are released and the next run resends the same keys.
@@ -371,15 +383,13 @@ class BatchExecutor:
                     release_claim=True,
                 )
             )
-            self._uncommitted.add(committed)
             committed.add_done_callback(lambda fut, job=job, outcome=outcome: self._on_committed(fut, job, outcome))
-            if len(self._uncommitted) > 4 * self.options.concurrency:
+            if self._writer.backlog > 4 * self.options.concurrency:
                 await committed  # the store is behind: wait instead of queueing without bound
             await self._maybe_report()
 
     def _on_committed(self, committed: asyncio.Future, job: JobRecord, outcome: SubmitOutcome) -> None:
         """A submission outcome is durable: only now may tracking depend on it."""
-        self._uncommitted.discard(committed)
         if committed.cancelled():
             return
         if (error := committed.exception()) is not None:
