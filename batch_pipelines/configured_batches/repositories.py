@@ -238,7 +238,9 @@ class CategoryRepository:
             logger.warning("category %r unavailable (%s): serving the last good snapshot", category, type(exc).__name__)
             return list(last_good)
         self._cache[key] = _Snapshot(found, now)
-        if self.durable_snapshots:
+        # Kept again only when the items changed since this repository last kept them: a
+        # cache refresh that finds the same items writes nothing.
+        if self.durable_snapshots and (snapshot is None or snapshot.items != found):
             self._store_snapshot(category, filters, limit, found)
         return list(found)
 

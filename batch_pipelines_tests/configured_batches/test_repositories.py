@@ -167,6 +167,33 @@ def _sqlite_store(tmp_path):
     return BatchStore(f"sqlite:///{tmp_path / 'snapshots.db'}")
 
 
+def test_a_refresh_that_finds_the_same_items_keeps_no_new_snapshot(tmp_path, monkeypatch):
+    from batch_pipelines.configured_batches.contexts import ContextStore
+
+    store = _sqlite_store(tmp_path)
+    products(store.engine)
+    kept: list[str] = []
+    real_put = ContextStore.put
+
+    def put(self, kind, key, data, **kw):
+        kept.append(key)
+        real_put(self, kind, key, data, **kw)
+
+    monkeypatch.setattr(ContextStore, "put", put)
+    now = [0.0]
+    repo = CategoryRepository(store.engine, ttl_seconds=10, clock=lambda: now[0], durable_snapshots=True)
+    first = repo.items("products", {"segment": "home"})
+    now[0] = 60.0  # past the TTL: read again, same items
+    assert repo.items("products", {"segment": "home"}) == first
+    assert len(kept) == 1
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM category_items WHERE id = :id"), {"id": first[0].id})
+    now[0] = 120.0  # the items changed: kept again
+    assert repo.items("products", {"segment": "home"}) == first[1:]
+    assert len(kept) == 2
+    store.dispose()
+
+
 def test_a_later_repository_falls_back_to_the_snapshot_an_earlier_one_kept_in_the_store(tmp_path):
     store = _sqlite_store(tmp_path)
     engine = store.engine
