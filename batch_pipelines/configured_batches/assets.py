@@ -23,12 +23,6 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
-from batch_pipelines.configured_batches.contexts import (
-    FEATURE_TYPE_RESULT,
-    REQUEST,
-    USER_RESULT,
-    ContextStore,
-)
 from batch_pipelines.configured_batches.group_store import PreferenceGroupStore
 from batch_pipelines.configured_batches.groups import TICK_TAG as PREFERENCE_TICK_TAG
 from batch_pipelines.configured_batches.groups import GroupKey
@@ -37,7 +31,12 @@ from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient, Preference
 from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
-from batch_pipelines.configured_batches.runner import BatchRunResult, GroupMembers, run_batch
+from batch_pipelines.configured_batches.runner import (
+    BatchRunResult,
+    GroupMembers,
+    failures_first,
+    run_batch,
+)
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
@@ -98,28 +97,23 @@ def _status_by_user_table(records: list[dict[str, Any]]) -> dg.TableMetadataValu
     )
 
 
-def _status_metadata(contexts: ContextStore, batch_id: int) -> dict[str, Any]:
+def _status_metadata(result: BatchRunResult) -> dict[str, Any]:
     """Status by feature type (the batch's feature type results) and by user (its user
     results, failures first, at most ``STATUS_TABLE_ROWS``), as the CLI shows them."""
-    by_feature = {
-        r.data["feature_type"]: {k: r.data[k] for k in ("users", "succeeded", "failed", "tenants") if k in r.data}
-        for r in contexts.of_batch(FEATURE_TYPE_RESULT, batch_id)[0]
-    }
-    users, total = contexts.of_batch(USER_RESULT, batch_id, limit=STATUS_TABLE_ROWS)
+    users, total = failures_first(result.user_results, STATUS_TABLE_ROWS)
     return {
-        "status_by_feature_type": dg.MetadataValue.json(by_feature),
-        "status_by_user": _status_by_user_table([r.data for r in users]),
+        "status_by_feature_type": dg.MetadataValue.json(result.by_feature_type),
+        "status_by_user": _status_by_user_table([w.data for w in users]),
         "status_by_user_total": total,
     }
 
 
 def _result(
-    context: dg.AssetExecutionContext, store: Any, result: BatchRunResult, extra: dict[str, Any] | None = None
+    context: dg.AssetExecutionContext, result: BatchRunResult, extra: dict[str, Any] | None = None
 ) -> dg.MaterializeResult:
     results = result.context["results"]
     progress = results["progress"]
-    contexts = ContextStore(store.engine)
-    requests = [r.data for r in contexts.find(REQUEST, f"{result.batch_key}/")]
+    requests = list(result.request_results)
     requests.sort(key=lambda r: (r["status"] == "succeeded", r["request_key"]))
     invalid_users_key = "invalid_users" if "invalid_users" in results["items"] else "invalid_categories"
     metadata: dict[str, Any] = {
@@ -138,7 +132,7 @@ def _result(
         invalid_users_key: dg.MetadataValue.json(results["items"][invalid_users_key][:200]),
         "recipients": dg.MetadataValue.json(result.recipients),
         "status_by_tenant": dg.MetadataValue.json(result.by_tenant),
-        **_status_metadata(contexts, result.batch_id),
+        **_status_metadata(result),
         "cost_entries_recorded": result.costs_recorded,
         "batch_context": dg.MetadataValue.json(_bounded(result.context)),
         "requests": _requests_table(requests),
@@ -195,7 +189,7 @@ def _run(
             f"{categories.fallbacks} category reads served from the last good snapshot ({categories.last_error})"
         )
     fallbacks = {"category_fallbacks": categories.fallbacks}
-    return _result(context, store, result, {**fallbacks, **(extra or {})})
+    return _result(context, result, {**fallbacks, **(extra or {})})
 
 
 def current_preferences(

@@ -151,20 +151,6 @@ class ContextStore:
         with self.engine.connect() as conn:
             return [ContextRecord(r.kind, r.key, r.data, r.batch_id, r.updated_at) for r in conn.execute(q)]
 
-    def of_batch(self, kind: str, batch_id: int, limit: int | None = None) -> tuple[list[ContextRecord], int]:
-        """Contexts of ``kind`` written by batch ``batch_id``, those whose ``status`` is not
-        ``succeeded`` first, then by key, at most ``limit``; and how many there are in all."""
-        c = t.contexts
-        where = (c.c.kind == kind, c.c.batch_id == batch_id)
-        succeeded = sa.case((c.c.data["status"].as_string() == "succeeded", 1), else_=0)
-        q = sa.select(c.c.kind, c.c.key, c.c.data, c.c.batch_id, c.c.updated_at).where(*where).order_by(succeeded, c.c.key)
-        if limit is not None:
-            q = q.limit(limit)
-        with self.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(c).where(*where)).scalar_one()
-            rows = [ContextRecord(r.kind, r.key, r.data, r.batch_id, r.updated_at) for r in conn.execute(q)]
-        return rows, int(total)
-
     # ------------------------------------------------------------------ status views
 
     def status_by_user(self, user_id: str, limit: int | None = 50) -> list[dict[str, Any]]:

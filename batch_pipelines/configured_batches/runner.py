@@ -186,6 +186,11 @@ class BatchRunResult:
     costs_recorded: int
     # tenant -> {"users", "succeeded", "failed"}: the status by tenant, for run metadata.
     by_tenant: dict[str, dict[str, int]] = field(default_factory=dict)
+    # feature type -> {"users", "succeeded", "failed", "tenants"} (preference batches).
+    by_feature_type: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What this run stored per request and per user, for run metadata without reading it back.
+    request_results: list[dict[str, Any]] = field(default_factory=list)
+    user_results: list[ContextWrite] = field(default_factory=list)
 
 
 def run_batch(
@@ -282,6 +287,11 @@ def run_batch(
         for w in result_writes
         if w.kind == TENANT_RESULT
     }
+    by_feature_type = {
+        w.data["feature_type"]: {k: w.data[k] for k in ("users", "succeeded", "failed", "tenants")}
+        for w in result_writes
+        if w.kind == FEATURE_TYPE_RESULT
+    }
     summary = {"status": "completed" if not failed_keys else "partial", **context["results"]["progress"]}
     writes += [
         ContextWrite(
@@ -311,7 +321,17 @@ def run_batch(
         invalid_recipients=invalid_recipients,
         costs_recorded=costs,
         by_tenant=by_tenant,
+        by_feature_type=by_feature_type,
+        request_results=list(results.values()),
+        user_results=[w for w in result_writes if w.kind == USER_RESULT],
     )
+
+
+def failures_first(writes: Sequence[ContextWrite], limit: int | None = None) -> tuple[list[ContextWrite], int]:
+    """``writes`` with those whose status is not ``succeeded`` first, then by key, at most
+    ``limit``; and how many there are in all."""
+    ordered = sorted(writes, key=lambda w: (w.data.get("status") == "succeeded", w.key))
+    return (ordered if limit is None else ordered[:limit]), len(writes)
 
 
 async def _execute(client_factory: Callable[[], Any], job: JobConfig, requests: list[Request], batch_key: str) -> list[RequestOutcome]:

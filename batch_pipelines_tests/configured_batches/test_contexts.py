@@ -83,17 +83,11 @@ def test_a_user_batch_with_explicit_ids_drops_and_records_unknown_and_inactive_u
     assert results["progress"]["total"] == 1
 
 
-def test_a_batchs_contexts_come_failures_first_capped_with_their_total(store):
-    import uuid
+def test_a_batchs_user_results_come_failures_first_capped_with_their_total():
+    from batch_pipelines.configured_batches.runner import failures_first
 
-    batch_id = store.find_or_create_batch(family="configured_batches", batch_type="INDIVIDUAL_USERS",
-                                          partition_key=f"of-batch/{uuid.uuid4()}", job_configurations=[], name="j", options={})
-    contexts = ContextStore(store.engine)
     statuses = {"u1": "succeeded", "u2": "failed", "u3": "succeeded", "u4": "failed"}
-    contexts.put_many(
-        ContextWrite(USER_RESULT, f"{uid}/of-batch-{batch_id}", {"user_id": uid, "status": s}, batch_id)
-        for uid, s in statuses.items()
-    )
-    rows, total = contexts.of_batch(USER_RESULT, batch_id, limit=3)
+    writes = [ContextWrite(USER_RESULT, f"{uid}/of-batch-1", {"user_id": uid, "status": s}, 1) for uid, s in statuses.items()]
+    rows, total = failures_first(writes, limit=3)
     assert total == 4
     assert [(r.data["user_id"], r.data["status"]) for r in rows] == [("u2", "failed"), ("u4", "failed"), ("u1", "succeeded")]
