@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch_pipelines.core.drop_folder import Fingerprint, changed_files
+from batch_pipelines.core.drop_folder import Fingerprint, changed_files, cursor_of
 
 
 def fingerprints(folder: Path, pattern: str, suffixes: Iterable[str] | None = None) -> dict[str, Fingerprint]:
@@ -32,6 +32,12 @@ class DropScan:
     current: dict[str, Fingerprint]
     cursor: str | None
     nothing_to_do: str | None = None
+
+    def cursor_without(self, paths: Iterable[str]) -> str:
+        """The next cursor with ``paths`` left unseen, so the next tick looks at them again
+        (e.g. invalid files, which must keep failing until fixed or removed)."""
+        left_out = set(paths)
+        return cursor_of({p: fp for p, fp in self.current.items() if p not in left_out})
 
 
 def scan(folder: Path, pattern: str, cursor: str | None, *, what: str, suffixes: Iterable[str] | None = None) -> DropScan:

@@ -17,5 +17,9 @@ def changed_files(
     """Return (paths to load, new cursor): files never seen or whose fingerprint changed."""
     seen: dict[str, list[int]] = json.loads(cursor) if cursor else {}
     changed = sorted(path for path, fp in current.items() if seen.get(path) != list(fp))
-    new_cursor = json.dumps({path: list(fp) for path, fp in sorted(current.items())})
-    return changed, new_cursor
+    return changed, cursor_of(current)
+
+
+def cursor_of(current: Mapping[str, Fingerprint]) -> str:
+    """The cursor that records ``current`` as seen."""
+    return json.dumps({path: list(fp) for path, fp in sorted(current.items())})

@@ -23,7 +23,6 @@ from typing import Any
 
 import dagster as dg
 
-from batch_pipelines.core.drop_folder import changed_files
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.drop_folders import scan
 from batch_pipelines.resources import BatchStoreResource
@@ -169,5 +168,4 @@ def role_submissions_drop_sensor(
     if problems:
         context.log.error(f"invalid submission file(s), the next tick fails on them:\n{listing}")
     # Invalid files stay out of the cursor: seen again next tick, which then fails on them.
-    _, cursor = changed_files(None, {p: fp for p, fp in current.items() if p not in problems})
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=found.cursor_without(problems))
