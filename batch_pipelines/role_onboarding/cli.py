@@ -66,10 +66,9 @@ def read_roles_file(path: Path) -> dict[str, Any]:
             for row in reader:
                 rows.append({k: v for k, v in row.items() if k and v not in (None, "")})
             return {"roles": rows}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    from batch_pipelines.role_onboarding.submission import read_json_file
+
+    data = read_json_file(path, str(path))
     if isinstance(data, list):
         return {"roles": data}
     if not isinstance(data, dict):

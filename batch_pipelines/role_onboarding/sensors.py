@@ -17,7 +17,6 @@ the sensor's tick naming the file and the field; it stays out of the cursor, so 
 keeps failing until the file is fixed or removed, while other files still launch.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import run_request
 from batch_pipelines.role_onboarding.status import WorkflowRecord
 from batch_pipelines.role_onboarding.store import RoleOnboardingStore
-from batch_pipelines.role_onboarding.submission import ROLE_FIELDS, parse_options
+from batch_pipelines.role_onboarding.submission import ROLE_FIELDS, parse_options, read_json_file
 
 LAUNCHES_PER_TICK = 500
 
@@ -119,14 +118,7 @@ def submission_run_config(body: Any) -> dict[str, Any]:
 
 def read_submission_file(path: Path) -> dict[str, Any]:
     """The run config of a dropped file; ConfigurationError naming the file (and field)."""
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path.name}: cannot be read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"{path.name}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
-        ) from None
+    body = read_json_file(path, path.name)
     try:
         return submission_run_config(body)
     except ConfigurationError as exc:

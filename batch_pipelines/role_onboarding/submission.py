@@ -10,11 +10,13 @@ Pure: no Dagster, no I/O.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from batch_pipelines.core.errors import ConfigurationError
@@ -237,3 +239,16 @@ def workflow_id(batch_id: str, round_number: int, partition: str) -> str:
 SUBMISSION_FLAG_ENV = "ROLE_ONBOARDING_BATCH_SUBMISSION_ENABLED"
 TTL_ENV = "ROLE_ONBOARDING_BATCH_TTL_SECONDS"
 DASHBOARD_BASE_URL_ENV = "ROLE_ONBOARDING_DASHBOARD_BASE_URL"
+
+
+def read_json_file(path: Path, shown: str) -> Any:
+    """The JSON in ``path``; a ConfigurationError naming it as ``shown`` when it cannot be
+    read or where its JSON breaks (line and column)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{shown}: cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{shown}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
