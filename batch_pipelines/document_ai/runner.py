@@ -281,6 +281,8 @@ class _PhaseRun:
         self.write_lock = asyncio.Lock()
         self.stop: str | None = None
         self.in_flight = 0
+        # Set whenever an item in flight settles: what a budget wait waits for.
+        self.settled = asyncio.Event()
         self.last_write = time.monotonic()
         budget = self.job.options.cost_budget
         self.budget = Decimal(budget) if budget is not None else None
@@ -313,6 +315,7 @@ class _PhaseRun:
             await self._add(outcome, passages)
         finally:
             self.in_flight -= 1
+            self.settled.set()
 
     async def _process(self, item: WorkItem) -> tuple[ItemOutcome, list[dict[str, Any]] | None]:
         request_id = f"doc-{self.job.batch_id}-{item.item_id}-{self.spec.name}"
@@ -457,15 +460,15 @@ class _PhaseRun:
             return True
         while self.stop is None:
             done = self.report.processed
-            if done == 0 and self.in_flight:
-                await asyncio.sleep(0.005)
-                continue
-            expected = self.report.cost / done if done else Decimal(0)
-            if self.spent + expected * (self.in_flight + 1) <= self.budget:
-                return True
-            if not self.in_flight:
-                return False
-            await asyncio.sleep(0.005)
+            if done or not self.in_flight:
+                expected = self.report.cost / done if done else Decimal(0)
+                if self.spent + expected * (self.in_flight + 1) <= self.budget:
+                    return True
+                if not self.in_flight:
+                    return False
+            # Decide again once an item in flight has settled (it may cost less).
+            self.settled.clear()
+            await self.settled.wait()
         return False
 
     def _pause_for_budget(self) -> None:
