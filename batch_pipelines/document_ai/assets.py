@@ -41,6 +41,15 @@ def partitions_for(template: PipelineTemplate) -> dg.DynamicPartitionsDefinition
     return dg.DynamicPartitionsDefinition(name=partitions_name(template.name))
 
 
+def remove_job_partition(instance: dg.DagsterInstance, pipeline: str, job_key: str) -> str | None:
+    """Remove a deleted job's partition of its pipeline; the partitions' name if one was removed."""
+    name = partitions_name(pipeline)
+    if not instance.has_dynamic_partition(name, job_key):
+        return None
+    instance.delete_dynamic_partition(name, job_key)
+    return name
+
+
 def job_name_for(pipeline: str) -> str:
     return f"{pipeline}_job"
 

@@ -319,12 +319,10 @@ def delete(job, database_url) -> None:
         # The job's partition goes too, as when the UI's delete_document_job does it.
         import dagster as dg
 
-        from batch_pipelines.document_ai.assets import partitions_name
+        from batch_pipelines.document_ai.assets import remove_job_partition
 
-        name = partitions_name(record.pipeline)
         with dg.DagsterInstance.get() as instance:
-            if instance.has_dynamic_partition(name, record.key):
-                instance.delete_dynamic_partition(name, record.key)
+            if name := remove_job_partition(instance, record.pipeline, record.key):
                 click.echo(f"partition {record.key} of {name} removed")
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field, ValidationError
 
 from batch_pipelines.core.errors import BatchPipelinesError
-from batch_pipelines.document_ai.assets import partitions_for
+from batch_pipelines.document_ai.assets import partitions_for, remove_job_partition
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
 from batch_pipelines.document_ai.exports import export_results
 from batch_pipelines.document_ai.items import load_items, parse_items
@@ -147,21 +147,14 @@ def resume_document_job_op(context: dg.OpExecutionContext, config: ResumeDocumen
 
 @dg.op(tags=NO_RETRY)
 def delete_document_job_op(
-    context: dg.OpExecutionContext,
-    config: DocumentJobActionConfig,
-    batch_store: BatchStoreResource,
-    document_ai: DocumentAISettings,
+    context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource
 ):
     jobs = DocumentJobStore(batch_store.get_store())
     try:
         job = jobs.delete_job(config.job)
     except BatchPipelinesError as exc:
         raise _failure(exc) from None
-    pipelines = document_ai.pipelines()
-    if job.pipeline in pipelines:
-        name = partitions_for(pipelines[job.pipeline]).name
-        if context.instance.has_dynamic_partition(name, job.key):
-            context.instance.delete_dynamic_partition(name, job.key)
+    remove_job_partition(context.instance, job.pipeline, job.key)
     context.log.info(f"document job {job.key} deleted with its items, results and ledger entries")
 
 
