@@ -116,6 +116,7 @@ def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequ
 
     from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
     from batch_pipelines.document_ai.items import load_items
+    from batch_pipelines.document_ai.pipelines import describe_validation_error
 
     try:
         pipelines = _pipelines(pipelines_dir)
@@ -135,7 +136,7 @@ def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequ
                 ),
             )
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = describe_validation_error(exc)
             raise click.ClickException(f"invalid job options: {problems}") from None
         check_pipeline(spec, pipelines)
         jobs = _jobs(database_url)

@@ -18,6 +18,7 @@ from batch_pipelines.document_ai.assets import partitions_for, remove_job_partit
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
 from batch_pipelines.document_ai.exports import export_results
 from batch_pipelines.document_ai.items import load_items, parse_items
+from batch_pipelines.document_ai.pipelines import describe_validation_error
 from batch_pipelines.document_ai.rag import ReferenceLibrary
 from batch_pipelines.document_ai.reports import job_status
 from batch_pipelines.document_ai.resources import DocumentAISettings
@@ -89,7 +90,7 @@ def submit_document_job_op(
     except BatchPipelinesError as exc:
         raise _failure(exc) from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = describe_validation_error(exc)
         raise dg.Failure(description=f"invalid job: {problems}", allow_retries=False) from None
     context.instance.add_dynamic_partitions(partitions_for(pipelines[job.pipeline]).name, [job.key])
     context.log.info(f"document job {job.key} stored with {job.item_count} items: {job.status}")

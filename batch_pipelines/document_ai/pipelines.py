@@ -135,6 +135,11 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{path}: {message}"
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """Every problem of a pydantic error as ``field.path: plain message``, joined by "; "."""
+    return "; ".join(_describe(e) for e in exc.errors(include_url=False))
+
+
 def _validation_failure(source: str, exc: ValidationError) -> ConfigurationError:
     problems = [_describe(e) for e in exc.errors(include_url=False)]
     return ConfigurationError(

@@ -83,3 +83,12 @@ def test_deleting_from_the_cli_also_removes_the_jobs_partition_from_the_dagster_
     assert out.exit_code == 0 and "removed" in out.output
     with dg.DagsterInstance.get() as instance:
         assert not instance.has_dynamic_partition("embedding_regeneration_jobs", key)
+
+
+def test_job_options_out_of_range_are_refused_naming_the_option_and_the_value(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"content": TEXT}) + "\n")
+    out = CliRunner().invoke(main, ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--concurrency", "0",
+                                    "--database-url", f"sqlite:///{tmp_path / 's.db'}"])
+    assert out.exit_code != 0
+    assert "invalid job options: concurrency:" in out.output and "got 0" in out.output
