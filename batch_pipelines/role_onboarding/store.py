@@ -179,7 +179,6 @@ class RoleOnboardingStore:
         or NotFound. ``with_options=False`` leaves the workflows' options empty, which the
         status does not need and which costs a JSON decoding per role."""
         now = now or utcnow()
-        columns = [c for c in role_workflows.c if c.name not in _STATUS_SKIPS or (with_options and c.name == "options")]
         workflows: list[WorkflowRecord] = []
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(role_batches).where(role_batches.c.batch_id == batch_id)).mappings().first()
@@ -187,10 +186,7 @@ class RoleOnboardingStore:
                 self._raise_missing(conn, batch_id)
             expired = row["expires_at"] <= now
             if not expired:
-                rows = conn.execute(
-                    sa.select(*columns).where(role_workflows.c.batch_id == batch_id).order_by(role_workflows.c.id)
-                ).all()
-                workflows = _workflows(rows, [c.name for c in columns])
+                workflows = _workflows_by_batch(conn, [batch_id], with_options=with_options).get(batch_id, [])
         if expired:
             self._expire([batch_id], now)
             with self.engine.connect() as conn:
@@ -234,21 +230,9 @@ class RoleOnboardingStore:
         if expired:
             self._expire(expired, now)
         live = [r for r in rows if r["expires_at"] > now]
-        # Every live batch's workflows in one query per chunk of batches, not one per batch.
-        columns = [c for c in role_workflows.c if c.name not in _STATUS_SKIPS or c.name == "options"]
-        names = [c.name for c in columns]
-        found: list[Any] = []
         with self.engine.connect() as conn:
-            for chunk in chunks(live, _LIST_CHUNK):
-                ids = [r["batch_id"] for r in chunk]
-                found += conn.execute(
-                    sa.select(*columns).where(role_workflows.c.batch_id.in_(ids)).order_by(role_workflows.c.id)
-                ).all()
-        by_batch: dict[str, list[Any]] = {}
-        batch_index = names.index("batch_id")
-        for wf in found:
-            by_batch.setdefault(wf[batch_index], []).append(wf)
-        return [_batch(r, _workflows(by_batch.get(r["batch_id"], []), names)) for r in live]
+            by_batch = _workflows_by_batch(conn, [r["batch_id"] for r in live])
+        return [_batch(r, by_batch.get(r["batch_id"], [])) for r in live]
 
     def delete_expired(self, *, now: datetime | None = None) -> list[str]:
         """Delete every batch past its time to live; returns their ids."""
@@ -434,6 +418,23 @@ def _workflows(rows: Sequence[Any], names: Sequence[str]) -> list[WorkflowRecord
         )  # fmt: skip
         for r in rows
     ]
+
+
+def _workflows_by_batch(
+    conn: sa.Connection, batch_ids: Sequence[str], *, with_options: bool = True
+) -> dict[str, list[WorkflowRecord]]:
+    """The workflows of ``batch_ids``, per batch in creation order: one query per chunk of
+    batches, not one per batch. Without options their JSON is not decoded (the status does
+    not need it)."""
+    columns = [c for c in role_workflows.c if c.name not in _STATUS_SKIPS or (with_options and c.name == "options")]
+    names = [c.name for c in columns]
+    at = names.index("batch_id")
+    rows_by_batch: dict[str, list[Any]] = {}
+    for chunk in chunks(batch_ids, _LIST_CHUNK):
+        query = sa.select(*columns).where(role_workflows.c.batch_id.in_(chunk)).order_by(role_workflows.c.id)
+        for row in conn.execute(query):
+            rows_by_batch.setdefault(row[at], []).append(row)
+    return {batch_id: _workflows(rows, names) for batch_id, rows in rows_by_batch.items()}
 
 
 def _batch(row: Mapping[str, Any], workflows: list[WorkflowRecord]) -> RoleBatchRecord:
