@@ -231,14 +231,13 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
             "items": {"count": len(flat)},
         }
 
-    # Which items of each category reference a user, built once (not a scan per user).
-    items_of_user: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for c, items in category_items.items():
-        for i in items:
-            for ref in dict.fromkeys(i["user_ids"]):
-                items_of_user.setdefault(ref, {}).setdefault(c, []).append(i)
-
     if job.type.processing == "individual":
+        # Which items of each category reference a user, built once (not a scan per user).
+        items_of_user: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for c, items in category_items.items():
+            for i in items:
+                for ref in dict.fromkeys(i["user_ids"]):
+                    items_of_user.setdefault(ref, {}).setdefault(c, []).append(i)
         for user in inputs.users:
             uid = str(user["id"])
             pref = inputs.preferences.get(uid)
