@@ -50,15 +50,23 @@ def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
     """List batches with their status and job counts."""
     store = open_store(database_url)
     rows = [
-        {"id": b.id, "family": b.family, "batch_type": b.batch_type, "partition": b.partition_key,
-         "status": b.status.value, "jobs": store.job_status_counts(b.id)}
+        {
+            "id": b.id,
+            "family": b.family,
+            "batch_type": b.batch_type,
+            "partition": b.partition_key,
+            "status": b.status.value,
+            "jobs": store.job_status_counts(b.id),
+        }
         for b in store.find_batches(family=family)
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['id']:>6}  {r['status']:<10} {r['family']:<14} {r['batch_type']:<28} {r['partition'] or '-':<10} {r['jobs']}")
+        click.echo(
+            f"{r['id']:>6}  {r['status']:<10} {r['family']:<14} {r['batch_type']:<28} {r['partition'] or '-':<10} {r['jobs']}"
+        )
 
 
 @batch.command()
@@ -75,23 +83,49 @@ def status(batch_id: int, database_url: str, as_json: bool) -> None:
     recon = store.recon_log(batch_id)
     jobs = store.list_jobs(batch_id)
     if as_json:
-        click.echo(json.dumps({
-            "batch": {"id": b.id, "family": b.family, "batch_type": b.batch_type, "status": b.status.value,
-                      "partition": b.partition_key, "created_at": b.created_at.isoformat()},
-            "reconciliation": recon[-1]["summary"] if recon else None,
-            "jobs": [{"id": j.id, "key": j.key, "status": j.status.value, "skipped": j.skipped,
-                      "workflow_id": j.workflow_id, "parent_job_id": j.parent_job_id, "last_error": j.last_error}
-                     for j in jobs],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "batch": {
+                        "id": b.id,
+                        "family": b.family,
+                        "batch_type": b.batch_type,
+                        "status": b.status.value,
+                        "partition": b.partition_key,
+                        "created_at": b.created_at.isoformat(),
+                    },
+                    "reconciliation": recon[-1]["summary"] if recon else None,
+                    "jobs": [
+                        {
+                            "id": j.id,
+                            "key": j.key,
+                            "status": j.status.value,
+                            "skipped": j.skipped,
+                            "workflow_id": j.workflow_id,
+                            "parent_job_id": j.parent_job_id,
+                            "last_error": j.last_error,
+                        }
+                        for j in jobs
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
-    click.echo(f"batch {b.id}  {b.batch_type}  ({b.family}, partition {b.partition_key or '-'})  status {b.status}")
+    click.echo(
+        f"batch {b.id}  {b.batch_type}  ({b.family}, partition {b.partition_key or '-'})  status {b.status}"
+    )
     if recon:
-        click.echo(f"last reconciliation: {recon[-1]['status']} - {recon[-1]['summary'].get('reason', '')}")
+        click.echo(
+            f"last reconciliation: {recon[-1]['status']} - {recon[-1]['summary'].get('reason', '')}"
+        )
     click.echo(f"jobs: {store.job_status_counts(batch_id)}")
     for j in jobs:
         flag = " (skipped)" if j.skipped else ""
         err = f"  {j.last_error}" if j.last_error and not j.skipped else ""
-        click.echo(f"  {j.id:>7} {j.status.value:<10} {j.key:<40} wf={j.workflow_id or '-'}{flag}{err}")
+        click.echo(
+            f"  {j.id:>7} {j.status.value:<10} {j.key:<40} wf={j.workflow_id or '-'}{flag}{err}"
+        )
 
 
 def _set_status(batch_id: int, database_url: str, target: BatchStatus) -> None:
@@ -129,13 +163,24 @@ def cancel(batch_id: int, database_url: str) -> None:
 @batch.command()
 @click.argument("job_ids", type=int, nargs=-1, required=True)
 @database_url_option
-@click.option("--configuration-json", default=None, help="Replacement job configuration (JSON object).")
-@click.option("--reason", "override_reason", default=None, help="Why the configuration is replaced.")
-def resubmit(job_ids: tuple[int, ...], database_url: str, configuration_json: str | None, override_reason: str | None) -> None:
+@click.option(
+    "--configuration-json", default=None, help="Replacement job configuration (JSON object)."
+)
+@click.option(
+    "--reason", "override_reason", default=None, help="Why the configuration is replaced."
+)
+def resubmit(
+    job_ids: tuple[int, ...],
+    database_url: str,
+    configuration_json: str | None,
+    override_reason: str | None,
+) -> None:
     """Resubmit FAILED/ERROR/CANCELLED jobs as new jobs; the originals are kept, skipped."""
     data = json.loads(configuration_json) if configuration_json else None
     try:
-        new_ids = open_store(database_url).resubmit_jobs(list(job_ids), configuration_data=data, override_reason=override_reason)
+        new_ids = open_store(database_url).resubmit_jobs(
+            list(job_ids), configuration_data=data, override_reason=override_reason
+        )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
     click.echo(f"resubmitted {list(job_ids)} as {new_ids}")

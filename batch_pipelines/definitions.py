@@ -20,7 +20,13 @@ def defs() -> dg.Definitions:
     check_production_settings(os.environ)
     shared_and_risk_modeling = dg.Definitions(
         assets=risk_modeling_assets,
-        jobs=[batch_control, resubmit_jobs, risk_modeling_cycle_job, load_workbook, analysis_decisions],
+        jobs=[
+            batch_control,
+            resubmit_jobs,
+            risk_modeling_cycle_job,
+            load_workbook,
+            analysis_decisions,
+        ],
         sensors=[workbook_drop_sensor, cycle_after_workbook_load],
         resources={
             **default_resources(),

@@ -49,15 +49,24 @@ def _print_result(echo: Callable[[str], None], title: str, result: BatchRunResul
     echo(f"    submitted {result.submitted} jobs in {result.duration_seconds:.1f}s")
 
 
-async def _run(store: BatchStore, sim: RiskModelerSimulator, batch_id: int, handler_cls, echo) -> BatchRunResult:
-    options = EngineOptions(concurrency=8, poll_interval_seconds=0.2, poll_max_interval_seconds=1.0, progress_interval_seconds=1.0)
+async def _run(
+    store: BatchStore, sim: RiskModelerSimulator, batch_id: int, handler_cls, echo
+) -> BatchRunResult:
+    options = EngineOptions(
+        concurrency=8,
+        poll_interval_seconds=0.2,
+        poll_max_interval_seconds=1.0,
+        progress_interval_seconds=1.0,
+    )
 
     def progress(report: ProgressReport) -> None:
         echo(f"    progress: {report.message()}")
 
     retry = RetryPolicy(max_retries=6, backoff_base_seconds=0.05, backoff_max_seconds=1.0)
     async with risk_modeler_client(sim, timeout_seconds=2.0, retry=retry) as client:
-        return await run_batch(store, batch_id, handler_cls(client_context(client)), options, on_progress=progress)
+        return await run_batch(
+            store, batch_id, handler_cls(client_context(client)), options, on_progress=progress
+        )
 
 
 def _dagster_instance() -> dg.DagsterInstance:
@@ -67,7 +76,9 @@ def _dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def _run_family_demos(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> bool:
+def _run_family_demos(
+    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance
+) -> bool:
     """The other families' demos, each in a folder of its own; all run even if one fails."""
     from batch_pipelines.configured_batches.demo import run_demo as configured_batches_demo
     from batch_pipelines.document_ai.demo import run_demo as document_ai_demo
@@ -75,8 +86,11 @@ def _run_family_demos(echo: Callable[[str], None], directory: Path, instance: dg
 
     results = []
     for number, (name, demo) in enumerate(
-        [("document_ai", document_ai_demo), ("configured_batches", configured_batches_demo),
-         ("role_onboarding", role_onboarding_demo)],
+        [
+            ("document_ai", document_ai_demo),
+            ("configured_batches", configured_batches_demo),
+            ("role_onboarding", role_onboarding_demo),
+        ],
         start=5,
     ):
         folder = directory / name
@@ -88,40 +102,75 @@ def _run_family_demos(echo: Callable[[str], None], directory: Path, instance: dg
 
 def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) -> int:
     # Retries are the interesting part of a faulty run: show them inline, one line each.
-    logging.basicConfig(level=logging.WARNING, format="    retry: %(message)s", stream=sys.stdout, force=True)
+    logging.basicConfig(
+        level=logging.WARNING, format="    retry: %(message)s", stream=sys.stdout, force=True
+    )
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     store_url = f"sqlite:///{directory / 'batch_store.db'}"
     store = BatchStore(store_url)
-    faults = FaultPlan(seed=3, latency_seconds=0.02, server_error_rate=0.08, rate_limit_rate=0.05,
-                       retry_after_seconds=0.2, workflow_failure_rate=0.15)
-    sim = RiskModelerSimulator(directory / "risk_modeler_simulator.db", faults=faults, workflow_seconds=(0.2, 0.2, 0.6))
+    faults = FaultPlan(
+        seed=3,
+        latency_seconds=0.02,
+        server_error_rate=0.08,
+        rate_limit_rate=0.05,
+        retry_after_seconds=0.2,
+        workflow_failure_rate=0.15,
+    )
+    sim = RiskModelerSimulator(
+        directory / "risk_modeler_simulator.db", faults=faults, workflow_seconds=(0.2, 0.2, 0.6)
+    )
 
-    echo(f"Cycle {CYCLE}: {EDMS} EDMs, {EDMS * PORTFOLIOS_PER_EDM} portfolios, against the Risk Modeler simulator")
-    echo("  (8% 5xx, 5% 429 with Retry-After, 15% of workflows end FAILED: all injected on purpose)")
+    echo(
+        f"Cycle {CYCLE}: {EDMS} EDMs, {EDMS * PORTFOLIOS_PER_EDM} portfolios, against the Risk Modeler simulator"
+    )
+    echo(
+        "  (8% 5xx, 5% 429 with Retry-After, 15% of workflows end FAILED: all injected on purpose)"
+    )
     edm_names = [f"RM_EDM_{CYCLE}_DEMO_{i:02d}" for i in range(EDMS)]
     edm_batch = store.create_batch(
-        family="risk_modeling", batch_type="EDM Creation", partition_key=CYCLE,
+        family="risk_modeling",
+        batch_type="EDM Creation",
+        partition_key=CYCLE,
         job_configurations=[{"key": n, "data": {"edm_name": n}} for n in edm_names],
     )
     echo("\n1. EDM Creation (async workflows, tracked until terminal)")
     first = asyncio.run(_run(store, sim, edm_batch, EdmCreationHandler, echo))
     _print_result(echo, "EDM Creation", first)
 
-    failed = [j.id for j in store.list_jobs(edm_batch, skipped=False) if j.status in (JobStatus.FAILED, JobStatus.ERROR)]
+    failed = [
+        j.id
+        for j in store.list_jobs(edm_batch, skipped=False)
+        if j.status in (JobStatus.FAILED, JobStatus.ERROR)
+    ]
     if failed:
-        echo(f"\n2. Resubmitting the {len(failed)} failed jobs {failed} (new jobs point at their parents)")
+        echo(
+            f"\n2. Resubmitting the {len(failed)} failed jobs {failed} (new jobs point at their parents)"
+        )
         # The service has recovered: same state file, no more injected failures.
-        sim = RiskModelerSimulator(sim.db_path, faults=FaultPlan(seed=4, latency_seconds=0.02), workflow_seconds=(0.2, 0.2, 0.6))
+        sim = RiskModelerSimulator(
+            sim.db_path,
+            faults=FaultPlan(seed=4, latency_seconds=0.02),
+            workflow_seconds=(0.2, 0.2, 0.6),
+        )
         store.resubmit_jobs(failed)
         second = asyncio.run(_run(store, sim, edm_batch, EdmCreationHandler, echo))
         _print_result(echo, "EDM Creation after resubmission", second)
 
     portfolio_batch = store.create_batch(
-        family="risk_modeling", batch_type="Portfolio Creation", partition_key=CYCLE,
+        family="risk_modeling",
+        batch_type="Portfolio Creation",
+        partition_key=CYCLE,
         job_configurations=[
-            {"key": f"{edm}:P{k}", "data": {"edm_name": edm, "portfolio_name": f"PORT_{i:02d}_{k}", "portfolio_number": f"{i:02d}{k}"}}
+            {
+                "key": f"{edm}:P{k}",
+                "data": {
+                    "edm_name": edm,
+                    "portfolio_name": f"PORT_{i:02d}_{k}",
+                    "portfolio_number": f"{i:02d}{k}",
+                },
+            }
             for i, edm in enumerate(edm_names)
             for k in range(PORTFOLIOS_PER_EDM)
         ],
@@ -131,10 +180,14 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     _print_result(echo, "Portfolio Creation", third)
 
     stats = sim.stats()
-    echo("\nSimulator's own count: "
-         f"{stats['accepted_total']} submissions accepted, {stats['replays_total']} idempotent replays, "
-         f"duplicate acceptances: {stats['duplicate_acceptances'] or 'none'}")
-    echo("\n4. A whole risk-modeling cycle from a generated workbook (12 batch types as Dagster assets)")
+    echo(
+        "\nSimulator's own count: "
+        f"{stats['accepted_total']} submissions accepted, {stats['replays_total']} idempotent replays, "
+        f"duplicate acceptances: {stats['duplicate_acceptances'] or 'none'}"
+    )
+    echo(
+        "\n4. A whole risk-modeling cycle from a generated workbook (12 batch types as Dagster assets)"
+    )
     from batch_pipelines.risk_modeling.demo_cycle import run_cycle_demo
 
     cycle_dir = directory / "cycle"
@@ -144,12 +197,22 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
         families_ok = _run_family_demos(echo, directory, instance)
 
     echo("\nWhere to look:")
-    echo(f"  store (SQLite):      {directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)")
+    echo(
+        f"  store (SQLite):      {directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)"
+    )
     echo(f"  simulator state:     {directory / 'risk_modeler_simulator.db'}")
-    echo(f"  inspect a batch:     .venv/bin/batch-pipelines batch status {edm_batch} --database-url {store_url}")
-    echo(f"  the cycle's store:   {cycle_dir / 'batch_store.db'};  its files: {cycle_dir / 'risk_modeling'}")
+    echo(
+        f"  inspect a batch:     .venv/bin/batch-pipelines batch status {edm_batch} --database-url {store_url}"
+    )
+    echo(
+        f"  the cycle's store:   {cycle_dir / 'batch_store.db'};  its files: {cycle_dir / 'risk_modeling'}"
+    )
     echo("  the Dagster UI:      make dev  (then open http://127.0.0.1:3000: Runs, and the")
     echo("                       risk_modeling asset group with its metadata and checks)")
-    ok = cycle_ok and families_ok and all(r.status.value == "COMPLETED" for r in ([second] if failed else [first]) + [third])
+    ok = (
+        cycle_ok
+        and families_ok
+        and all(r.status.value == "COMPLETED" for r in ([second] if failed else [first]) + [third])
+    )
     store.dispose()
     return 0 if ok else 1

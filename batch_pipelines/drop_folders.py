@@ -11,7 +11,9 @@ from pathlib import Path
 from batch_pipelines.core.drop_folder import Fingerprint, changed_files, cursor_of
 
 
-def fingerprints(folder: Path, pattern: str, suffixes: Iterable[str] | None = None) -> dict[str, Fingerprint]:
+def fingerprints(
+    folder: Path, pattern: str, suffixes: Iterable[str] | None = None
+) -> dict[str, Fingerprint]:
     """``{path: (mtime in ns, size)}`` of the files under ``folder`` matching ``pattern``
     (and, when given, one of ``suffixes``, compared case-insensitively)."""
     wanted = {s.lower() for s in suffixes} if suffixes is not None else None
@@ -40,7 +42,14 @@ class DropScan:
         return cursor_of({p: fp for p, fp in self.current.items() if p not in left_out})
 
 
-def scan(folder: Path, pattern: str, cursor: str | None, *, what: str, suffixes: Iterable[str] | None = None) -> DropScan:
+def scan(
+    folder: Path,
+    pattern: str,
+    cursor: str | None,
+    *,
+    what: str,
+    suffixes: Iterable[str] | None = None,
+) -> DropScan:
     """One tick's look at a drop folder (``what`` names the files in the skip message)."""
     if not folder.is_dir():
         return DropScan([], {}, cursor, f"drop folder {folder} does not exist yet")

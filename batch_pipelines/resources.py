@@ -159,7 +159,9 @@ class RiskModelerResource(dg.ConfigurableResource):
             s = self.simulator_workflow_seconds
             from batch_pipelines.simulators.faults import FaultPlan
 
-            faults = FaultPlan(seed=self.simulator_seed, workflow_failure_rate=self.simulator_workflow_failure_rate)
+            faults = FaultPlan(
+                seed=self.simulator_seed, workflow_failure_rate=self.simulator_workflow_failure_rate
+            )
             self._simulator = RiskModelerSimulator(
                 self.simulator_db, workflow_seconds=(s / 4, s / 4, s / 2), faults=faults
             )
@@ -179,7 +181,9 @@ class ModelsResource(dg.ConfigurableResource):
             from batch_pipelines.simulators.models import ModelSimulator
 
             return model_client(ModelSimulator(), timeout_seconds=self.timeout_seconds)
-        return ModelClient(self.base_url, self.api_key, timeout_seconds=self.timeout_seconds, use_aiohttp=True)
+        return ModelClient(
+            self.base_url, self.api_key, timeout_seconds=self.timeout_seconds, use_aiohttp=True
+        )
 
 
 class TeamsResource(dg.ConfigurableResource):

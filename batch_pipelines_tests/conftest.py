@@ -36,7 +36,11 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001
         admin.dispose()
         _postgres_unavailable(type(exc).__name__)
-    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = (
+        sa.engine.make_url(POSTGRES_ADMIN_URL)
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
     try:
         yield url
     finally:

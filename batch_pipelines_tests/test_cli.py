@@ -18,15 +18,23 @@ def test_demo_runs_end_to_end_and_says_where_to_look(tmp_path, monkeypatch):
 
 
 def test_batch_status_list_pause_and_resubmit_from_the_command_line(store, database_url):
-    batch_id = store.create_batch(family="test", batch_type="EDM Creation", job_configurations=[{"key": "a"}])
+    batch_id = store.create_batch(
+        family="test", batch_type="EDM Creation", job_configurations=[{"key": "a"}]
+    )
     store.activate_batch(batch_id)
     job = store.list_jobs(batch_id)[0]
-    store.apply_job_changes([JobChange(job.id, JobStatus.INITIATED, JobStatus.ERROR, last_error="boom")])
+    store.apply_job_changes(
+        [JobChange(job.id, JobStatus.INITIATED, JobStatus.ERROR, last_error="boom")]
+    )
     runner = CliRunner()
     url = ["--database-url", database_url]
     out = runner.invoke(main, ["batch", "status", str(batch_id), *url])
     assert out.exit_code == 0 and "ERROR" in out.output and "boom" in out.output
-    assert runner.invoke(main, ["batch", "pause", str(batch_id), *url]).output.strip().endswith("PAUSED")
+    assert (
+        runner.invoke(main, ["batch", "pause", str(batch_id), *url])
+        .output.strip()
+        .endswith("PAUSED")
+    )
     listing = runner.invoke(main, ["batch", "list", "--json", *url])
     assert f'"id": {batch_id}' in listing.output
     resub = runner.invoke(main, ["batch", "resubmit", str(job.id), *url])

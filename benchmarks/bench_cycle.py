@@ -34,7 +34,12 @@ from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 from batch_pipelines.store.batch_store import BatchStore
 from benchmarks.common import bench_line
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "valid_excel_configuration.xlsx"
+FIXTURE = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "fixtures"
+    / "valid_excel_configuration.xlsx"
+)
 CONCURRENCY = 20
 WORKFLOW_SECONDS = (0.1, 0.1, 0.3)  # queued, pending, running of every simulated workflow
 LATENCY_SECONDS = 0.01
@@ -49,10 +54,14 @@ async def _run(directory: Path, workbook: Path) -> tuple[float, float, dict[str,
     from batch_pipelines.simulators.faults import FaultPlan
 
     sim = RiskModelerSimulator(
-        directory / "rm.db", workflow_seconds=WORKFLOW_SECONDS, faults=FaultPlan(latency_seconds=LATENCY_SECONDS)
+        directory / "rm.db",
+        workflow_seconds=WORKFLOW_SECONDS,
+        faults=FaultPlan(latency_seconds=LATENCY_SECONDS),
     )
     counts = job_counts(configuration)
-    options = EngineOptions(concurrency=CONCURRENCY, poll_interval_seconds=0.05, poll_max_interval_seconds=0.2)
+    options = EngineOptions(
+        concurrency=CONCURRENCY, poll_interval_seconds=0.05, poll_max_interval_seconds=0.2
+    )
     ideal = 0.0
     statuses: dict[str, str] = {}
     started = time.perf_counter()
@@ -66,7 +75,9 @@ async def _run(directory: Path, workbook: Path) -> tuple[float, float, dict[str,
         )
         for batch_type in BATCH_TYPE_ORDER:
             n = counts[batch_type.value]
-            duration = sum(WORKFLOW_SECONDS) + LATENCY_SECONDS if batch_type.is_async else LATENCY_SECONDS
+            duration = (
+                sum(WORKFLOW_SECONDS) + LATENCY_SECONDS if batch_type.is_async else LATENCY_SECONDS
+            )
             ideal += math.ceil(n / CONCURRENCY) * duration
             t0 = time.perf_counter()
             outcome = await materialize_batch_type(store, ctx, batch_type, options=options)
@@ -87,9 +98,14 @@ def main() -> None:
         if FIXTURE.exists():
             workbook, label = FIXTURE, "the fixture workbook"
         else:
-            workbook, label = write_valid_workbook(directory / "generated.xlsx", scale=30), "a generated workbook (fixture absent)"
+            workbook, label = (
+                write_valid_workbook(directory / "generated.xlsx", scale=30),
+                "a generated workbook (fixture absent)",
+            )
         total = sum(job_counts(load_workbook_configuration(workbook)).values())
-        print(f"cycle_full: {total} jobs of {label}, concurrency {CONCURRENCY}, workflows {sum(WORKFLOW_SECONDS)}s")
+        print(
+            f"cycle_full: {total} jobs of {label}, concurrency {CONCURRENCY}, workflows {sum(WORKFLOW_SECONDS)}s"
+        )
         measured, ideal, statuses = asyncio.run(_run(directory, workbook))
     completed = all(s == "COMPLETED" for s in statuses.values())
     print(

@@ -62,7 +62,10 @@ class _SimulatedModels(ModelsResource):
     latency_seconds: float = 0.0
 
     def client(self):
-        return model_client(ModelSimulator(faults=FaultPlan(latency_seconds=self.latency_seconds)), timeout_seconds=60)
+        return model_client(
+            ModelSimulator(faults=FaultPlan(latency_seconds=self.latency_seconds)),
+            timeout_seconds=60,
+        )
 
 
 # The run's console log at WARNING: the benchmark prints its own lines, not Dagster's step events.
@@ -83,7 +86,9 @@ def _run(directory: Path, items: int, latency: float) -> float:
     defs = dg.Definitions(assets=assets, jobs=[job_def], resources=resources)
     resolved = defs.resolve_job_def(job_def.name)
     spec = BatchJobSpec(
-        name="bench", project_id="bench", pipeline=TEMPLATE.name,
+        name="bench",
+        project_id="bench",
+        pipeline=TEMPLATE.name,
         items=parse_items([{"content": f"{TEXT} Item {i}."} for i in range(items)]),
         options=JobOptions(concurrency=CONCURRENCY),  # the default checkpoint frequency (10)
     )
@@ -109,10 +114,12 @@ def bench_phases() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         elapsed = _run(Path(tmp), items, LATENCY_S)
     rate = items * PHASES / elapsed
-    print(f"docs_phases: {items} items x {PHASES} phases at concurrency {CONCURRENCY}, {LATENCY_S * 1000:.0f} ms latency: "
-          f"{rate:,.0f} item-phases/s in {elapsed:.1f} s (ideal {IDEAL_PER_S:,.0f}/s, {rate / IDEAL_PER_S:.0%}; "
-          f"goal {GOAL:.0%} {'met' if rate >= GOAL * IDEAL_PER_S else 'NOT met'}); peak memory {peak_rss_mib():.0f} MiB",
-          flush=True)
+    print(
+        f"docs_phases: {items} items x {PHASES} phases at concurrency {CONCURRENCY}, {LATENCY_S * 1000:.0f} ms latency: "
+        f"{rate:,.0f} item-phases/s in {elapsed:.1f} s (ideal {IDEAL_PER_S:,.0f}/s, {rate / IDEAL_PER_S:.0%}; "
+        f"goal {GOAL:.0%} {'met' if rate >= GOAL * IDEAL_PER_S else 'NOT met'}); peak memory {peak_rss_mib():.0f} MiB",
+        flush=True,
+    )
     bench_line("docs_phases", "item-phases/s", rate, IDEAL_PER_S, digits=1)
 
 
@@ -121,8 +128,11 @@ def bench_overhead() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         elapsed = _run(Path(tmp), items, 0.0)
     per_ms = elapsed * 1000 / (items * PHASES)
-    print(f"docs_overhead: {items} items x {PHASES} phases at zero latency: {per_ms:.3f} ms per item-phase "
-          f"(budget {OVERHEAD_IDEAL_MS} ms at the ideal rate); peak memory {peak_rss_mib():.0f} MiB", flush=True)
+    print(
+        f"docs_overhead: {items} items x {PHASES} phases at zero latency: {per_ms:.3f} ms per item-phase "
+        f"(budget {OVERHEAD_IDEAL_MS} ms at the ideal rate); peak memory {peak_rss_mib():.0f} MiB",
+        flush=True,
+    )
     bench_line("docs_overhead", "ms/item-phase", per_ms, OVERHEAD_IDEAL_MS, digits=3)
 
 

@@ -127,7 +127,8 @@ def _edm_batch(store: BatchStore, n: int) -> int:
         family="risk_modeling",
         batch_type="EDM Creation",
         job_configurations=[
-            {"key": f"BENCH_EDM_{i:06d}", "data": {"edm_name": f"BENCH_EDM_{i:06d}"}} for i in range(n)
+            {"key": f"BENCH_EDM_{i:06d}", "data": {"edm_name": f"BENCH_EDM_{i:06d}"}}
+            for i in range(n)
         ],
     )
 
@@ -140,10 +141,14 @@ async def _create_edm(client: RiskModelerClient, name: str = EDM, timeout_s: flo
         workflow = await client.get_workflow(workflow_id)
         if workflow is not None and workflow.is_terminal:
             if workflow.status != "FINISHED":
-                raise RuntimeError(f"creating EDM {name}: workflow {workflow_id} ended {workflow.status}")
+                raise RuntimeError(
+                    f"creating EDM {name}: workflow {workflow_id} ended {workflow.status}"
+                )
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"creating EDM {name}: workflow {workflow_id} not finished after {timeout_s}s")
+            raise RuntimeError(
+                f"creating EDM {name}: workflow {workflow_id} not finished after {timeout_s}s"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -166,12 +171,17 @@ async def _sync_in_process(directory: Path, n: int, latency_s: float, store: Bat
             await _create_edm(client)
             batch_id = await asyncio.to_thread(_portfolio_batch, store, n, "P")
             result, elapsed = await _timed_run(
-                store, batch_id, PortfolioCreationHandler(client_context(client)), EngineOptions(concurrency=CONCURRENCY)
+                store,
+                batch_id,
+                PortfolioCreationHandler(client_context(client)),
+                EngineOptions(concurrency=CONCURRENCY),
             )
         _check_settled(result, n, "sync batch")
         accepted = sim.stats()["accepted_total"]
         if accepted != n + 1:  # the portfolios and the EDM
-            raise RuntimeError(f"sync batch: simulator accepted {accepted} submissions, expected {n + 1}")
+            raise RuntimeError(
+                f"sync batch: simulator accepted {accepted} submissions, expected {n + 1}"
+            )
         return elapsed
     finally:
         sim.close()
@@ -203,21 +213,32 @@ def bench_sync() -> None:
 
 async def _async_in_process(directory: Path, n: int, store: BatchStore) -> float:
     sim = RiskModelerSimulator(
-        directory / "rm.db", faults=FaultPlan(latency_seconds=LATENCY_S), workflow_seconds=WORKFLOW_SECONDS
+        directory / "rm.db",
+        faults=FaultPlan(latency_seconds=LATENCY_S),
+        workflow_seconds=WORKFLOW_SECONDS,
     )
     try:
         async with risk_modeler_client(sim) as client:
             batch_id = await asyncio.to_thread(_edm_batch, store, n)
             options = EngineOptions(
-                concurrency=CONCURRENCY, poll_interval_seconds=POLL_INTERVAL_S, poll_max_interval_seconds=1.0
+                concurrency=CONCURRENCY,
+                poll_interval_seconds=POLL_INTERVAL_S,
+                poll_max_interval_seconds=1.0,
             )
-            result, elapsed = await _timed_run(store, batch_id, EdmCreationHandler(client_context(client)), options)
+            result, elapsed = await _timed_run(
+                store, batch_id, EdmCreationHandler(client_context(client)), options
+            )
         _check_settled(result, n, "async batch")
         stats = sim.stats()
         if stats["accepted_total"] != n:
-            raise RuntimeError(f"async batch: simulator accepted {stats['accepted_total']} submissions, expected {n}")
+            raise RuntimeError(
+                f"async batch: simulator accepted {stats['accepted_total']} submissions, expected {n}"
+            )
         polls = stats.get("requests_total", 0) - n
-        print(f"engine_async: {polls} requests besides the {n} submissions (tracking polls, 100 workflows each)", flush=True)
+        print(
+            f"engine_async: {polls} requests besides the {n} submissions (tracking polls, 100 workflows each)",
+            flush=True,
+        )
         return elapsed
     finally:
         sim.close()
@@ -272,7 +293,11 @@ def _fresh_postgres_database() -> Iterator[str]:
         admin.dispose()
         raise
     try:
-        yield sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield (
+            sa.engine.make_url(POSTGRES_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(
@@ -385,14 +410,19 @@ def _server_peak_rss_mib(process: subprocess.Popen) -> float | None:
     return None
 
 
-async def _sync_over_tcp(base: str, store: BatchStore, n: int, *, use_aiohttp: bool, prefix: str) -> float:
+async def _sync_over_tcp(
+    base: str, store: BatchStore, n: int, *, use_aiohttp: bool, prefix: str
+) -> float:
     client = RiskModelerClient(base, API_KEY, use_aiohttp=use_aiohttp, max_connections=CONCURRENCY)
     async with client:
         if await client.get_edm(EDM) is None:
             await _create_edm(client)
         batch_id = await asyncio.to_thread(_portfolio_batch, store, n, prefix)
         result, elapsed = await _timed_run(
-            store, batch_id, PortfolioCreationHandler(client_context(client)), EngineOptions(concurrency=CONCURRENCY)
+            store,
+            batch_id,
+            PortfolioCreationHandler(client_context(client)),
+            EngineOptions(concurrency=CONCURRENCY),
         )
     _check_settled(result, n, f"sync batch over TCP ({'aiohttp' if use_aiohttp else 'httpx'})")
     return elapsed
@@ -404,10 +434,15 @@ def bench_sync_tcp() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_engine_") as d:
         directory = Path(d)
         with _simulator_server(directory) as (base, process):
-            for label, use_aiohttp, prefix in (("httpx pool", False, "H"), ("aiohttp transport", True, "A")):
+            for label, use_aiohttp, prefix in (
+                ("httpx pool", False, "H"),
+                ("aiohttp transport", True, "A"),
+            ):
                 store = BatchStore(f"sqlite:///{directory / f'store_{prefix}.db'}")
                 try:
-                    elapsed = asyncio.run(_sync_over_tcp(base, store, n, use_aiohttp=use_aiohttp, prefix=prefix))
+                    elapsed = asyncio.run(
+                        _sync_over_tcp(base, store, n, use_aiohttp=use_aiohttp, prefix=prefix)
+                    )
                 finally:
                     store.dispose()
                 rates[label] = n / elapsed
@@ -452,7 +487,9 @@ def main() -> None:
         if scale != 1.0:
             print(f"bench_engine: BENCH_SCALE={scale:g}, job counts scaled accordingly", flush=True)
         # Everything here is CPU-bound: other work on the machine shows up in the figures.
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+        load = (
+            ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+        )
         print(f"bench_engine: {os.cpu_count()} CPUs, load average {load} at start", flush=True)
         for name, unit, kind, bench in BENCHMARKS:
             try:

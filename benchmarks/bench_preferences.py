@@ -45,19 +45,31 @@ USERS = 100_000
 CHANGED_SHARE = 0.01
 GOAL_S = 1.0
 FEATURES = ("daily_digest", "product_picks", "activity_report", "topic_briefing")
-ZONES = ("UTC", "Europe/Paris", "Europe/London", "America/New_York", "America/Los_Angeles", "Asia/Tokyo")
+ZONES = (
+    "UTC",
+    "Europe/Paris",
+    "Europe/London",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+)
 WEEKDAYS = ("monday", "wednesday", "friday")
 
 
 def _report(name: str, measured: float, detail: str) -> None:
-    print(f"{name}: {measured:.3f} s {detail}, goal {GOAL_S:.0f} s (ratio {measured / GOAL_S:.2f})", flush=True)
+    print(
+        f"{name}: {measured:.3f} s {detail}, goal {GOAL_S:.0f} s (ratio {measured / GOAL_S:.2f})",
+        flush=True,
+    )
     bench_line(name, "s", measured, GOAL_S, digits=4)
 
 
 def _preference(rng: random.Random, number: int, *, updated_at: datetime | None = None) -> dict:
     frequency = rng.choice(("daily", "daily", "weekly", "biweekly", "monthly", "hourly"))
-    day = rng.choice(WEEKDAYS) if frequency in ("weekly", "biweekly") else (
-        str(rng.randint(1, 28)) if frequency == "monthly" else None
+    day = (
+        rng.choice(WEEKDAYS)
+        if frequency in ("weekly", "biweekly")
+        else (str(rng.randint(1, 28)) if frequency == "monthly" else None)
     )
     return {
         "tenant_id": f"tenant-{number % 20:02d}",
@@ -93,18 +105,31 @@ def bench_grouping(users: int) -> None:
     measured = _time(run, repeat=3)
     if sum(len(members) for members in groups.values()) != users:
         raise SystemExit("preference_grouping: not every user was grouped")
-    _report("preference_grouping", measured, f"to group {users:,} preferences into {len(groups):,} groups")
+    _report(
+        "preference_grouping",
+        measured,
+        f"to group {users:,} preferences into {len(groups):,} groups",
+    )
 
 
 def bench_validation(directory: Path, users: int) -> None:
-    engine = BatchStoreResource(database_url=f"sqlite:///{directory / 'users.db'}").get_store().engine
+    engine = (
+        BatchStoreResource(database_url=f"sqlite:///{directory / 'users.db'}").get_store().engine
+    )
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
             system_users.insert(),
             [
-                {"id": f"user-{n:06d}", "tenant_id": f"tenant-{n % 20:02d}", "name": None, "email": None,
-                 "active": n % 50 != 0, "attributes": {}, "created_at": now}
+                {
+                    "id": f"user-{n:06d}",
+                    "tenant_id": f"tenant-{n % 20:02d}",
+                    "name": None,
+                    "email": None,
+                    "active": n % 50 != 0,
+                    "attributes": {},
+                    "created_at": now,
+                }
                 for n in range(users)
             ],
         )
@@ -152,7 +177,9 @@ def bench_tick(directory: Path, users: int) -> None:
         nonlocal cursor
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, list(request.partition_keys))
+                instance.add_dynamic_partitions(
+                    PREFERENCE_GROUPS.name, list(request.partition_keys)
+                )
             else:
                 for key in request.partition_keys:
                     instance.delete_dynamic_partition(PREFERENCE_GROUPS.name, key)
@@ -185,9 +212,13 @@ def bench_tick(directory: Path, users: int) -> None:
                     f"added or removed, {len(result.run_requests)} runs launched)"
                 )
         with engine.connect() as conn:
-            members = conn.execute(sa.text("select count(*) from preference_group_members")).scalar_one()
+            members = conn.execute(
+                sa.text("select count(*) from preference_group_members")
+            ).scalar_one()
         if members != users:
-            raise SystemExit(f"preference_tick: {members} members after the ticks, expected {users}")
+            raise SystemExit(
+                f"preference_tick: {members} members after the ticks, expected {users}"
+            )
         _report("preference_tick", best, summary)
     finally:
         sensors.utcnow = original

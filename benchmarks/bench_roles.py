@@ -96,12 +96,22 @@ def _seed(instance: dg.DagsterInstance, store: RoleOnboardingStore) -> tuple[str
             values["start_time"] = now.timestamp() - 60 if status != "NOT_STARTED" else None
             values["end_time"] = now.timestamp() - 10 if status in ("SUCCESS", "FAILURE") else None
             runs.append(values)
-            tags.extend({"run_id": run.run_id, "key": k, "value": v} for k, v in run.tags_for_storage().items())
+            tags.extend(
+                {"run_id": run.run_id, "key": k, "value": v}
+                for k, v in run.tags_for_storage().items()
+            )
             if status == "SUCCESS":
                 ready.append(
-                    {"partition_key": wf.partition_key, "company_id": company, "role_name": wf.role_name,
-                     "taxonomy_role_id": "dr-bench", "taxonomy_role_name": wf.role_name, "record": {},
-                     "workflow_id": wf.workflow_id, "published_at": now}
+                    {
+                        "partition_key": wf.partition_key,
+                        "company_id": company,
+                        "role_name": wf.role_name,
+                        "taxonomy_role_id": "dr-bench",
+                        "taxonomy_role_name": wf.role_name,
+                        "record": {},
+                        "workflow_id": wf.workflow_id,
+                        "published_at": now,
+                    }
                 )
         with storage.connect() as conn:  # one transaction per chunk
             conn.execute(RunsTable.insert(), runs)
@@ -114,7 +124,10 @@ def _seed(instance: dg.DagsterInstance, store: RoleOnboardingStore) -> tuple[str
 def _measure(name: str, instance: dg.DagsterInstance, store: RoleOnboardingStore) -> None:
     seeding = time.perf_counter()
     batch_id, expected = _seed(instance, store)
-    print(f"{name}: {ROLES} role runs recorded in {time.perf_counter() - seeding:.1f}s ({expected})", flush=True)
+    print(
+        f"{name}: {ROLES} role runs recorded in {time.perf_counter() - seeding:.1f}s ({expected})",
+        flush=True,
+    )
     timings = []
     view = None
     for _ in range(5):
@@ -123,8 +136,17 @@ def _measure(name: str, instance: dg.DagsterInstance, store: RoleOnboardingStore
         timings.append(time.perf_counter() - t0)
     assert view is not None
     v = view.view
-    got = {"SUCCESS": v.completed, "FAILURE": v.failed, "STARTED": v.in_progress, "NOT_STARTED": v.queued}
-    if got != expected or v.total != ROLES or sum(1 for r in view.roles if r.dashboard_url) != expected["SUCCESS"]:
+    got = {
+        "SUCCESS": v.completed,
+        "FAILURE": v.failed,
+        "STARTED": v.in_progress,
+        "NOT_STARTED": v.queued,
+    }
+    if (
+        got != expected
+        or v.total != ROLES
+        or sum(1 for r in view.roles if r.dashboard_url) != expected["SUCCESS"]
+    ):
         raise RuntimeError(f"{name}: status disagrees with the recorded runs: {got} != {expected}")
     measured = statistics.median(timings)
     print(
@@ -158,7 +180,9 @@ def _fresh_postgres_database() -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             conn.execute(
-                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"),
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
                 {"n": name},
             )
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -168,7 +192,9 @@ def _fresh_postgres_database() -> Iterator[str]:
 def bench_postgres() -> None:
     with _fresh_postgres_database() as url, tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {json.dumps(url)}\n")
+        (home / "dagster.yaml").write_text(
+            f"storage:\n  postgres:\n    postgres_url: {json.dumps(url)}\n"
+        )
         with dg.DagsterInstance.from_config(str(home)) as instance:
             base = BatchStore(url)
             try:

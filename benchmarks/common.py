@@ -36,4 +36,10 @@ def bench_line(name: str, unit: str, measured: float | None, ideal: float, digit
     """The one machine-readable line a benchmark ends with."""
     value = None if measured is None else round(measured, digits)
     ratio = None if measured is None or not ideal else round(measured / ideal, 3)
-    print("BENCH " + json.dumps({"name": name, "unit": unit, "measured": value, "ideal": ideal, "ratio": ratio}), flush=True)
+    print(
+        "BENCH "
+        + json.dumps(
+            {"name": name, "unit": unit, "measured": value, "ideal": ideal, "ratio": ratio}
+        ),
+        flush=True,
+    )

@@ -4,7 +4,6 @@ They only change the store: a running engine notices pause/cancel at its next co
 check, and the batch's asset is re-materialized to pick up resumed or resubmitted work.
 """
 
-
 import json
 from typing import Literal
 
@@ -15,7 +14,11 @@ from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.resources import BatchStoreResource
 
-_ACTION_TARGET = {"pause": BatchStatus.PAUSED, "resume": BatchStatus.ACTIVE, "cancel": BatchStatus.CANCELLED}
+_ACTION_TARGET = {
+    "pause": BatchStatus.PAUSED,
+    "resume": BatchStatus.ACTIVE,
+    "cancel": BatchStatus.CANCELLED,
+}
 
 
 class BatchActionConfig(dg.Config):
@@ -24,28 +27,38 @@ class BatchActionConfig(dg.Config):
 
 
 class ResubmitJobsConfig(dg.Config):
-    job_ids: list[int] = Field(description="FAILED, ERROR or CANCELLED jobs to resubmit as new jobs.")
+    job_ids: list[int] = Field(
+        description="FAILED, ERROR or CANCELLED jobs to resubmit as new jobs."
+    )
     configuration_json: str | None = Field(
         default=None, description="Optional replacement job configuration (a JSON object)."
     )
-    override_reason: str | None = Field(default=None, description="Required with a replacement configuration.")
+    override_reason: str | None = Field(
+        default=None, description="Required with a replacement configuration."
+    )
 
 
 @dg.op
-def change_batch_status(context: dg.OpExecutionContext, config: BatchActionConfig, batch_store: BatchStoreResource) -> None:
+def change_batch_status(
+    context: dg.OpExecutionContext, config: BatchActionConfig, batch_store: BatchStoreResource
+) -> None:
     store = batch_store.get_store()
     batch = store.set_batch_status(config.batch_id, _ACTION_TARGET[config.action])
     context.log.info(f"batch {batch.id} ({batch.batch_type}) is now {batch.status}")
 
 
 @dg.op
-def resubmit_batch_jobs(context: dg.OpExecutionContext, config: ResubmitJobsConfig, batch_store: BatchStoreResource) -> list[int]:
+def resubmit_batch_jobs(
+    context: dg.OpExecutionContext, config: ResubmitJobsConfig, batch_store: BatchStoreResource
+) -> list[int]:
     data = None
     if config.configuration_json:
         try:
             data = json.loads(config.configuration_json)
         except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"configuration_json is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            raise ConfigurationError(
+                f"configuration_json is not valid JSON: {exc.msg} at line {exc.lineno}"
+            ) from None
         if not isinstance(data, dict):
             raise ConfigurationError("configuration_json must be a JSON object")
     new_ids = batch_store.get_store().resubmit_jobs(

@@ -44,7 +44,8 @@ class ConfigServiceClient(ServiceClient):
         records = body.get("preferences") if isinstance(body, dict) else None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise UnexpectedResponse(
-                f"{self.service_name} GET {path} answered without a preferences list", service=self.service_name
+                f"{self.service_name} GET {path} answered without a preferences list",
+                service=self.service_name,
             )
         return records
 
@@ -72,7 +73,9 @@ class ConfigServiceClient(ServiceClient):
             raise UnexpectedResponse(f"{self.service_name} GET {path} answered without an object")
         return body
 
-    async def changes(self, cursor: str | None, *, limit: int | None = None) -> tuple[list[dict[str, Any]], str]:
+    async def changes(
+        self, cursor: str | None, *, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         """Preferences changed after ``cursor``, oldest first, and the next cursor."""
         path = "/v1/preferences/changes"
         params: dict[str, Any] = {}
@@ -84,7 +87,8 @@ class ConfigServiceClient(ServiceClient):
         next_cursor = body.get("next_cursor") if isinstance(body, dict) else None
         if not isinstance(next_cursor, str):
             raise UnexpectedResponse(
-                f"{self.service_name} GET {path} answered without next_cursor", service=self.service_name
+                f"{self.service_name} GET {path} answered without next_cursor",
+                service=self.service_name,
             )
         return self._records(body, path), next_cursor
 
@@ -93,5 +97,7 @@ class ConfigServiceClient(ServiceClient):
         return await self.request_json("PUT", path, json=record, expected=(200, 201))
 
     async def delete_preference(self, user_id: str, feature_type: str) -> bool:
-        response = await self.request("DELETE", _user_path(user_id, feature_type), expected=(204, 404))
+        response = await self.request(
+            "DELETE", _user_path(user_id, feature_type), expected=(204, 404)
+        )
         return response.status_code == 204

@@ -212,7 +212,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 # --------------------------------------------------------------------------- mapping
 
 
-def parse_error_body(response: httpx.Response) -> tuple[str, str | None, str | None, dict[str, Any]]:
+def parse_error_body(
+    response: httpx.Response,
+) -> tuple[str, str | None, str | None, dict[str, Any]]:
     """Pull ``(message, service_code, log_id, extra details)`` out of an error response.
 
     Understands the Risk Modeler's ``{code, message, logId}`` and OpenAI's
@@ -366,7 +368,9 @@ class ServiceClient:
             url = httpx.URL(base_url)
         except (httpx.InvalidURL, TypeError) as exc:
             # Not the exception text: it may quote the URL, which can be the secret.
-            raise ConfigurationError(f"{service_name}: invalid base URL ({type(exc).__name__})") from None
+            raise ConfigurationError(
+                f"{service_name}: invalid base URL ({type(exc).__name__})"
+            ) from None
         if not url.is_absolute_url:
             raise ConfigurationError(f"{service_name}: base URL must be absolute (scheme and host)")
         # Hidden too: for a webhook the URL itself is the credential.
@@ -537,22 +541,33 @@ class ServiceClient:
             error: ServiceError
             try:
                 response = await self._send_once(
-                    method, url, json=json, content=content, headers=headers, idempotency_header=idempotency_header
+                    method,
+                    url,
+                    json=json,
+                    content=content,
+                    headers=headers,
+                    idempotency_header=idempotency_header,
                 )
             except TransientServiceError as exc:
                 error = exc
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
                         "%s %s failed after %.3fs (attempt %d): %s",
-                        self.service_name, self._display_target(method, url),
-                        time.perf_counter() - started, attempt + 1, error.code,
+                        self.service_name,
+                        self._display_target(method, url),
+                        time.perf_counter() - started,
+                        attempt + 1,
+                        error.code,
                     )
             else:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
                         "%s %s -> %d in %.3fs (attempt %d)",
-                        self.service_name, self._display_target(method, url), response.status_code,
-                        time.perf_counter() - started, attempt + 1,
+                        self.service_name,
+                        self._display_target(method, url),
+                        response.status_code,
+                        time.perf_counter() - started,
+                        attempt + 1,
                     )
                 if response.status_code in expected:
                     return response
@@ -568,7 +583,10 @@ class ServiceClient:
                 if error.retryable:
                     logger.warning(
                         "%s %s: giving up after %d attempts: %s",
-                        self.service_name, target, attempt + 1, error,
+                        self.service_name,
+                        target,
+                        attempt + 1,
+                        error,
                     )
                 raise error
             retry_after = error.retry_after if isinstance(error, TransientServiceError) else None
@@ -576,7 +594,12 @@ class ServiceClient:
             attempt += 1
             logger.warning(
                 "%s %s: %s; retry %d/%d in %.2fs",
-                self.service_name, target, error, attempt, self.retry.max_retries, delay,
+                self.service_name,
+                target,
+                error,
+                attempt,
+                self.retry.max_retries,
+                delay,
             )
             if self._on_retry is not None:
                 outcome = self._on_retry(attempt, error, delay)
@@ -620,7 +643,9 @@ class ServiceClient:
                 RequestTimeout, method, url, f"no answer within {self.timeout_seconds:g}s"
             ) from None
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
-            raise self._transport_error(ServiceUnavailable, method, url, self._describe(exc)) from None
+            raise self._transport_error(
+                ServiceUnavailable, method, url, self._describe(exc)
+            ) from None
         except httpx.TimeoutException as exc:
             raise self._transport_error(RequestTimeout, method, url, self._describe(exc)) from None
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
@@ -631,7 +656,9 @@ class ServiceClient:
             ) from None
         except httpx.TransportError as exc:
             # Read/write errors, a server that hung up: the next attempt usually works.
-            raise self._transport_error(ServiceUnavailable, method, url, self._describe(exc)) from None
+            raise self._transport_error(
+                ServiceUnavailable, method, url, self._describe(exc)
+            ) from None
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc)
@@ -641,7 +668,9 @@ class ServiceClient:
         self, cls: type[TransientServiceError], method: str, url: httpx.URL, reason: str
     ) -> TransientServiceError:
         target = self._display_target(method, url)
-        return cls(self._redact(f"{self.service_name} {target}: {reason}"), service=self.service_name)
+        return cls(
+            self._redact(f"{self.service_name} {target}: {reason}"), service=self.service_name
+        )
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """``request`` and decode a JSON body; a body that is not JSON is UnexpectedResponse."""

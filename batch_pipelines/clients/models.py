@@ -82,7 +82,11 @@ class ModelClient(ServiceClient):
             payload["max_tokens"] = max_tokens
         started = time.perf_counter()
         body = await self.request_json(
-            "POST", path, json=payload, idempotency_header=self._idempotency(idempotency_key), expected=(200,)
+            "POST",
+            path,
+            json=payload,
+            idempotency_header=self._idempotency(idempotency_key),
+            expected=(200,),
         )
         latency = time.perf_counter() - started
         try:
@@ -120,9 +124,14 @@ class ModelClient(ServiceClient):
         except (KeyError, TypeError, AttributeError, ValueError):
             raise self._malformed(path, "data[].embedding") from None
         if len(vectors) != len(texts):
-            raise self._malformed(path, f"one embedding per input ({len(vectors)} for {len(texts)})")
+            raise self._malformed(
+                path, f"one embedding per input ({len(vectors)} for {len(texts)})"
+            )
         return EmbeddingResult(
-            vectors=vectors, model=str(body.get("model") or model), usage=_usage(body), latency_seconds=latency
+            vectors=vectors,
+            model=str(body.get("model") or model),
+            usage=_usage(body),
+            latency_seconds=latency,
         )
 
 

@@ -84,12 +84,19 @@ def workflow_id_from_location(location: str) -> str:
         text = text.partition("://")[2].partition("/")[2]  # the path: no scheme, no host
     segment = unquote(text.rstrip("/").rsplit("/", 1)[-1])
     if not segment:
-        raise UnexpectedResponse(f"Location header without an id: {location!r}", service="risk_modeler")
+        raise UnexpectedResponse(
+            f"Location header without an id: {location!r}", service="risk_modeler"
+        )
     return segment
 
 
 REFERENCE_KINDS = ("model-profiles", "output-profiles", "event-rate-schemes")
-DEFAULT_CURRENCY: dict[str, Any] = {"code": "USD", "scheme": "RMS", "vintage": "RL18", "asOfDate": "2025-01-01"}
+DEFAULT_CURRENCY: dict[str, Any] = {
+    "code": "USD",
+    "scheme": "RMS",
+    "vintage": "RL18",
+    "asOfDate": "2025-01-01",
+}
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,10 @@ class RiskModelerClient(ServiceClient):
         offset = 0
         while True:
             body = await self.request_json(
-                "GET", path, params={**(params or {}), "limit": page_size, "offset": offset}, expected=(200,)
+                "GET",
+                path,
+                params={**(params or {}), "limit": page_size, "offset": offset},
+                expected=(200,),
             )
             page = self._items(body, items_key, path)
             items.extend(page)
@@ -232,10 +242,16 @@ class RiskModelerClient(ServiceClient):
         """Start upgrading an EDM's data version; return the workflow id. ``edm_data_version``
         (e.g. "23") names the target, as the Platform API's ``edmDataVersion`` does; without
         it the service upgrades to its latest version."""
-        params = {"datasourcename": name, "servername": server_name, "operation": "EDM_DATA_UPGRADE"}
+        params = {
+            "datasourcename": name,
+            "servername": server_name,
+            "operation": "EDM_DATA_UPGRADE",
+        }
         if edm_data_version:
             params["edmdataversion"] = edm_data_version
-        return await self._submit("/riskmodeler/v2/datasources", request_id=request_id, params=params)
+        return await self._submit(
+            "/riskmodeler/v2/datasources", request_id=request_id, params=params
+        )
 
     async def list_edms(self) -> list[dict[str, Any]]:
         return await self._list_all("/riskmodeler/v2/datasources")
@@ -291,7 +307,9 @@ class RiskModelerClient(ServiceClient):
         ``model-profiles``, ``output-profiles``, ``event-rate-schemes``) as ``{id, name}``;
         with ``names``, only those (one call for all of them)."""
         if kind not in REFERENCE_KINDS:
-            raise ValueError(f"unknown reference data kind {kind!r}; expected one of {REFERENCE_KINDS}")
+            raise ValueError(
+                f"unknown reference data kind {kind!r}; expected one of {REFERENCE_KINDS}"
+            )
         params = {"name": list(dict.fromkeys(names))} if names else None
         if names is not None and not names:
             return []
@@ -330,7 +348,11 @@ class RiskModelerClient(ServiceClient):
         url = httpx.URL(upload_url)
         path = url.raw_path.decode() if url.is_absolute_url else upload_url
         await self.request(
-            "PUT", path, content=content, headers={"content-type": "text/csv"}, expected=(200, 201, 204)
+            "PUT",
+            path,
+            content=content,
+            headers={"content-type": "text/csv"},
+            expected=(200, 201, 204),
         )
 
     async def create_import_mapping(
@@ -382,7 +404,10 @@ class RiskModelerClient(ServiceClient):
     async def create_treaty(self, edm: str, treaty: Mapping[str, Any], *, request_id: str) -> str:
         """Create a treaty in an EDM (synchronous); return the treaty id."""
         return await self._create(
-            "/riskmodeler/v1/treaties", request_id=request_id, params={"datasource": edm}, json=dict(treaty)
+            "/riskmodeler/v1/treaties",
+            request_id=request_id,
+            params={"datasource": edm},
+            json=dict(treaty),
         )
 
     async def add_treaty_lines_of_business(
@@ -449,7 +474,9 @@ class RiskModelerClient(ServiceClient):
 
     async def delete_analysis(self, analysis_id: str | int) -> None:
         await self.request(
-            "DELETE", f"/riskmodeler/v2/analyses/{quote(str(analysis_id), safe='')}", expected=(200, 202, 204)
+            "DELETE",
+            f"/riskmodeler/v2/analyses/{quote(str(analysis_id), safe='')}",
+            expected=(200, 202, 204),
         )
 
     async def create_analysis_group(
@@ -477,7 +504,9 @@ class RiskModelerClient(ServiceClient):
             },
         )
 
-    async def list_analysis_groups(self, *, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    async def list_analysis_groups(
+        self, *, names: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         if names is not None and not names:
             return []
         params = {"name": list(dict.fromkeys(names))} if names else None
@@ -530,13 +559,17 @@ class RiskModelerClient(ServiceClient):
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         """The workflow, or None while the service answers 204 (known but not ready yet)."""
         response = await self.request(
-            "GET", f"/riskmodeler/v1/workflows/{quote(str(workflow_id), safe='')}", expected=(200, 204)
+            "GET",
+            f"/riskmodeler/v1/workflows/{quote(str(workflow_id), safe='')}",
+            expected=(200, 204),
         )
         if response.status_code == 204:
             return None
         return self._workflow(self.json_of(response, "GET"))
 
-    async def get_workflows(self, ids: Sequence[str], *, chunk_size: int = 100) -> dict[str, Workflow]:
+    async def get_workflows(
+        self, ids: Sequence[str], *, chunk_size: int = 100
+    ) -> dict[str, Workflow]:
         """Many workflows in few calls, keyed by id. Ids the service does not return are
         simply absent: the caller decides whether that is "not ready" or "lost"."""
         if chunk_size < 1:

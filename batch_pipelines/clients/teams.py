@@ -87,7 +87,9 @@ def adaptive_card(
     ]
     if text:
         body.append({"type": "TextBlock", "text": text, "wrap": True})
-    body.append({"type": "FactSet", "facts": [{"title": str(k), "value": str(v)} for k, v in facts]})
+    body.append(
+        {"type": "FactSet", "facts": [{"title": str(k), "value": str(v)} for k, v in facts]}
+    )
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",

@@ -67,7 +67,13 @@ def resolve_tick(config_tick: str, run_tags: dict[str, str], tag: str) -> str:
 
 def _requests_table(contexts: list[dict[str, Any]]) -> dg.TableMetadataValue:
     return metadata_table(
-        [("request", "string"), ("status", "string"), ("attempts", "int"), ("users", "int"), ("error", "string")],
+        [
+            ("request", "string"),
+            ("status", "string"),
+            ("attempts", "int"),
+            ("users", "int"),
+            ("error", "string"),
+        ],
         (
             {
                 "request": c["request_key"],
@@ -83,7 +89,13 @@ def _requests_table(contexts: list[dict[str, Any]]) -> dg.TableMetadataValue:
 
 def _status_by_user_table(records: list[dict[str, Any]]) -> dg.TableMetadataValue:
     return metadata_table(
-        [("user", "string"), ("tenant", "string"), ("status", "string"), ("request", "string"), ("error", "string")],
+        [
+            ("user", "string"),
+            ("tenant", "string"),
+            ("status", "string"),
+            ("request", "string"),
+            ("error", "string"),
+        ],
         (
             {
                 "user": str(r.get("user_id") or ""),
@@ -115,7 +127,9 @@ def _result(
     progress = results["progress"]
     requests = list(result.request_results)
     requests.sort(key=lambda r: (r["status"] == "succeeded", r["request_key"]))
-    invalid_users_key = "invalid_users" if "invalid_users" in results["items"] else "invalid_categories"
+    invalid_users_key = (
+        "invalid_users" if "invalid_users" in results["items"] else "invalid_categories"
+    )
     metadata: dict[str, Any] = {
         "batch_id": result.batch_id,
         "batch_key": result.batch_key,
@@ -138,7 +152,9 @@ def _result(
         "requests": _requests_table(requests),
         **(extra or {}),
     }
-    context.log.info(f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded")
+    context.log.info(
+        f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded"
+    )
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[
@@ -204,13 +220,21 @@ def current_preferences(
     ``default_preferences``; a job without defaults keeps the preference that put each
     member in the group (the last one seen)."""
     if not stored or not job.feature_type:
-        return dict(stored), {"preference_fallbacks": 0, "preference_source_error": "", "preference_members_left_out": 0}
+        return dict(stored), {
+            "preference_fallbacks": 0,
+            "preference_source_error": "",
+            "preference_members_left_out": 0,
+        }
     before = config.fallbacks
     read = config.preferences_for(
-        job.feature_type, job.default_preferences, users={uid: p.tenant_id for uid, p in stored.items()}
+        job.feature_type,
+        job.default_preferences,
+        users={uid: p.tenant_id for uid, p in stored.items()},
     )
     fell_back = config.fallbacks > before
-    current = dict(stored) if fell_back and not job.default_preferences else {p.user_id: p for p in read}
+    current = (
+        dict(stored) if fell_back and not job.default_preferences else {p.user_id: p for p in read}
+    )
     return current, {
         "preference_fallbacks": len(stored) if fell_back else 0,
         "preference_source_error": config.last_error or "",
@@ -218,7 +242,9 @@ def current_preferences(
     }
 
 
-def build_configured_batch_asset(jobs: list[JobConfig], problems_note: str = "") -> dg.AssetsDefinition:
+def build_configured_batch_asset(
+    jobs: list[JobConfig], problems_note: str = ""
+) -> dg.AssetsDefinition:
     """The asset of the static jobs ``jobs`` (their ids are its partitions)."""
     job_ids = [j.job_id for j in jobs if not j.type.is_preference]
     description = "One configured batch job's run for one schedule tick; partitions are the job ids of the job file."
@@ -231,7 +257,13 @@ def build_configured_batch_asset(jobs: list[JobConfig], problems_note: str = "")
         group_name=GROUP,
         kinds={"python"},
         op_tags=CONCURRENCY_TAG,
-        check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="configured_batch", description="Every request of the batch succeeded.")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                CHECK_NAME,
+                asset="configured_batch",
+                description="Every request of the batch succeeded.",
+            )
+        ],
         description=description,
     )
     def configured_batch(
@@ -256,7 +288,13 @@ def build_configured_batch_asset(jobs: list[JobConfig], problems_note: str = "")
     group_name=GROUP,
     kinds={"python"},
     op_tags=CONCURRENCY_TAG,
-    check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="preference_batch", description="Every request of the batch succeeded.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset="preference_batch",
+            description="Every request of the batch succeeded.",
+        )
+    ],
     description=(
         "One preference group's batch for one tick: the group's members, each with their own "
         "preference and template overrides, processed by the preference job of the group's feature type."
@@ -279,7 +317,9 @@ def preference_batch(
     store = batch_store.get_store()
     members = PreferenceGroupStore(store.engine).members(partition_key)
     if not members:
-        context.log.warning(f"preference group {partition_key} has no members (any more): nothing to send")
+        context.log.warning(
+            f"preference group {partition_key} has no members (any more): nothing to send"
+        )
     preferences, preference_metadata = current_preferences(
         config_service.config_database(store.engine), job, {p.user_id: p for p in members}
     )

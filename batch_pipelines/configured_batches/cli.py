@@ -33,7 +33,15 @@ def validate(file: Path, as_json: bool) -> None:
     """Validate a job FILE; every problem names the job and the field. Exit 1 on problems."""
     found, problems = load_job_configuration(file)
     if as_json:
-        click.echo(json.dumps({"valid_jobs": [j.job_id for j in found], "problems": [p.to_dict() for p in problems]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "valid_jobs": [j.job_id for j in found],
+                    "problems": [p.to_dict() for p in problems],
+                },
+                indent=2,
+            )
+        )
     else:
         for p in problems:
             click.echo(f"ERROR {p}", err=True)
@@ -55,16 +63,22 @@ def list_jobs(jobs_file: str, as_json: bool) -> None:
         {
             "job_id": j.job_id,
             "type": j.type.value,
-            "schedule": f"{cron_for(j.schedule)} {j.schedule.timezone}" if j.schedule else f"preferences of {j.feature_type}",
+            "schedule": f"{cron_for(j.schedule)} {j.schedule.timezone}"
+            if j.schedule
+            else f"preferences of {j.feature_type}",
             "priority": j.priority,
         }
         for j in found
     ]
     if as_json:
-        click.echo(json.dumps({"jobs": rows, "problems": [p.to_dict() for p in problems]}, indent=2))
+        click.echo(
+            json.dumps({"jobs": rows, "problems": [p.to_dict() for p in problems]}, indent=2)
+        )
         return
     for r in rows:
-        click.echo(f"{r['job_id']:<32} {r['type']:<34} {r['schedule']:<40} priority {r['priority']}")
+        click.echo(
+            f"{r['job_id']:<32} {r['type']:<34} {r['schedule']:<40} priority {r['priority']}"
+        )
     for p in problems:
         click.echo(f"ERROR {p}", err=True)
 
@@ -76,9 +90,24 @@ def list_jobs(jobs_file: str, as_json: bool) -> None:
 @click.option("--feature-type", default=None, help="Preference batches of one feature type.")
 @click.option("--limit", default=20, show_default=True, help="Newest entries shown.")
 @json_option
-def status(database_url: str, user_id: str | None, tenant_id: str | None, feature_type: str | None, limit: int, as_json: bool) -> None:
+def status(
+    database_url: str,
+    user_id: str | None,
+    tenant_id: str | None,
+    feature_type: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Status of configured batches by --user, --tenant or --feature-type (exactly one)."""
-    chosen = [name for name, value in (("user", user_id), ("tenant", tenant_id), ("feature-type", feature_type)) if value]
+    chosen = [
+        name
+        for name, value in (
+            ("user", user_id),
+            ("tenant", tenant_id),
+            ("feature-type", feature_type),
+        )
+        if value
+    ]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --user, --tenant and --feature-type")
     from batch_pipelines.configured_batches.contexts import ContextStore
@@ -102,16 +131,24 @@ def status(database_url: str, user_id: str | None, tenant_id: str | None, featur
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     if not rows and not references:
-        click.echo(f"no configured batch results for {chosen[0]} {user_id or tenant_id or feature_type}")
+        click.echo(
+            f"no configured batch results for {chosen[0]} {user_id or tenant_id or feature_type}"
+        )
         return
     for r in rows:
         if user_id:
-            click.echo(f"{r['tick']:<26} {r['job_id']:<28} {r['status']:<10} {r['request_key']}  {(r.get('error') or '')[:80]}")
+            click.echo(
+                f"{r['tick']:<26} {r['job_id']:<28} {r['status']:<10} {r['request_key']}  {(r.get('error') or '')[:80]}"
+            )
         else:
-            click.echo(f"{r['tick']:<26} {r['job_id']:<28} users {r['users']:>5}  succeeded {r['succeeded']:>5}  failed {r['failed']:>5}")
+            click.echo(
+                f"{r['tick']:<26} {r['job_id']:<28} users {r['users']:>5}  succeeded {r['succeeded']:>5}  failed {r['failed']:>5}"
+            )
     for ref in references:
         s = ref["summary"]
-        click.echo(f"reference: {ref['batch_key']} ({ref['job_id']}) {s['status']} {s['succeeded']}/{s['total']} requests")
+        click.echo(
+            f"reference: {ref['batch_key']} ({ref['job_id']}) {s['status']} {s['succeeded']}/{s['total']} requests"
+        )
 
 
 @jobs.command("seed-demo-data")

@@ -22,11 +22,16 @@ from batch_pipelines.core.errors import ConfigurationError
 class ConfiguredJobsResource(dg.ConfigurableResource):
     """The job file of configured batches, and the queue promotion that prevents starvation."""
 
-    jobs_file: str = Field(default="", description="Path of the JSON job file; empty: the shipped sample.")
-    promotion_after_seconds: float = Field(
-        default=600.0, description="A queued run gains promotion_step priority for every this many seconds it waits."
+    jobs_file: str = Field(
+        default="", description="Path of the JSON job file; empty: the shipped sample."
     )
-    promotion_step: int = Field(default=10, description="Priority gained per promotion_after_seconds waited.")
+    promotion_after_seconds: float = Field(
+        default=600.0,
+        description="A queued run gains promotion_step priority for every this many seconds it waits.",
+    )
+    promotion_step: int = Field(
+        default=10, description="Priority gained per promotion_after_seconds waited."
+    )
 
     def path(self) -> Path:
         return Path(self.jobs_file) if self.jobs_file else SAMPLE_JOBS_FILE
@@ -40,9 +45,12 @@ class ConfiguredJobsResource(dg.ConfigurableResource):
         for job in jobs:
             if job.job_id == job_id:
                 return job
-        own = [str(p) for p in problems if p.job == job_id] or [str(p) for p in problems if p.job is None]
+        own = [str(p) for p in problems if p.job == job_id] or [
+            str(p) for p in problems if p.job is None
+        ]
         raise ConfigurationError(
-            f"job {job_id!r} is not a valid job of {self.path().name}" + (": " + "; ".join(own) if own else ""),
+            f"job {job_id!r} is not a valid job of {self.path().name}"
+            + (": " + "; ".join(own) if own else ""),
             details={"job_id": job_id},
         )
 

@@ -31,13 +31,27 @@ FEATURE_TYPE_RESULT = "feature_type_result"
 BATCH_REFERENCE = "batch_reference"
 # The last good items of a category selection, served when the category source fails.
 CATEGORY_SNAPSHOT = "category_snapshot"
-KINDS = (BATCH, REQUEST, USER_RESULT, TENANT_RESULT, FEATURE_TYPE_RESULT, BATCH_REFERENCE, CATEGORY_SNAPSHOT)
+KINDS = (
+    BATCH,
+    REQUEST,
+    USER_RESULT,
+    TENANT_RESULT,
+    FEATURE_TYPE_RESULT,
+    BATCH_REFERENCE,
+    CATEGORY_SNAPSHOT,
+)
 
 
 def progress(succeeded: int, failed: int, total: int) -> dict[str, int]:
     processed = succeeded + failed
     percentage = 100 if total == 0 else int(processed * 100 // total)
-    return {"processed": processed, "succeeded": succeeded, "failed": failed, "total": total, "percentage": percentage}
+    return {
+        "processed": processed,
+        "succeeded": succeeded,
+        "failed": failed,
+        "total": total,
+        "percentage": percentage,
+    }
 
 
 def batch_context(
@@ -111,10 +125,19 @@ class ContextStore:
             for kind in {w.kind for w in writes}:
                 keys = [w.key for w in writes if w.kind == kind]
                 for chunk in chunks(keys, 500):
-                    rows = conn.execute(sa.select(c.c.key).where(c.c.kind == kind, c.c.key.in_(chunk)))
+                    rows = conn.execute(
+                        sa.select(c.c.key).where(c.c.kind == kind, c.c.key.in_(chunk))
+                    )
                     existing.update((kind, r.key) for r in rows)
             inserts = [
-                {"kind": w.kind, "key": w.key, "data": w.data, "batch_id": w.batch_id, "created_at": now, "updated_at": now}
+                {
+                    "kind": w.kind,
+                    "key": w.key,
+                    "data": w.data,
+                    "batch_id": w.batch_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
                 for w in writes
                 if (w.kind, w.key) not in existing
             ]
@@ -138,18 +161,25 @@ class ContextStore:
             row = conn.execute(sa.select(c.c.data).where(c.c.kind == kind, c.c.key == key)).first()
         return None if row is None else row.data
 
-    def find(self, kind: str, key_prefix: str = "", limit: int | None = None) -> list[ContextRecord]:
+    def find(
+        self, kind: str, key_prefix: str = "", limit: int | None = None
+    ) -> list[ContextRecord]:
         """Contexts of ``kind`` whose key starts with ``key_prefix`` (literally: ``_`` and
         ``%`` in ids are not wildcards), newest first."""
         c = t.contexts
-        q = sa.select(c.c.kind, c.c.key, c.c.data, c.c.batch_id, c.c.updated_at).where(c.c.kind == kind)
+        q = sa.select(c.c.kind, c.c.key, c.c.data, c.c.batch_id, c.c.updated_at).where(
+            c.c.kind == kind
+        )
         if key_prefix:
             q = q.where(c.c.key.startswith(key_prefix, autoescape=True))
         q = q.order_by(c.c.updated_at.desc(), c.c.id.desc())
         if limit is not None:
             q = q.limit(limit)
         with self.engine.connect() as conn:
-            return [ContextRecord(r.kind, r.key, r.data, r.batch_id, r.updated_at) for r in conn.execute(q)]
+            return [
+                ContextRecord(r.kind, r.key, r.data, r.batch_id, r.updated_at)
+                for r in conn.execute(q)
+            ]
 
     # ------------------------------------------------------------------ status views
 
@@ -159,7 +189,9 @@ class ContextStore:
     def status_by_tenant(self, tenant_id: str, limit: int | None = 50) -> list[dict[str, Any]]:
         return [r.data for r in self.find(TENANT_RESULT, f"{tenant_id}/", limit)]
 
-    def status_by_feature_type(self, feature_type: str, limit: int | None = 50) -> list[dict[str, Any]]:
+    def status_by_feature_type(
+        self, feature_type: str, limit: int | None = 50
+    ) -> list[dict[str, Any]]:
         return [r.data for r in self.find(FEATURE_TYPE_RESULT, f"{feature_type}/", limit)]
 
     def batch_references(self, user_id: str, limit: int | None = 50) -> list[dict[str, Any]]:

@@ -47,23 +47,32 @@ def has_seed_shape(context: dict | None, data_source_type: str) -> bool:
     if set(results["progress"]) != {"processed", "succeeded", "failed", "total", "percentage"}:
         return False
     if data_source_type == "categories":
-        return set(results["items"]) == {"valid_categories", "invalid_categories"} and "user_references" in results["metadata"]
+        return (
+            set(results["items"]) == {"valid_categories", "invalid_categories"}
+            and "user_references" in results["metadata"]
+        )
     return set(results["items"]) == {"valid_users", "invalid_users"}
 
 
-def _group_preferences(echo: Callable[[str], None], instance: dg.DagsterInstance, resources: dict) -> None:
+def _group_preferences(
+    echo: Callable[[str], None], instance: dg.DagsterInstance, resources: dict
+) -> None:
     """One evaluation of the preference-change sensor, with its partition changes applied
     (the daemon does that in `make dev`)."""
     context = dg.build_sensor_context(instance=instance, resources=resources)
     result = preference_change_sensor(context)
     for request in result.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
         else:
             for key in request.partition_keys:
                 instance.delete_dynamic_partition(request.partitions_def_name, key)
     groups = len(instance.get_dynamic_partitions(PREFERENCE_GROUPS.name))
-    echo(f"  preference-change sensor: {groups} preference groups are partitions of {PREFERENCE_GROUPS.name}")
+    echo(
+        f"  preference-change sensor: {groups} preference groups are partitions of {PREFERENCE_GROUPS.name}"
+    )
 
 
 def _largest_group(store: BatchStore, job: JobConfig) -> str | None:
@@ -79,8 +88,10 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
     store_url = f"sqlite:///{directory / 'batch_store.db'}"
     store = BatchStore(store_url)
     data = seed_demo_data(store.engine)
-    echo(f"  demo data: {data.tenants} tenants, {data.users} users ({data.inactive_users} inactive), "
-         f"{data.categories} categories with {data.category_items} items, {data.preferences} preferences")
+    echo(
+        f"  demo data: {data.tenants} tenants, {data.users} users ({data.inactive_users} inactive), "
+        f"{data.categories} categories with {data.category_items} items, {data.preferences} preferences"
+    )
     resources = {
         "batch_store": BatchStoreResource(database_url=store_url),
         "models": ModelsResource(),
@@ -107,30 +118,60 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
                 echo(f"  {job.job_id:<28} {job.type.value:<34} no preference group")
                 ok = False
                 continue
-            result = dg.materialize([preference_batch], partition_key=group, instance=instance, resources=resources,
-                                    tags={PREFERENCE_TICK_TAG: tick}, run_config=QUIET, raise_on_error=False)
+            result = dg.materialize(
+                [preference_batch],
+                partition_key=group,
+                instance=instance,
+                resources=resources,
+                tags={PREFERENCE_TICK_TAG: tick},
+                run_config=QUIET,
+                raise_on_error=False,
+            )
             key = batch_key_for(job, tick, group)
         else:
-            result = dg.materialize([configured_batch], partition_key=job.job_id, instance=instance, resources=resources,
-                                    run_config={**QUIET, "ops": {"configured_batch": {"config": {"tick": tick}}}},
-                                    raise_on_error=False)
+            result = dg.materialize(
+                [configured_batch],
+                partition_key=job.job_id,
+                instance=instance,
+                resources=resources,
+                run_config={**QUIET, "ops": {"configured_batch": {"config": {"tick": tick}}}},
+                raise_on_error=False,
+            )
             key = batch_key_for(job, tick)
         context = contexts.get(BATCH, key)
         shaped = has_seed_shape(context, job.type.data_source)
         ok &= result.success and shaped
         if context is None:
-            echo(f"  {job.job_id:<28} {job.type.value:<34} run {result.run_id[:8]} FAILED, no context")
+            echo(
+                f"  {job.job_id:<28} {job.type.value:<34} run {result.run_id[:8]} FAILED, no context"
+            )
             continue
         r = context["results"]
         progress = r["progress"]
-        echo(f"  {job.job_id:<28} {job.type.value:<34} {progress['succeeded']:>3}/{progress['total']:<4}  "
-             f"{r['validation']['invalid']:>7}  {'seed shape' if shaped else 'WRONG SHAPE'}"
-             + (f"  (group {r['metadata']['preference_group']})" if "preference_group" in r["metadata"] else ""))
+        echo(
+            f"  {job.job_id:<28} {job.type.value:<34} {progress['succeeded']:>3}/{progress['total']:<4}  "
+            f"{r['validation']['invalid']:>7}  {'seed shape' if shaped else 'WRONG SHAPE'}"
+            + (
+                f"  (group {r['metadata']['preference_group']})"
+                if "preference_group" in r["metadata"]
+                else ""
+            )
+        )
     store.dispose()
     echo("  where to look:")
-    echo(f"    status by user:    .venv/bin/batch-pipelines jobs status --user user_0001 --database-url {store_url}")
-    echo(f"    by tenant:         .venv/bin/batch-pipelines jobs status --tenant acme --database-url {store_url}")
-    echo(f"    by feature type:   .venv/bin/batch-pipelines jobs status --feature-type daily_digest --database-url {store_url}")
-    echo("    the Dagster UI:    make dev, then the configured_batches asset group (configured_batch,")
-    echo("                       preference_batch: metadata batch_context), Automation (schedules, sensors)")
+    echo(
+        f"    status by user:    .venv/bin/batch-pipelines jobs status --user user_0001 --database-url {store_url}"
+    )
+    echo(
+        f"    by tenant:         .venv/bin/batch-pipelines jobs status --tenant acme --database-url {store_url}"
+    )
+    echo(
+        f"    by feature type:   .venv/bin/batch-pipelines jobs status --feature-type daily_digest --database-url {store_url}"
+    )
+    echo(
+        "    the Dagster UI:    make dev, then the configured_batches asset group (configured_batch,"
+    )
+    echo(
+        "                       preference_batch: metadata batch_context), Automation (schedules, sensors)"
+    )
     return 0 if ok else 1

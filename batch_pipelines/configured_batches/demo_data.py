@@ -38,14 +38,33 @@ TIMES = ("07:00", "08:00", "09:00", "12:30", "17:00", "18:00")
 # Ids of users that category items reference but that do not exist: validation drops them.
 UNKNOWN_USERS = ("user_9001", "user_9002")
 SEEDED_AGO = timedelta(minutes=1)
-_FIRST = ("Ada", "Brook", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Juno", "Kofi", "Lena")
+_FIRST = (
+    "Ada",
+    "Brook",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Juno",
+    "Kofi",
+    "Lena",
+)
 _LAST = ("Moreau", "Okafor", "Silva", "Tanaka", "Novak", "Berg", "Rossi", "Khan", "Ortiz", "Weber")
 _CATEGORIES: dict[str, str] = {
     "product_category": "Products of the catalogue, with the users who follow them.",
     "audience_preferences": "Audience segments and what they engage with.",
     "niche_topics": "Niche topics the editorial team tracks.",
 }
-_OVERRIDES: tuple[dict[str, Any], ...] = ({}, {}, {"tone": "formal"}, {"length": "long"}, {"tone": "playful"})
+_OVERRIDES: tuple[dict[str, Any], ...] = (
+    {},
+    {},
+    {"tone": "formal"},
+    {"length": "long"},
+    {"tone": "playful"},
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,10 @@ def seed_demo_data(
                 "email": f"{first.lower()}.{last.lower()}.{number}@{tenant}.example",
                 # The first users stay active: the sample jobs send results to them.
                 "active": number <= 10 or rng.random() >= 0.05,
-                "attributes": {"role": rng.choice(("editor", "analyst", "manager")), "plan": rng.choice(("free", "pro"))},
+                "attributes": {
+                    "role": rng.choice(("editor", "analyst", "manager")),
+                    "plan": rng.choice(("free", "pro")),
+                },
                 "created_at": now,
             }
         )
@@ -120,11 +142,16 @@ def seed_demo_data(
     with engine.connect() as conn:
         t = user_preferences.c
         stored = set(conn.execute(sa.select(t.user_id, t.feature_type)).tuples())
-    PreferenceStore(engine, clock=clock).upsert([p for p in preferences if (p.user_id, p.feature_type) not in stored])
+    PreferenceStore(engine, clock=clock).upsert(
+        [p for p in preferences if (p.user_id, p.feature_type) not in stored]
+    )
 
     with engine.connect() as conn:
+
         def count(table: sa.Table, *where: Any) -> int:
-            return conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(*where)
+            ).scalar_one()
 
         return DemoData(
             tenants=len(TENANTS),
@@ -162,22 +189,53 @@ def _category_items(rng: random.Random, user_ids: list[str], now: datetime) -> l
         add(
             "product_category",
             i,
-            {"name": f"Product {i:03d}", "segment": segments[i % len(segments)], "price": round(5 + 3.5 * i, 2)},
+            {
+                "name": f"Product {i:03d}",
+                "segment": segments[i % len(segments)],
+                "price": round(5 + 3.5 * i, 2),
+            },
             references,
         )
     for i, (segment, interest) in enumerate(
-        [("students", "gaming"), ("parents", "cooking"), ("retirees", "travel"), ("founders", "finance"),
-         ("nurses", "wellbeing"), ("engineers", "robotics"), ("artists", "design"), ("farmers", "weather")],
+        [
+            ("students", "gaming"),
+            ("parents", "cooking"),
+            ("retirees", "travel"),
+            ("founders", "finance"),
+            ("nurses", "wellbeing"),
+            ("engineers", "robotics"),
+            ("artists", "design"),
+            ("farmers", "weather"),
+        ],
         start=1,
     ):
-        add("audience_preferences", i, {"name": segment, "interest": interest, "share": round(rng.uniform(2, 20), 1)},
-            rng.sample(user_ids, k=2))
+        add(
+            "audience_preferences",
+            i,
+            {"name": segment, "interest": interest, "share": round(rng.uniform(2, 20), 1)},
+            rng.sample(user_ids, k=2),
+        )
     for i, topic in enumerate(
-        ["urban beekeeping", "retro computing", "fermentation", "microvolunteering", "tiny houses",
-         "sea kayaking", "bookbinding", "mycology", "amateur radio", "sourdough"],
+        [
+            "urban beekeeping",
+            "retro computing",
+            "fermentation",
+            "microvolunteering",
+            "tiny houses",
+            "sea kayaking",
+            "bookbinding",
+            "mycology",
+            "amateur radio",
+            "sourdough",
+        ],
         start=1,
     ):
-        add("niche_topics", i, {"name": topic, "momentum": rng.choice(("rising", "steady", "fading"))}, [])
+        add(
+            "niche_topics",
+            i,
+            {"name": topic, "momentum": rng.choice(("rising", "steady", "fading"))},
+            [],
+        )
     return rows
 
 

@@ -69,7 +69,9 @@ class PreferenceGroupStore:
                 by_feature.setdefault(feature_type, []).append(user_id)
             for feature_type, users in by_feature.items():
                 for chunk in chunks(users, _CHUNK):
-                    conn.execute(t.delete().where(t.c.feature_type == feature_type, t.c.user_id.in_(chunk)))
+                    conn.execute(
+                        t.delete().where(t.c.feature_type == feature_type, t.c.user_id.in_(chunk))
+                    )
             rows = [
                 {
                     "user_id": user_id,
@@ -98,7 +100,9 @@ class PreferenceGroupStore:
         with self.engine.connect() as conn:
             for chunk in chunks(keys, _CHUNK):
                 found.update(
-                    conn.execute(sa.select(t.partition_key).where(t.partition_key.in_(chunk)).distinct()).scalars()
+                    conn.execute(
+                        sa.select(t.partition_key).where(t.partition_key.in_(chunk)).distinct()
+                    ).scalars()
                 )
         return found
 
@@ -114,7 +118,9 @@ class PreferenceGroupStore:
     def member_counts(self) -> dict[str, int]:
         t = preference_group_members.c
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.partition_key, sa.func.count()).group_by(t.partition_key))
+            rows = conn.execute(
+                sa.select(t.partition_key, sa.func.count()).group_by(t.partition_key)
+            )
             return {key: count for key, count in rows}
 
     # -- tick claims --------------------------------------------------------------------
@@ -130,7 +136,12 @@ class PreferenceGroupStore:
         now = now or datetime.now(UTC)
         t = preference_group_ticks
         rows = [
-            {"partition_key": key, "tick_at": tick.astimezone(UTC), "claimed_by": claimant, "claimed_at": now}
+            {
+                "partition_key": key,
+                "tick_at": tick.astimezone(UTC),
+                "claimed_by": claimant,
+                "claimed_at": now,
+            }
             for key, tick in dict.fromkeys(ticks)
         ]
         owned: set[tuple[str, datetime]] = set()
@@ -152,5 +163,7 @@ class PreferenceGroupStore:
     def claims(self, partition_key: str) -> Mapping[datetime, str]:
         t = preference_group_ticks.c
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.tick_at, t.claimed_by).where(t.partition_key == partition_key))
+            rows = conn.execute(
+                sa.select(t.tick_at, t.claimed_by).where(t.partition_key == partition_key)
+            )
             return {row.tick_at: row.claimed_by for row in rows}

@@ -81,7 +81,9 @@ class GroupKey:
         if not feature_type:
             raise ConfigurationError(f"{where}: feature_type is empty")
         if frequency not in FREQUENCIES:
-            raise ConfigurationError(f"{where}: frequency {frequency!r} is not one of {', '.join(FREQUENCIES)}")
+            raise ConfigurationError(
+                f"{where}: frequency {frequency!r} is not one of {', '.join(FREQUENCIES)}"
+            )
         if frequency in ("hourly", "daily"):
             if day != NO_DAY:
                 raise ConfigurationError(f"{where}: day must be {NO_DAY!r} for a {frequency} group")
@@ -91,14 +93,20 @@ class GroupKey:
         elif not day.isdigit() or int(day) not in MONTH_DAYS or str(int(day)) != day:
             raise ConfigurationError(f"{where}: day {day!r} is not a day of the month 1..28")
         hour, _, minute = time_.partition(":")
-        hour_ok = hour == ANY_HOUR if frequency == "hourly" else (len(hour) == 2 and hour.isdigit() and int(hour) < 24)
+        hour_ok = (
+            hour == ANY_HOUR
+            if frequency == "hourly"
+            else (len(hour) == 2 and hour.isdigit() and int(hour) < 24)
+        )
         if not (hour_ok and len(minute) == 2 and minute.isdigit() and int(minute) < 60):
             expected = "*:MM" if frequency == "hourly" else "HH:MM"
             raise ConfigurationError(f"{where}: time {time_!r} is not {expected}")
         try:
             time_zone(timezone)
         except (ValueError, KeyError, OSError):
-            raise ConfigurationError(f"{where}: timezone {timezone!r} is not an IANA timezone") from None
+            raise ConfigurationError(
+                f"{where}: timezone {timezone!r} is not an IANA timezone"
+            ) from None
         return cls(feature_type, frequency, None if day == NO_DAY else day, time_, timezone)
 
 
@@ -181,7 +189,9 @@ def _is_repeated_wall_time(tick: datetime, zone: ZoneInfo) -> bool:
     return first.astimezone(UTC) != tick.astimezone(UTC)
 
 
-def due_ticks(key: GroupKey, after: datetime, until: datetime, *, limit: int | None = None) -> list[datetime]:
+def due_ticks(
+    key: GroupKey, after: datetime, until: datetime, *, limit: int | None = None
+) -> list[datetime]:
     """The group's ticks in (``after``, ``until``], as aware UTC datetimes, oldest first.
 
     Computed by croniter in the group's timezone. ``limit`` keeps only the newest ticks
@@ -209,7 +219,12 @@ def due_ticks(key: GroupKey, after: datetime, until: datetime, *, limit: int | N
 
 
 def _base_ticks(
-    iterators: dict[str, croniter], time_: str, timezone: str, hourly: bool, after: datetime, until: datetime
+    iterators: dict[str, croniter],
+    time_: str,
+    timezone: str,
+    hourly: bool,
+    after: datetime,
+    until: datetime,
 ) -> list[datetime]:
     """Local ticks in (after, until] of the daily (or hourly) cron at ``time_``, with the
     repeated-wall-time rule applied to daily ones. ``iterators`` reuses one croniter per
@@ -241,7 +256,9 @@ def _runs_on(key: GroupKey, local_tick: datetime) -> bool:
     return True
 
 
-def due_ticks_of_groups(keys: Iterable[GroupKey], after: datetime, until: datetime) -> dict[GroupKey, list[datetime]]:
+def due_ticks_of_groups(
+    keys: Iterable[GroupKey], after: datetime, until: datetime
+) -> dict[GroupKey, list[datetime]]:
     """``due_ticks`` of many groups at once, with the same answers.
 
     Thousands of groups share a few hundred (time, timezone) pairs, and building a croniter
@@ -257,7 +274,9 @@ def due_ticks_of_groups(keys: Iterable[GroupKey], after: datetime, until: dateti
         pair = (key.time, key.timezone, key.frequency == "hourly")
         local = base.get(pair)
         if local is None:
-            local = base[pair] = _base_ticks(iterators, *pair, after, until) if until > after else []
+            local = base[pair] = (
+                _base_ticks(iterators, *pair, after, until) if until > after else []
+            )
         found[key] = [tick.astimezone(UTC) for tick in local if _runs_on(key, tick)]
     return found
 
@@ -302,7 +321,9 @@ class MembershipPlan:
         return sum(len(users) for users in self.joined.values())
 
 
-def plan_membership(changes: Iterable[Preference], current: Mapping[MemberId, str]) -> MembershipPlan:
+def plan_membership(
+    changes: Iterable[Preference], current: Mapping[MemberId, str]
+) -> MembershipPlan:
     """Apply ``changes`` (oldest first; the last change of a user wins) to ``current``
     membership (member -> partition key)."""
     latest: dict[MemberId, Preference] = {}
@@ -329,7 +350,9 @@ def plan_membership(changes: Iterable[Preference], current: Mapping[MemberId, st
     return plan
 
 
-def ticks_made_due(groups: Iterable[str], now: datetime, grace: timedelta) -> list[tuple[str, datetime]]:
+def ticks_made_due(
+    groups: Iterable[str], now: datetime, grace: timedelta
+) -> list[tuple[str, datetime]]:
     """The ticks of ``groups`` in the last ``grace`` before ``now``: those a preference change
     may make due (the scheduling sensor may have passed them before the group existed).
     Whether one is launched is decided by the tick claims, so a tick runs once at most."""

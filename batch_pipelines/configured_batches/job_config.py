@@ -32,7 +32,18 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 # Placeholders a template may use: ``{{ user.name }}``, ``{{ item.data.title }}``...
 TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
 TEMPLATE_ROOTS = frozenset(
-    {"job", "tick", "user", "users", "item", "items", "category", "categories", "variables", "preference"}
+    {
+        "job",
+        "tick",
+        "user",
+        "users",
+        "item",
+        "items",
+        "category",
+        "categories",
+        "variables",
+        "preference",
+    }
 )
 
 
@@ -81,7 +92,9 @@ def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {value!r} (use an IANA name such as 'Europe/Paris')") from None
+        raise ValueError(
+            f"unknown timezone {value!r} (use an IANA name such as 'Europe/Paris')"
+        ) from None
     return value
 
 
@@ -129,10 +142,20 @@ class ScheduleSpec(BaseModel):
             raise RuleError("frequency", "give exactly one of 'frequency' and 'cron'")
         if self.frequency in (Frequency.WEEKLY, Frequency.BIWEEKLY):
             if not isinstance(self.day, str) or self.day.lower() not in WEEKDAYS:
-                raise RuleError("day", f"day of a {self.frequency} schedule must be a weekday name, got {self.day!r}")
+                raise RuleError(
+                    "day",
+                    f"day of a {self.frequency} schedule must be a weekday name, got {self.day!r}",
+                )
         elif self.frequency == Frequency.MONTHLY:
-            if isinstance(self.day, bool) or not isinstance(self.day, int) or not 1 <= self.day <= 28:
-                raise RuleError("day", f"day of a monthly schedule must be a day of the month 1-28, got {self.day!r}")
+            if (
+                isinstance(self.day, bool)
+                or not isinstance(self.day, int)
+                or not 1 <= self.day <= 28
+            ):
+                raise RuleError(
+                    "day",
+                    f"day of a monthly schedule must be a day of the month 1-28, got {self.day!r}",
+                )
         elif self.day is not None:
             raise RuleError("day", f"'day' does not apply to a {self.frequency or 'cron'} schedule")
         return self
@@ -184,9 +207,13 @@ class JobConfig(BaseModel):
     @field_validator("template")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        unknown = sorted({p.split(".")[0] for p in TEMPLATE_PLACEHOLDER.findall(value)} - TEMPLATE_ROOTS)
+        unknown = sorted(
+            {p.split(".")[0] for p in TEMPLATE_PLACEHOLDER.findall(value)} - TEMPLATE_ROOTS
+        )
         if unknown:
-            raise ValueError(f"unknown template placeholders {unknown}; use {sorted(TEMPLATE_ROOTS)}")
+            raise ValueError(
+                f"unknown template placeholders {unknown}; use {sorted(TEMPLATE_ROOTS)}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -194,18 +221,28 @@ class JobConfig(BaseModel):
         t = self.type
         if t.is_preference:
             if not self.feature_type:
-                raise RuleError("feature_type", f"a {t} job needs a 'feature_type' (preferences are matched on it)")
+                raise RuleError(
+                    "feature_type",
+                    f"a {t} job needs a 'feature_type' (preferences are matched on it)",
+                )
             if self.schedule is not None:
-                raise RuleError("schedule", f"a {t} job is scheduled by its users' preferences; remove 'schedule'")
+                raise RuleError(
+                    "schedule",
+                    f"a {t} job is scheduled by its users' preferences; remove 'schedule'",
+                )
         elif self.schedule is None:
             raise RuleError("schedule", f"a {t} job needs a 'schedule'")
         if t.data_source == "categories":
             if not self.category_names:
                 raise RuleError("category", f"a {t} job needs 'category' or 'categories'")
         elif self.category or self.categories:
-            raise RuleError("category", f"a {t} job reads users; 'category'/'categories' do not apply")
+            raise RuleError(
+                "category", f"a {t} job reads users; 'category'/'categories' do not apply"
+            )
         if self.user_ids and (t.is_preference or t.data_source == "categories"):
-            raise RuleError("user_ids", f"'user_ids' apply to static user jobs only, not to a {t} job")
+            raise RuleError(
+                "user_ids", f"'user_ids' apply to static user jobs only, not to a {t} job"
+            )
         if len(set(self.category_names)) != len(self.category_names):
             raise RuleError("categories", f"categories are listed twice: {self.category_names}")
         return self
@@ -241,7 +278,12 @@ class JobProblem:
         return f"{where}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "job": self.job, "field": self.field, "message": self.message}
+        return {
+            "source": self.source,
+            "job": self.job,
+            "field": self.field,
+            "message": self.message,
+        }
 
 
 def _field_path(error: Any) -> str | None:
@@ -263,7 +305,8 @@ def parse_jobs(raw: Any, source: str = "<job file>") -> tuple[list[JobConfig], l
         file = JobFile.model_validate(raw)
     except ValidationError as exc:
         return [], [
-            JobProblem(source, None, _field_path(e), e["msg"]) for e in exc.errors(include_url=False)
+            JobProblem(source, None, _field_path(e), e["msg"])
+            for e in exc.errors(include_url=False)
         ]
     jobs: list[JobConfig] = []
     problems: list[JobProblem] = []
@@ -285,7 +328,12 @@ def parse_jobs(raw: Any, source: str = "<job file>") -> tuple[list[JobConfig], l
             if len(same) > 1:
                 ids = sorted({j.job_id for j in same})
                 problems.append(
-                    JobProblem(source, ", ".join(ids), what, f"{what} {value!r} is used by {len(same)} jobs; none of them is loaded")
+                    JobProblem(
+                        source,
+                        ", ".join(ids),
+                        what,
+                        f"{what} {value!r} is used by {len(same)} jobs; none of them is loaded",
+                    )
                 )
                 jobs = [j for j in jobs if j not in same]
     return jobs, problems
@@ -298,9 +346,23 @@ def load_job_configuration(path: str | Path) -> tuple[list[JobConfig], list[JobP
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        return [], [JobProblem(source, None, None, f"cannot read the job file ({exc.strerror or type(exc).__name__})")]
+        return [], [
+            JobProblem(
+                source,
+                None,
+                None,
+                f"cannot read the job file ({exc.strerror or type(exc).__name__})",
+            )
+        ]
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        return [], [JobProblem(source, None, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+        return [], [
+            JobProblem(
+                source,
+                None,
+                None,
+                f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            )
+        ]
     return parse_jobs(raw, source)

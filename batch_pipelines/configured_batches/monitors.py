@@ -31,7 +31,9 @@ PROMOTED_JOBS = ("configured_batch_job", "preference_batch_job")
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Fails while the configured jobs file has invalid jobs, listing each with its field.",
 )
-def configured_jobs_problems(context: dg.SensorEvaluationContext, configured_jobs: ConfiguredJobsResource) -> dg.SkipReason:
+def configured_jobs_problems(
+    context: dg.SensorEvaluationContext, configured_jobs: ConfiguredJobsResource
+) -> dg.SkipReason:
     jobs, problems = configured_jobs.load()
     name = configured_jobs.path().name
     if problems:
@@ -59,7 +61,9 @@ def configured_batches_queue_promotion(
     context: dg.SensorEvaluationContext, configured_jobs: ConfiguredJobsResource
 ) -> dg.SkipReason:
     now = datetime.now(UTC)
-    records = context.instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED])
+    )
     jobs, _ = configured_jobs.load()
     # Preference runs are launched by sensors that know the group, not the job: their base
     # priority is the job file's priority of the group's feature type.
@@ -84,7 +88,9 @@ def configured_batches_queue_promotion(
             step=configured_jobs.promotion_step,
         )
         if wanted > current or BASE_PRIORITY_TAG not in run.tags:
-            context.instance.add_run_tags(run.run_id, {PRIORITY_TAG: str(wanted), BASE_PRIORITY_TAG: str(base)})
+            context.instance.add_run_tags(
+                run.run_id, {PRIORITY_TAG: str(wanted), BASE_PRIORITY_TAG: str(base)}
+            )
             promoted.append(f"{run.run_id[:8]} {current}->{wanted}")
     if not promoted:
         return dg.SkipReason("no queued run waited long enough to be promoted")

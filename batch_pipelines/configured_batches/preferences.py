@@ -38,7 +38,15 @@ logger = logging.getLogger("batch_pipelines.configured_batches")
 
 Frequency = Literal["hourly", "daily", "weekly", "biweekly", "monthly"]
 FREQUENCIES: tuple[str, ...] = ("hourly", "daily", "weekly", "biweekly", "monthly")
-WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKDAYS: tuple[str, ...] = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
 # Days of the month a monthly preference may name: every month has them, so a monthly group
 # never silently skips a month.
 MONTH_DAYS = range(1, 29)
@@ -144,7 +152,9 @@ class Preference(BaseModel):
         else:  # monthly
             text = str(day).strip() if day is not None else ""
             if not text.isdigit() or int(text) not in MONTH_DAYS:
-                raise ValueError(f"preferred_day {day!r} must be a day of the month 1..28 for a monthly preference")
+                raise ValueError(
+                    f"preferred_day {day!r} must be a day of the month 1..28 for a monthly preference"
+                )
             normalised = str(int(text))
         if normalised != day:
             object.__setattr__(self, "preferred_day", normalised)
@@ -174,7 +184,11 @@ class Preference(BaseModel):
 
 
 def preference_with_defaults(
-    user_id: str, feature_type: str, defaults: Mapping[str, Any] | None, *, tenant_id: str = "default"
+    user_id: str,
+    feature_type: str,
+    defaults: Mapping[str, Any] | None,
+    *,
+    tenant_id: str = "default",
 ) -> Preference:
     """The preference a user gets when theirs cannot be read: the job's ``default_preferences``."""
     data = {k: v for k, v in (defaults or {}).items() if k not in ("user_id", "feature_type")}
@@ -231,7 +245,9 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         stamp, _, row_id = cursor.rpartition("#")
         return datetime.fromisoformat(stamp).astimezone(UTC), int(row_id)
     except ValueError:
-        raise ConfigurationError(f"preference cursor {cursor!r} is not <iso time>#<row id>") from None
+        raise ConfigurationError(
+            f"preference cursor {cursor!r} is not <iso time>#<row id>"
+        ) from None
 
 
 class PreferenceStore:
@@ -241,11 +257,15 @@ class PreferenceStore:
     so a bad row in a list stores nothing.
     """
 
-    def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self, engine: sa.Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ):
         self.engine = engine
         self._clock = clock
 
-    def upsert(self, preferences: Iterable[Preference | Mapping[str, Any]], *, where: str = "preferences") -> int:
+    def upsert(
+        self, preferences: Iterable[Preference | Mapping[str, Any]], *, where: str = "preferences"
+    ) -> int:
         """Insert or replace preferences (by user and feature type); ``updated_at`` is set
         to now so the change sensor sees them. Returns how many were written."""
         parsed = [
@@ -272,7 +292,13 @@ class PreferenceStore:
                 conn.execute(
                     user_preferences.update()
                     .where(user_preferences.c.id == sa.bindparam("row_id"))
-                    .values({name: sa.bindparam(name) for name in _COLUMNS if name not in ("user_id", "feature_type")}),
+                    .values(
+                        {
+                            name: sa.bindparam(name)
+                            for name in _COLUMNS
+                            if name not in ("user_id", "feature_type")
+                        }
+                    ),
                     updates,
                 )
         return len(rows)
@@ -292,7 +318,9 @@ class PreferenceStore:
             )
         return result.rowcount > 0
 
-    def _existing_ids(self, conn: sa.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    def _existing_ids(
+        self, conn: sa.Connection, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
         by_feature: dict[str, list[str]] = {}
         for user_id, feature_type in keys:
@@ -301,7 +329,9 @@ class PreferenceStore:
         for feature_type, users in by_feature.items():
             for chunk in chunks(users, 1000):
                 rows = conn.execute(
-                    sa.select(t.id, t.user_id).where(t.feature_type == feature_type, t.user_id.in_(chunk))
+                    sa.select(t.id, t.user_id).where(
+                        t.feature_type == feature_type, t.user_id.in_(chunk)
+                    )
                 )
                 found.update({(row.user_id, feature_type): row.id for row in rows})
         return found
@@ -337,13 +367,17 @@ class PreferenceStore:
         ``until`` a few seconds in the past lets writes that were stamped earlier but
         committed later (concurrent writers) land before the cursor passes their stamp."""
         t = user_preferences.c
-        query = sa.select(t.id, *[getattr(t, name) for name in _COLUMNS]).order_by(t.updated_at, t.id)
+        query = sa.select(t.id, *[getattr(t, name) for name in _COLUMNS]).order_by(
+            t.updated_at, t.id
+        )
         if until is not None:
             query = query.where(t.updated_at <= until)
         position = decode_cursor(cursor)
         if position is not None:
             stamp, row_id = position
-            query = query.where(sa.or_(t.updated_at > stamp, sa.and_(t.updated_at == stamp, t.id > row_id)))
+            query = query.where(
+                sa.or_(t.updated_at > stamp, sa.and_(t.updated_at == stamp, t.id > row_id))
+            )
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -367,11 +401,18 @@ class ServicePreferenceSource:
 
     def for_feature(self, feature_type: str) -> list[Preference]:
         records = _run(lambda: self.client.preferences(feature_type))
-        return [Preference.parse(r, where=f"config service preferences[{i}]") for i, r in enumerate(records)]
+        return [
+            Preference.parse(r, where=f"config service preferences[{i}]")
+            for i, r in enumerate(records)
+        ]
 
     def get(self, user_id: str, feature_type: str) -> Preference | None:
         record = _run(lambda: self.client.preference(user_id, feature_type))
-        return None if record is None else Preference.parse(record, where=f"config service preference {user_id}")
+        return (
+            None
+            if record is None
+            else Preference.parse(record, where=f"config service preference {user_id}")
+        )
 
     def changed_since(
         self, cursor: str | None, limit: int | None = None, until: datetime | None = None
@@ -379,7 +420,9 @@ class ServicePreferenceSource:
         # The service's cursor is its own commit sequence: nothing committed late is
         # skipped, so there is no need to hold back recent writes (``until``).
         records, next_cursor = _run(lambda: self.client.changes(cursor, limit=limit))
-        prefs = [Preference.parse(r, where=f"config service changes[{i}]") for i, r in enumerate(records)]
+        prefs = [
+            Preference.parse(r, where=f"config service changes[{i}]") for i, r in enumerate(records)
+        ]
         return prefs, next_cursor or cursor or ""
 
 
@@ -450,7 +493,9 @@ class ConfigDatabaseClient:
     def from_service(cls, client: Any, **kwargs: Any) -> ConfigDatabaseClient:
         return cls(ServicePreferenceSource(client), **kwargs)
 
-    def _read(self, key: tuple[str, ...], fetch: Callable[[], Any], fallback: Callable[[], Any]) -> Any:
+    def _read(
+        self, key: tuple[str, ...], fetch: Callable[[], Any], fallback: Callable[[], Any]
+    ) -> Any:
         now = self._clock()
         cached = self._cache.get(key)
         if cached is not None and now - cached.stored_at < self.ttl_seconds:
@@ -460,7 +505,11 @@ class ConfigDatabaseClient:
         except (BatchPipelinesError, sa.exc.SQLAlchemyError, OSError) as exc:
             self.fallbacks += 1
             self.last_error = redact(f"{type(exc).__name__}: {exc}")
-            logger.warning("preferences unavailable, serving %s: %s", "last good answer" if cached else "defaults", exc)
+            logger.warning(
+                "preferences unavailable, serving %s: %s",
+                "last good answer" if cached else "defaults",
+                exc,
+            )
             return cached.value if cached is not None else fallback()
         self._cache[key] = _Cached(value, now)
         return value
@@ -483,7 +532,9 @@ class ConfigDatabaseClient:
         for, or every user when the source is down with nothing cached, gets ``defaults``
         (in their tenant); a user who turned the feature off, or who has no preference when
         there are no defaults, is left out."""
-        prefs = self._read(("feature", feature_type), lambda: self.source.for_feature(feature_type), list)
+        prefs = self._read(
+            ("feature", feature_type), lambda: self.source.for_feature(feature_type), list
+        )
         if users is None:
             return [p for p in prefs if p.active]
         known = {p.user_id: p for p in prefs}
@@ -491,7 +542,9 @@ class ConfigDatabaseClient:
         for user_id, tenant_id in users.items():
             pref = known.get(user_id)
             if pref is None and defaults:
-                pref = preference_with_defaults(user_id, feature_type, defaults, tenant_id=tenant_id)
+                pref = preference_with_defaults(
+                    user_id, feature_type, defaults, tenant_id=tenant_id
+                )
             if pref is not None and pref.active:
                 found.append(pref)
         return found
@@ -508,10 +561,16 @@ class ConfigDatabaseClient:
         (None when there are no defaults either, or when the user turned the feature off)."""
 
         def fallback() -> Preference | None:
-            return preference_with_defaults(user_id, feature_type, defaults, tenant_id=tenant_id) if defaults else None
+            return (
+                preference_with_defaults(user_id, feature_type, defaults, tenant_id=tenant_id)
+                if defaults
+                else None
+            )
 
         pref = self._read(
-            ("user", user_id, feature_type), lambda: self.source.get(user_id, feature_type), lambda: None
+            ("user", user_id, feature_type),
+            lambda: self.source.get(user_id, feature_type),
+            lambda: None,
         )
         if pref is None:
             return fallback()
@@ -527,5 +586,6 @@ class ConfigDatabaseClient:
         try:
             return self.source.changed_since(cursor, limit, until)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            raise PreferenceSourceUnavailable(f"preference changes unavailable: {type(exc).__name__}") from exc
-
+            raise PreferenceSourceUnavailable(
+                f"preference changes unavailable: {type(exc).__name__}"
+            ) from exc

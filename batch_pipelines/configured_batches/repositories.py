@@ -77,10 +77,17 @@ class UserRepository:
         return UserValidation(
             valid=valid,
             invalid=invalid,
-            stats={"total": len(unique), "valid": len(valid), "invalid": len(invalid), "chunks": queries},
+            stats={
+                "total": len(unique),
+                "valid": len(valid),
+                "invalid": len(invalid),
+                "chunks": queries,
+            },
         )
 
-    def _active_ids(self, conn: sa.Connection, chunk: Sequence[str], tenant_id: str | None) -> list[str]:
+    def _active_ids(
+        self, conn: sa.Connection, chunk: Sequence[str], tenant_id: str | None
+    ) -> list[str]:
         """The active ids of one chunk, in one query.
 
         With a driver of positional parameters (SQLite, psycopg) the statement goes to the
@@ -118,7 +125,9 @@ class UserRepository:
         users: dict[str, dict] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(unique, self.chunk_size):
-                rows = conn.execute(sa.select(*[getattr(t, c) for c in _USER_COLUMNS]).where(t.id.in_(chunk)))
+                rows = conn.execute(
+                    sa.select(*[getattr(t, c) for c in _USER_COLUMNS]).where(t.id.in_(chunk))
+                )
                 users.update({row.id: dict(row._mapping) for row in rows})
         return users
 
@@ -132,7 +141,9 @@ class UserRepository:
         for name, value in filters.items():
             if name in _USER_COLUMNS and name != "attributes":
                 column = getattr(t, name)
-                query = query.where(column.in_(value) if isinstance(value, list | tuple | set) else column == value)
+                query = query.where(
+                    column.in_(value) if isinstance(value, list | tuple | set) else column == value
+                )
             else:
                 attribute_filters[name] = value
         if limit is not None and limit < 0:
@@ -211,7 +222,9 @@ class CategoryRepository:
 
     def __post_init__(self) -> None:
         if self.ttl_seconds < 0:
-            raise ConfigurationError(f"category cache ttl_seconds must not be negative, got {self.ttl_seconds}")
+            raise ConfigurationError(
+                f"category cache ttl_seconds must not be negative, got {self.ttl_seconds}"
+            )
 
     def items(
         self, category: str, filters: Mapping[str, Any] | None = None, limit: int | None = None
@@ -229,13 +242,21 @@ class CategoryRepository:
             found = self._load(category, dict(filters or {}), limit)
         except sa.exc.SQLAlchemyError as exc:
             self.last_error = f"{type(exc).__name__}"
-            last_good = snapshot.items if snapshot is not None else self._stored_snapshot(category, filters, limit)
+            last_good = (
+                snapshot.items
+                if snapshot is not None
+                else self._stored_snapshot(category, filters, limit)
+            )
             if last_good is None:
                 raise CategorySourceUnavailable(
                     f"category {category!r} could not be read ({type(exc).__name__}) and no earlier snapshot exists"
                 ) from exc
             self.fallbacks += 1
-            logger.warning("category %r unavailable (%s): serving the last good snapshot", category, type(exc).__name__)
+            logger.warning(
+                "category %r unavailable (%s): serving the last good snapshot",
+                category,
+                type(exc).__name__,
+            )
             return list(last_good)
         self._cache[key] = _Snapshot(found, now)
         # Kept again only when the items changed since this repository last kept them: a
@@ -245,18 +266,31 @@ class CategoryRepository:
         return list(found)
 
     def _store_snapshot(
-        self, category: str, filters: Mapping[str, Any] | None, limit: int | None, items: list[CategoryItem]
+        self,
+        category: str,
+        filters: Mapping[str, Any] | None,
+        limit: int | None,
+        items: list[CategoryItem],
     ) -> None:
         data = {
             "category": category,
             "filters": dict(filters or {}),
             "limit": limit,
-            "items": [{"id": i.id, "category": i.category, "data": i.data, "user_ids": i.user_ids} for i in items],
+            "items": [
+                {"id": i.id, "category": i.category, "data": i.data, "user_ids": i.user_ids}
+                for i in items
+            ],
         }
         try:
-            ContextStore(self.engine).put(CATEGORY_SNAPSHOT, snapshot_key(category, filters, limit), data)
-        except sa.exc.SQLAlchemyError as exc:  # a snapshot that cannot be kept must not fail the read
-            logger.warning("category %r: the snapshot could not be kept (%s)", category, type(exc).__name__)
+            ContextStore(self.engine).put(
+                CATEGORY_SNAPSHOT, snapshot_key(category, filters, limit), data
+            )
+        except (
+            sa.exc.SQLAlchemyError
+        ) as exc:  # a snapshot that cannot be kept must not fail the read
+            logger.warning(
+                "category %r: the snapshot could not be kept (%s)", category, type(exc).__name__
+            )
 
     def _stored_snapshot(
         self, category: str, filters: Mapping[str, Any] | None, limit: int | None
@@ -264,12 +298,17 @@ class CategoryRepository:
         if not self.durable_snapshots:
             return None
         try:
-            data = ContextStore(self.engine).get(CATEGORY_SNAPSHOT, snapshot_key(category, filters, limit))
+            data = ContextStore(self.engine).get(
+                CATEGORY_SNAPSHOT, snapshot_key(category, filters, limit)
+            )
         except sa.exc.SQLAlchemyError:
             return None
         if data is None:
             return None
-        return [CategoryItem(str(i["id"]), str(i["category"]), dict(i["data"]), list(i["user_ids"])) for i in data["items"]]
+        return [
+            CategoryItem(str(i["id"]), str(i["category"]), dict(i["data"]), list(i["user_ids"]))
+            for i in data["items"]
+        ]
 
     def category(self, category: str) -> dict[str, Any]:
         """The category's own row (description, data); NotFound-style error when unknown.
@@ -280,16 +319,22 @@ class CategoryRepository:
         t = categories.c
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(t.id, t.description, t.data).where(t.id == category)).first()
+                row = conn.execute(
+                    sa.select(t.id, t.description, t.data).where(t.id == category)
+                ).first()
         except sa.exc.SQLAlchemyError as exc:
             if self.durable_snapshots and self._has_snapshot(category):
                 return {"id": category, "description": None, "data": {}}
-            raise CategorySourceUnavailable(f"category {category!r} could not be read ({type(exc).__name__})") from exc
+            raise CategorySourceUnavailable(
+                f"category {category!r} could not be read ({type(exc).__name__})"
+            ) from exc
         if row is None:
             raise ConfigurationError(f"category {category!r} does not exist")
         return {"id": row.id, "description": row.description, "data": row.data or {}}
 
-    def _load(self, category: str, filters: dict[str, Any], limit: int | None) -> list[CategoryItem]:
+    def _load(
+        self, category: str, filters: dict[str, Any], limit: int | None
+    ) -> list[CategoryItem]:
         t = category_items.c
         query = (
             sa.select(t.id, t.category_id, t.tenant_id, t.data, t.user_ids)
@@ -298,7 +343,11 @@ class CategoryRepository:
         )
         tenant = filters.pop("tenant_id", None)
         if tenant is not None:
-            query = query.where(t.tenant_id.in_(tenant) if isinstance(tenant, list | tuple | set) else t.tenant_id == tenant)
+            query = query.where(
+                t.tenant_id.in_(tenant)
+                if isinstance(tenant, list | tuple | set)
+                else t.tenant_id == tenant
+            )
         if limit is not None and not filters:
             query = query.limit(limit)
         found: list[CategoryItem] = []
@@ -307,11 +356,12 @@ class CategoryRepository:
                 data = row.data or {}
                 if filters and not matches(data, filters):
                     continue
-                found.append(CategoryItem(row.id, row.category_id, dict(data), list(row.user_ids or [])))
+                found.append(
+                    CategoryItem(row.id, row.category_id, dict(data), list(row.user_ids or []))
+                )
                 if limit is not None and len(found) >= limit:
                     break
         return found
-
 
     def _has_snapshot(self, category: str) -> bool:
         try:

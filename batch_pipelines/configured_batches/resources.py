@@ -37,18 +37,26 @@ class ConfigServiceResource(dg.ConfigurableResource):
         return bool(self.base_url)
 
     def service_client(self) -> ConfigServiceClient:
-        return ConfigServiceClient(self.base_url, self.api_key, timeout_seconds=self.timeout_seconds)
+        return ConfigServiceClient(
+            self.base_url, self.api_key, timeout_seconds=self.timeout_seconds
+        )
 
     def config_database(self, engine: sa.Engine) -> ConfigDatabaseClient:
         """A ConfigDatabaseClient over the service when configured, else over ``engine``."""
         if self.uses_service:
-            return ConfigDatabaseClient.from_service(self.service_client(), ttl_seconds=self.cache_ttl_seconds)
+            return ConfigDatabaseClient.from_service(
+                self.service_client(), ttl_seconds=self.cache_ttl_seconds
+            )
         return ConfigDatabaseClient.from_store(engine, ttl_seconds=self.cache_ttl_seconds)
 
 
 def config_service_resource() -> ConfigServiceResource:
     """The resource as the code location configures it, from the environment."""
-    ttl = dg.EnvVar.int("CONFIG_CACHE_TTL") if os.environ.get("CONFIG_CACHE_TTL") else int(DEFAULT_CACHE_TTL_SECONDS)
+    ttl = (
+        dg.EnvVar.int("CONFIG_CACHE_TTL")
+        if os.environ.get("CONFIG_CACHE_TTL")
+        else int(DEFAULT_CACHE_TTL_SECONDS)
+    )
     return ConfigServiceResource(
         base_url=env_or("CONFIG_SERVICE_URL", ""),
         api_key=env_or("CONFIG_SERVICE_API_KEY"),

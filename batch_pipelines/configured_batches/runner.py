@@ -59,7 +59,9 @@ class UserValidationLike(Protocol):
 
 
 class UsersSource(Protocol):
-    def validate(self, user_ids: Sequence[str], tenant_id: str | None = None) -> UserValidationLike: ...
+    def validate(
+        self, user_ids: Sequence[str], tenant_id: str | None = None
+    ) -> UserValidationLike: ...
 
     def get_users(self, user_ids: Sequence[str]) -> dict[str, dict]: ...
 
@@ -67,7 +69,9 @@ class UsersSource(Protocol):
 
 
 class CategoriesSource(Protocol):
-    def items(self, category: str, filters: Mapping[str, Any] | None = None, limit: int | None = None) -> list[Any]: ...
+    def items(
+        self, category: str, filters: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,17 @@ def _with_id(uid: str, record: Mapping[str, Any]) -> dict[str, Any]:
     return {**record, "id": uid}
 
 
-def gather(job: JobConfig, users: UsersSource, categories: CategoriesSource, group: GroupMembers | None = None) -> Gathered:
+def gather(
+    job: JobConfig,
+    users: UsersSource,
+    categories: CategoriesSource,
+    group: GroupMembers | None = None,
+) -> Gathered:
     """Read and validate what the batch works on (step 1)."""
     if job.type.is_preference and group is None:
-        raise ConfigurationError(f"job {job.job_id}: a {job.type} batch runs for a preference group")
+        raise ConfigurationError(
+            f"job {job.job_id}: a {job.type} batch runs for a preference group"
+        )
     candidate_ids: list[str] = []
     if job.type.data_source == "users" or job.type.is_preference:
         if group is not None:
@@ -124,7 +135,15 @@ def gather(job: JobConfig, users: UsersSource, categories: CategoriesSource, gro
 
     stats = {"total": len(candidate_ids), "valid": len(valid_ids), "invalid": len(invalid_ids)}
     if job.type.data_source == "users":
-        return Gathered(BatchInputs(users=user_records, preferences=preferences), valid_ids, invalid_ids, stats, None, invalid_ids, stats)
+        return Gathered(
+            BatchInputs(users=user_records, preferences=preferences),
+            valid_ids,
+            invalid_ids,
+            stats,
+            None,
+            invalid_ids,
+            stats,
+        )
 
     items_by_category: dict[str, list[Any]] = {}
     valid_categories: list[str] = []
@@ -139,7 +158,9 @@ def gather(job: JobConfig, users: UsersSource, categories: CategoriesSource, gro
             continue
         items_by_category[category] = list(items)
         valid_categories.append(category)
-    referenced = sorted({str(u) for items in items_by_category.values() for i in items for u in i.user_ids})
+    referenced = sorted(
+        {str(u) for items in items_by_category.values() for i in items for u in i.user_ids}
+    )
     ref_validation = users.validate(referenced) if referenced else None
     ref_valid = set(ref_validation.valid) if ref_validation else set()
     ref_invalid = list(ref_validation.invalid) if ref_validation else []
@@ -168,7 +189,12 @@ class _Item:
 
 
 def _drop_references(item: Any, valid: set[str]) -> _Item:
-    return _Item(str(item.id), str(item.category), dict(item.data), [u for u in item.user_ids if str(u) in valid])
+    return _Item(
+        str(item.id),
+        str(item.category),
+        dict(item.data),
+        [u for u in item.user_ids if str(u) in valid],
+    )
 
 
 @dataclass(frozen=True)
@@ -220,7 +246,11 @@ def run_batch(
         partition_key=batch_key,
         job_configurations=[],
         name=job.job_id,
-        options={"job_id": job.job_id, "tick": tick, "group": group.partition_key if group else None},
+        options={
+            "job_id": job.job_id,
+            "tick": tick,
+            "group": group.partition_key if group else None,
+        },
     )
     _move(store, batch_id, BatchStatus.ACTIVE)
     if gathered.invalid_user_ids or invalid_recipients:
@@ -228,12 +258,19 @@ def run_batch(
             batch_id,
             f"dropped {len(gathered.invalid_user_ids)} invalid users and {len(invalid_recipients)} invalid recipients before processing",
             level="WARNING",
-            data={"invalid_users": gathered.invalid_user_ids[:1000], "invalid_recipients": invalid_recipients},
+            data={
+                "invalid_users": gathered.invalid_user_ids[:1000],
+                "invalid_recipients": invalid_recipients,
+            },
         )
-    log(f"{batch_key}: {len(requests)} requests ({strategy_for(job)}), {len(gathered.invalid_user_ids)} invalid users dropped")
+    log(
+        f"{batch_key}: {len(requests)} requests ({strategy_for(job)}), {len(gathered.invalid_user_ids)} invalid users dropped"
+    )
 
     earlier = {
-        r.key.rsplit("/", 1)[-1]: r.data for r in contexts.find(REQUEST, f"{batch_key}/") if r.data.get("status") == "succeeded"
+        r.key.rsplit("/", 1)[-1]: r.data
+        for r in contexts.find(REQUEST, f"{batch_key}/")
+        if r.data.get("status") == "succeeded"
     }
     to_send = [r for r in requests if r.key not in earlier]
     outcomes: list[RequestOutcome] = []
@@ -245,7 +282,9 @@ def run_batch(
         if request.key in earlier:
             results[request.key] = earlier[request.key]
         else:
-            results[request.key] = _request_context(job, batch_key, tick, request, by_key[request.key])
+            results[request.key] = _request_context(
+                job, batch_key, tick, request, by_key[request.key]
+            )
 
     succeeded = sum(1 for r in results.values() if r["status"] == "succeeded")
     failed_keys = [k for k, r in results.items() if r["status"] != "succeeded"]
@@ -265,7 +304,10 @@ def run_batch(
     if group is not None:
         metadata["feature_type"] = job.feature_type
         metadata["preference_group"] = group.partition_key
-        metadata["group_users"] = {**gathered.users, "invalid_ids": [u for u in gathered.invalid_user_ids if u in group.preferences]}
+        metadata["group_users"] = {
+            **gathered.users,
+            "invalid_ids": [u for u in gathered.invalid_user_ids if u in group.preferences],
+        }
     context = batch_context(
         metadata=metadata,
         data_source_type=job.type.data_source,
@@ -279,7 +321,9 @@ def run_batch(
         user_references=gathered.user_references,
     )
     writes = [ContextWrite(BATCH, batch_key, context, batch_id)]
-    writes += [ContextWrite(REQUEST, f"{batch_key}/{key}", data, batch_id) for key, data in results.items()]
+    writes += [
+        ContextWrite(REQUEST, f"{batch_key}/{key}", data, batch_id) for key, data in results.items()
+    ]
     result_writes = _result_writes(job, batch_key, batch_id, tick, requests, results, group)
     writes += result_writes
     by_tenant = {
@@ -292,13 +336,23 @@ def run_batch(
         for w in result_writes
         if w.kind == FEATURE_TYPE_RESULT
     }
-    summary = {"status": "completed" if not failed_keys else "partial", **context["results"]["progress"]}
+    summary = {
+        "status": "completed" if not failed_keys else "partial",
+        **context["results"]["progress"],
+    }
     writes += [
         ContextWrite(
             BATCH_REFERENCE,
             f"{user}/{batch_key}",
-            {"user_id": user, "job_id": job.job_id, "batch_id": batch_id, "batch_key": batch_key, "tick": tick,
-             "context": {"kind": BATCH, "key": batch_key}, "summary": summary},
+            {
+                "user_id": user,
+                "job_id": job.job_id,
+                "batch_id": batch_id,
+                "batch_key": batch_key,
+                "tick": tick,
+                "context": {"kind": BATCH, "key": batch_key},
+                "summary": summary,
+            },
             batch_id,
         )
         for user in valid_recipients
@@ -307,7 +361,11 @@ def run_batch(
     costs = _record_costs(store, job, batch_id, outcomes)
     status = BatchStatus.COMPLETED if not failed_keys else BatchStatus.FAILED
     _move(store, batch_id, status)
-    store.add_batch_event(batch_id, f"{succeeded}/{len(requests)} requests succeeded", data={"failed": failed_keys[:100]})
+    store.add_batch_event(
+        batch_id,
+        f"{succeeded}/{len(requests)} requests succeeded",
+        data={"failed": failed_keys[:100]},
+    )
     return BatchRunResult(
         batch_id=batch_id,
         batch_key=batch_key,
@@ -327,14 +385,18 @@ def run_batch(
     )
 
 
-def failures_first(writes: Sequence[ContextWrite], limit: int | None = None) -> tuple[list[ContextWrite], int]:
+def failures_first(
+    writes: Sequence[ContextWrite], limit: int | None = None
+) -> tuple[list[ContextWrite], int]:
     """``writes`` with those whose status is not ``succeeded`` first, then by key, at most
     ``limit``; and how many there are in all."""
     ordered = sorted(writes, key=lambda w: (w.data.get("status") == "succeeded", w.key))
     return (ordered if limit is None else ordered[:limit]), len(writes)
 
 
-async def _execute(client_factory: Callable[[], Any], job: JobConfig, requests: list[Request], batch_key: str) -> list[RequestOutcome]:
+async def _execute(
+    client_factory: Callable[[], Any], job: JobConfig, requests: list[Request], batch_key: str
+) -> list[RequestOutcome]:
     client: ChatClient = client_factory()
     if hasattr(client, "__aenter__"):
         async with client:  # type: ignore[attr-defined]
@@ -348,7 +410,9 @@ def _move(store: BatchStore, batch_id: int, status: BatchStatus) -> None:
         store.set_batch_status(batch_id, status)
 
 
-def _request_context(job: JobConfig, batch_key: str, tick: str, request: Request, outcome: RequestOutcome) -> dict[str, Any]:
+def _request_context(
+    job: JobConfig, batch_key: str, tick: str, request: Request, outcome: RequestOutcome
+) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "batch_key": batch_key,
@@ -403,12 +467,26 @@ def _result_writes(
                     batch_id,
                 )
             )
-            t = tenants.setdefault(tenant, {"tenant_id": tenant, "job_id": job.job_id, "feature_type": job.feature_type,
-                                            "batch_id": batch_id, "batch_key": batch_key, "tick": tick,
-                                            "users": 0, "succeeded": 0, "failed": 0})
+            t = tenants.setdefault(
+                tenant,
+                {
+                    "tenant_id": tenant,
+                    "job_id": job.job_id,
+                    "feature_type": job.feature_type,
+                    "batch_id": batch_id,
+                    "batch_key": batch_key,
+                    "tick": tick,
+                    "users": 0,
+                    "succeeded": 0,
+                    "failed": 0,
+                },
+            )
             t["users"] += 1
             t["succeeded" if result["status"] == "succeeded" else "failed"] += 1
-    writes += [ContextWrite(TENANT_RESULT, f"{tenant}/{batch_key}", data, batch_id) for tenant, data in tenants.items()]
+    writes += [
+        ContextWrite(TENANT_RESULT, f"{tenant}/{batch_key}", data, batch_id)
+        for tenant, data in tenants.items()
+    ]
     if group is not None and job.feature_type:
         users = sum(t["users"] for t in tenants.values())
         ok = sum(t["succeeded"] for t in tenants.values())
@@ -416,16 +494,27 @@ def _result_writes(
             ContextWrite(
                 FEATURE_TYPE_RESULT,
                 f"{job.feature_type}/{batch_key}",
-                {"feature_type": job.feature_type, "job_id": job.job_id, "preference_group": group.partition_key,
-                 "batch_id": batch_id, "batch_key": batch_key, "tick": tick, "users": users, "succeeded": ok,
-                 "failed": users - ok, "tenants": sorted(tenants)},
+                {
+                    "feature_type": job.feature_type,
+                    "job_id": job.job_id,
+                    "preference_group": group.partition_key,
+                    "batch_id": batch_id,
+                    "batch_key": batch_key,
+                    "tick": tick,
+                    "users": users,
+                    "succeeded": ok,
+                    "failed": users - ok,
+                    "tenants": sorted(tenants),
+                },
                 batch_id,
             )
         )
     return writes
 
 
-def _record_costs(store: BatchStore, job: JobConfig, batch_id: int, outcomes: Sequence[RequestOutcome]) -> int:
+def _record_costs(
+    store: BatchStore, job: JobConfig, batch_id: int, outcomes: Sequence[RequestOutcome]
+) -> int:
     """One ledger entry per call that reached the service (keyed by its idempotency key, so
     a replayed call is never billed twice). A model without a price is noted, not guessed."""
     entries = []
@@ -434,8 +523,18 @@ def _record_costs(store: BatchStore, job: JobConfig, batch_id: int, outcomes: Se
             continue
         usage = reported_or_estimated_usage(o.usage, o.prompt_text, o.content or "")
         try:
-            entries.append(CostEntry.priced(call_key=o.idempotency_key, batch_id=batch_id, model=job.model, usage=usage, phase=job.job_id))
+            entries.append(
+                CostEntry.priced(
+                    call_key=o.idempotency_key,
+                    batch_id=batch_id,
+                    model=job.model,
+                    usage=usage,
+                    phase=job.job_id,
+                )
+            )
         except ConfigurationError:
-            store.add_batch_event(batch_id, f"no price for model {job.model!r}: costs not recorded", level="WARNING")
+            store.add_batch_event(
+                batch_id, f"no price for model {job.model!r}: costs not recorded", level="WARNING"
+            )
             return 0
     return store.record_cost_entries(entries) if entries else 0

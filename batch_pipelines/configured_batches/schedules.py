@@ -53,7 +53,9 @@ def cron_for(schedule: ScheduleSpec) -> str:
             return f"{minute} {hour} * * {weekday}"
         case Frequency.MONTHLY:
             return f"{minute} {hour} {schedule.day} * *"
-    raise ValueError(f"schedule without frequency or cron: {schedule}")  # pragma: no cover - validated
+    raise ValueError(
+        f"schedule without frequency or cron: {schedule}"
+    )  # pragma: no cover - validated
 
 
 def schedule_name(job: JobConfig) -> str:
@@ -75,7 +77,12 @@ def run_request_for(job: JobConfig, scheduled: datetime) -> dg.RunRequest | dg.S
         run_key=f"{job.job_id}:{tick}",
         partition_key=job.job_id,
         run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
-        tags={PRIORITY_TAG: str(job.priority), BASE_PRIORITY_TAG: str(job.priority), JOB_TAG: job.job_id, TICK_TAG: tick},
+        tags={
+            PRIORITY_TAG: str(job.priority),
+            BASE_PRIORITY_TAG: str(job.priority),
+            JOB_TAG: job.job_id,
+            TICK_TAG: tick,
+        },
     )
 
 
@@ -96,7 +103,12 @@ def build_schedule(job: JobConfig, target: Any) -> dg.ScheduleDefinition:
         execution_fn=evaluate,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"{job.job_id} ({job.type}): {what} {spec.timezone}, priority {job.priority}. {job.description}".strip(),
-        metadata={"job_id": job.job_id, "priority": job.priority, "cron": cron_for(spec), "timezone": spec.timezone},
+        metadata={
+            "job_id": job.job_id,
+            "priority": job.priority,
+            "cron": cron_for(spec),
+            "timezone": spec.timezone,
+        },
     )
 
 
@@ -104,7 +116,14 @@ def build_schedules(jobs: list[JobConfig], target: Any) -> list[dg.ScheduleDefin
     return [build_schedule(job, target) for job in jobs if job.schedule is not None]
 
 
-def promoted_priority(base: int, waited_seconds: float, *, after_seconds: float, step: int, maximum: int = MAX_PRIORITY) -> int:
+def promoted_priority(
+    base: int,
+    waited_seconds: float,
+    *,
+    after_seconds: float,
+    step: int,
+    maximum: int = MAX_PRIORITY,
+) -> int:
     """The priority of a run that has waited ``waited_seconds`` in the queue: ``base`` plus
     ``step`` for every full ``after_seconds``, at most ``maximum``."""
     if after_seconds <= 0 or step <= 0 or waited_seconds <= 0:

@@ -90,8 +90,12 @@ def preference_change_sensor(
     groups = PreferenceGroupStore(store.engine)
     now = utcnow()
 
-    changes, cursor = config.changed_since(context.cursor or None, limit=CHANGES_PER_TICK, until=now - CHANGE_SETTLE)
-    plan = plan_membership(changes, groups.memberships((p.user_id, p.feature_type) for p in changes))
+    changes, cursor = config.changed_since(
+        context.cursor or None, limit=CHANGES_PER_TICK, until=now - CHANGE_SETTLE
+    )
+    plan = plan_membership(
+        changes, groups.memberships((p.user_id, p.feature_type) for p in changes)
+    )
     groups.apply(plan, now=now)
 
     existing = set(context.instance.get_dynamic_partitions(PREFERENCE_GROUPS.name))
@@ -135,7 +139,9 @@ def _evaluated_at(cursor: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(json.loads(cursor)["evaluated_at"]).astimezone(UTC)
     except (ValueError, KeyError, TypeError):
-        raise ConfigurationError(f"{SCHEDULE_SENSOR}: cursor {cursor!r} is not {{'evaluated_at': <iso time>}}") from None
+        raise ConfigurationError(
+            f"{SCHEDULE_SENSOR}: cursor {cursor!r} is not {{'evaluated_at': <iso time>}}"
+        ) from None
 
 
 @dg.sensor(
@@ -164,7 +170,9 @@ def preference_schedule_sensor(
             f"{found.dropped} missed ticks older than the newest {MAX_CATCH_UP_TICKS} per group "
             f"(or than {MAX_CATCH_UP_WINDOW}) were not caught up"
         )
-    owned = PreferenceGroupStore(batch_store.get_store().engine).claim_ticks(SCHEDULE_SENSOR, found.ticks, now=now)
+    owned = PreferenceGroupStore(batch_store.get_store().engine).claim_ticks(
+        SCHEDULE_SENSOR, found.ticks, now=now
+    )
     requests = [
         _run_request(key, tick, TRIGGER_SCHEDULE if now - tick <= ON_TIME else TRIGGER_CATCH_UP)
         for key, tick in owned
@@ -172,7 +180,9 @@ def preference_schedule_sensor(
     return dg.SensorResult(
         run_requests=requests,
         cursor=cursor,
-        skip_reason=None if requests else f"no group due between {after.isoformat()} and {now.isoformat()}",
+        skip_reason=None
+        if requests
+        else f"no group due between {after.isoformat()} and {now.isoformat()}",
     )
 
 

@@ -72,7 +72,9 @@ def _lookup(variables: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def render_template(template: str, variables: Mapping[str, Any], *, job_id: str = "", request_key: str = "") -> str:
+def render_template(
+    template: str, variables: Mapping[str, Any], *, job_id: str = "", request_key: str = ""
+) -> str:
     """Replace each ``{{ a.b.c }}`` with that value of ``variables`` (dotted dict lookups only:
     no attribute access or code, so a job file cannot reach into Python objects)."""
 
@@ -137,11 +139,19 @@ class BatchInputs:
 
 
 def _job_vars(job: JobConfig, tick: str) -> dict[str, Any]:
-    return {"job": {"job_id": job.job_id, "type": job.type.value, "purpose_id": job.purpose_id}, "tick": tick}
+    return {
+        "job": {"job_id": job.job_id, "type": job.type.value, "purpose_id": job.purpose_id},
+        "tick": tick,
+    }
 
 
 def _item_dict(item: CategoryItemLike) -> dict[str, Any]:
-    return {"id": item.id, "category": item.category, "data": dict(item.data), "user_ids": list(item.user_ids)}
+    return {
+        "id": item.id,
+        "category": item.category,
+        "data": dict(item.data),
+        "user_ids": list(item.user_ids),
+    }
 
 
 def _tenant(user: Mapping[str, Any]) -> str | None:
@@ -149,7 +159,9 @@ def _tenant(user: Mapping[str, Any]) -> str | None:
     return None if tenant is None else str(tenant)
 
 
-def _render(job: JobConfig, variables: dict[str, Any], key: str, template: str | None = None) -> str:
+def _render(
+    job: JobConfig, variables: dict[str, Any], key: str, template: str | None = None
+) -> str:
     return render_template(template or job.template, variables, job_id=job.job_id, request_key=key)
 
 
@@ -174,7 +186,11 @@ def plan_requests(job: JobConfig, inputs: BatchInputs, *, tick: str) -> list[Req
         for user in users:
             key = f"user:{user['id']}"
             prompt = _render(job, {**base, "user": dict(user), "variables": variables}, key)
-            requests.append(Request(key, prompt, dict(user), (str(user["id"]),), {str(user["id"]): _tenant(user)}))
+            requests.append(
+                Request(
+                    key, prompt, dict(user), (str(user["id"]),), {str(user["id"]): _tenant(user)}
+                )
+            )
     elif strategy is Strategy.INDIVIDUAL:
         for category in job.category_names:
             for item in inputs.items_by_category.get(category, ()):
@@ -187,20 +203,47 @@ def plan_requests(job: JobConfig, inputs: BatchInputs, *, tick: str) -> list[Req
             key = f"users:chunk-{index}"
             ids = tuple(str(u["id"]) for u in chunk)
             v = {**base, "users": {"count": len(chunk), "ids": list(ids)}, "variables": variables}
-            requests.append(Request(key, _render(job, v, key), [dict(u) for u in chunk], ids, {str(u["id"]): _tenant(u) for u in chunk}))
+            requests.append(
+                Request(
+                    key,
+                    _render(job, v, key),
+                    [dict(u) for u in chunk],
+                    ids,
+                    {str(u["id"]): _tenant(u) for u in chunk},
+                )
+            )
     elif strategy is Strategy.OBJECT:
         (category,) = job.category_names
         items = [_item_dict(i) for i in inputs.items_by_category.get(category, ())]
         key = f"category:{category}"
-        v = {**base, "category": {"name": category, "item_count": len(items)}, "items": {"count": len(items)}, "variables": variables}
-        requests.append(Request(key, _render(job, v, key), {"category": category, "items": items}, item_ids=tuple(i["id"] for i in items)))
+        v = {
+            **base,
+            "category": {"name": category, "item_count": len(items)},
+            "items": {"count": len(items)},
+            "variables": variables,
+        }
+        requests.append(
+            Request(
+                key,
+                _render(job, v, key),
+                {"category": category, "items": items},
+                item_ids=tuple(i["id"] for i in items),
+            )
+        )
     elif strategy is Strategy.COMBINED:
-        combined = {c: [_item_dict(i) for i in inputs.items_by_category.get(c, ())] for c in job.category_names}
+        combined = {
+            c: [_item_dict(i) for i in inputs.items_by_category.get(c, ())]
+            for c in job.category_names
+        }
         count = sum(len(v) for v in combined.values())
         key = "combined:" + "+".join(job.category_names)
         v = {
             **base,
-            "categories": {"names": list(job.category_names), "count": len(combined), "item_counts": {c: len(i) for c, i in combined.items()}},
+            "categories": {
+                "names": list(job.category_names),
+                "count": len(combined),
+                "item_counts": {c: len(i) for c, i in combined.items()},
+            },
             "items": {"count": count},
             "variables": variables,
         }
@@ -215,7 +258,9 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
     """A request per user (PREFERENCE_INDIVIDUAL_*) or per set of users with identical
     template overrides (PREFERENCE_BATCH_*), each rendered with those overrides applied."""
     requests: list[Request] = []
-    category_items = {c: [_item_dict(i) for i in inputs.items_by_category.get(c, ())] for c in job.category_names}
+    category_items = {
+        c: [_item_dict(i) for i in inputs.items_by_category.get(c, ())] for c in job.category_names
+    }
 
     def variables_for(pref: PreferenceLike | None) -> tuple[dict[str, Any], str | None]:
         overrides = dict(pref.template_overrides or {}) if pref is not None else {}
@@ -255,14 +300,25 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
                 v.update(category_vars(mine))
                 data = {"user": dict(user), "items": mine}
                 item_ids = tuple(i["id"] for group in mine.values() for i in group)
-            requests.append(Request(key, _render(job, v, key, template), data, (uid,), {uid: _tenant(user)}, item_ids))
+            requests.append(
+                Request(
+                    key,
+                    _render(job, v, key, template),
+                    data,
+                    (uid,),
+                    {uid: _tenant(user)},
+                    item_ids,
+                )
+            )
         return requests
 
     # Batch variants: users sharing the same overrides share one request (chunked).
     sets: dict[str, list[Mapping[str, Any]]] = {}
     for user in inputs.users:
         pref = inputs.preferences.get(str(user["id"]))
-        fingerprint = json.dumps(dict(pref.template_overrides or {}) if pref else {}, sort_keys=True, default=str)
+        fingerprint = json.dumps(
+            dict(pref.template_overrides or {}) if pref else {}, sort_keys=True, default=str
+        )
         sets.setdefault(fingerprint, []).append(user)
     for fingerprint in sorted(sets):
         members = sets[fingerprint]
@@ -281,7 +337,16 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
                 v.update(category_vars(category_items))
                 data = {"users": [dict(u) for u in chunk], "categories": category_items}
                 item_ids = tuple(i["id"] for group in category_items.values() for i in group)
-            requests.append(Request(key, _render(job, v, key, template), data, ids, {str(u["id"]): _tenant(u) for u in chunk}, item_ids))
+            requests.append(
+                Request(
+                    key,
+                    _render(job, v, key, template),
+                    data,
+                    ids,
+                    {str(u["id"]): _tenant(u) for u in chunk},
+                    item_ids,
+                )
+            )
     return requests
 
 
@@ -289,7 +354,9 @@ def _plan_preference(job: JobConfig, inputs: BatchInputs, base: dict[str, Any]) 
 
 
 class ChatClient(Protocol):
-    async def chat(self, messages: list[dict[str, Any]], *, model: str, idempotency_key: str | None = None) -> Any: ...
+    async def chat(
+        self, messages: list[dict[str, Any]], *, model: str, idempotency_key: str | None = None
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -320,7 +387,9 @@ def idempotency_key(batch_key: str, request_key: str) -> str:
 
 
 def messages_for(job: JobConfig, request: Request) -> list[dict[str, Any]]:
-    system = f"Purpose: {job.purpose_id or job.job_id}. Answer the instruction using the data given."
+    system = (
+        f"Purpose: {job.purpose_id or job.job_id}. Answer the instruction using the data given."
+    )
     user = f"{request.prompt}\n{json.dumps(request.data, sort_keys=True, default=str)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -343,7 +412,9 @@ async def execute_requests(
     """Run ``requests`` at most ``job.concurrency`` at a time; a request failing with a
     retryable error is tried again after an exponential backoff, up to ``job.retry_limit``
     retries, with the same idempotency key. Results come back in request order."""
-    policy = backoff or RetryPolicy(max_retries=job.retry_limit, backoff_base_seconds=0.5, backoff_max_seconds=30.0)
+    policy = backoff or RetryPolicy(
+        max_retries=job.retry_limit, backoff_base_seconds=0.5, backoff_max_seconds=30.0
+    )
 
     async def one(request: Request) -> RequestOutcome:
         key = idempotency_key(batch_key, request.key)
@@ -356,17 +427,34 @@ async def execute_requests(
             try:
                 result = await client.chat(messages, model=job.model, idempotency_key=key)
             except Exception as exc:  # noqa: BLE001 - every failure becomes the request's outcome
-                message = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+                message = (
+                    str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+                )
                 if _retryable(exc) and attempts <= job.retry_limit:
                     retry_after = getattr(exc, "retry_after", None)
-                    await sleep(backoff_delay(attempts - 1, policy, retry_after=retry_after, rng=rng))
+                    await sleep(
+                        backoff_delay(attempts - 1, policy, retry_after=retry_after, rng=rng)
+                    )
                     continue
-                outcome = RequestOutcome(request.key, "failed", attempts, error=message[:500],
-                                         latency_seconds=time.perf_counter() - started, idempotency_key=key, prompt_text=sent)
+                outcome = RequestOutcome(
+                    request.key,
+                    "failed",
+                    attempts,
+                    error=message[:500],
+                    latency_seconds=time.perf_counter() - started,
+                    idempotency_key=key,
+                    prompt_text=sent,
+                )
                 break
             outcome = RequestOutcome(
-                request.key, "succeeded", attempts, content=result.content, model=result.model,
-                usage=result.usage, latency_seconds=time.perf_counter() - started, idempotency_key=key,
+                request.key,
+                "succeeded",
+                attempts,
+                content=result.content,
+                model=result.model,
+                usage=result.usage,
+                latency_seconds=time.perf_counter() - started,
+                idempotency_key=key,
                 prompt_text=sent,
             )
             break

@@ -78,9 +78,7 @@ def backoff_delay(
     return (rng or random).uniform(0.0, cap)
 
 
-def parse_retry_after(
-    headers: Mapping[str, str], now: datetime | None = None
-) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Read how long the server asked us to wait, in seconds, or None when it did not say.
 
     ``retry-after-ms`` (OpenAI's finer-grained header) wins over ``retry-after``, which may

@@ -190,7 +190,9 @@ def estimate_usage(prompt_text: str, completion_text: str) -> Usage:
     )
 
 
-def reported_or_estimated_usage(raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str) -> Usage:
+def reported_or_estimated_usage(
+    raw: Mapping[str, Any] | None, prompt_text: str, completion_text: str
+) -> Usage:
     """The usage a service reported (OpenAI's ``usage`` block), with each count it left out
     or garbled estimated from the text (about 4 characters a token) and the usage then
     flagged estimated: a call is never priced at zero silently, and what the service did

@@ -11,9 +11,7 @@ from collections.abc import Mapping
 Fingerprint = tuple[int, int]  # (mtime in ns, size in bytes)
 
 
-def changed_files(
-    cursor: str | None, current: Mapping[str, Fingerprint]
-) -> tuple[list[str], str]:
+def changed_files(cursor: str | None, current: Mapping[str, Fingerprint]) -> tuple[list[str], str]:
     """Return (paths to load, new cursor): files never seen or whose fingerprint changed."""
     seen: dict[str, list[int]] = json.loads(cursor) if cursor else {}
     changed = sorted(path for path, fp in current.items() if seen.get(path) != list(fp))

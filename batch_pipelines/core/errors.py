@@ -14,7 +14,9 @@ class BatchPipelinesError(Exception):
 
     code: str = "BP-000"
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -22,7 +24,11 @@ class BatchPipelinesError(Exception):
         self.details = details or {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **({"details": self.details} if self.details else {})}
+        return {
+            "code": self.code,
+            "message": self.message,
+            **({"details": self.details} if self.details else {}),
+        }
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"

@@ -54,7 +54,9 @@ class BatchStatus(StrEnum):
         return self in BATCH_TERMINAL
 
 
-JOB_TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.ERROR})
+JOB_TERMINAL = frozenset(
+    {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.ERROR}
+)
 BATCH_TERMINAL = frozenset(
     {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED, BatchStatus.ERROR}
 )
@@ -76,7 +78,12 @@ def _job_transitions() -> dict[JobStatus, frozenset[JobStatus]]:
     table: dict[JobStatus, set[JobStatus]] = {
         # Submission either reaches the service or fails; a job never submitted can be
         # cancelled outright. Sync calls answer FINISHED at once.
-        JobStatus.INITIATED: {JobStatus.SUBMITTED, JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELLED},
+        JobStatus.INITIATED: {
+            JobStatus.SUBMITTED,
+            JobStatus.FINISHED,
+            JobStatus.ERROR,
+            JobStatus.CANCELLED,
+        },
         # A submission error may be retried on the same job (same idempotency key).
         JobStatus.ERROR: {JobStatus.SUBMITTED, JobStatus.FINISHED, JobStatus.CANCELLED},
         JobStatus.FINISHED: set(),

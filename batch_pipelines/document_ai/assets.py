@@ -96,8 +96,13 @@ def build_phase_asset(
         group_name=f"{GROUP}_{template.name}",
         kinds={"ai"},
         description=f"Phase {index + 1} of {len(template.phases)} of pipeline {template.name}: "
-        f"{phase.task_type}" + (" with retrieval" if phase.use_rag else "")
-        + (f", validated (min score {phase.validation.min_score})" if phase.validation.enabled else ""),
+        f"{phase.task_type}"
+        + (" with retrieval" if phase.use_rag else "")
+        + (
+            f", validated (min score {phase.validation.min_score})"
+            if phase.validation.enabled
+            else ""
+        ),
         output_required=False,
         op_tags=CONCURRENCY_TAG,
     )
@@ -121,11 +126,18 @@ def build_phase_asset(
             async with models.client() as client:
                 prices = document_ai.price_table()
                 library = ReferenceLibrary(
-                    jobs.engine, client, embedding_model=document_ai.embedding_model, prices=prices,
-                    on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id,
+                    jobs.engine,
+                    client,
+                    embedding_model=document_ai.embedding_model,
+                    prices=prices,
+                    on_cost=jobs.store.record_cost_entries,
+                    batch_id=job.batch_id,
                 )
                 runner = DocumentJobRunner(
-                    jobs, job, template, client,
+                    jobs,
+                    job,
+                    template,
+                    client,
                     router=document_ai.router(),
                     prices=prices,
                     retrieve=library.retrieve,
@@ -139,9 +151,10 @@ def build_phase_asset(
                 runner.claim(wait_seconds=document_ai.lease_seconds + 5)
                 try:
                     report = await runner.run_phase(
-                        phase.name, on_progress=lambda r: context.log.info(
+                        phase.name,
+                        on_progress=lambda r: context.log.info(
                             f"{phase.name}: {r.done_before + r.processed}/{r.items_total} items, cost {r.cost}"
-                        )
+                        ),
                     )
                     if not report.stopped and last:
                         runner.finish()
@@ -157,9 +170,13 @@ def build_phase_asset(
         if report.stopped == "budget":
             card = budget_card(job, Decimal(job_status(jobs, job, template)["cost"]))
             delivered = asyncio.run(notify_batch(teams.client(), card))
-            context.log.warning(f"job {job.key} paused at its cost budget; Teams notified={delivered}")
+            context.log.warning(
+                f"job {job.key} paused at its cost budget; Teams notified={delivered}"
+            )
         if report.stopped:
-            context.log.warning(f"job {job.key} stopped in phase {phase.name}: {report.stopped} ({job.status_reason or ''})")
+            context.log.warning(
+                f"job {job.key} stopped in phase {phase.name}: {report.stopped} ({job.status_reason or ''})"
+            )
             return
         yield dg.MaterializeResult(metadata=_metadata(report, job, job_status(jobs, job, template)))
 
@@ -169,8 +186,12 @@ def build_phase_asset(
 def budget_card(job: DocumentJob, spent: Decimal) -> dict[str, Any]:
     return adaptive_card(
         f"Document job {job.key} paused: cost budget reached",
-        [("pipeline", job.pipeline), ("project", job.project_id),
-         ("budget", str(job.options.cost_budget)), ("spent", str(spent))],
+        [
+            ("pipeline", job.pipeline),
+            ("project", job.project_id),
+            ("budget", str(job.options.cost_budget)),
+            ("spent", str(spent)),
+        ],
         text="Raise the budget or resume the job to go on from its last checkpoint.",
     )
 

@@ -73,11 +73,24 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
 
     async def go():
         async with _models().client() as client:
-            library = ReferenceLibrary(jobs.engine, client, embedding_model=settings.embedding_model, prices=prices,
-                                       on_cost=jobs.store.record_cost_entries, batch_id=job.batch_id)
-            runner = DocumentJobRunner(jobs, job, template, client, router=settings.router(), prices=prices,
-                                       retrieve=library.retrieve,
-                                       options=RunnerOptions(validator_model=settings.validator_model))
+            library = ReferenceLibrary(
+                jobs.engine,
+                client,
+                embedding_model=settings.embedding_model,
+                prices=prices,
+                on_cost=jobs.store.record_cost_entries,
+                batch_id=job.batch_id,
+            )
+            runner = DocumentJobRunner(
+                jobs,
+                job,
+                template,
+                client,
+                router=settings.router(),
+                prices=prices,
+                retrieve=library.retrieve,
+                options=RunnerOptions(validator_model=settings.validator_model),
+            )
             return await runner.run_all(
                 on_progress=lambda r: echo(
                     f"  {r.phase}: {r.done_before + r.processed}/{r.items_total} items, cost this run {r.cost}"
@@ -85,8 +98,10 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
             )
 
     for report in asyncio.run(go()):
-        echo(f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
-             + (f" - stopped: {report.stopped}" if report.stopped else ""))
+        echo(
+            f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
+            + (f" - stopped: {report.stopped}" if report.stopped else "")
+        )
     return jobs.get_job(job.id)
 
 
@@ -102,15 +117,34 @@ def docs() -> None:
 @click.option("--project", "project_id", default="default", show_default=True)
 @click.option("--concurrency", type=int, default=5, show_default=True)
 @click.option("--checkpoint-frequency", type=int, default=10, show_default=True)
-@click.option("--budget", "cost_budget", type=str, default=None, help="Cost budget; the job pauses before passing it.")
+@click.option(
+    "--budget",
+    "cost_budget",
+    type=str,
+    default=None,
+    help="Cost budget; the job pauses before passing it.",
+)
 @click.option("--target-language", default=None, help="For translation phases.")
 @click.option("--no-start", is_flag=True, help="Store the job PENDING; start it later.")
 @click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")
 @database_url_option
 @_pipelines_dir
 @json_option
-def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequency, cost_budget,
-           target_language, no_start, run_here, database_url, pipelines_dir, as_json) -> None:
+def submit(
+    items_file,
+    pipeline,
+    name,
+    project_id,
+    concurrency,
+    checkpoint_frequency,
+    cost_budget,
+    target_language,
+    no_start,
+    run_here,
+    database_url,
+    pipelines_dir,
+    as_json,
+) -> None:
     """Create a job from ITEMS_FILE (.jsonl, .csv or .xlsx); every item is checked first."""
     from pydantic import ValidationError
 
@@ -142,7 +176,9 @@ def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequ
         jobs = _jobs(database_url)
         job = jobs.create_job(spec, pipelines[pipeline])
         if run_here and job.status.value == "RUNNING":
-            job = run_job_here(jobs, job, pipelines[pipeline], echo=(lambda _: None) if as_json else click.echo)
+            job = run_job_here(
+                jobs, job, pipelines[pipeline], echo=(lambda _: None) if as_json else click.echo
+            )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
     if as_json:
@@ -153,12 +189,18 @@ def submit(items_file, pipeline, name, project_id, concurrency, checkpoint_frequ
 
 def _show_status(status: dict[str, Any]) -> None:
     p = status["progress"]
-    click.echo(f"job {status['key']}  {status['status']}  pipeline {status['pipeline']}  project {status['project_id']}")
+    click.echo(
+        f"job {status['key']}  {status['status']}  pipeline {status['pipeline']}  project {status['project_id']}"
+    )
     if status["status_reason"]:
         click.echo(f"  reason: {status['status_reason']}")
-    click.echo(f"  progress: {p['completed']} completed, {p['failed']} failed of {p['total']} ({p['percent']}%)")
-    click.echo(f"  current phase: {status['current_phase'] or '-'}   cost: {status['cost']}   tokens: {status['tokens']}"
-               f"   ETA: {status['eta_seconds'] if status['eta_seconds'] is not None else '-'} s")
+    click.echo(
+        f"  progress: {p['completed']} completed, {p['failed']} failed of {p['total']} ({p['percent']}%)"
+    )
+    click.echo(
+        f"  current phase: {status['current_phase'] or '-'}   cost: {status['cost']}   tokens: {status['tokens']}"
+        f"   ETA: {status['eta_seconds'] if status['eta_seconds'] is not None else '-'} s"
+    )
     for ph in status["phases"]:
         click.echo(f"    {ph['phase']:<24} {ph['completed']:>6} done {ph['failed']:>6} failed")
     click.echo(f"  allowed actions: {', '.join(status['allowed_actions']) or '-'}")
@@ -205,9 +247,15 @@ def results(job, offset, limit, database_url, pipelines_dir, as_json) -> None:
         return
     for r in rows:
         output = r["output"]
-        shown = f"[vector of {len(output)}]" if isinstance(output, list) else str(output or "")[:80].replace("\n", " ")
+        shown = (
+            f"[vector of {len(output)}]"
+            if isinstance(output, list)
+            else str(output or "")[:80].replace("\n", " ")
+        )
         scores = ",".join(f"{k}={v:g}" for k, v in r["validation_scores"].items()) or "-"
-        click.echo(f"{r['index']:>6} {r['status']:<12} cost {r['cost']:<10} scores {scores:<30} {shown}")
+        click.echo(
+            f"{r['index']:>6} {r['status']:<12} cost {r['cost']:<10} scores {scores:<30} {shown}"
+        )
         for phase, error in r["errors"].items():
             click.echo(f"{'':>6} error in {phase}: {error}")
 
@@ -229,10 +277,14 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"job {data['job']}: cost {data['cost_total']} ({data['tokens']} tokens), "
-               f"success rate {data['success_rate']}%, mean cost per item {data['cost_per_item_mean']}")
+    click.echo(
+        f"job {data['job']}: cost {data['cost_total']} ({data['tokens']} tokens), "
+        f"success rate {data['success_rate']}%, mean cost per item {data['cost_per_item_mean']}"
+    )
     for phase, cost in data["cost_by_phase"].items():
-        click.echo(f"  {phase:<24} cost {cost:<12} mean {data['processing_seconds_by_phase_mean'][phase]} s per item")
+        click.echo(
+            f"  {phase:<24} cost {cost:<12} mean {data['processing_seconds_by_phase_mean'][phase]} s per item"
+        )
     click.echo(f"  cost by kind: {data['cost_by_kind']}")
     click.echo(f"  mean processing time per item: {data['processing_seconds_per_item_mean']} s")
     for f in data["failed_items"]:
@@ -241,7 +293,12 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
 
 @docs.command("list")
 @click.option("--project", "project_id", default=None)
-@click.option("--status", "status_filter", default=None, help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.")
+@click.option(
+    "--status",
+    "status_filter",
+    default=None,
+    help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.",
+)
 @click.option("--page", type=int, default=1, show_default=True)
 @click.option("--page-size", type=int, default=20, show_default=True)
 @database_url_option
@@ -251,20 +308,35 @@ def list_jobs(project_id, status_filter, page, page_size, database_url, as_json)
     from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 
     if status_filter and status_filter.upper() not in DocJobStatus.__members__:
-        raise click.BadParameter(f"expected one of {', '.join(DocJobStatus)}", param_hint="--status")
+        raise click.BadParameter(
+            f"expected one of {', '.join(DocJobStatus)}", param_hint="--status"
+        )
     if page < 1 or page_size < 1:
         raise click.BadParameter("page and page size start at 1")
     found, total = _jobs(database_url).list_jobs(
-        project_id=project_id, status=status_filter.upper() if status_filter else None,
-        limit=page_size, offset=(page - 1) * page_size,
+        project_id=project_id,
+        status=status_filter.upper() if status_filter else None,
+        limit=page_size,
+        offset=(page - 1) * page_size,
     )
     if as_json:
-        click.echo(json.dumps({"total": total, "page": page, "page_size": page_size,
-                               "jobs": [j.to_dict() for j in found]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "total": total,
+                    "page": page,
+                    "page_size": page_size,
+                    "jobs": [j.to_dict() for j in found],
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(f"{total} job(s); page {page}")
     for j in found:
-        click.echo(f"  {j.key:<40} {j.status.value:<10} {j.pipeline:<24} {j.project_id:<16} {j.item_count:>6} items")
+        click.echo(
+            f"  {j.key:<40} {j.status.value:<10} {j.pipeline:<24} {j.project_id:<16} {j.item_count:>6} items"
+        )
 
 
 def _action(action: str, job: str, database_url: str, reason: str | None) -> Any:
@@ -294,7 +366,9 @@ def _steer(action: str, doc: str, can_run: bool):
 
     command.__doc__ = doc
     if can_run:
-        command = click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")(command)
+        command = click.option(
+            "--run", "run_here", is_flag=True, help="Work the job in this process now."
+        )(command)
     if action == "resume":
         command = click.option("--budget", default=None, help="A new cost budget.")(command)
     return docs.command(action)(command)
@@ -329,8 +403,16 @@ def delete(job, database_url) -> None:
 
 @docs.command()
 @click.argument("job")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "xlsx"]), default="jsonl", show_default=True)
-@click.option("--out", "folder", type=click.Path(file_okay=False), default=".data/document_ai/exports", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "xlsx"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--out",
+    "folder",
+    type=click.Path(file_okay=False),
+    default=".data/document_ai/exports",
+    show_default=True,
+)
 @database_url_option
 @_pipelines_dir
 def export(job, fmt, folder, database_url, pipelines_dir) -> None:
@@ -358,10 +440,19 @@ def add_references(project_id, files, database_url) -> None:
     async def go() -> dict[str, int]:
         async with _models().client() as client:
             settings = _settings()
-            library = ReferenceLibrary(store.engine, client, embedding_model=settings.embedding_model,
-                                       prices=settings.price_table(), on_cost=store.record_cost_entries)
-            return {Path(f).name: await library.add_document(project_id, Path(f).name, Path(f).read_text(encoding="utf-8"))
-                    for f in files}
+            library = ReferenceLibrary(
+                store.engine,
+                client,
+                embedding_model=settings.embedding_model,
+                prices=settings.price_table(),
+                on_cost=store.record_cost_entries,
+            )
+            return {
+                Path(f).name: await library.add_document(
+                    project_id, Path(f).name, Path(f).read_text(encoding="utf-8")
+                )
+                for f in files
+            }
 
     try:
         added = asyncio.run(go())

@@ -34,7 +34,11 @@ def document_ai_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[*jobs, *DOCUMENT_AI_JOBS],
-        sensors=[build_document_job_launcher(jobs), document_items_drop_sensor, document_pipelines_problems],
+        sensors=[
+            build_document_job_launcher(jobs),
+            document_items_drop_sensor,
+            document_pipelines_problems,
+        ],
         resources={
             "document_ai": document_ai_settings(),
         },

@@ -59,14 +59,20 @@ def _resources(directory: Path, store_url: str) -> dict:
         "models": ModelsResource(),
         "teams": TeamsResource(),
         "document_ai": DocumentAISettings(
-            drop_folder=str(directory / "incoming"), exports_dir=str(directory / "exports"), control_check_seconds=0.2
+            drop_folder=str(directory / "incoming"),
+            exports_dir=str(directory / "exports"),
+            control_check_seconds=0.2,
         ),
     }
 
 
 def _launch(job_def, resources, instance, op: str, config: dict) -> dg.ExecuteInProcessResult:
-    return dg.Definitions(jobs=[job_def], resources=resources).resolve_job_def(job_def.name).execute_in_process(
-        run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+    return (
+        dg.Definitions(jobs=[job_def], resources=resources)
+        .resolve_job_def(job_def.name)
+        .execute_in_process(
+            run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+        )
     )
 
 
@@ -83,20 +89,56 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
     refs.mkdir()
     for name, text in REFERENCES.items():
         (refs / name).write_text(text, encoding="utf-8")
-    _launch(add_reference_documents, resources, instance, "add_reference_documents_op",
-            {"project_id": "novels", "paths": [str(p) for p in sorted(refs.iterdir())]})
+    _launch(
+        add_reference_documents,
+        resources,
+        instance,
+        "add_reference_documents_op",
+        {"project_id": "novels", "paths": [str(p) for p in sorted(refs.iterdir())]},
+    )
 
     submissions = [
-        ("research papers", "papers", "document_pipeline", [{"content": t} for t in PAPERS * 4], {}),
-        ("pride and prejudice", "novels", "book_translation", [{"content": t} for t in CHAPTERS],
-         {"target_language": "French"}),
-        ("paper embeddings", "papers", "embedding_regeneration", [{"content": t} for t in PAPERS], {}),
-        ("papers on a budget", "papers", "document_pipeline", [{"content": t} for t in PAPERS * 5],
-         {"cost_budget": 0.002}),
+        (
+            "research papers",
+            "papers",
+            "document_pipeline",
+            [{"content": t} for t in PAPERS * 4],
+            {},
+        ),
+        (
+            "pride and prejudice",
+            "novels",
+            "book_translation",
+            [{"content": t} for t in CHAPTERS],
+            {"target_language": "French"},
+        ),
+        (
+            "paper embeddings",
+            "papers",
+            "embedding_regeneration",
+            [{"content": t} for t in PAPERS],
+            {},
+        ),
+        (
+            "papers on a budget",
+            "papers",
+            "document_pipeline",
+            [{"content": t} for t in PAPERS * 5],
+            {"cost_budget": 0.002},
+        ),
     ]
     for name, project, pipeline, items, extra in submissions:
-        config = {"name": name, "project_id": project, "pipeline": pipeline, "items": items, "concurrency": 8, **extra}
-        submitted = _launch(submit_document_job, resources, instance, "submit_document_job_op", config)
+        config = {
+            "name": name,
+            "project_id": project,
+            "pipeline": pipeline,
+            "items": items,
+            "concurrency": 8,
+            **extra,
+        }
+        submitted = _launch(
+            submit_document_job, resources, instance, "submit_document_job_op", config
+        )
         if not submitted.success:
             echo(f"  {name}: submission failed")
             ok = False
@@ -111,15 +153,21 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
         job = jobs.get_job(job.id)
         status = job_status(jobs, job, template)
         p = status["progress"]
-        echo(f"  {pipeline} job '{name}' ({len(items)} items, {' -> '.join(ph.name for ph in template.phases)}): "
-             f"{job.status}; {p['completed']} completed, {p['failed']} failed; cost {status['cost']}, {status['tokens']} tokens"
-             f" [run {result.run_id[:8]}]")
+        echo(
+            f"  {pipeline} job '{name}' ({len(items)} items, {' -> '.join(ph.name for ph in template.phases)}): "
+            f"{job.status}; {p['completed']} completed, {p['failed']} failed; cost {status['cost']}, {status['tokens']} tokens"
+            f" [run {result.run_id[:8]}]"
+        )
         if job.status_reason:
             echo(f"    {job.status_reason}")
         first = item_results(jobs, job, template, limit=1)
         if first and first[0]["output"] is not None:
             shown = first[0]["output"]
-            shown = f"a vector of {len(shown)} numbers" if isinstance(shown, list) else str(shown)[:110].replace("\n", " ")
+            shown = (
+                f"a vector of {len(shown)} numbers"
+                if isinstance(shown, list)
+                else str(shown)[:110].replace("\n", " ")
+            )
             echo(f"    item 0 -> {shown}")
             summary = first[0]["phase_outputs"].get("summarization")
             if summary:
@@ -128,13 +176,17 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
                 used = next(iter(first[0]["passages"].values()))
                 echo(f"    retrieved for it: {', '.join(x['document'] for x in used)}")
         stats = analytics(jobs, job, template)
-        echo(f"    cost by phase: {stats['cost_by_phase']}; success rate {stats['success_rate'] if stats['success_rate'] is not None else '-'}%")
+        echo(
+            f"    cost by phase: {stats['cost_by_phase']}; success rate {stats['success_rate'] if stats['success_rate'] is not None else '-'}%"
+        )
         expected = "PAUSED" if "cost_budget" in extra else "COMPLETED"
         ok = ok and job.status.value == expected
 
     echo("  Where to look:")
     echo(f"    .venv/bin/batch-pipelines docs list --database-url {store_url}")
-    echo(f"    .venv/bin/batch-pipelines docs status <job> / results / analytics --database-url {store_url}")
+    echo(
+        f"    .venv/bin/batch-pipelines docs status <job> / results / analytics --database-url {store_url}"
+    )
     echo("    the Dagster UI (make dev): asset groups document_ai_<pipeline>, partition = the job")
     store.dispose()
     return 0 if ok else 1

@@ -55,15 +55,31 @@ def export_results(
         phases = [p.name for p in template.phases]
         book = Workbook(write_only=True)
         sheet = book.create_sheet("results")
-        sheet.append(["index", "status", "input", "output", *(f"{p} output" for p in phases),
-                      *(f"{p} score" for p in phases), "errors", "cost"])
+        sheet.append(
+            [
+                "index",
+                "status",
+                "input",
+                "output",
+                *(f"{p} output" for p in phases),
+                *(f"{p} score" for p in phases),
+                "errors",
+                "cost",
+            ]
+        )
         for row in _pages(jobs, job, template):
-            sheet.append([
-                row["index"], row["status"], _cell(row["input"]), _cell(row["output"]),
-                *(_cell(row["phase_outputs"].get(p)) for p in phases),
-                *(row["validation_scores"].get(p) for p in phases),
-                _cell(row["errors"] or None), row["cost"],
-            ])
+            sheet.append(
+                [
+                    row["index"],
+                    row["status"],
+                    _cell(row["input"]),
+                    _cell(row["output"]),
+                    *(_cell(row["phase_outputs"].get(p)) for p in phases),
+                    *(row["validation_scores"].get(p) for p in phases),
+                    _cell(row["errors"] or None),
+                    row["cost"],
+                ]
+            )
         book.save(partial)
     partial.replace(path)
     return path

@@ -45,7 +45,9 @@ class SubmitDocumentJobConfig(dg.Config):
     name: str = Field(description="A name for the job (shown in lists and the partition key).")
     project_id: str
     pipeline: str = Field(description="A pipeline template name, e.g. document_pipeline.")
-    items_path: str = Field(default="", description="A .jsonl, .csv or .xlsx file of items; or give items.")
+    items_path: str = Field(
+        default="", description="A .jsonl, .csv or .xlsx file of items; or give items."
+    )
     items: list[ItemConfig] = Field(default_factory=list)
     concurrency: int = 5
     checkpoint_frequency: int = 10
@@ -69,8 +71,10 @@ def submit_document_job_op(
         if config.items_path:
             items = load_items(config.items_path)
         else:
-            items = parse_items([{"content": i.content, "metadata": dict(i.metadata)} for i in config.items],
-                                source="items")
+            items = parse_items(
+                [{"content": i.content, "metadata": dict(i.metadata)} for i in config.items],
+                source="items",
+            )
         spec = BatchJobSpec(
             name=config.name,
             project_id=config.project_id,
@@ -94,10 +98,14 @@ def submit_document_job_op(
         raise dg.Failure(description=f"invalid job: {problems}", allow_retries=False) from None
     context.instance.add_dynamic_partitions(partitions_for(pipelines[job.pipeline]).name, [job.key])
     context.log.info(f"document job {job.key} stored with {job.item_count} items: {job.status}")
-    context.add_output_metadata({"job": job.key, "status": job.status.value, "items": job.item_count})
+    context.add_output_metadata(
+        {"job": job.key, "status": job.status.value, "items": job.item_count}
+    )
 
 
-@dg.job(tags=NO_RETRY, description="Create a document job from a file of items or items typed here.")
+@dg.job(
+    tags=NO_RETRY, description="Create a document job from a file of items or items typed here."
+)
 def submit_document_job():
     submit_document_job_op()
 
@@ -108,10 +116,14 @@ class DocumentJobActionConfig(dg.Config):
 
 
 class ResumeDocumentJobConfig(DocumentJobActionConfig):
-    cost_budget: float | None = Field(default=None, description="A new cost budget (e.g. after a budget pause).")
+    cost_budget: float | None = Field(
+        default=None, description="A new cost budget (e.g. after a budget pause)."
+    )
 
 
-def _apply(context, batch_store: BatchStoreResource, job_ref: str, action: str, reason: str) -> None:
+def _apply(
+    context, batch_store: BatchStoreResource, job_ref: str, action: str, reason: str
+) -> None:
     jobs = DocumentJobStore(batch_store.get_store())
     try:
         job = jobs.apply_action(job_ref, action, reason=reason or None)
@@ -122,25 +134,35 @@ def _apply(context, batch_store: BatchStoreResource, job_ref: str, action: str, 
 
 
 @dg.op(tags=NO_RETRY)
-def start_document_job_op(context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource):
+def start_document_job_op(
+    context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource
+):
     _apply(context, batch_store, config.job, "start", config.reason)
 
 
 @dg.op(tags=NO_RETRY)
-def pause_document_job_op(context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource):
+def pause_document_job_op(
+    context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource
+):
     _apply(context, batch_store, config.job, "pause", config.reason)
 
 
 @dg.op(tags=NO_RETRY)
-def cancel_document_job_op(context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource):
+def cancel_document_job_op(
+    context: dg.OpExecutionContext, config: DocumentJobActionConfig, batch_store: BatchStoreResource
+):
     _apply(context, batch_store, config.job, "cancel", config.reason)
 
 
 @dg.op(tags=NO_RETRY)
-def resume_document_job_op(context: dg.OpExecutionContext, config: ResumeDocumentJobConfig, batch_store: BatchStoreResource):
+def resume_document_job_op(
+    context: dg.OpExecutionContext, config: ResumeDocumentJobConfig, batch_store: BatchStoreResource
+):
     if config.cost_budget is not None:
         try:
-            DocumentJobStore(batch_store.get_store()).set_cost_budget(config.job, config.cost_budget)
+            DocumentJobStore(batch_store.get_store()).set_cost_budget(
+                config.job, config.cost_budget
+            )
         except BatchPipelinesError as exc:
             raise _failure(exc) from None
     _apply(context, batch_store, config.job, "resume", config.reason)
@@ -159,17 +181,25 @@ def delete_document_job_op(
     context.log.info(f"document job {job.key} deleted with its items, results and ledger entries")
 
 
-@dg.job(tags=NO_RETRY, description="Start a PENDING document job (its run is launched by the launcher sensor).")
+@dg.job(
+    tags=NO_RETRY,
+    description="Start a PENDING document job (its run is launched by the launcher sensor).",
+)
 def start_document_job():
     start_document_job_op()
 
 
-@dg.job(tags=NO_RETRY, description="Pause a RUNNING document job: in-flight items finish, then its run stops.")
+@dg.job(
+    tags=NO_RETRY,
+    description="Pause a RUNNING document job: in-flight items finish, then its run stops.",
+)
 def pause_document_job():
     pause_document_job_op()
 
 
-@dg.job(tags=NO_RETRY, description="Resume a PAUSED or FAILED document job from its last checkpoint.")
+@dg.job(
+    tags=NO_RETRY, description="Resume a PAUSED or FAILED document job from its last checkpoint."
+)
 def resume_document_job():
     resume_document_job_op()
 
@@ -179,7 +209,10 @@ def cancel_document_job():
     cancel_document_job_op()
 
 
-@dg.job(tags=NO_RETRY, description="Delete a document job that is not RUNNING, with its items, results and cost.")
+@dg.job(
+    tags=NO_RETRY,
+    description="Delete a document job that is not RUNNING, with its items, results and cost.",
+)
 def delete_document_job():
     delete_document_job_op()
 
@@ -205,7 +238,9 @@ def export_document_job_results_op(
         raise _failure(exc) from None
     status = job_status(jobs, job, template)
     context.log.info(f"results of {job.key} written to {path}")
-    context.add_output_metadata({"path": str(path), "items": job.item_count, "job_status": status["status"]})
+    context.add_output_metadata(
+        {"path": str(path), "items": job.item_count, "job_status": status["status"]}
+    )
 
 
 @dg.job(tags=NO_RETRY, description="Write a document job's per-item results to JSONL or XLSX.")
@@ -231,17 +266,27 @@ def add_reference_documents_op(
         try:
             documents[path.name] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise dg.Failure(description=f"{raw}: cannot be read ({type(exc).__name__})", allow_retries=False) from None
+            raise dg.Failure(
+                description=f"{raw}: cannot be read ({type(exc).__name__})", allow_retries=False
+            ) from None
 
     async def add() -> dict[str, int]:
         async with models.client() as client:
-            library = ReferenceLibrary(batch_store.get_store().engine, client,
-                                       on_cost=batch_store.get_store().record_cost_entries)
-            return {name: await library.add_document(config.project_id, name, text) for name, text in documents.items()}
+            library = ReferenceLibrary(
+                batch_store.get_store().engine,
+                client,
+                on_cost=batch_store.get_store().record_cost_entries,
+            )
+            return {
+                name: await library.add_document(config.project_id, name, text)
+                for name, text in documents.items()
+            }
 
     added = asyncio.run(add())
     context.log.info(f"project {config.project_id}: indexed {added}")
-    context.add_output_metadata({"project_id": config.project_id, "passages": dg.MetadataValue.json(added)})
+    context.add_output_metadata(
+        {"project_id": config.project_id, "passages": dg.MetadataValue.json(added)}
+    )
 
 
 @dg.job(tags=NO_RETRY, description="Index reference documents of a project for use_rag phases.")

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # Dagster run statuses as strings (no Dagster import in pure logic).
-ACTIVE_RUN_STATUSES = frozenset({"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED", "CANCELING"})
+ACTIVE_RUN_STATUSES = frozenset(
+    {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED", "CANCELING"}
+)
 
 
 # How long a runner's claim may stay expired before its run counts as dead.
@@ -81,7 +83,11 @@ def launch_decisions(
         active = [r for r in seen if r.status in ACTIVE_RUN_STATUSES]
         if not seen:
             to_launch.append(Launch(job.key, job.pipeline, job.generation))
-        elif active and job.claim_expired_seconds is not None and job.claim_expired_seconds > dead_after_seconds:
+        elif (
+            active
+            and job.claim_expired_seconds is not None
+            and job.claim_expired_seconds > dead_after_seconds
+        ):
             reason = (
                 f"the worker of run {active[0].run_id} stopped renewing its claim "
                 f"{job.claim_expired_seconds:.0f} s ago (it died); resume the job to go on"
@@ -91,6 +97,9 @@ def launch_decisions(
         elif not active:
             latest = seen[0]
             to_fail.append(
-                (job.key, f"run {latest.run_id} ended {latest.status} without settling the job; resume it to go on")
+                (
+                    job.key,
+                    f"run {latest.run_id} ended {latest.status} without settling the job; resume it to go on",
+                )
             )
     return Decisions(to_launch, to_fail, dead_runs)

@@ -123,7 +123,9 @@ class PhaseHandler:
         entries: list[CostEntry] = spent if spent is not None else []
         cfg = {"passages": list(passages), "target_language": target_language}
         started = time.perf_counter()
-        output, score, attempts = await self._process(request_id, cfg, content, item_id, batch_id, entries)
+        output, score, attempts = await self._process(
+            request_id, cfg, content, item_id, batch_id, entries
+        )
         error = None
         if self.validation_enabled and (score is None or score < self.min_score):
             shown = "unavailable" if score is None else str(score)
@@ -165,7 +167,11 @@ class PhaseHandler:
         if self.is_embedding:
             key = call_key(request_id, "call", 1)
             result = await self.client.embed([content], model=self.model, idempotency_key=key)
-            entries.append(entry(key, self.model, reported_or_estimated_usage(result.usage, content, ""), "call"))
+            entries.append(
+                entry(
+                    key, self.model, reported_or_estimated_usage(result.usage, content, ""), "call"
+                )
+            )
             return result.vectors[0], None, 1
 
         messages = build_messages(

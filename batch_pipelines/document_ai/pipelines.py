@@ -191,7 +191,9 @@ def load_pipelines(folder: str | Path = SHIPPED_PIPELINES_DIR) -> dict[str, Pipe
     return templates
 
 
-def load_valid_pipelines(folder: str | Path = SHIPPED_PIPELINES_DIR) -> tuple[dict[str, PipelineTemplate], list[str]]:
+def load_valid_pipelines(
+    folder: str | Path = SHIPPED_PIPELINES_DIR,
+) -> tuple[dict[str, PipelineTemplate], list[str]]:
     """The valid templates of ``folder`` and a problem (file and field) per invalid one.
 
     The code location builds assets from the valid ones, so one bad file does not take the

@@ -377,7 +377,11 @@ class ReferenceLibrary:
         )
         # Always priced: whether anyone receives it is decided where it is reported (the
         # call's sink or the library's), not here.
-        entries.append(self._entry(call_key, _usage_of_embedding(result.usage, texts), phase=phase, item_id=item_id))
+        entries.append(
+            self._entry(
+                call_key, _usage_of_embedding(result.usage, texts), phase=phase, item_id=item_id
+            )
+        )
         return result.vectors
 
     # ------------------------------------------------------------------ documents

@@ -31,7 +31,9 @@ def _item_state_counts(job: DocumentJob, item_statuses: dict[str, int]) -> dict[
     return counts
 
 
-def job_status(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate) -> dict[str, Any]:
+def job_status(
+    jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate
+) -> dict[str, Any]:
     """Progress (items settled across the whole pipeline), phase, cost, tokens and ETA."""
     item_statuses = jobs.item_status_counts(job.batch_id)
     phase_counts = jobs.phase_counts(job.batch_id)
@@ -66,7 +68,14 @@ def job_status(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTempl
     }
 
 
-def item_results(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate, *, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+def item_results(
+    jobs: DocumentJobStore,
+    job: DocumentJob,
+    template: PipelineTemplate,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """Per item: input, final output, every phase's output, cost, status, errors, scores."""
     items = jobs.items(job.batch_id, offset=offset, limit=limit)
     ids = {i["id"] for i in items}
@@ -99,15 +108,23 @@ def item_results(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTem
                 "output": last_done,
                 "phase_outputs": outputs,
                 "passages": passages,
-                "validation_scores": {n: phases[n]["score"] for n in order if n in phases and phases[n]["score"] is not None},
-                "errors": {n: phases[n]["error"] for n in order if n in phases and phases[n]["error"]},
+                "validation_scores": {
+                    n: phases[n]["score"]
+                    for n in order
+                    if n in phases and phases[n]["score"] is not None
+                },
+                "errors": {
+                    n: phases[n]["error"] for n in order if n in phases and phases[n]["error"]
+                },
                 "cost": _money(cost_by_item.get(item["id"], Decimal(0))),
             }
         )
     return results
 
 
-def analytics(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate) -> dict[str, Any]:
+def analytics(
+    jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate
+) -> dict[str, Any]:
     """Cost total / by phase / per item, processing time per item and by phase, success
     rate and the failed items."""
     totals = jobs.cost_totals(job.batch_id)
@@ -121,23 +138,40 @@ def analytics(jobs: DocumentJobStore, job: DocumentJob, template: PipelineTempla
         per_item_time[r["item_id"]] += latency
         per_phase_time[r["phase"]].append(latency)
         if r["status"] == FAILED:
-            failed.append({"index": index_of.get(r["item_id"]), "phase": r["phase"], "error": r["error"], "score": r["score"]})
+            failed.append(
+                {
+                    "index": index_of.get(r["item_id"]),
+                    "phase": r["phase"],
+                    "error": r["error"],
+                    "score": r["score"],
+                }
+            )
     item_statuses = jobs.item_status_counts(job.batch_id)
     settled = item_statuses.get(COMPLETED, 0) + item_statuses.get(FAILED, 0)
     item_costs = [c for k, c in totals.by_item.items() if k != "(none)"]
     return {
         "job": job.key,
         "cost_total": _money(totals.total_cost),
-        "cost_by_phase": {p.name: _money(totals.by_phase.get(p.name, Decimal(0))) for p in template.phases},
+        "cost_by_phase": {
+            p.name: _money(totals.by_phase.get(p.name, Decimal(0))) for p in template.phases
+        },
         "cost_by_kind": {k: _money(v) for k, v in totals.by_kind.items()},
-        "cost_per_item_mean": _money(sum(item_costs, Decimal(0)) / len(item_costs)) if item_costs else None,
+        "cost_per_item_mean": _money(sum(item_costs, Decimal(0)) / len(item_costs))
+        if item_costs
+        else None,
         "tokens": totals.total_tokens,
         "estimated_calls": totals.estimated_calls,
-        "processing_seconds_per_item_mean": round(statistics.fmean(per_item_time.values()), 6) if per_item_time else None,
+        "processing_seconds_per_item_mean": round(statistics.fmean(per_item_time.values()), 6)
+        if per_item_time
+        else None,
         "processing_seconds_by_phase_mean": {
-            p.name: round(statistics.fmean(per_phase_time[p.name]), 6) if per_phase_time.get(p.name) else None
+            p.name: round(statistics.fmean(per_phase_time[p.name]), 6)
+            if per_phase_time.get(p.name)
+            else None
             for p in template.phases
         },
-        "success_rate": round(100.0 * item_statuses.get(COMPLETED, 0) / settled, 2) if settled else None,
+        "success_rate": round(100.0 * item_statuses.get(COMPLETED, 0) / settled, 2)
+        if settled
+        else None,
         "failed_items": failed,
     }

@@ -23,7 +23,9 @@ def _json_object(text: str, field: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"document_ai.{field}: not valid JSON ({exc.msg} at {exc.pos})") from None
+        raise ConfigurationError(
+            f"document_ai.{field}: not valid JSON ({exc.msg} at {exc.pos})"
+        ) from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"document_ai.{field}: expected a JSON object")
     return value
@@ -59,7 +61,11 @@ class DocumentAISettings(dg.ConfigurableResource):
 
     def price_table(self) -> PriceTable:
         """The prices; every model the router, the validator and retrieval use must be priced."""
-        table = PriceTable.from_mapping(_json_object(self.prices, "prices")) if self.prices.strip() else DEFAULT_PRICES
+        table = (
+            PriceTable.from_mapping(_json_object(self.prices, "prices"))
+            if self.prices.strip()
+            else DEFAULT_PRICES
+        )
         for model in {*self.router().models(), self.validator_model, self.embedding_model}:
             table.price_for(model)  # raises ConfigurationError naming the model
         return table

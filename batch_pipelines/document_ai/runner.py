@@ -116,7 +116,9 @@ class RunnerOptions:
     max_validation_attempts: int = 3
 
 
-Retriever = Callable[..., Any]  # async (project_id, query, *, k, idempotency_key, phase, item_id, on_cost) -> passages
+Retriever = Callable[
+    ..., Any
+]  # async (project_id, query, *, k, idempotency_key, phase, item_id, on_cost) -> passages
 
 
 class DocumentJobRunner:
@@ -160,12 +162,18 @@ class DocumentJobRunner:
         while True:
             job = self.jobs.get_job(self.job.id)
             if job.status != DocJobStatus.RUNNING:
-                raise JobNotRunnable(f"job {job.key} is {job.status}, not RUNNING", details={"status": job.status.value})
+                raise JobNotRunnable(
+                    f"job {job.key} is {job.status}, not RUNNING",
+                    details={"status": job.status.value},
+                )
             if self.jobs.claim_runner(job.id, self.runner_id, self.options.lease_seconds):
                 self.job = job
                 return job
             if time.monotonic() >= deadline:
-                raise JobNotRunnable(f"job {job.key} is being run by {job.runner_id}", details={"runner": job.runner_id})
+                raise JobNotRunnable(
+                    f"job {job.key} is being run by {job.runner_id}",
+                    details={"runner": job.runner_id},
+                )
             time.sleep(min(1.0, max(0.05, self.options.lease_seconds / 10)))
 
     def release(self) -> None:
@@ -194,7 +202,9 @@ class DocumentJobRunner:
                 return i
         raise KeyError(phase)
 
-    async def run_phase(self, phase: str, on_progress: Callable[[PhaseReport], None] | None = None) -> PhaseReport:
+    async def run_phase(
+        self, phase: str, on_progress: Callable[[PhaseReport], None] | None = None
+    ) -> PhaseReport:
         """Process every item not yet done in ``phase``; return the report of this run."""
         index = self.phase_index(phase)
         spec = self.template.phases[index]
@@ -218,7 +228,9 @@ class DocumentJobRunner:
         return report
 
     async def run_all(
-        self, on_progress: Callable[[PhaseReport], None] | None = None, claim_wait_seconds: float = 0.0
+        self,
+        on_progress: Callable[[PhaseReport], None] | None = None,
+        claim_wait_seconds: float = 0.0,
     ) -> list[PhaseReport]:
         """Every phase in order, then complete the job (used by the CLI, demo and kill test)."""
         self.claim(claim_wait_seconds)
@@ -286,13 +298,22 @@ class _PhaseRun:
         self.last_write = time.monotonic()
         budget = self.job.options.cost_budget
         self.budget = Decimal(budget) if budget is not None else None
-        self.spent = runner.jobs.store.ledger_total(self.job.batch_id)[0] if self.budget is not None else Decimal(0)
+        self.spent = (
+            runner.jobs.store.ledger_total(self.job.batch_id)[0]
+            if self.budget is not None
+            else Decimal(0)
+        )
 
     async def run(self) -> None:
         started = time.perf_counter()
         control = asyncio.create_task(self._control())
         try:
-            await drain(self._item, self.work, self.job.options.concurrency, until=lambda: self.stop is not None)
+            await drain(
+                self._item,
+                self.work,
+                self.job.options.concurrency,
+                until=lambda: self.stop is not None,
+            )
         finally:
             control.cancel()
             await asyncio.gather(control, return_exceptions=True)
@@ -327,7 +348,11 @@ class _PhaseRun:
         texts: list[str] = []
         # The query's embedding cost goes into this item's checkpoint with its other calls.
         retrieval_entries: list[CostEntry] = []
-        if self.spec.use_rag and self.runner.retrieve is not None and self.spec.task_type != EMBEDDING_TASK:
+        if (
+            self.spec.use_rag
+            and self.runner.retrieve is not None
+            and self.spec.task_type != EMBEDDING_TASK
+        ):
             found = await self.runner.retrieve(
                 self.job.project_id,
                 str(content),
@@ -338,7 +363,12 @@ class _PhaseRun:
                 on_cost=retrieval_entries.extend,
             )
             passages = [
-                {"document": p.document, "passage_index": p.passage_index, "text": p.text, "score": round(p.score, 4)}
+                {
+                    "document": p.document,
+                    "passage_index": p.passage_index,
+                    "text": p.text,
+                    "score": round(p.score, 4),
+                }
                 for p in found
             ]
             texts = [p["text"] for p in passages]
@@ -358,8 +388,14 @@ class _PhaseRun:
             # The service refuses this item or answers it with garbage: the item fails and the
             # others go on; what it was billed before that goes into its checkpoint.
             outcome = ItemOutcome(
-                item_id=item.item_id, ok=False, output=None, score=None, attempts=1,
-                entries=tuple(spent), error=f"{type(exc).__name__}: {exc}"[:500], latency_seconds=0.0,
+                item_id=item.item_id,
+                ok=False,
+                output=None,
+                score=None,
+                attempts=1,
+                entries=tuple(spent),
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                latency_seconds=0.0,
             )
         except Exception:
             # Errors that concern every item (bad key, unknown model, a service down after the
@@ -370,7 +406,11 @@ class _PhaseRun:
                 try:
                     self.jobs.store.record_cost_entries([*retrieval_entries, *spent])
                 except Exception:  # noqa: BLE001 - the original error is the one to report
-                    log.warning("document job %s: recording a failed item's cost failed", self.job.key, exc_info=True)
+                    log.warning(
+                        "document job %s: recording a failed item's cost failed",
+                        self.job.key,
+                        exc_info=True,
+                    )
             raise
         if retrieval_entries:
             outcome = dataclasses.replace(outcome, entries=(*retrieval_entries, *outcome.entries))
@@ -435,7 +475,10 @@ class _PhaseRun:
                 elif status != DocJobStatus.RUNNING:
                     self.stop = self.stop or status.value.lower()
                 claimed = await asyncio.to_thread(
-                    self.jobs.claim_runner, self.job.id, self.runner.runner_id, self.runner.options.lease_seconds
+                    self.jobs.claim_runner,
+                    self.job.id,
+                    self.runner.runner_id,
+                    self.runner.options.lease_seconds,
                 )
                 if not claimed:
                     self.stop = self.stop or "claim_lost"
@@ -472,7 +515,9 @@ class _PhaseRun:
         return False
 
     def _pause_for_budget(self) -> None:
-        reason = f"cost budget {self.budget} reached: {self.spent.quantize(Decimal('0.000001'))} spent"
+        reason = (
+            f"cost budget {self.budget} reached: {self.spent.quantize(Decimal('0.000001'))} spent"
+        )
         try:
             job = self.jobs.apply_action(self.job.id, "pause", reason=reason)
         except IllegalTransition:

@@ -37,7 +37,9 @@ def build_document_job_launcher(pipeline_jobs: Sequence) -> dg.SensorDefinition:
         description="Launches one pipeline run per started or resumed document job; marks jobs whose run died FAILED.",
     )
     def document_job_launcher(
-        context: dg.SensorEvaluationContext, batch_store: BatchStoreResource, document_ai: DocumentAISettings
+        context: dg.SensorEvaluationContext,
+        batch_store: BatchStoreResource,
+        document_ai: DocumentAISettings,
     ) -> dg.SensorResult | dg.SkipReason:
         return launch_runs(context, DocumentJobStore(batch_store.get_store()), document_ai)
 
@@ -54,7 +56,10 @@ def launch_runs(
     # per job and generation; runs of earlier generations are not read.
     seen: dict[tuple[str, str], list[RunSeen]] = {(j.key, str(j.generation)): [] for j in running}
     current = dg.RunsFilter(
-        tags={JOB_TAG: [j.key for j in running], GENERATION_TAG: sorted({str(j.generation) for j in running})}
+        tags={
+            JOB_TAG: [j.key for j in running],
+            GENERATION_TAG: sorted({str(j.generation) for j in running}),
+        }
     )
     found: dict[str, dg.DagsterRun] = {}
     for record in context.instance.get_run_records(current):
@@ -68,9 +73,12 @@ def launch_runs(
     decisions = launch_decisions(
         [
             RunningJob(
-                j.key, j.pipeline, j.generation,
+                j.key,
+                j.pipeline,
+                j.generation,
                 claim_expired_seconds=(now - j.lease_expires_at).total_seconds()
-                if j.runner_id and j.lease_expires_at and j.lease_expires_at < now else None,
+                if j.runner_id and j.lease_expires_at and j.lease_expires_at < now
+                else None,
             )
             for j in running
         ],
@@ -87,7 +95,9 @@ def launch_runs(
     requests, partitions = [], []
     for launch in decisions.to_launch:
         if launch.pipeline not in pipelines:
-            jobs.apply_action(launch.key, "fail", reason=f"pipeline {launch.pipeline!r} is no longer defined")
+            jobs.apply_action(
+                launch.key, "fail", reason=f"pipeline {launch.pipeline!r} is no longer defined"
+            )
             continue
         name = partitions_for(pipelines[launch.pipeline]).name
         if not context.instance.has_dynamic_partition(name, launch.key):
@@ -112,7 +122,13 @@ def launch_runs(
 def document_items_drop_sensor(
     context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
 ) -> dg.SensorResult | dg.SkipReason:
-    found = scan(Path(document_ai.drop_folder), "*/*/*", context.cursor, what="item file", suffixes=SUPPORTED_EXTENSIONS)
+    found = scan(
+        Path(document_ai.drop_folder),
+        "*/*/*",
+        context.cursor,
+        what="item file",
+        suffixes=SUPPORTED_EXTENSIONS,
+    )
     if found.nothing_to_do:
         return dg.SkipReason(found.nothing_to_do)
     changed, current, cursor = found.changed, found.current, found.cursor
@@ -136,7 +152,9 @@ def document_items_drop_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Fails while a pipeline template is invalid, listing each problem with its file and field.",
 )
-def document_pipelines_problems(context: dg.SensorEvaluationContext, document_ai: DocumentAISettings) -> dg.SkipReason:
+def document_pipelines_problems(
+    context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
+) -> dg.SkipReason:
     problems = document_ai.pipeline_problems()
     if problems:
         raise ConfigurationError(

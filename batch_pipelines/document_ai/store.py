@@ -140,12 +140,15 @@ class DocumentJobStore:
         launcher sensor turns into a run.
         """
         if spec.pipeline != pipeline.name:
-            raise ValueError(f"spec names pipeline {spec.pipeline!r}, got template {pipeline.name!r}")
+            raise ValueError(
+                f"spec names pipeline {spec.pipeline!r}, got template {pipeline.name!r}"
+            )
         now = utcnow()
         status = DocJobStatus.RUNNING if spec.options.auto_start else DocJobStatus.PENDING
         with self.engine.begin() as conn:
             batch_id = conn.execute(
-                sa.insert(t.batches).values(
+                sa.insert(t.batches)
+                .values(
                     family=FAMILY,
                     batch_type=pipeline.name,
                     name=spec.name,
@@ -153,10 +156,13 @@ class DocumentJobStore:
                     options=spec.options.model_dump(mode="json"),
                     created_at=now,
                     updated_at=now,
-                ).returning(t.batches.c.id)
+                )
+                .returning(t.batches.c.id)
             ).scalar_one()
             key = job_key(spec.name, batch_id)
-            conn.execute(sa.update(t.batches).where(t.batches.c.id == batch_id).values(partition_key=key))
+            conn.execute(
+                sa.update(t.batches).where(t.batches.c.id == batch_id).values(partition_key=key)
+            )
             conn.execute(
                 sa.insert(t.items),
                 [
@@ -173,7 +179,8 @@ class DocumentJobStore:
                 ],
             )
             job_id = conn.execute(
-                sa.insert(document_jobs).values(
+                sa.insert(document_jobs)
+                .values(
                     batch_id=batch_id,
                     name=spec.name,
                     project_id=spec.project_id,
@@ -185,7 +192,8 @@ class DocumentJobStore:
                     created_at=now,
                     updated_at=now,
                     started_at=now if status == DocJobStatus.RUNNING else None,
-                ).returning(document_jobs.c.id)
+                )
+                .returning(document_jobs.c.id)
             ).scalar_one()
         return self.get_job(job_id)
 
@@ -252,14 +260,20 @@ class DocumentJobStore:
                 sa.select(sa.func.count()).select_from(document_jobs).where(*conditions)
             ).scalar_one()
             rows = conn.execute(
-                self._select().where(*conditions).order_by(document_jobs.c.id.desc()).limit(limit).offset(offset)
+                self._select()
+                .where(*conditions)
+                .order_by(document_jobs.c.id.desc())
+                .limit(limit)
+                .offset(offset)
             ).all()
         return [self._record(r) for r in rows], total
 
     def running_jobs(self) -> list[DocumentJob]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                self._select().where(document_jobs.c.status == DocJobStatus.RUNNING.value).order_by(document_jobs.c.id)
+                self._select()
+                .where(document_jobs.c.status == DocJobStatus.RUNNING.value)
+                .order_by(document_jobs.c.id)
             ).all()
         return [self._record(r) for r in rows]
 
@@ -279,7 +293,11 @@ class DocumentJobStore:
         job = self.get_job(ref)
         target = batch_jobs.next_status(action, job.status)
         now = utcnow()
-        values: dict[str, Any] = {"status": target.value, "updated_at": now, "status_reason": reason}
+        values: dict[str, Any] = {
+            "status": target.value,
+            "updated_at": now,
+            "status_reason": reason,
+        }
         if action in ("start", "resume"):
             if new_run:
                 values["generation"] = document_jobs.c.generation + 1
@@ -304,8 +322,11 @@ class DocumentJobStore:
             conn.execute(
                 sa.update(t.batches)
                 .where(t.batches.c.id == job.batch_id)
-                .values(status=_BATCH_STATUS[target], updated_at=now,
-                        settled_at=now if "finished_at" in values and values["finished_at"] else None)
+                .values(
+                    status=_BATCH_STATUS[target],
+                    updated_at=now,
+                    settled_at=now if "finished_at" in values and values["finished_at"] else None,
+                )
             )
         return self.get_job(job.id)
 
@@ -315,14 +336,22 @@ class DocumentJobStore:
         try:
             options = JobOptions.model_validate({**job.options.model_dump(), "cost_budget": budget})
         except ValidationError as exc:
-            raise ConfigurationError(f"cost_budget: {exc.errors()[0]['msg']}", details={"job": job.key}) from None
+            raise ConfigurationError(
+                f"cost_budget: {exc.errors()[0]['msg']}", details={"job": job.key}
+            ) from None
         stored, now = options.model_dump(mode="json"), utcnow()
         with self.engine.begin() as conn:
             conn.execute(
-                sa.update(document_jobs).where(document_jobs.c.id == job.id).values(options=stored, updated_at=now)
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job.id)
+                .values(options=stored, updated_at=now)
             )
             # The job's batch row carries the options too (what batch listings show).
-            conn.execute(sa.update(t.batches).where(t.batches.c.id == job.batch_id).values(options=stored, updated_at=now))
+            conn.execute(
+                sa.update(t.batches)
+                .where(t.batches.c.id == job.batch_id)
+                .values(options=stored, updated_at=now)
+            )
         return self.get_job(job.id)
 
     def delete_job(self, ref: int | str) -> DocumentJob:
@@ -332,7 +361,8 @@ class DocumentJobStore:
         with self.engine.begin() as conn:
             gone = conn.execute(
                 sa.delete(document_jobs).where(
-                    document_jobs.c.id == job.id, document_jobs.c.status != DocJobStatus.RUNNING.value
+                    document_jobs.c.id == job.id,
+                    document_jobs.c.status != DocJobStatus.RUNNING.value,
                 )
             ).rowcount
             if gone != 1:
@@ -351,7 +381,9 @@ class DocumentJobStore:
     def set_current_phase(self, job_id: int, phase: str | None) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                sa.update(document_jobs).where(document_jobs.c.id == job_id).values(current_phase=phase, updated_at=utcnow())
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job_id)
+                .values(current_phase=phase, updated_at=utcnow())
             )
 
     # ------------------------------------------------------------------ runner claim
@@ -369,7 +401,9 @@ class DocumentJobStore:
                         document_jobs.c.lease_expires_at < now,
                     ),
                 )
-                .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .values(
+                    runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds)
+                )
             ).rowcount
         return changed == 1
 
@@ -383,7 +417,9 @@ class DocumentJobStore:
 
     def status_of(self, job_id: int) -> DocJobStatus:
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(document_jobs.c.status).where(document_jobs.c.id == job_id)).scalar_one()
+            value = conn.execute(
+                sa.select(document_jobs.c.status).where(document_jobs.c.id == job_id)
+            ).scalar_one()
         return DocJobStatus(value)
 
     # ------------------------------------------------------------------ work and checkpoints
@@ -409,7 +445,9 @@ class DocumentJobStore:
             ).all()
         return [WorkItem(r.id, r.item_index, r.output) for r in rows]
 
-    def write_checkpoint(self, batch_id: int, results: Sequence[PhaseResult], entries: Sequence[CostEntry]) -> int:
+    def write_checkpoint(
+        self, batch_id: int, results: Sequence[PhaseResult], entries: Sequence[CostEntry]
+    ) -> int:
         """Store results and their ledger entries in one transaction; return new results.
 
         A result already stored (a second runner raced this one) is kept as it was.
@@ -421,14 +459,18 @@ class DocumentJobStore:
             insert_cost_entries(conn, entries, count_new=False)
             if not results:
                 return 0
-            stmt = insert_new_rows(conn.dialect.name, t.phase_results, ("item_id", "phase"), "item_id")
+            stmt = insert_new_rows(
+                conn.dialect.name, t.phase_results, ("item_id", "phase"), "item_id"
+            )
             rows = [
                 {
                     "batch_id": batch_id,
                     "item_id": r.item_id,
                     "phase": r.phase,
                     "status": r.status,
-                    "output": {"value": r.output, "passages": r.passages} if r.passages else r.output,
+                    "output": {"value": r.output, "passages": r.passages}
+                    if r.passages
+                    else r.output,
                     "score": r.score,
                     "attempts": r.attempts,
                     "error": r.error,
@@ -441,12 +483,18 @@ class DocumentJobStore:
             by_status: dict[str, list[int]] = {}
             for r in results:
                 if r.item_id in new:
-                    status = FAILED if r.status == FAILED else (COMPLETED if r.last_phase else IN_PROGRESS)
+                    status = (
+                        FAILED
+                        if r.status == FAILED
+                        else (COMPLETED if r.last_phase else IN_PROGRESS)
+                    )
                     if status == IN_PROGRESS and not r.first_phase:
                         continue  # already IN_PROGRESS since its first phase's checkpoint
                     by_status.setdefault(status, []).append(r.item_id)
             for status, ids in by_status.items():
-                conn.execute(_SET_ITEM_STATUS, {"ids": ids, "new_status": status, "changed_at": now})
+                conn.execute(
+                    _SET_ITEM_STATUS, {"ids": ids, "new_status": status, "changed_at": now}
+                )
         return len(new)
 
     # ------------------------------------------------------------------ reading results
@@ -468,12 +516,17 @@ class DocumentJobStore:
         it = t.items
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(it.c.status, sa.func.count()).where(it.c.batch_id == batch_id).group_by(it.c.status)
+                sa.select(it.c.status, sa.func.count())
+                .where(it.c.batch_id == batch_id)
+                .group_by(it.c.status)
             ).all()
         return {status: n for status, n in rows}
 
     def phase_rows(
-        self, batch_id: int, phases: Iterable[str] | None = None, item_ids: Iterable[int] | None = None
+        self,
+        batch_id: int,
+        phases: Iterable[str] | None = None,
+        item_ids: Iterable[int] | None = None,
     ) -> list[dict[str, Any]]:
         pr = t.phase_results
         query = sa.select(pr).where(pr.c.batch_id == batch_id)
@@ -482,7 +535,9 @@ class DocumentJobStore:
         if item_ids is not None:
             query = query.where(pr.c.item_id.in_(list(item_ids)))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.order_by(pr.c.item_id, pr.c.id)).all()]
+            return [
+                dict(r._mapping) for r in conn.execute(query.order_by(pr.c.item_id, pr.c.id)).all()
+            ]
 
     def item_latency_mean(self, batch_id: int) -> float | None:
         """Mean seconds an item has spent in model calls so far, over its phases (None
@@ -490,15 +545,19 @@ class DocumentJobStore:
         pr = t.phase_results
         with self.engine.connect() as conn:
             total, items = conn.execute(
-                sa.select(sa.func.sum(pr.c.latency_seconds), sa.func.count(sa.distinct(pr.c.item_id))).where(
-                    pr.c.batch_id == batch_id
-                )
+                sa.select(
+                    sa.func.sum(pr.c.latency_seconds), sa.func.count(sa.distinct(pr.c.item_id))
+                ).where(pr.c.batch_id == batch_id)
             ).one()
         return float(total or 0.0) / items if items else None
 
-    def items(self, batch_id: int, *, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def items(
+        self, batch_id: int, *, offset: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         it = t.items
-        query = sa.select(it).where(it.c.batch_id == batch_id).order_by(it.c.item_index).offset(offset)
+        query = (
+            sa.select(it).where(it.c.batch_id == batch_id).order_by(it.c.item_index).offset(offset)
+        )
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:

@@ -162,9 +162,14 @@ class _GroupCommitWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                batch, self._pending = (
+                    self._pending[: self._max_batch],
+                    self._pending[self._max_batch :],
+                )
                 try:
-                    lost = await asyncio.to_thread(self._store.apply_job_changes, [c for c, _ in batch])
+                    lost = await asyncio.to_thread(
+                        self._store.apply_job_changes, [c for c, _ in batch]
+                    )
                 except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
                     for _, fut in batch:
                         if not fut.done():
@@ -231,14 +236,18 @@ class BatchExecutor:
         self.batch_id = batch_id
         batch = await asyncio.to_thread(self.store.get_batch, batch_id)
         if batch.status == BatchStatus.PAUSED:
-            raise BatchError(f"batch {batch_id} is PAUSED: resume it before running", code="BP-BATCH-PAUSED")
+            raise BatchError(
+                f"batch {batch_id} is PAUSED: resume it before running", code="BP-BATCH-PAUSED"
+            )
         if batch.status == BatchStatus.CANCELLED:
             raise BatchError(f"batch {batch_id} is CANCELLED", code="BP-BATCH-CANCELLED")
         if batch.status != BatchStatus.ACTIVE:
             await asyncio.to_thread(self.store.activate_batch, batch_id)
         self._run_started_at = datetime.now(UTC)
 
-        for job in await asyncio.to_thread(self.store.list_jobs, batch_id, skipped=False, statuses=JOB_IN_FLIGHT):
+        for job in await asyncio.to_thread(
+            self.store.list_jobs, batch_id, skipped=False, statuses=JOB_IN_FLIGHT
+        ):
             self._tracked[job.id] = job
 
         self._writer = _GroupCommitWriter(self.store)
@@ -350,12 +359,17 @@ class BatchExecutor:
                 for job in jobs:
                     queue.put_nowait(job)
                 continue
-            held = await asyncio.to_thread(self.store.count_claimed_by_others, self.batch_id, self.owner)
+            held = await asyncio.to_thread(
+                self.store.count_claimed_by_others, self.batch_id, self.owner
+            )
             if not held:
                 return False
             # Another run (maybe a dead one whose lease has not run out) holds jobs.
             waited_since = waited_since or time.monotonic()
-            if opts.claim_wait_seconds is not None and time.monotonic() - waited_since > opts.claim_wait_seconds:
+            if (
+                opts.claim_wait_seconds is not None
+                and time.monotonic() - waited_since > opts.claim_wait_seconds
+            ):
                 return True
             await self._sleep(min(opts.lease_seconds / 4, 1.0))
         return False
@@ -383,12 +397,16 @@ class BatchExecutor:
                     release_claim=True,
                 )
             )
-            committed.add_done_callback(lambda fut, job=job, outcome=outcome: self._on_committed(fut, job, outcome))
+            committed.add_done_callback(
+                lambda fut, job=job, outcome=outcome: self._on_committed(fut, job, outcome)
+            )
             if self._writer.backlog > 4 * self.options.concurrency:
                 await committed  # the store is behind: wait instead of queueing without bound
             await self._maybe_report()
 
-    def _on_committed(self, committed: asyncio.Future, job: JobRecord, outcome: SubmitOutcome) -> None:
+    def _on_committed(
+        self, committed: asyncio.Future, job: JobRecord, outcome: SubmitOutcome
+    ) -> None:
         """A submission outcome is durable: only now may tracking depend on it."""
         if committed.cancelled():
             return
@@ -402,7 +420,9 @@ class BatchExecutor:
             log.warning(
                 "job %s was changed by someone else while this run submitted it; its outcome (%s%s) "
                 "was not recorded and the job is left as they set it",
-                job.id, outcome.status.value, f", workflow {outcome.workflow_id}" if outcome.workflow_id else "",
+                job.id,
+                outcome.status.value,
+                f", workflow {outcome.workflow_id}" if outcome.workflow_id else "",
             )
             return
         if outcome.status in JOB_IN_FLIGHT:
@@ -427,8 +447,15 @@ class BatchExecutor:
                 # a 400 no); anything else is a permanent submission error.
                 if not getattr(exc, "retryable", False) or attempt >= policy.max_retries:
                     return SubmitOutcome(status=JobStatus.ERROR, error=_describe(exc))
-                delay = backoff_delay(attempt, policy, retry_after=getattr(exc, "retry_after", None), rng=self._rng)
-                log.info("job %s: transient submission failure (%s); retrying in %.2fs", job.id, exc, delay)
+                delay = backoff_delay(
+                    attempt, policy, retry_after=getattr(exc, "retry_after", None), rng=self._rng
+                )
+                log.info(
+                    "job %s: transient submission failure (%s); retrying in %.2fs",
+                    job.id,
+                    exc,
+                    delay,
+                )
                 attempt += 1
                 await self._sleep(delay)
 
@@ -446,7 +473,9 @@ class BatchExecutor:
                 continue
             if self._paused:
                 return  # submitted workflows keep running at the service; resume re-tracks them
-            await self._sleep(poll_interval(unchanged, opts.poll_interval_seconds, opts.poll_max_interval_seconds))
+            await self._sleep(
+                poll_interval(unchanged, opts.poll_interval_seconds, opts.poll_max_interval_seconds)
+            )
             if self._cancelled:
                 await self._send_cancels(cancel_sent)
             jobs = list(self._tracked.values())
@@ -457,7 +486,12 @@ class BatchExecutor:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - polling is retried on the next tick
-                    log.warning("batch %s: tracking %d jobs failed: %s", self.batch_id, len(chunk), _describe(exc))
+                    log.warning(
+                        "batch %s: tracking %d jobs failed: %s",
+                        self.batch_id,
+                        len(chunk),
+                        _describe(exc),
+                    )
                     continue
                 changes.extend(_changes_from(chunk, outcomes))
             if changes:
@@ -470,7 +504,10 @@ class BatchExecutor:
                     if change.job_id in lost:
                         # Someone else moved the job (skipped it, another run resubmitted it):
                         # it is theirs now, stop tracking it here.
-                        log.warning("job %s was changed by someone else; no longer tracked by this run", job.id)
+                        log.warning(
+                            "job %s was changed by someone else; no longer tracked by this run",
+                            job.id,
+                        )
                         del self._tracked[change.job_id]
                         self._submitted_at.pop(change.job_id, None)
                     elif change.status in JOB_TERMINAL:
@@ -479,14 +516,19 @@ class BatchExecutor:
                         if submitted is not None:
                             self._durations.append(time.monotonic() - submitted)
                     else:
-                        self._tracked[change.job_id] = _with_status(job, change.status, job.workflow_id)
+                        self._tracked[change.job_id] = _with_status(
+                            job, change.status, job.workflow_id
+                        )
             else:
                 unchanged += 1
             await self._maybe_report()
 
     async def _send_cancels(self, already: set[int]) -> None:
         for job in list(self._tracked.values()):
-            if job.id in already or job.status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELLING):
+            if job.id in already or job.status in (
+                JobStatus.CANCEL_REQUESTED,
+                JobStatus.CANCELLING,
+            ):
                 continue
             already.add(job.id)
             try:
@@ -501,18 +543,25 @@ class BatchExecutor:
             try:
                 await self._control_once()
             except Exception as exc:  # noqa: BLE001 - a store blip must not stop steering
-                log.warning("batch %s: control check failed (%s); retrying", self.batch_id, _describe(exc))
+                log.warning(
+                    "batch %s: control check failed (%s); retrying", self.batch_id, _describe(exc)
+                )
 
     async def _control_once(self) -> None:
         batch = await asyncio.to_thread(self.store.get_batch, self.batch_id)
         if batch.status == BatchStatus.PAUSED and not self._paused:
-            log.info("batch %s paused: in-flight submissions finish, then the run stops", self.batch_id)
+            log.info(
+                "batch %s paused: in-flight submissions finish, then the run stops", self.batch_id
+            )
             self._paused = True
             self._stop_submitting = True
             self._more_jobs_wanted.set()
             self._tracked_changed.set()
         elif batch.status == BatchStatus.CANCELLED and not self._cancelled:
-            log.info("batch %s cancelled: no more submissions; in-flight workflows are cancelled", self.batch_id)
+            log.info(
+                "batch %s cancelled: no more submissions; in-flight workflows are cancelled",
+                self.batch_id,
+            )
             self._cancelled = True
             self._stop_submitting = True
             self._more_jobs_wanted.set()
@@ -524,9 +573,13 @@ class BatchExecutor:
         while True:
             await self._sleep(self.options.lease_seconds / 3)
             try:
-                await asyncio.to_thread(self.store.renew_claims, self.owner, lease_seconds=self.options.lease_seconds)
+                await asyncio.to_thread(
+                    self.store.renew_claims, self.owner, lease_seconds=self.options.lease_seconds
+                )
             except Exception as exc:  # noqa: BLE001 - retried at the next beat, well within the lease
-                log.warning("run %s: renewing claims failed (%s); retrying", self.owner, _describe(exc))
+                log.warning(
+                    "run %s: renewing claims failed (%s); retrying", self.owner, _describe(exc)
+                )
 
     # --------------------------------------------------------------- progress
     async def _maybe_report(self) -> None:
@@ -548,7 +601,9 @@ class BatchExecutor:
                 state = _VIEW_STATE[JobStatus(status)]
                 by_state[state] = by_state.get(state, 0) + n
         recent = self._durations[-500:]
-        view = aggregate_counts(by_state, durations_seconds=recent, concurrency=self.options.concurrency)
+        view = aggregate_counts(
+            by_state, durations_seconds=recent, concurrency=self.options.concurrency
+        )
         self.on_progress(
             ProgressReport(
                 batch_id=self.batch_id,
@@ -569,7 +624,9 @@ def _changes_from(jobs: list[JobRecord], outcomes: dict[int, TrackOutcome]) -> l
             continue
         if not can_transition_job(job.status, outcome.status):
             # A service answering out of order (e.g. RUNNING then QUEUED): keep what we know.
-            log.warning("job %s: ignoring %s after %s from the service", job.id, outcome.status, job.status)
+            log.warning(
+                "job %s: ignoring %s after %s from the service", job.id, outcome.status, job.status
+            )
             continue
         changes.append(
             JobChange(
@@ -579,7 +636,9 @@ def _changes_from(jobs: list[JobRecord], outcomes: dict[int, TrackOutcome]) -> l
                 service_status=outcome.service_status,
                 progress=outcome.progress,
                 details=outcome.details,
-                last_error=(outcome.details or {}).get("error") if outcome.status == JobStatus.FAILED else None,
+                last_error=(outcome.details or {}).get("error")
+                if outcome.status == JobStatus.FAILED
+                else None,
             )
         )
     return changes

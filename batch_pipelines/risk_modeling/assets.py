@@ -57,10 +57,15 @@ def _job_table(jobs) -> dg.TableMetadataValue:
 
 def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.AssetsDefinition:
     key = asset_key(batch_type)
-    validation_check = dg.AssetCheckSpec("validation_clean", asset=key, description="No validation error before submission.")
+    validation_check = dg.AssetCheckSpec(
+        "validation_clean", asset=key, description="No validation error before submission."
+    )
     # Blocking: the next batch type of the cycle does not start on an unsettled or failed one.
     recon_check = dg.AssetCheckSpec(
-        "reconciled_completed", asset=key, blocking=True, description="The batch reconciled COMPLETED."
+        "reconciled_completed",
+        asset=key,
+        blocking=True,
+        description="The batch reconciled COMPLETED.",
     )
 
     @dg.asset(
@@ -105,7 +110,9 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                     batch_type,
                     options=options,
                     on_progress=lambda report: context.log.info(report.message()),
-                    on_resubmitted=lambda ids: context.log.info(f"resubmitted FAILED jobs as new jobs {ids}"),
+                    on_resubmitted=lambda ids: context.log.info(
+                        f"resubmitted FAILED jobs as new jobs {ids}"
+                    ),
                 )
 
         try:
@@ -114,14 +121,20 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
             errors = exc.details.get("errors", [])
             raise dg.Failure(
                 description=f"{exc.message}\n" + "\n".join(f"- {e}" for e in errors[:50]),
-                metadata={"validation_errors": dg.MetadataValue.json(errors), "batch_id": exc.details.get("batch_id")},
+                metadata={
+                    "validation_errors": dg.MetadataValue.json(errors),
+                    "batch_id": exc.details.get("batch_id"),
+                },
                 allow_retries=False,  # a retry cannot fix the configuration or the service's state
             ) from None
         except AnalysesAwaitDecision as exc:
             existing = exc.details.get("existing", [])
             raise dg.Failure(
                 description=f"{exc.message}:\n" + "\n".join(f"- {name}" for name in existing[:100]),
-                metadata={"existing_analyses": dg.MetadataValue.json(existing), "batch_id": exc.details.get("batch_id")},
+                metadata={
+                    "existing_analyses": dg.MetadataValue.json(existing),
+                    "batch_id": exc.details.get("batch_id"),
+                },
                 allow_retries=False,
             ) from None
 
@@ -145,7 +158,9 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 level="WARNING",
                 data={"card": card, "delivered": delivered},
             )
-            context.log.warning(f"batch {outcome.batch_id} {result.status}: Teams notified={delivered}")
+            context.log.warning(
+                f"batch {outcome.batch_id} {result.status}: Teams notified={delivered}"
+            )
 
         jobs = store.list_jobs(outcome.batch_id)
         metadata: dict[str, Any] = {
@@ -169,7 +184,11 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
         return dg.MaterializeResult(
             metadata=metadata,
             check_results=[
-                dg.AssetCheckResult(check_name="validation_clean", passed=True, metadata={"jobs_validated": outcome.validated_jobs}),
+                dg.AssetCheckResult(
+                    check_name="validation_clean",
+                    passed=True,
+                    metadata={"jobs_validated": outcome.validated_jobs},
+                ),
                 dg.AssetCheckResult(
                     check_name="reconciled_completed",
                     passed=rec.status == BatchStatus.COMPLETED,

@@ -57,7 +57,9 @@ def cycle_name_of(configuration: MasterConfiguration) -> str:
 
 
 def configuration_checksum(configuration: MasterConfiguration) -> str:
-    return hashlib.sha256(json.dumps(configuration.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(configuration.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
 
 
 def store_cycle_configuration(
@@ -80,10 +82,14 @@ def store_cycle_configuration(
     return cycle, record
 
 
-def load_cycle_configuration(store: BatchStore, cycle: str) -> tuple[ConfigurationRecord, MasterConfiguration]:
+def load_cycle_configuration(
+    store: BatchStore, cycle: str
+) -> tuple[ConfigurationRecord, MasterConfiguration]:
     record = store.configuration_for_cycle(cycle, FAMILY)
     if record is None:
-        raise BatchError(f"cycle {cycle!r} has no master configuration loaded", code="BP-NO-CONFIGURATION")
+        raise BatchError(
+            f"cycle {cycle!r} has no master configuration loaded", code="BP-NO-CONFIGURATION"
+        )
     return record, MasterConfiguration.model_validate(record.content)
 
 
@@ -124,17 +130,27 @@ async def materialize_batch_type(
     store.require_active_cycle(cycle)
     batch_id = ensure_batch(store, cycle, batch_type)
     if store.get_batch(batch_id).status == BatchStatus.CANCELLED:
-        raise BatchError(f"batch {batch_id} ({batch_type}) was cancelled; resubmit jobs to reopen it")
+        raise BatchError(
+            f"batch {batch_id} ({batch_type}) was cancelled; resubmit jobs to reopen it"
+        )
 
     failed = [j.id for j in store.list_jobs(batch_id, skipped=False, statuses=[JobStatus.FAILED])]
     resubmitted = store.resubmit_jobs(failed) if failed else []
     # A FINISHED job is redone only when the entity it created is gone from the service.
     finished = store.list_jobs(batch_id, skipped=False, statuses=[JobStatus.FINISHED])
     if finished:
-        missing = set(await finished_jobs_missing_their_entity(batch_type, [j.configuration for j in finished], ctx))
+        missing = set(
+            await finished_jobs_missing_their_entity(
+                batch_type, [j.configuration for j in finished], ctx
+            )
+        )
         gone = [j.id for j in finished if j.key in missing]
         if gone:
-            store.add_batch_event(batch_id, "finished jobs whose entity is missing are resubmitted", data={"job_ids": gone})
+            store.add_batch_event(
+                batch_id,
+                "finished jobs whose entity is missing are resubmitted",
+                data={"job_ids": gone},
+            )
             resubmitted += store.resubmit_jobs(gone, allow_finished=True)
     if resubmitted and on_resubmitted:
         on_resubmitted(resubmitted)
@@ -148,7 +164,10 @@ async def materialize_batch_type(
         validation = await validate_batch(batch_type, [j.configuration for j in fresh], ctx)
         if validation.errors:
             store.add_batch_event(
-                batch_id, "validation failed; nothing submitted", level="ERROR", data={"errors": validation.errors}
+                batch_id,
+                "validation failed; nothing submitted",
+                level="ERROR",
+                data={"errors": validation.errors},
             )
             raise BatchValidationFailed(
                 f"{batch_type} for cycle {cycle}: {len(validation.errors)} validation errors; nothing was submitted",
@@ -160,7 +179,13 @@ async def materialize_batch_type(
                 "(skip or delete and resubmit) with the analysis_decisions job",
                 details={"existing": validation.existing, "batch_id": batch_id},
             )
-    run = await run_batch(store, batch_id, handler_for(batch_type, ctx), options, on_progress=on_progress)
+    run = await run_batch(
+        store, batch_id, handler_for(batch_type, ctx), options, on_progress=on_progress
+    )
     return BatchTypeOutcome(
-        batch_id=batch_id, batch_type=batch_type, run=run, resubmitted_job_ids=resubmitted, validated_jobs=len(fresh)
+        batch_id=batch_id,
+        batch_type=batch_type,
+        run=run,
+        resubmitted_job_ids=resubmitted,
+        validated_jobs=len(fresh),
     )

@@ -30,7 +30,8 @@ def cycle_resources(directory: Path, store_url: str, *, workflow_seconds: float 
     return {
         "batch_store": BatchStoreResource(database_url=store_url),
         "risk_modeler": RiskModelerResource(
-            simulator_db=str(directory / "risk_modeler_simulator.db"), simulator_workflow_seconds=workflow_seconds
+            simulator_db=str(directory / "risk_modeler_simulator.db"),
+            simulator_workflow_seconds=workflow_seconds,
         ),
         "teams": TeamsResource(),
         "risk_modeling": RiskModelingSettings(
@@ -43,7 +44,9 @@ def cycle_resources(directory: Path, store_url: str, *, workflow_seconds: float 
     }
 
 
-def run_cycle_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> int:
+def run_cycle_demo(
+    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance
+) -> int:
     store_url = f"sqlite:///{directory / 'batch_store.db'}"
     incoming = directory / "risk_modeling" / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
@@ -73,7 +76,9 @@ def run_cycle_demo(echo: Callable[[str], None], directory: Path, instance: dg.Da
     echo(f"  {'batch type':<28} {'jobs':>5}  reconciliation")
     all_completed = True
     for batch_type in BATCH_TYPE_ORDER:
-        batches = store.find_batches(family=FAMILY, batch_type=batch_type.value, partition_key=cycle)
+        batches = store.find_batches(
+            family=FAMILY, batch_type=batch_type.value, partition_key=cycle
+        )
         if not batches:
             echo(f"  {batch_type.value:<28} {'-':>5}  not run")
             all_completed = False

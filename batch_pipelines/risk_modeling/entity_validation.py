@@ -94,7 +94,9 @@ def _edm_exists(state: RiskModelerState, edm: str, errors: _Errors) -> bool:
     return True
 
 
-def _portfolio(state: RiskModelerState, edm: str, name: str, errors: _Errors) -> PortfolioState | None:
+def _portfolio(
+    state: RiskModelerState, edm: str, name: str, errors: _Errors
+) -> PortfolioState | None:
     """The portfolio, reporting a missing EDM or portfolio (once each)."""
     if not _edm_exists(state, edm, errors):
         return None
@@ -104,7 +106,9 @@ def _portfolio(state: RiskModelerState, edm: str, name: str, errors: _Errors) ->
     return found
 
 
-def _check_edm_creation(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_edm_creation(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         server = job.get("server_name", DEFAULT_SERVER_NAME)
         if state.servers is not None and server not in state.servers:
@@ -113,14 +117,18 @@ def _check_edm_creation(jobs: Sequence[JobConfiguration], state: RiskModelerStat
             errors.add(f'EDM "{job["edm_name"]}" already exists')
 
 
-def _check_portfolio_creation(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_portfolio_creation(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         edm, name = job["edm_name"], job["portfolio_name"]
         if _edm_exists(state, edm, errors) and name in state.portfolios.get(edm, {}):
             errors.add(f'Portfolio "{name}" already exists in EDM "{edm}"')
 
 
-def _check_mri_import(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_mri_import(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         edm = job["edm_name"]
         for key, label in (("account_csv", "Account CSV"), ("location_csv", "Location CSV")):
@@ -134,28 +142,36 @@ def _check_mri_import(jobs: Sequence[JobConfiguration], state: RiskModelerState,
             )
 
 
-def _check_treaties(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_treaties(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         edm, name = job["edm_name"], job["treaty_name"]
         if _edm_exists(state, edm, errors) and name in state.treaties.get(edm, set()):
             errors.add(f'Treaty "{name}" already exists in EDM "{edm}"')
 
 
-def _check_edm_upgrade(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_edm_upgrade(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         edm = job["edm_name"]
         if _edm_exists(state, edm, errors) and not state.portfolios.get(edm):
             errors.add(f'EDM "{edm}" has no portfolios')
 
 
-def _check_geohaz(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_geohaz(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         portfolio = _portfolio(state, job["edm_name"], job["portfolio_name"], errors)
         if portfolio is not None and not portfolio.locations:
             errors.add(f'Portfolio "{portfolio.name}" in EDM "{job["edm_name"]}" has no locations')
 
 
-def _check_portfolio_mapping(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_portfolio_mapping(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         edm = job["edm_name"]
         portfolio = _portfolio(state, edm, job["portfolio_name"], errors)
@@ -189,7 +205,9 @@ def _check_analysis(
             existing.add(f'Analysis "{job["analysis_name"]}" already exists')
 
 
-def _check_grouping(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_grouping(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     # Groups created by this batch (a rollup of a rollup) count as present for its items.
     created_here = {job["group_name"] for job in jobs}
     for job in jobs:
@@ -198,13 +216,19 @@ def _check_grouping(jobs: Sequence[JobConfiguration], state: RiskModelerState, e
         for item in job.get("items") or []:
             name, kind = item["name"], item.get("kind", "analysis")
             if kind == "group":
-                if state.groups is not None and name not in state.groups and name not in created_here:
+                if (
+                    state.groups is not None
+                    and name not in state.groups
+                    and name not in created_here
+                ):
                     errors.add(f'Group "{name}" does not exist')
             elif state.analyses is not None and name not in state.analyses:
                 errors.add(f'Analysis "{name}" does not exist')
 
 
-def _check_export(jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors) -> None:
+def _check_export(
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+) -> None:
     for job in jobs:
         name = job["entity_name"]
         if job.get("entity_kind") == "group":
@@ -212,7 +236,11 @@ def _check_export(jobs: Sequence[JobConfiguration], state: RiskModelerState, err
                 errors.add(f'Group "{name}" does not exist')
         elif state.analyses is not None and name not in state.analyses:
             errors.add(f'Analysis "{name}" does not exist')
-        if job.get("rdm_role", "seed") == "seed" and state.rdms is not None and job["rdm_name"] in state.rdms:
+        if (
+            job.get("rdm_role", "seed") == "seed"
+            and state.rdms is not None
+            and job["rdm_name"] in state.rdms
+        ):
             errors.add(f'RDM "{job["rdm_name"]}" already exists')
 
 
@@ -254,7 +282,12 @@ _NEEDS_PORTFOLIOS = {
     BatchType.ANALYSIS,
 }
 _NEEDS_TREATIES = {BatchType.CREATE_REINSURANCE_TREATIES, BatchType.ANALYSIS}
-_NEEDS_ANALYSES = {BatchType.ANALYSIS, BatchType.GROUPING, BatchType.GROUPING_ROLLUP, BatchType.EXPORT_TO_RDM}
+_NEEDS_ANALYSES = {
+    BatchType.ANALYSIS,
+    BatchType.GROUPING,
+    BatchType.GROUPING_ROLLUP,
+    BatchType.EXPORT_TO_RDM,
+}
 
 
 def _names(jobs: Iterable[JobConfiguration], key: str) -> list[str]:
@@ -276,7 +309,9 @@ def _analysis_names(batch_type: BatchType, jobs: Sequence[JobConfiguration]) -> 
 EDM_LISTINGS_AT_ONCE = 8
 
 
-async def _per_edm(edms: Sequence[str], listing: Callable[[str], Awaitable[list[dict[str, Any]]]]) -> dict[str, list]:
+async def _per_edm(
+    edms: Sequence[str], listing: Callable[[str], Awaitable[list[dict[str, Any]]]]
+) -> dict[str, list]:
     """``listing(edm)`` for every EDM, at most ``EDM_LISTINGS_AT_ONCE`` in flight; in the
     order of ``edms``. The first failure propagates (the validation cannot be trusted)."""
     return dict(zip(edms, await map_bounded(listing, edms, EDM_LISTINGS_AT_ONCE), strict=True))
@@ -341,7 +376,9 @@ async def validate_batch(
 
 
 # ------------------------------------------------------------- finished jobs' entities
-def entity_present(batch_type: BatchType | str, job: JobConfiguration, state: RiskModelerState) -> bool | None:
+def entity_present(
+    batch_type: BatchType | str, job: JobConfiguration, state: RiskModelerState
+) -> bool | None:
     """Does the entity a FINISHED job created still exist? None when it cannot be told
     from the state (an upgrade, a geocoding run, a mapping or an export leave no entity of
     their own to look up), in which case the job is never redone on that ground.
@@ -377,4 +414,6 @@ async def finished_jobs_missing_their_entity(
     if batch_type == BatchType.DATA_EXTRACTION:
         directory = Path(ctx.cycle_dir)
         state.files = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
-    return [job["key"] for job in job_configurations if entity_present(batch_type, job, state) is False]
+    return [
+        job["key"] for job in job_configurations if entity_present(batch_type, job, state) is False
+    ]

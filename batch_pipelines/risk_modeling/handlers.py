@@ -63,7 +63,9 @@ def step_request_id(request_id: str, step: str) -> str:
 
 
 def _failure_message(workflow: Workflow) -> str | None:
-    texts = [m.get("message") for m in workflow.messages if isinstance(m, dict) and m.get("message")]
+    texts = [
+        m.get("message") for m in workflow.messages if isinstance(m, dict) and m.get("message")
+    ]
     return "; ".join(texts) if texts else None
 
 
@@ -129,7 +131,9 @@ class RiskModelerHandler:
 
     # -- shared lookups ----------------------------------------------------------------
 
-    def _snapshot(self, kind: str, key: str, fetch: Callable[[], Awaitable[list[dict[str, Any]]]]) -> _Snapshot:
+    def _snapshot(
+        self, kind: str, key: str, fetch: Callable[[], Awaitable[list[dict[str, Any]]]]
+    ) -> _Snapshot:
         snapshot = self._snapshots.get((kind, key))
         if snapshot is None:
             snapshot = self._snapshots[(kind, key)] = _Snapshot(fetch)
@@ -175,7 +179,8 @@ class RiskModelerHandler:
                 return found
             if time.monotonic() >= deadline:
                 raise NotReady(
-                    f"{what} not ready after {self.ready_timeout_seconds:g}s", service="risk_modeler"
+                    f"{what} not ready after {self.ready_timeout_seconds:g}s",
+                    service="risk_modeler",
                 )
             await asyncio.sleep(self.ready_poll_seconds)
 
@@ -189,7 +194,9 @@ class EdmCreationHandler(RiskModelerHandler):
         cfg = job.configuration
         name = cfg["edm_name"]
         server = cfg.get("server_name", DEFAULT_SERVER_NAME)
-        workflow_id = await self.client.create_edm(name, server_name=server, request_id=job.request_id)
+        workflow_id = await self.client.create_edm(
+            name, server_name=server, request_id=job.request_id
+        )
         return SubmitOutcome(
             status=JobStatus.SUBMITTED,
             workflow_id=workflow_id,
@@ -218,7 +225,9 @@ class PortfolioCreationHandler(RiskModelerHandler):
             description=request["description"],
             request_id=job.request_id,
         )
-        return SubmitOutcome(status=JobStatus.FINISHED, request=request, response={"portfolio_id": portfolio_id})
+        return SubmitOutcome(
+            status=JobStatus.FINISHED, request=request, response={"portfolio_id": portfolio_id}
+        )
 
 
 class EdmUpgradeHandler(RiskModelerHandler):
@@ -268,7 +277,9 @@ class MriImportHandler(RiskModelerHandler):
         accounts = self._csv(cfg["account_csv"], "Account CSV")
         locations = self._csv(cfg["location_csv"], "Location CSV")
         portfolio = await self._portfolio(edm, cfg["portfolio_name"])
-        bucket_id = await self.client.create_storage_bucket(request_id=step_request_id(rid, "bucket"))
+        bucket_id = await self.client.create_storage_bucket(
+            request_id=step_request_id(rid, "bucket")
+        )
         file_ids = {}
         for file_type, name, content in (
             ("account", cfg["account_csv"], accounts),
@@ -283,7 +294,9 @@ class MriImportHandler(RiskModelerHandler):
             )
             await self.client.upload_file(stored.upload_url, content)
             file_ids[file_type] = stored.id
-        mapping_id = await self.client.create_import_mapping(bucket_id, request_id=step_request_id(rid, "mapping"))
+        mapping_id = await self.client.create_import_mapping(
+            bucket_id, request_id=step_request_id(rid, "mapping")
+        )
         request = {
             "importType": "MRI",
             "bucketId": bucket_id,
@@ -383,7 +396,11 @@ def geohaz_layers(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
             "type": "geocode",
             "engineType": "RL",
             "version": cfg["geocode_version"],
-            "layerOptions": {"skipPrevGeocoded": False, "aggregateTriggerEnabled": True, "geoLicenseType": "0"},
+            "layerOptions": {
+                "skipPrevGeocoded": False,
+                "aggregateTriggerEnabled": True,
+                "geoLicenseType": "0",
+            },
         },
         {
             "name": "earthquake",
@@ -405,7 +422,9 @@ class GeoHazHandler(RiskModelerHandler):
         edm = cfg["edm_name"]
         portfolio = await self._portfolio(edm, cfg["portfolio_name"])
         layers = geohaz_layers(cfg)
-        workflow_id = await self.client.submit_geohaz(edm, str(portfolio["id"]), layers, request_id=job.request_id)
+        workflow_id = await self.client.submit_geohaz(
+            edm, str(portfolio["id"]), layers, request_id=job.request_id
+        )
         return SubmitOutcome(
             status=JobStatus.SUBMITTED,
             workflow_id=workflow_id,
@@ -422,17 +441,24 @@ class AnalysisHandler(RiskModelerHandler):
 
     async def _reference_id(self, kind: str, name: str) -> int:
         item = await self._by_name(
-            "reference", f"{kind}:{name}", lambda: self.client.list_reference_data(kind, [name]), name
+            "reference",
+            f"{kind}:{name}",
+            lambda: self.client.list_reference_data(kind, [name]),
+            name,
         )
         if item is None:
-            raise MissingReference(f'{kind.replace("-", " ").rstrip("s").capitalize()} "{name}" does not exist')
+            raise MissingReference(
+                f'{kind.replace("-", " ").rstrip("s").capitalize()} "{name}" does not exist'
+            )
         return int(item["id"])
 
     async def submit(self, job: JobRecord) -> SubmitOutcome:
         cfg = job.configuration
         edm = cfg["edm_name"]
         portfolio = await self._portfolio(edm, cfg["portfolio_name"])
-        treaty_ids = [int((await self._treaty(edm, name))["id"]) for name in cfg.get("treaties") or []]
+        treaty_ids = [
+            int((await self._treaty(edm, name))["id"]) for name in cfg.get("treaties") or []
+        ]
         settings: dict[str, Any] = {
             "edm": edm,
             "jobName": cfg["analysis_name"],
@@ -449,8 +475,12 @@ class AnalysisHandler(RiskModelerHandler):
             },
         }
         if cfg.get("event_rate_scheme"):
-            settings["eventRateSchemeId"] = await self._reference_id("event-rate-schemes", cfg["event_rate_scheme"])
-        workflow_id = await self.client.submit_analysis(str(portfolio["id"]), settings, request_id=job.request_id)
+            settings["eventRateSchemeId"] = await self._reference_id(
+                "event-rate-schemes", cfg["event_rate_scheme"]
+            )
+        workflow_id = await self.client.submit_analysis(
+            str(portfolio["id"]), settings, request_id=job.request_id
+        )
         return SubmitOutcome(
             status=JobStatus.SUBMITTED,
             workflow_id=workflow_id,
@@ -506,11 +536,17 @@ class GroupingHandler(RiskModelerHandler):
         cfg = job.configuration
         name = cfg["group_name"]
         analysis_ids = await self._resolve(list(cfg["items"]))
-        workflow_id = await self.client.create_analysis_group(name, analysis_ids, request_id=job.request_id)
+        workflow_id = await self.client.create_analysis_group(
+            name, analysis_ids, request_id=job.request_id
+        )
         return SubmitOutcome(
             status=JobStatus.SUBMITTED,
             workflow_id=workflow_id,
-            request={"name": name, "analysisIds": [str(i) for i in analysis_ids], "currency": DEFAULT_CURRENCY},
+            request={
+                "name": name,
+                "analysisIds": [str(i) for i in analysis_ids],
+                "currency": DEFAULT_CURRENCY,
+            },
             response={"workflow_id": workflow_id},
         )
 
@@ -539,7 +575,9 @@ class ExportToRdmHandler(RiskModelerHandler):
         want_group = cfg.get("entity_kind") == "group"
         match = _newest(await self.client.list_analyses(names=[entity]), entity, want_group)
         if match is None:
-            raise MissingReference(f'{"Group" if want_group else "Analysis"} "{entity}" does not exist')
+            raise MissingReference(
+                f'{"Group" if want_group else "Analysis"} "{entity}" does not exist'
+            )
         server_id = await self._server_id(cfg.get("server_name", DEFAULT_SERVER_NAME))
         database_id = await self._rdm_id(rdm_name) or await self._rdm_id(rdm_name, max_age=0.0)
         if database_id is None and cfg.get("rdm_role", "seed") != "seed":
@@ -547,7 +585,9 @@ class ExportToRdmHandler(RiskModelerHandler):
                 f'RDM "{rdm_name}" (created by the seed export {cfg.get("seed_key")!r})',
                 lambda: self._rdm_id(rdm_name, max_age=self.ready_poll_seconds),
             )
-        target: dict[str, Any] = {"rdmName": rdm_name} if database_id is None else {"databaseId": database_id}
+        target: dict[str, Any] = (
+            {"rdmName": rdm_name} if database_id is None else {"databaseId": database_id}
+        )
         workflow_id = await self.client.submit_rdm_export(
             [match["id"]],
             server_id=server_id,
@@ -600,7 +640,9 @@ HANDLERS: dict[BatchType, HandlerFactory] = {
 }
 
 
-def client_context(client: RiskModelerClient, *, cycle: str = "adhoc", data_dir: Path | None = None) -> HandlerContext:
+def client_context(
+    client: RiskModelerClient, *, cycle: str = "adhoc", data_dir: Path | None = None
+) -> HandlerContext:
     """A context with only a client (and a data folder), for the REST handlers in tests,
     benchmarks and the demo; the SQL URLs point at in-memory SQLite."""
     return HandlerContext(

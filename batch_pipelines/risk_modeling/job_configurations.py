@@ -42,12 +42,16 @@ def csv_file_names(date_value: str, import_file: str) -> tuple[str, str]:
     return f"{stem}_Account.csv", f"{stem}_Location.csv"
 
 
-def build_job_configurations(config: MasterConfiguration) -> dict[BatchType, list[JobConfiguration]]:
+def build_job_configurations(
+    config: MasterConfiguration,
+) -> dict[BatchType, list[JobConfiguration]]:
     """Job configurations of all twelve batch types, in dependency order."""
     return {batch_type: _BUILDERS[batch_type](config) for batch_type in BATCH_TYPE_ORDER}
 
 
-def build_batch_job_configurations(config: MasterConfiguration, batch_type: BatchType | str) -> list[JobConfiguration]:
+def build_batch_job_configurations(
+    config: MasterConfiguration, batch_type: BatchType | str
+) -> list[JobConfiguration]:
     """Job configurations of one batch type (what creating its batch needs)."""
     return _BUILDERS[BatchType(batch_type)](config)
 
@@ -203,7 +207,9 @@ def _portfolio_mapping(config: MasterConfiguration) -> list[JobConfiguration]:
         subs = [
             p.name
             for p in config.portfolios
-            if not p.is_base and p.database == portfolio.database and p.import_file == portfolio.import_file
+            if not p.is_base
+            and p.database == portfolio.database
+            and p.import_file == portfolio.import_file
         ]
         jobs.append(
             {
@@ -281,10 +287,13 @@ def _export_to_rdm(config: MasterConfiguration) -> list[JobConfiguration]:
     they can only start once the seed has finished."""
     rdm_name = config.metadata.export_rdm_name
     entities: list[tuple[str, str, dict[str, Any]]] = [
-        (analysis.name, "analysis", _source("Analysis Table", analysis.row)) for analysis in config.analyses
+        (analysis.name, "analysis", _source("Analysis Table", analysis.row))
+        for analysis in config.analyses
     ]
     entities += [
-        (group.name, "group", _source("Groupings", group.row)) for group in config.groupings if not group.is_empty
+        (group.name, "group", _source("Groupings", group.row))
+        for group in config.groupings
+        if not group.is_empty
     ]
     if not entities:
         return []

@@ -20,7 +20,9 @@ CYCLE_TAG = "batch_pipelines/cycle"
 
 
 class LoadWorkbookConfig(dg.Config):
-    workbook_path: str = Field(description="Path of the master configuration .xlsx on the code server.")
+    workbook_path: str = Field(
+        description="Path of the master configuration .xlsx on the code server."
+    )
 
 
 @dg.op
@@ -33,13 +35,19 @@ def load_cycle_workbook(
     validation = validate_workbook(config.workbook_path)
     if not validation.valid:
         listing = "\n".join(f"- {issue}" for issue in validation.issues[:100])
-        raise ConfigurationError(f"{config.workbook_path}: {len(validation.issues)} errors, nothing stored\n{listing}")
-    cycle, _ = store_cycle_configuration(batch_store.get_store(), validation.configuration, source=config.workbook_path)
+        raise ConfigurationError(
+            f"{config.workbook_path}: {len(validation.issues)} errors, nothing stored\n{listing}"
+        )
+    cycle, _ = store_cycle_configuration(
+        batch_store.get_store(), validation.configuration, source=config.workbook_path
+    )
     if not risk_modeling.source_database_url:
         # Embedded default: no exposure warehouse is configured, so Data Extraction reads a
         # generated sample for this cycle's import files (production sets the URL).
         create_sample_source(risk_modeling.source_url(), validation.configuration)
-        context.log.info(f"embedded default: sample exposure data generated at {risk_modeling.source_url()}")
+        context.log.info(
+            f"embedded default: sample exposure data generated at {risk_modeling.source_url()}"
+        )
     context.instance.add_dynamic_partitions(CYCLES.name, [cycle])
     # The run says which cycle it loaded, so the follow-up sensor can launch that cycle.
     context.instance.add_run_tags(context.run_id, {CYCLE_TAG: cycle})
@@ -81,7 +89,9 @@ def apply_analysis_decisions(
     for d in config.decisions:
         job = jobs[d.analysis_name]
         if job.status != JobStatus.INITIATED:
-            raise JobError(f"analysis {d.analysis_name} is {job.status}; decisions apply to jobs not yet submitted")
+            raise JobError(
+                f"analysis {d.analysis_name} is {job.status}; decisions apply to jobs not yet submitted"
+            )
         if d.decision == "skip":
             store.skip_job(job.id, "analysis already exists; kept by decision")
         else:
@@ -97,9 +107,13 @@ def apply_analysis_decisions(
     if to_delete:
         asyncio.run(delete_all())
     store.activate_batch(batch_id)
-    context.log.info(f"skipped {len(config.decisions) - len(to_delete)}, deleted {len(to_delete)} for resubmission")
+    context.log.info(
+        f"skipped {len(config.decisions) - len(to_delete)}, deleted {len(to_delete)} for resubmission"
+    )
 
 
-@dg.job(description="Per existing analysis: skip its job, or delete it in the Risk Modeler and resubmit.")
+@dg.job(
+    description="Per existing analysis: skip its job, or delete it in the Risk Modeler and resubmit."
+)
 def analysis_decisions():
     apply_analysis_decisions()

@@ -14,7 +14,13 @@ NOTIFY_ON = frozenset({BatchStatus.FAILED, BatchStatus.ERROR, BatchStatus.CANCEL
 
 
 def batch_card(
-    *, cycle: str, batch_type: str, batch_id: int, status: BatchStatus, counts: dict[str, int], run_url: str | None
+    *,
+    cycle: str,
+    batch_type: str,
+    batch_id: int,
+    status: BatchStatus,
+    counts: dict[str, int],
+    run_url: str | None,
 ) -> dict:
     facts = [
         ("Cycle", cycle),

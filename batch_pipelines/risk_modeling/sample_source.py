@@ -131,7 +131,17 @@ def sub_portfolio_segment(base_portfolio: str, sub_portfolio: str) -> str:
     return sub_portfolio
 
 
-_PERIL_CODES = {"EQ": "EQ", "FF": "EQ", "HU": "WS", "WS": "WS", "FL": "FL", "WF": "FR", "FR": "FR", "ST": "TO", "TO": "TO"}
+_PERIL_CODES = {
+    "EQ": "EQ",
+    "FF": "EQ",
+    "HU": "WS",
+    "WS": "WS",
+    "FL": "FL",
+    "WF": "FR",
+    "FR": "FR",
+    "ST": "TO",
+    "TO": "TO",
+}
 POLICY_TYPES = {"EQ": 1, "WS": 2, "TO": 3, "FL": 4, "FR": 5}
 
 
@@ -154,8 +164,12 @@ def peril_of(import_file: str) -> str:
 
 # (state, city, postal code, latitude, longitude); Caribbean entries have no state.
 _US = {
-    "CA": [("Los Angeles", "90012", 34.0537, -118.2428), ("San Francisco", "94103", 37.7725, -122.4091),
-           ("Sacramento", "95814", 38.5816, -121.4944), ("San Diego", "92101", 32.7157, -117.1611)],
+    "CA": [
+        ("Los Angeles", "90012", 34.0537, -118.2428),
+        ("San Francisco", "94103", 37.7725, -122.4091),
+        ("Sacramento", "95814", 38.5816, -121.4944),
+        ("San Diego", "92101", 32.7157, -117.1611),
+    ],
     "WA": [("Seattle", "98101", 47.6101, -122.3344)],
     "OR": [("Portland", "97201", 45.5152, -122.6784)],
     "UT": [("Salt Lake City", "84101", 40.7608, -111.8910)],
@@ -164,10 +178,16 @@ _US = {
     "SC": [("Charleston", "29401", 32.7765, -79.9311)],
     "TN": [("Memphis", "38103", 35.1495, -90.0490)],
     "MO": [("St. Louis", "63101", 38.6270, -90.1994)],
-    "FL": [("Miami", "33130", 25.7617, -80.1918), ("Tampa", "33602", 27.9506, -82.4572),
-           ("Jacksonville", "32202", 30.3322, -81.6557)],
-    "TX": [("Houston", "77002", 29.7604, -95.3698), ("Dallas", "75201", 32.7767, -96.7970),
-           ("Corpus Christi", "78401", 27.8006, -97.3964)],
+    "FL": [
+        ("Miami", "33130", 25.7617, -80.1918),
+        ("Tampa", "33602", 27.9506, -82.4572),
+        ("Jacksonville", "32202", 30.3322, -81.6557),
+    ],
+    "TX": [
+        ("Houston", "77002", 29.7604, -95.3698),
+        ("Dallas", "75201", 32.7767, -96.7970),
+        ("Corpus Christi", "78401", 27.8006, -97.3964),
+    ],
     "LA": [("New Orleans", "70112", 29.9511, -90.0715)],
     "NC": [("Wilmington", "28401", 34.2257, -77.9447)],
     "GA": [("Savannah", "31401", 32.0809, -81.0912)],
@@ -204,13 +224,65 @@ _CARIBBEAN = (
     ("BB", "Bridgetown", "BB11000", 13.0969, -59.6145),
     ("TT", "Port of Spain", "TT-POS", 10.6596, -61.5086),
 )
-_STREETS = ("Main", "Oak", "Pine", "Maple", "Cedar", "Elm", "Washington", "Lake", "Hill", "Park",
-            "Sunset", "River", "Highland", "Magnolia", "Bayshore", "Harbor")
+_STREETS = (
+    "Main",
+    "Oak",
+    "Pine",
+    "Maple",
+    "Cedar",
+    "Elm",
+    "Washington",
+    "Lake",
+    "Hill",
+    "Park",
+    "Sunset",
+    "River",
+    "Highland",
+    "Magnolia",
+    "Bayshore",
+    "Harbor",
+)
 _STREET_KINDS = ("St", "Ave", "Blvd", "Dr", "Ln", "Rd", "Ct", "Way")
-_FIRST = ("James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-          "Elizabeth", "William", "Barbara", "Maria", "Carlos", "Aisha", "Wei", "Priya", "Kofi")
-_LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-         "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson", "Thomas", "Nguyen", "Patel", "O'Neil")
+_FIRST = (
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Maria",
+    "Carlos",
+    "Aisha",
+    "Wei",
+    "Priya",
+    "Kofi",
+)
+_LAST = (
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Nguyen",
+    "Patel",
+    "O'Neil",
+)
 _BUSINESS = ("Holdings LLC", "Properties Inc", "Hospitality Group", "Retail Partners", "Storage Co")
 _UNDERWRITERS = ("K. Alvarez", "M. Chen", "R. Okafor", "S. Lindqvist", "T. Brennan")
 
@@ -224,7 +296,13 @@ def _profile(program: str, import_file: str) -> tuple[str, str, str, str, tuple[
     if "manufact" in text or "clay" in text:
         return "5", "Mobile Home", "1", "Permanent Dwelling (Single Family)", (40_000, 160_000)
     if "condo" in text:
-        return "3", "Reinforced Concrete", "2", "Permanent Dwelling (Multi-Family)", (80_000, 400_000)
+        return (
+            "3",
+            "Reinforced Concrete",
+            "2",
+            "Permanent Dwelling (Multi-Family)",
+            (80_000, 400_000),
+        )
     if "renter" in text:
         return "2", "Masonry", "2", "Permanent Dwelling (Multi-Family)", (0, 0)
     if "commercial" in text:
@@ -244,7 +322,9 @@ def _programs_by_import_file(
             segments = tuple(
                 sub_portfolio_segment(base.name, p.name)
                 for p in source.portfolios
-                if not p.is_base and p.database == base.database and p.import_file == base.import_file
+                if not p.is_base
+                and p.database == base.database
+                and p.import_file == base.import_file
             )
             out.setdefault(base.import_file, ())
             out[base.import_file] += segments
@@ -273,7 +353,10 @@ def _rows_for(
     peril = peril_of(import_file)
     caribbean = import_file.upper().startswith("CB")
     states = _STATES_BY_PERIL[peril]
-    code = re.sub(r"[^A-Z0-9]", "", import_file.upper())[:12] or f"F{zlib.crc32(import_file.encode()):08X}"
+    code = (
+        re.sub(r"[^A-Z0-9]", "", import_file.upper())[:12]
+        or f"F{zlib.crc32(import_file.encode()):08X}"
+    )
     year = int(date_value[:4]) if date_value[:4].isdigit() else 2025
     commercial = "commercial" in import_file.lower()
     account_rows: list[dict[str, Any]] = []
@@ -298,13 +381,19 @@ def _rows_for(
                 city, postal, lat, lon = rng.choice(_US[state])
                 country = "US"
             building = _round(rng.uniform(low, high)) if high else 0
-            contents = _round(building * rng.uniform(0.3, 0.7)) if building else _round(rng.uniform(15_000, 80_000))
+            contents = (
+                _round(building * rng.uniform(0.3, 0.7))
+                if building
+                else _round(rng.uniform(15_000, 80_000))
+            )
             other = _round(building * 0.1)
             time_element = _round((building or contents) * 0.2)
             tiv = building + other + contents + time_element
             total += tiv
             deductible_rate = 0.10 if peril == "EQ" else 0.02
-            stories = rng.randint(3, 20) if occ_type == "2" and bldg_class == "3" else rng.randint(1, 3)
+            stories = (
+                rng.randint(3, 20) if occ_type == "2" and bldg_class == "3" else rng.randint(1, 3)
+            )
             loc_class, loc_construction = (
                 rng.choice(_RMS_CLASSES[:2]) if bldg_class == "1" else (bldg_class, construction)
             )
@@ -374,7 +463,9 @@ def _url(url_or_path: str | Path) -> sa.engine.URL:
 
 def create_sample_source(
     url_or_path: str | Path,
-    configuration_or_import_files: MasterConfiguration | Mapping[str, Sequence[str]] | Iterable[str],
+    configuration_or_import_files: MasterConfiguration
+    | Mapping[str, Sequence[str]]
+    | Iterable[str],
     *,
     date_value: str | None = None,
     accounts_per_file: int = 25,

@@ -100,7 +100,12 @@ METADATA: list[tuple[str, Any]] = [
     ("Cycle Type", "Quarterly"),
 ]
 
-MODEL_PROFILES = ["DLM USHU_Full (85% SS) v23", "DLM USHU_Leak (9% SS) v23", "DLM USEQ v23", "HD USWF v2"]
+MODEL_PROFILES = [
+    "DLM USHU_Full (85% SS) v23",
+    "DLM USHU_Leak (9% SS) v23",
+    "DLM USEQ v23",
+    "HD USWF v2",
+]
 OUTPUT_PROFILES = ["Modeling_Output_Profile", "Default"]
 EVENT_RATES = [
     "RMS 2023 Historical Event Rates",
@@ -239,7 +244,9 @@ class WorkbookSpec:
         return self
 
     def rename_sheet(self, sheet: str, new_name: str) -> WorkbookSpec:
-        self.sheets = {(new_name if name == sheet else name): rows for name, rows in self.sheets.items()}
+        self.sheets = {
+            (new_name if name == sheet else name): rows for name, rows in self.sheets.items()
+        }
         return self
 
     # ------------------------------------------------------------- output
@@ -259,7 +266,9 @@ class WorkbookSpec:
         return path
 
 
-def _treaty(name: str, number: str, kind: str, limit: int, occurrence: int, attachment: int, place: int) -> list[Any]:
+def _treaty(
+    name: str, number: str, kind: str, limit: int, occurrence: int, attachment: int, place: int
+) -> list[Any]:
     return [
         name,
         number,
@@ -287,9 +296,30 @@ def _treaty(name: str, number: str, kind: str, limit: int, occurrence: int, atta
     ]
 
 
-def _analysis(db: str, portfolio: str, name: str, profile: str, rate: str | None, treaties: Iterable[str], tag: str) -> list[Any]:
+def _analysis(
+    db: str,
+    portfolio: str,
+    name: str,
+    profile: str,
+    rate: str | None,
+    treaties: Iterable[str],
+    tag: str,
+) -> list[Any]:
     slots = list(treaties) + [None] * 5
-    return [db, portfolio, name, profile, "Modeling_Output_Profile", rate, *slots[:5], tag, None, None, None, None]
+    return [
+        db,
+        portfolio,
+        name,
+        profile,
+        "Modeling_Output_Profile",
+        rate,
+        *slots[:5],
+        tag,
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def valid_workbook(scale: int = 1) -> WorkbookSpec:
@@ -327,14 +357,38 @@ def valid_workbook(scale: int = 1) -> WorkbookSpec:
                 ["Street address", import_file, 2.5, 1],
                 ["Postcode", import_file, 2.5, 0.5],
             ]
-        full_lt, full_nt, other_lt, leak_lt = f"{full}_LT", f"{full}_NT", f"{other}_LT", f"{leak}_LT"
-        historical, stochastic = "RMS 2023 Historical Event Rates", "RMS 2023 Stochastic Event Rates"
+        full_lt, full_nt, other_lt, leak_lt = (
+            f"{full}_LT",
+            f"{full}_NT",
+            f"{other}_LT",
+            f"{leak}_LT",
+        )
+        historical, stochastic = (
+            "RMS 2023 Historical Event Rates",
+            "RMS 2023 Stochastic Event Rates",
+        )
         sheets["Analysis Table"] += [
-            _analysis(hu, full, full_lt, MODEL_PROFILES[0], historical, [xpr, qs], "202503_Quarterly_USHU_LT"),
-            _analysis(hu, full, full_nt, MODEL_PROFILES[0], stochastic, [xpr], "202503_Quarterly_USHU_NT"),
-            _analysis(hu, other, other_lt, MODEL_PROFILES[0], historical, [], "202503_Quarterly_USHU_LT"),
-            _analysis(hu, leak, leak_lt, MODEL_PROFILES[1], historical, [qs], "202503_Quarterly_USHU_LT"),
-            _analysis(eq, useq, useq, MODEL_PROFILES[2], EVENT_RATES[2], [xpr], "202503_Quarterly_USEQ"),
+            _analysis(
+                hu,
+                full,
+                full_lt,
+                MODEL_PROFILES[0],
+                historical,
+                [xpr, qs],
+                "202503_Quarterly_USHU_LT",
+            ),
+            _analysis(
+                hu, full, full_nt, MODEL_PROFILES[0], stochastic, [xpr], "202503_Quarterly_USHU_NT"
+            ),
+            _analysis(
+                hu, other, other_lt, MODEL_PROFILES[0], historical, [], "202503_Quarterly_USHU_LT"
+            ),
+            _analysis(
+                hu, leak, leak_lt, MODEL_PROFILES[1], historical, [qs], "202503_Quarterly_USHU_LT"
+            ),
+            _analysis(
+                eq, useq, useq, MODEL_PROFILES[2], EVENT_RATES[2], [xpr], "202503_Quarterly_USEQ"
+            ),
             _analysis(eq, condo, condo, MODEL_PROFILES[3], None, [], "202503_Quarterly_USEQ"),
         ]
         lt_group, eq_group = f"202503_USHU_LT_Group{t}", f"202503_USEQ_Group{t}"
@@ -358,7 +412,9 @@ def valid_workbook(scale: int = 1) -> WorkbookSpec:
     sheets["Moody's Reference Data"] += [
         list(row) for row in zip_longest(MODEL_PROFILES, OUTPUT_PROFILES, EVENT_RATES)
     ]
-    extra = {"Validations": [["Case", "Count of Failures"], ["Analysis names end with LT or NT", 0]]}
+    extra = {
+        "Validations": [["Case", "Count of Failures"], ["Analysis names end with LT or NT", 0]]
+    }
     return WorkbookSpec(sheets=sheets, extra_sheets=extra)
 
 

@@ -131,11 +131,24 @@ def _make_engine(url: URL, *, immediate: bool) -> sa.Engine:
 def _require_sqlite_file(url: URL, what: str) -> None:
     """Connecting to a missing SQLite file would create an empty one: refuse instead."""
     database = url.database if url.drivername.startswith("sqlite") else None
-    if database and database != ":memory:" and not database.startswith("file:") and not Path(database).exists():
+    if (
+        database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not Path(database).exists()
+    ):
         raise SqlJobError(f"{what} not found: {url.database}")
 
 
-_TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connect", "communication", "deadlock")
+_TRANSIENT_WORDS = (
+    "locked",
+    "busy",
+    "timeout",
+    "timed out",
+    "connect",
+    "communication",
+    "deadlock",
+)
 
 
 def _database_error(exc: sa.exc.DBAPIError, what: str) -> Exception:
@@ -190,7 +203,9 @@ def write_csv_atomically(path: Path, header: Sequence[str], rows: Iterable[Seque
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             # mkstemp makes the file private (0600); the CSVs are ordinary shared data files.
-            os.fchmod(handle.fileno(), stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)
+            os.fchmod(
+                handle.fileno(), stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+            )
             writer = csv.writer(handle)
             writer.writerow(header)
             for row in rows:
@@ -233,7 +248,9 @@ def _extraction_sql(ctx: HandlerContext, name: str) -> str:
     return (override if override.is_file() else SQL_DIR / name).read_text(encoding="utf-8")
 
 
-def _pivot_perils(columns: list[str], rows: list[Sequence[Any]]) -> tuple[list[str], list[list[Any]]]:
+def _pivot_perils(
+    columns: list[str], rows: list[Sequence[Any]]
+) -> tuple[list[str], list[list[Any]]]:
     """Replace PERIL + CV1VAL.. by EQCV1VAL.., WSCV1VAL.. for the perils present."""
     upper = [c.upper() for c in columns]
     if "PERIL" not in upper:
@@ -247,8 +264,7 @@ def _pivot_perils(columns: list[str], rows: list[Sequence[Any]]) -> tuple[list[s
     for r in rows:
         peril = str(r[peril_at] or "").strip().upper()
         out.append(
-            [r[i] for i in plain]
-            + [r[i] if p == peril else None for p in perils for i in generic]
+            [r[i] for i in plain] + [r[i] if p == peril else None for p in perils for i in generic]
         )
     return header, out
 
@@ -455,7 +471,9 @@ class PortfolioMappingHandler(_SqlHandler):
         plans = self.plan(cfg)
         for plan in plans:
             if len(plan.name) > PORTFOLIO_NAME_MAX:
-                raise SqlJobError(f"sub-portfolio name {plan.name!r} exceeds {PORTFOLIO_NAME_MAX} characters")
+                raise SqlJobError(
+                    f"sub-portfolio name {plan.name!r} exceeds {PORTFOLIO_NAME_MAX} characters"
+                )
         url = database_url(self.ctx.databridge_url, what="Data Bridge")
         _require_sqlite_file(url, "Data Bridge database")
         engine = self._engines.get(url, immediate=True)
@@ -538,10 +556,13 @@ def _apply_mapping(
             values["accounts_count"] = len(plan.accounts)
         if "locations_count" in columns:
             values["locations_count"] = plan.locations
-        portfolio_id = int(conn.execute(portfolios.insert().values(**values)).inserted_primary_key[0])
+        portfolio_id = int(
+            conn.execute(portfolios.insert().values(**values)).inserted_primary_key[0]
+        )
         conn.execute(
             sub_portfolio_links.delete().where(
-                sub_portfolio_links.c.datasource == edm, sub_portfolio_links.c.portfolio_name == plan.name
+                sub_portfolio_links.c.datasource == edm,
+                sub_portfolio_links.c.portfolio_name == plan.name,
             )
         )
         conn.execute(

@@ -194,7 +194,18 @@ ISSUE_CODES: dict[str, str] = {
 }
 
 _EXCEL_ERRORS = frozenset(
-    {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
+    {
+        "#NULL!",
+        "#DIV/0!",
+        "#VALUE!",
+        "#REF!",
+        "#NAME?",
+        "#NUM!",
+        "#N/A",
+        "#GETTING_DATA",
+        "#SPILL!",
+        "#CALC!",
+    }
 )
 
 
@@ -223,7 +234,11 @@ class WorkbookIssue(BaseModel):
 
     def __str__(self) -> str:
         location = self.location
-        return f"{location}: [{self.code}] {self.message}" if location else f"[{self.code}] {self.message}"
+        return (
+            f"{location}: [{self.code}] {self.message}"
+            if location
+            else f"[{self.code}] {self.message}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -361,7 +376,9 @@ class _Issues:
         column: str | None = None,
     ) -> None:
         assert code in ISSUE_CODES, code
-        self.items.append(WorkbookIssue(sheet=sheet, row=row, column=column, code=code, message=message))
+        self.items.append(
+            WorkbookIssue(sheet=sheet, row=row, column=column, code=code, message=message)
+        )
 
     def sorted(self, sheet_rank: dict[str, int]) -> list[WorkbookIssue]:
         # Stable: issues of one row keep the column order in which they were found.
@@ -406,9 +423,15 @@ class _Cell:
             return BAD
         label = self.label(column)
         if _blank(value):
-            return self.issue("REQUIRED", column, f"{label} is required but the cell is empty") if required else None
+            return (
+                self.issue("REQUIRED", column, f"{label} is required but the cell is empty")
+                if required
+                else None
+            )
         if isinstance(value, str) and value.strip() in _EXCEL_ERRORS:
-            return self.issue("CELL_ERROR", column, f"{label} holds the Excel error {value.strip()}")
+            return self.issue(
+                "CELL_ERROR", column, f"{label} holds the Excel error {value.strip()}"
+            )
         return value
 
     def text(self, column: str, *, required: bool = True, numbers: bool = True) -> Any:
@@ -419,7 +442,9 @@ class _Cell:
             return value
         if numbers and isinstance(value, int | float) and not isinstance(value, bool):
             return _number_text(value)
-        return self.issue("WRONG_TYPE", column, f"{self.label(column)} must be text, found {_describe(value)}")
+        return self.issue(
+            "WRONG_TYPE", column, f"{self.label(column)} must be text, found {_describe(value)}"
+        )
 
     def number(
         self,
@@ -435,11 +460,19 @@ class _Cell:
             return value
         label = self.label(column)
         kind = "a whole number" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return self.issue("WRONG_TYPE", column, f"{label} must be {kind}, found {_describe(value)}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            return self.issue(
+                "WRONG_TYPE", column, f"{label} must be {kind}, found {_describe(value)}"
+            )
         if integer:
             if not float(value).is_integer():
-                return self.issue("WRONG_TYPE", column, f"{label} must be {kind}, found {_describe(value)}")
+                return self.issue(
+                    "WRONG_TYPE", column, f"{label} must be {kind}, found {_describe(value)}"
+                )
             value = int(value)
         too_low = minimum is not None and value < minimum
         too_high = maximum is not None and value > maximum
@@ -450,7 +483,9 @@ class _Cell:
                 bounds = f"at least {_number_text(minimum)}"
             else:
                 bounds = f"at most {_number_text(maximum)}"  # type: ignore[arg-type]
-            return self.issue("OUT_OF_RANGE", column, f"{label} must be {bounds}, found {_number_text(value)}")
+            return self.issue(
+                "OUT_OF_RANGE", column, f"{label} must be {bounds}, found {_number_text(value)}"
+            )
         return value
 
     def yes_no(self, column: str) -> Any:
@@ -459,7 +494,9 @@ class _Cell:
             return BAD
         label = self.label(column)
         if not isinstance(value, str):
-            return self.issue("WRONG_TYPE", column, f"{label} must be Y or N, found {_describe(value)}")
+            return self.issue(
+                "WRONG_TYPE", column, f"{label} must be Y or N, found {_describe(value)}"
+            )
         flag = value.strip().upper()
         if flag not in ("Y", "N"):
             return self.issue("INVALID_CHOICE", column, f"{label} must be Y or N, found {value!r}")
@@ -472,7 +509,9 @@ class _Cell:
         label = self.label(column)
         allowed = " or ".join(repr(o) for o in options)
         if not isinstance(value, str):
-            return self.issue("WRONG_TYPE", column, f"{label} must be {allowed}, found {_describe(value)}")
+            return self.issue(
+                "WRONG_TYPE", column, f"{label} must be {allowed}, found {_describe(value)}"
+            )
         for option in options:
             if _norm(option) == _norm(value):
                 return option
@@ -491,7 +530,9 @@ class _Cell:
                 return datetime.fromisoformat(value.strip()).date()
             except ValueError:
                 pass
-        return self.issue("WRONG_TYPE", column, f"{self.label(column)} must be a date, found {_describe(value)}")
+        return self.issue(
+            "WRONG_TYPE", column, f"{self.label(column)} must be a date, found {_describe(value)}"
+        )
 
 
 @dataclass
@@ -548,7 +589,9 @@ class _Parser:
             self.issues.add("NOT_XLSX", f"{str(path)!r} is a directory, not an .xlsx workbook")
             return None
         except OSError as exc:
-            self.issues.add("UNREADABLE_FILE", f"the file {str(path)!r} cannot be read: {exc.strerror or exc}")
+            self.issues.add(
+                "UNREADABLE_FILE", f"the file {str(path)!r} cannot be read: {exc.strerror or exc}"
+            )
             return None
         if not data:
             self.issues.add("NOT_XLSX", f"{path.name!r} is empty (0 bytes), not an .xlsx workbook")
@@ -759,16 +802,25 @@ class _Sheets:
             return cell.number("B")
         # Current Date Value and the version strings must be text cells: typed as numbers,
         # Excel would have turned 23.0 into 23 and 202503 into a number formatted at will.
-        strict = key in ("Current Date Value", "EDM Data Version", "Geocode Version", "Hazard Version")
+        strict = key in (
+            "Current Date Value",
+            "EDM Data Version",
+            "Geocode Version",
+            "Hazard Version",
+        )
         value = cell.text("B", numbers=not strict)
         if value is BAD:
             return BAD
         if key == "Current Date Value" and not CURRENT_DATE_PATTERN.match(value):
             return cell.issue(
-                "PATTERN", "B", f"{key} must be a year and month as YYYYMM text such as '202503', found {value!r}"
+                "PATTERN",
+                "B",
+                f"{key} must be a year and month as YYYYMM text such as '202503', found {value!r}",
             )
         if strict and key != "Current Date Value" and not VERSION_PATTERN.match(value):
-            return cell.issue("PATTERN", "B", f"{key} must be a version string such as '23.0.0', found {value!r}")
+            return cell.issue(
+                "PATTERN", "B", f"{key} must be a version string such as '23.0.0', found {value!r}"
+            )
         return value
 
     # ---------------------------------------------------------------- Reference data
@@ -795,7 +847,9 @@ class _Sheets:
             lists[column] = values
         self.model_profiles = set(lists["Model Profiles"]) if "Model Profiles" in lists else None
         self.output_profiles = set(lists["Output Profiles"]) if "Output Profiles" in lists else None
-        self.event_rates = set(lists["Event Rate Schemes"]) if "Event Rate Schemes" in lists else None
+        self.event_rates = (
+            set(lists["Event Rate Schemes"]) if "Event Rate Schemes" in lists else None
+        )
         if len(lists) != 3:
             return None
         return ReferenceData(
@@ -806,19 +860,29 @@ class _Sheets:
 
     # ---------------------------------------------------------------- helpers
 
-    def _unique(self, cell: _Cell, column: str, value: Any, seen: dict[str, int], what: str) -> None:
+    def _unique(
+        self, cell: _Cell, column: str, value: Any, seen: dict[str, int], what: str
+    ) -> None:
         if value is BAD or value is None:
             return
         if value in seen:
-            cell.issue("DUPLICATE", column, f"{what} {value!r} is already defined in row {seen[value]}")
+            cell.issue(
+                "DUPLICATE", column, f"{what} {value!r} is already defined in row {seen[value]}"
+            )
         else:
             seen[value] = cell.row
 
     def _known_database(self, cell: _Cell) -> Any:
         database = cell.text("Database")
-        if database is not BAD and self.database_rows is not None and database not in self.database_rows:
+        if (
+            database is not BAD
+            and self.database_rows is not None
+            and database not in self.database_rows
+        ):
             return cell.issue(
-                "UNKNOWN_REFERENCE", "Database", f"Database {database!r} is not listed on the Databases sheet"
+                "UNKNOWN_REFERENCE",
+                "Database",
+                f"Database {database!r} is not listed on the Databases sheet",
             )
         return database
 
@@ -888,7 +952,13 @@ class _Sheets:
                     self.databases_unsure.add(database)
             if self._all_ok(name, database, import_file, is_base):
                 result.append(
-                    Portfolio(row=cell.row, name=name, database=database, import_file=import_file, is_base=is_base)
+                    Portfolio(
+                        row=cell.row,
+                        name=name,
+                        database=database,
+                        import_file=import_file,
+                        is_base=is_base,
+                    )
                 )
         self.portfolio_by_name = by_name if "Portfolio" in table.columns else None
         self.import_files = import_files if "Import File" in table.columns else None
@@ -947,9 +1017,13 @@ class _Sheets:
                 "reinstatements": cell.number("Reinstatements", minimum=0, integer=True),
                 "percent_reinstatement_charge": cell.number("% Reinstatement Charge", minimum=0),
                 "aggregate_limit": cell.number("Aggregate Limit", minimum=0),
-                "aggregate_deductible_amount": cell.number("Aggregate Deductible Amount", minimum=0),
+                "aggregate_deductible_amount": cell.number(
+                    "Aggregate Deductible Amount", minimum=0
+                ),
                 "inuring_priority": cell.number("Inuring Priority", minimum=0, integer=True),
-                "producer": cell.text("Producer", required=False) if "Producer" in table.columns else None,
+                "producer": cell.text("Producer", required=False)
+                if "Producer" in table.columns
+                else None,
                 "tags": cell.text("Tags", required=False) if "Tags" in table.columns else None,
             }
             inception, expiration = values["inception_date"], values["expiration_date"]
@@ -976,7 +1050,11 @@ class _Sheets:
         for cell in table.iter_rows(self.issues):
             level = cell.text("Geocode Level")
             import_file = cell.text("Import File")
-            if import_file is not BAD and self.import_files is not None and import_file not in self.import_files:
+            if (
+                import_file is not BAD
+                and self.import_files is not None
+                and import_file not in self.import_files
+            ):
                 cell.issue(
                     "UNKNOWN_REFERENCE",
                     "Import File",
@@ -1011,7 +1089,9 @@ class _Sheets:
                 known = self.portfolio_by_name.get(portfolio)
                 if known is None:
                     cell.issue(
-                        "UNKNOWN_REFERENCE", "Portfolio", f"Portfolio {portfolio!r} is not listed on the Portfolios sheet"
+                        "UNKNOWN_REFERENCE",
+                        "Portfolio",
+                        f"Portfolio {portfolio!r} is not listed on the Portfolios sheet",
                     )
                 elif database is not BAD and known[1] is not BAD and known[1] != database:
                     cell.issue(
@@ -1022,9 +1102,15 @@ class _Sheets:
                     )
             name = cell.text("Analysis Name")
             self._unique(cell, "Analysis Name", name, names, "Analysis Name")
-            profile = self._listed(cell, "Analysis Profile", self.model_profiles, "Model Profiles", True)
-            output = self._listed(cell, "Output Profile", self.output_profiles, "Output Profiles", True)
-            event_rate = self._listed(cell, "Event Rate", self.event_rates, "Event Rate Schemes", False)
+            profile = self._listed(
+                cell, "Analysis Profile", self.model_profiles, "Model Profiles", True
+            )
+            output = self._listed(
+                cell, "Output Profile", self.output_profiles, "Output Profiles", True
+            )
+            event_rate = self._listed(
+                cell, "Event Rate", self.event_rates, "Event Rate Schemes", False
+            )
             treaties: list[Any] = []
             for i in range(1, TREATY_SLOTS + 1):
                 column = f"Reinsurance Treaty {i}"
@@ -1039,10 +1125,14 @@ class _Sheets:
                         f"{column} {treaty!r} is not listed on the Reinsurance Treaties sheet",
                     )
                 elif treaty in treaties:
-                    treaty = cell.issue("DUPLICATE", column, f"{column} repeats treaty {treaty!r} of this row")
+                    treaty = cell.issue(
+                        "DUPLICATE", column, f"{column} repeats treaty {treaty!r} of this row"
+                    )
                 treaties.append(treaty)
             tags = [cell.text(f"Tag {i}", required=i == 1) for i in range(1, TAG_SLOTS + 1)]
-            if self._all_ok(database, portfolio, name, profile, output, event_rate, *treaties, *tags):
+            if self._all_ok(
+                database, portfolio, name, profile, output, event_rate, *treaties, *tags
+            ):
                 result.append(
                     Analysis(
                         row=cell.row,
@@ -1059,7 +1149,9 @@ class _Sheets:
         self.analysis_rows = names if "Analysis Name" in table.columns else None
         return result
 
-    def _listed(self, cell: _Cell, column: str, allowed: set[str] | None, list_name: str, required: bool) -> Any:
+    def _listed(
+        self, cell: _Cell, column: str, allowed: set[str] | None, list_name: str, required: bool
+    ) -> Any:
         value = cell.text(column, required=required)
         if value is None or value is BAD or allowed is None:
             return value
@@ -1077,7 +1169,9 @@ class _Sheets:
         table = self.tables[GROUPINGS]
         if table is None:
             return []
-        item_columns = [f"Item{i}" for i in range(1, GROUP_ITEM_SLOTS + 1) if f"Item{i}" in table.columns]
+        item_columns = [
+            f"Item{i}" for i in range(1, GROUP_ITEM_SLOTS + 1) if f"Item{i}" in table.columns
+        ]
         # Tolerate more item columns than the template's fifty.
         for header, index in sorted(table.extra.items(), key=lambda kv: kv[1]):
             match = _ITEM_HEADER.match(header)
@@ -1125,7 +1219,9 @@ class _Sheets:
                 if item is not BAD:
                     if value in seen_items:
                         item = cell.issue(
-                            "DUPLICATE", column, f"{column} repeats {value!r}, already in {seen_items[value]}"
+                            "DUPLICATE",
+                            column,
+                            f"{column} repeats {value!r}, already in {seen_items[value]}",
                         )
                     else:
                         seen_items[value] = column
@@ -1148,7 +1244,9 @@ class _Sheets:
         all_groups: dict[str, int],
     ) -> Any:
         if value == group:
-            return cell.issue("FORWARD_GROUP_REFERENCE", column, f"{column} {value!r} is the group itself")
+            return cell.issue(
+                "FORWARD_GROUP_REFERENCE", column, f"{column} {value!r} is the group itself"
+            )
         if value in defined and value != group:
             if value in empty:
                 return cell.issue(
@@ -1212,7 +1310,11 @@ class _Sheets:
                 else:
                     pairs[(peril, product)] = cell.row
             if self._all_ok(name, peril, product):
-                result.append(ProductPeril(row=cell.row, analysis_name=name, peril=peril, product_group=product))
+                result.append(
+                    ProductPeril(
+                        row=cell.row, analysis_name=name, peril=peril, product_group=product
+                    )
+                )
         return result
 
     # ---------------------------------------------------------------- ExposureGroup <-> Portname

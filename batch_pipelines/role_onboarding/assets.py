@@ -46,14 +46,22 @@ class RoleOnboardingConfig(dg.Config):
     the defaults (its name is then read from its dashboard record)."""
 
     role_name: str = Field(default="", description="The company's name of the role.")
-    draup_role_name: str = Field(default="", description="Taxonomy role to map to (draup_role_id is its alias).")
+    draup_role_name: str = Field(
+        default="", description="Taxonomy role to map to (draup_role_id is its alias)."
+    )
     skip_enhancement_workflows: bool = False
     force_rerun: bool = Field(default=False, description="Redo a role that is already ready.")
-    workflow_id: str = Field(default="", description="The batch workflow this run is (empty: not from a batch).")
-    attempt: int = Field(default=1, description="1 for the submission, 2+ for retries of failed roles.")
+    workflow_id: str = Field(
+        default="", description="The batch workflow this run is (empty: not from a batch)."
+    )
+    attempt: int = Field(
+        default=1, description="1 for the submission, 2+ for retries of failed roles."
+    )
 
 
-def _role_input(config: RoleOnboardingConfig, partition: str, store: RoleOnboardingStore) -> RoleInput:
+def _role_input(
+    config: RoleOnboardingConfig, partition: str, store: RoleOnboardingStore
+) -> RoleInput:
     role_name = config.role_name
     draup = config.draup_role_name or None
     if not role_name:
@@ -111,7 +119,9 @@ def role_onboarding(
             if workflow:
                 store.record_step(workflow, "already_ready")
             url = dashboard_url(existing.dashboard_id, settings.dashboard_base_url)
-            context.log.info(f"{partition} is already ready at {url}; not redone (force_rerun is false)")
+            context.log.info(
+                f"{partition} is already ready at {url}; not redone (force_rerun is false)"
+            )
             return dg.MaterializeResult(
                 metadata={
                     "dashboard_url": dg.MetadataValue.url(url),

@@ -41,7 +41,9 @@ def _instance(ctx: click.Context, *, required: bool = True):
     if not os.environ.get("DAGSTER_HOME"):
         if not required:
             return None
-        raise click.ClickException("DAGSTER_HOME is not set: point it at the Dagster instance that runs the roles")
+        raise click.ClickException(
+            "DAGSTER_HOME is not set: point it at the Dagster instance that runs the roles"
+        )
     import dagster as dg
 
     return dg.DagsterInstance.get()
@@ -91,8 +93,12 @@ def _parse_role_option(value: str) -> dict[str, str]:
 
 @roles.command()
 @click.argument("file", required=False, type=click.Path(path_type=Path))
-@click.option("--company", "company_id", default=None, help="Company id (overrides the file's company_id).")
-@click.option("--role", "role_values", multiple=True, help="A role: 'Role Name' or 'Role Name=Taxonomy Role'.")
+@click.option(
+    "--company", "company_id", default=None, help="Company id (overrides the file's company_id)."
+)
+@click.option(
+    "--role", "role_values", multiple=True, help="A role: 'Role Name' or 'Role Name=Taxonomy Role'."
+)
 @click.option("--skip-enhancement-workflows", is_flag=True, default=None)
 @click.option("--force-rerun", is_flag=True, default=None)
 @click.option("--created-by", default=None)
@@ -129,7 +135,9 @@ def submit(
         roles_list = body.get("roles") if file else [_parse_role_option(v) for v in role_values]
         if not roles_list:
             raise ConfigurationError("no roles: give FILE or at least one --role")
-        options = parse_options(body.get("options"), where=f"{file}: options" if file else "options")
+        options = parse_options(
+            body.get("options"), where=f"{file}: options" if file else "options"
+        )
         options = RoleOptions(
             skip_enhancement_workflows=options.skip_enhancement_workflows
             if skip_enhancement_workflows is None
@@ -150,7 +158,9 @@ def submit(
             enabled=settings.submission_enabled(),
             ttl=settings.ttl(),
             role_seconds=settings.estimated_role_seconds,
-            concurrency=role_run_limit_of(instance) if instance is not None else DEFAULT_ROLE_RUN_LIMIT,
+            concurrency=role_run_limit_of(instance)
+            if instance is not None
+            else DEFAULT_ROLE_RUN_LIMIT,
         )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
@@ -162,7 +172,9 @@ def submit(
     click.echo(f"  estimated duration: {_duration(response['estimated_duration_seconds'])}")
     for invalid in response["invalid_roles"]:
         name = f" ({invalid['role_name']!r})" if invalid["role_name"] else ""
-        click.echo(f"  skipped roles[{invalid['index']}]{name} {invalid['field']}: {invalid['reason']}")
+        click.echo(
+            f"  skipped roles[{invalid['index']}]{name} {invalid['field']}: {invalid['reason']}"
+        )
     click.echo(f"  follow it: batch-pipelines roles status {response['batch_id']} --watch")
 
 
@@ -192,9 +204,13 @@ def render_status(status: dict[str, Any]) -> list[str]:
     lines.append(f"  {'role':<{width}}  {'status':<8} {'workflow_id':<26} dashboard / error")
     for r in status["roles"]:
         detail = r.get("dashboard_url") or r.get("error") or ""
-        lines.append(f"  {r['role_name']:<{width}}  {r['status']:<8} {r['workflow_id']:<26} {detail}")
+        lines.append(
+            f"  {r['role_name']:<{width}}  {r['status']:<8} {r['workflow_id']:<26} {detail}"
+        )
     for invalid in status["invalid_roles"]:
-        lines.append(f"  skipped at submission: roles[{invalid['index']}] {invalid['field']}: {invalid['reason']}")
+        lines.append(
+            f"  skipped at submission: roles[{invalid['index']}] {invalid['field']}: {invalid['reason']}"
+        )
     return lines
 
 
@@ -203,9 +219,18 @@ def render_status(status: dict[str, Any]) -> list[str]:
 @database_url_option
 @json_option
 @click.option("--watch", is_flag=True, help="Redraw until the batch is completed or partial.")
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between redraws under --watch.")
+@click.option(
+    "--interval", default=2.0, show_default=True, help="Seconds between redraws under --watch."
+)
 @click.pass_context
-def status(ctx: click.Context, batch_id: str, database_url: str, as_json: bool, watch: bool, interval: float) -> None:
+def status(
+    ctx: click.Context,
+    batch_id: str,
+    database_url: str,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> None:
     """The batch's counts, state, progress and per-role status."""
     from batch_pipelines.role_onboarding.service import batch_status
 
@@ -257,7 +282,20 @@ def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json
             view = batch_status(instance, store, batch.batch_id).to_dict()
         except BatchPipelinesError:
             continue  # expired between listing and reading
-        rows.append({k: view[k] for k in ("batch_id", "state", "total", "completed", "failed", "progress_percent", "created_at")})
+        rows.append(
+            {
+                k: view[k]
+                for k in (
+                    "batch_id",
+                    "state",
+                    "total",
+                    "completed",
+                    "failed",
+                    "progress_percent",
+                    "created_at",
+                )
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -272,20 +310,33 @@ def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json
 
 @roles.command()
 @click.argument("batch_id")
-@click.option("--workflow-id", "workflow_ids", multiple=True, help="Only these failed workflows (default: all failed).")
+@click.option(
+    "--workflow-id",
+    "workflow_ids",
+    multiple=True,
+    help="Only these failed workflows (default: all failed).",
+)
 @click.option("--force-rerun", is_flag=True)
 @database_url_option
 @json_option
 @click.pass_context
 def retry(
-    ctx: click.Context, batch_id: str, workflow_ids: tuple[str, ...], force_rerun: bool, database_url: str, as_json: bool
+    ctx: click.Context,
+    batch_id: str,
+    workflow_ids: tuple[str, ...],
+    force_rerun: bool,
+    database_url: str,
+    as_json: bool,
 ) -> None:
     """Retry the batch's failed roles; the new runs join the same batch."""
     from batch_pipelines.role_onboarding.service import retry_failed
 
     try:
         response = retry_failed(
-            _instance(ctx), _store(ctx, database_url), batch_id, workflow_ids=list(workflow_ids) or None,
+            _instance(ctx),
+            _store(ctx, database_url),
+            batch_id,
+            workflow_ids=list(workflow_ids) or None,
             force_rerun=force_rerun,
         )
     except BatchPipelinesError as exc:
@@ -294,7 +345,9 @@ def retry(
         click.echo(json.dumps(response, indent=2))
         return
     click.echo(f"{response['batch_id']}: {response['message']}")
-    for old, new in zip(response["retried_workflow_ids"], response["new_workflow_ids"], strict=True):
+    for old, new in zip(
+        response["retried_workflow_ids"], response["new_workflow_ids"], strict=True
+    ):
         click.echo(f"  {old} -> {new}")
     for u in response["untouched"]:
         click.echo(f"  untouched {u['workflow_id']}: {u['reason']}")

@@ -16,8 +16,12 @@ from batch_pipelines.role_onboarding.definitions import role_onboarding_definiti
 def defs() -> dg.Definitions:
     shared = dg.Definitions(
         resources={
-            "batch_store": BatchStoreResource(database_url=env_or("BATCH_PIPELINES_DATABASE_URL", "")),
-            "models": ModelsResource(base_url=env_or("MODELS_BASE_URL", ""), api_key=env_or("MODELS_API_KEY")),
+            "batch_store": BatchStoreResource(
+                database_url=env_or("BATCH_PIPELINES_DATABASE_URL", "")
+            ),
+            "models": ModelsResource(
+                base_url=env_or("MODELS_BASE_URL", ""), api_key=env_or("MODELS_API_KEY")
+            ),
         }
     )
     return dg.Definitions.merge(shared, role_onboarding_definitions())

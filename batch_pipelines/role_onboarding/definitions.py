@@ -25,7 +25,13 @@ def role_onboarding_definitions() -> dg.Definitions:
     """
     return dg.Definitions(
         assets=[role_onboarding],
-        jobs=[role_onboarding_job, submit_role_batch, retry_failed_roles, role_batch_status, cleanup_expired_role_batches],
+        jobs=[
+            role_onboarding_job,
+            submit_role_batch,
+            retry_failed_roles,
+            role_batch_status,
+            cleanup_expired_role_batches,
+        ],
         sensors=[role_batch_submissions, role_submissions_drop_sensor],
         schedules=[role_batch_cleanup_schedule],
         resources={"role_onboarding_settings": default_settings()},

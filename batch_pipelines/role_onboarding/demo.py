@@ -35,7 +35,10 @@ DRAUP_NAMES = {"Claims Adjuster": "Claims Handler", "Underwriter": "Insurance Un
 
 
 def demo_submission():
-    roles = [{"role_name": n, **({"draup_role_name": DRAUP_NAMES[n]} if n in DRAUP_NAMES else {})} for n in ROLE_NAMES]
+    roles = [
+        {"role_name": n, **({"draup_role_name": DRAUP_NAMES[n]} if n in DRAUP_NAMES else {})}
+        for n in ROLE_NAMES
+    ]
     roles.append({"role_name": "   "})
     return validate_submission(COMPANY, roles, created_by="demo@batch-pipelines.local")
 
@@ -88,14 +91,20 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
     ok_states = states_went_as_expected(result.states)
     ok_limit = 0 < result.sampled_peak <= result.limit and result.recorded_peak <= result.limit
     ok_final = final.view.completed == len(ROLE_NAMES) and str(final.view.state) == "completed"
-    echo(f"  states: {' -> '.join(result.states)}  ({'as expected' if ok_states else 'NOT as expected'})")
+    echo(
+        f"  states: {' -> '.join(result.states)}  ({'as expected' if ok_states else 'NOT as expected'})"
+    )
     echo(
         f"  role runs executing at once: peak {result.sampled_peak} sampled, {result.recorded_peak} from the run "
         f"records; limit {result.limit} ({'held' if ok_limit else 'VIOLATED'})"
     )
     sample = final.roles[0]
-    echo(f"  e.g. {sample.role_name}: {sample.status} at {sample.dashboard_url} (workflow {sample.workflow_id})")
+    echo(
+        f"  e.g. {sample.role_name}: {sample.status} at {sample.dashboard_url} (workflow {sample.workflow_id})"
+    )
     echo(f"  {final.view.completed}/{final.view.total} roles ready in {result.seconds:.0f}s")
-    echo(f"  inspect: DAGSTER_HOME={(directory / 'dagster_home').resolve()} batch-pipelines roles status {result.batch_id} "
-         f"--database-url sqlite:///{directory / 'batch_store.db'}")
+    echo(
+        f"  inspect: DAGSTER_HOME={(directory / 'dagster_home').resolve()} batch-pipelines roles status {result.batch_id} "
+        f"--database-url sqlite:///{directory / 'batch_store.db'}"
+    )
     return 0 if ok_states and ok_limit and ok_final else 1

@@ -32,8 +32,12 @@ class RoleToOnboard(dg.Config):
 
 
 class SubmitRoleBatchConfig(dg.Config):
-    company_id: str = Field(description="The company whose roles are onboarded (letters, digits, - _ .).")
-    roles: list[RoleToOnboard] = Field(description="The roles; invalid ones are skipped with their reason.")
+    company_id: str = Field(
+        description="The company whose roles are onboarded (letters, digits, - _ .)."
+    )
+    roles: list[RoleToOnboard] = Field(
+        description="The roles; invalid ones are skipped with their reason."
+    )
     skip_enhancement_workflows: bool = False
     force_rerun: bool = Field(default=False, description="Redo roles that are already ready.")
     created_by: str = Field(default="", description="Who submits (e-mail).")
@@ -47,7 +51,10 @@ def store_role_batch(
     role_onboarding_settings: RoleOnboardingSettings,
 ) -> str:
     settings = role_onboarding_settings
-    roles = [{k: v for k, v in r.model_dump().items() if v != "" or k == "role_name"} for r in config.roles]
+    roles = [
+        {k: v for k, v in r.model_dump().items() if v != "" or k == "role_name"}
+        for r in config.roles
+    ]
     try:
         submission = validate_submission(
             config.company_id,
@@ -85,14 +92,19 @@ def store_role_batch(
 
 
 # Never retried as a whole run: a retry after the batch was stored would store a second one.
-@dg.job(description="Submit a batch of roles for onboarding (seed 000's push-batch).", tags={"dagster/max_retries": "0"})
+@dg.job(
+    description="Submit a batch of roles for onboarding (seed 000's push-batch).",
+    tags={"dagster/max_retries": "0"},
+)
 def submit_role_batch():
     store_role_batch()
 
 
 class RetryFailedRolesConfig(dg.Config):
     batch_id: str = Field(description="batch-<12 hex digits>")
-    workflow_ids: list[str] = Field(default_factory=list, description="Only these failed workflows (empty: all failed).")
+    workflow_ids: list[str] = Field(
+        default_factory=list, description="Only these failed workflows (empty: all failed)."
+    )
     force_rerun: bool = False
 
 
@@ -112,7 +124,9 @@ def retry_failed_role_workflows(
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.instance.add_run_tags(context.run_id, {BATCH_TAG: response["batch_id"]})
     context.log.info(response["message"])
-    context.add_output_metadata({"retried_count": response["retried_count"], "response": dg.MetadataValue.json(response)})
+    context.add_output_metadata(
+        {"retried_count": response["retried_count"], "response": dg.MetadataValue.json(response)}
+    )
     return response
 
 
@@ -151,12 +165,16 @@ def report_role_batch_status(
     view = status.to_dict()
     columns = ["role_name", "status", "workflow_id", "attempt", "run_id", "dashboard_url", "error"]
     table = metadata_table(
-        [(c, "string") for c in columns], ({c: str(r.get(c) or "") for c in columns} for r in view["roles"][:ROLE_TABLE_ROWS])
+        [(c, "string") for c in columns],
+        ({c: str(r.get(c) or "") for c in columns} for r in view["roles"][:ROLE_TABLE_ROWS]),
     )
     context.instance.add_run_tags(context.run_id, {BATCH_TAG: status.batch_id})
     context.add_output_metadata(
         {
-            **{k: view[k] for k in ("state", "total", "queued", "in_progress", "completed", "failed")},
+            **{
+                k: view[k]
+                for k in ("state", "total", "queued", "in_progress", "completed", "failed")
+            },
             "progress_percent": view["progress_percent"],
             "success_rate": view["success_rate"],
             "created_at": view["created_at"],
@@ -166,20 +184,26 @@ def report_role_batch_status(
     return {k: v for k, v in view.items() if k != "roles"}
 
 
-@dg.job(description="Show a role batch's status (counts, state, per-role status) as this run's metadata.")
+@dg.job(
+    description="Show a role batch's status (counts, state, per-role status) as this run's metadata."
+)
 def role_batch_status():
     report_role_batch_status()
 
 
 @dg.op
-def delete_expired_role_batches(context: dg.OpExecutionContext, batch_store: BatchStoreResource) -> list:
+def delete_expired_role_batches(
+    context: dg.OpExecutionContext, batch_store: BatchStoreResource
+) -> list:
     gone = RoleOnboardingStore(batch_store.get_store()).delete_expired()
     context.log.info(f"deleted {len(gone)} expired role batch records")
     context.add_output_metadata({"deleted": len(gone)})
     return gone
 
 
-@dg.job(description="Delete role batch records past their time to live (reads also delete them lazily).")
+@dg.job(
+    description="Delete role batch records past their time to live (reads also delete them lazily)."
+)
 def cleanup_expired_role_batches():
     delete_expired_role_batches()
 

@@ -44,7 +44,11 @@ from batch_pipelines.store.batch_store import BatchStore
 
 # The family alone (see code_location.py): less to import in every run worker.
 CODE_LOCATION_MODULE = "batch_pipelines.role_onboarding.code_location"
-RUNNING_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+RUNNING_STATUSES = [
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 class QueueTimeout(RuntimeError):
@@ -64,7 +68,11 @@ def project_dagster_yaml(instance: dg.DagsterInstance | None = None) -> Path:
 
 
 def write_instance_config(
-    source: Path, home: Path, *, role_run_limit: int | None = None, dequeue_interval_seconds: int = 1
+    source: Path,
+    home: Path,
+    *,
+    role_run_limit: int | None = None,
+    dequeue_interval_seconds: int = 1,
 ) -> Path:
     """Copy ``source`` to ``home/dagster.yaml``, dequeuing every ``dequeue_interval_seconds``
     (the default 5 s would make a demo of short runs mostly waiting) with threads, and,
@@ -72,7 +80,8 @@ def write_instance_config(
     concurrency limits are the source's."""
     config: dict[str, Any] = yaml.safe_load(source.read_text()) or {}
     coordinator = config.setdefault(
-        "run_coordinator", {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}
+        "run_coordinator",
+        {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
     )
     coordinator_config = coordinator.setdefault("config", {})
     coordinator_config["dequeue_interval_seconds"] = dequeue_interval_seconds
@@ -83,13 +92,21 @@ def write_instance_config(
     # The sensor creates one run per role; in parallel, a 20-role batch is queued sooner.
     config.setdefault("sensors", {"use_threads": True, "num_workers": 2, "num_submit_workers": 4})
     if role_run_limit is not None:
-        limits = config.setdefault("concurrency", {}).setdefault("runs", {}).setdefault("tag_concurrency_limits", [])
+        limits = (
+            config.setdefault("concurrency", {})
+            .setdefault("runs", {})
+            .setdefault("tag_concurrency_limits", [])
+        )
         limits[:] = [
             entry
             for entry in limits
-            if not (entry.get("key") == CONCURRENCY_TAG_KEY and entry.get("value") == CONCURRENCY_GROUP)
+            if not (
+                entry.get("key") == CONCURRENCY_TAG_KEY and entry.get("value") == CONCURRENCY_GROUP
+            )
         ]
-        limits.append({"key": CONCURRENCY_TAG_KEY, "value": CONCURRENCY_GROUP, "limit": role_run_limit})
+        limits.append(
+            {"key": CONCURRENCY_TAG_KEY, "value": CONCURRENCY_GROUP, "limit": role_run_limit}
+        )
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -170,7 +187,11 @@ class QueueRunResult:
 def role_run_intervals(instance: dg.DagsterInstance, batch_id: str) -> list[tuple[float, float]]:
     """(start, end) of every role run of the batch that ran, from the run records."""
     records = instance.get_run_records(dg.RunsFilter(tags={BATCH_TAG: batch_id}))
-    return [(r.start_time, r.end_time) for r in records if r.start_time is not None and r.end_time is not None]
+    return [
+        (r.start_time, r.end_time)
+        for r in records
+        if r.start_time is not None and r.end_time is not None
+    ]
 
 
 def run_batch_through_queue(
@@ -204,11 +225,20 @@ def run_batch_through_queue(
         limit = role_run_limit_of(instance)
         with Daemon(home, directory, env) as daemon:
             submitted = submit_batch(
-                store, submission, enabled=True, ttl=timedelta(hours=24), role_seconds=10, concurrency=limit
+                store,
+                submission,
+                enabled=True,
+                ttl=timedelta(hours=24),
+                role_seconds=10,
+                concurrency=limit,
             )
             batch_id = submitted.batch.batch_id
-            result = QueueRunResult(batch_id=batch_id, limit=limit, submission=submitted.response, retry=None)
-            echo(f"  {submitted.response['message']} as {batch_id} (run queue limit for role runs: {limit})")
+            result = QueueRunResult(
+                batch_id=batch_id, limit=limit, submission=submitted.response, retry=None
+            )
+            echo(
+                f"  {submitted.response['message']} as {batch_id} (run queue limit for role runs: {limit})"
+            )
 
             def follow(until: tuple[str, ...]) -> BatchStatusView:
                 deadline = time.monotonic() + timeout_seconds
@@ -216,7 +246,9 @@ def run_batch_through_queue(
                     view = batch_status(instance, store, batch_id)
                     state = str(view.view.state)
                     running = instance.get_runs_count(
-                        dg.RunsFilter(statuses=RUNNING_STATUSES, tags={CONCURRENCY_TAG_KEY: CONCURRENCY_GROUP})
+                        dg.RunsFilter(
+                            statuses=RUNNING_STATUSES, tags={CONCURRENCY_TAG_KEY: CONCURRENCY_GROUP}
+                        )
                     )
                     if running > result.sampled_peak:
                         result.sampled_peak = running
@@ -230,7 +262,9 @@ def run_batch_through_queue(
                     if state in until:
                         return view
                     if not daemon.alive():
-                        raise QueueTimeout(f"the daemon exited; its log ends with:\n{daemon.log_tail()}")
+                        raise QueueTimeout(
+                            f"the daemon exited; its log ends with:\n{daemon.log_tail()}"
+                        )
                     if time.monotonic() > deadline:
                         raise QueueTimeout(
                             f"{batch_id} still {state} after {timeout_seconds:.0f}s "
@@ -244,7 +278,9 @@ def run_batch_through_queue(
                 for role in failed:
                     echo(f"    failed: {role.role_name} ({role.workflow_id}): {role.error}")
                 result.retry = retry_failed(instance, store, batch_id)
-                echo(f"  retry failed: {result.retry['message']} -> {result.retry['new_workflow_ids']}")
+                echo(
+                    f"  retry failed: {result.retry['message']} -> {result.retry['new_workflow_ids']}"
+                )
                 settled = follow(("completed", "partial"))
             result.final = settled
             result.recorded_peak = peak_concurrency(role_run_intervals(instance, batch_id))

@@ -37,11 +37,17 @@ from batch_pipelines.role_onboarding.submission import (
 class RoleOnboardingSettings(dg.ConfigurableResource):
     """Feature flag, batch TTL, dashboard links and the embedded simulator's fault rule."""
 
-    batch_submission_enabled: str = Field(default="true", description="Feature flag: false refuses new batches.")
+    batch_submission_enabled: str = Field(
+        default="true", description="Feature flag: false refuses new batches."
+    )
     batch_ttl_seconds: int = Field(default=86400, description="How long a batch record is kept.")
-    dashboard_base_url: str = Field(default="", description="Prefix of /dashboard/roles/{id} links.")
+    dashboard_base_url: str = Field(
+        default="", description="Prefix of /dashboard/roles/{id} links."
+    )
     assessment_model: str = "sim-large"
-    estimated_role_seconds: int = Field(default=900, description="Per-role estimate before any role finished.")
+    estimated_role_seconds: int = Field(
+        default=900, description="Per-role estimate before any role finished."
+    )
     model_timeout_seconds: float = 120.0
     simulated_assessment_failures: str = Field(
         default="",
@@ -80,7 +86,8 @@ class RoleOnboardingSettings(dg.ConfigurableResource):
 
         failing = attempt <= 1 and self.fails_first_assessment(partition_key)
         faults = FaultPlan(
-            latency_seconds=self.simulated_model_latency_ms / 1000.0, server_error_rate=1.0 if failing else 0.0
+            latency_seconds=self.simulated_model_latency_ms / 1000.0,
+            server_error_rate=1.0 if failing else 0.0,
         )
         return model_client(
             ModelSimulator(faults=faults),

@@ -45,7 +45,9 @@ def parse_cursor(cursor: str | None) -> int:
         return 0
 
 
-def plan_launches(workflows: list[WorkflowRecord], cursor: int) -> tuple[list[WorkflowRecord], list[str], int]:
+def plan_launches(
+    workflows: list[WorkflowRecord], cursor: int
+) -> tuple[list[WorkflowRecord], list[str], int]:
     """Which workflows to launch, which partitions they need, and the next cursor."""
     todo = [wf for wf in workflows if wf.id > cursor]
     partitions = list(dict.fromkeys(wf.partition_key for wf in todo))
@@ -62,7 +64,9 @@ def role_batch_submissions(
     context: dg.SensorEvaluationContext, batch_store: BatchStoreResource
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = parse_cursor(context.cursor)
-    stored = RoleOnboardingStore(batch_store.get_store()).workflows_after(cursor, limit=LAUNCHES_PER_TICK)
+    stored = RoleOnboardingStore(batch_store.get_store()).workflows_after(
+        cursor, limit=LAUNCHES_PER_TICK
+    )
     todo, partitions, next_cursor = plan_launches(stored, cursor)
     if not todo:
         return dg.SkipReason("no new role workflow")
@@ -102,11 +106,18 @@ def submission_run_config(body: Any) -> dict[str, Any]:
             raise ConfigurationError(f"roles[{index}]: must be an object with role_name")
         for name, value in raw.items():
             if name not in ROLE_FIELDS:
-                raise ConfigurationError(f"roles[{index}].{name}: unknown field; known: {list(ROLE_FIELDS)}")
+                raise ConfigurationError(
+                    f"roles[{index}].{name}: unknown field; known: {list(ROLE_FIELDS)}"
+                )
             if value is not None and not isinstance(value, str):
                 raise ConfigurationError(f"roles[{index}].{name}: must be a string")
         # A missing role_name is carried as "" and skipped by the job as "is required".
-        roles.append({"role_name": raw.get("role_name") or "", **{k: v for k, v in raw.items() if v is not None}})
+        roles.append(
+            {
+                "role_name": raw.get("role_name") or "",
+                **{k: v for k, v in raw.items() if v is not None},
+            }
+        )
     return {
         "company_id": company_id,
         "roles": roles,
@@ -134,7 +145,9 @@ def read_submission_file(path: Path) -> dict[str, Any]:
 def role_submissions_drop_sensor(
     context: dg.SensorEvaluationContext, role_onboarding_settings: RoleOnboardingSettings
 ) -> dg.SensorResult | dg.SkipReason:
-    found = scan(Path(role_onboarding_settings.drop_folder), "*.json", context.cursor, what="submission file")
+    found = scan(
+        Path(role_onboarding_settings.drop_folder), "*.json", context.cursor, what="submission file"
+    )
     if found.nothing_to_do:
         return dg.SkipReason(found.nothing_to_do)
     changed, current = found.changed, found.current
@@ -156,7 +169,9 @@ def role_submissions_drop_sensor(
         )
     listing = "\n".join(f"- {problem}" for problem in problems.values())
     if problems and not requests:
-        raise ConfigurationError(f"{len(problems)} invalid submission file(s), fix or remove them:\n{listing}")
+        raise ConfigurationError(
+            f"{len(problems)} invalid submission file(s), fix or remove them:\n{listing}"
+        )
     if problems:
         context.log.error(f"invalid submission file(s), the next tick fails on them:\n{listing}")
     # Invalid files stay out of the cursor: seen again next tick, which then fails on them.

@@ -105,7 +105,9 @@ def submit_batch(
     return SubmissionResult(batch=batch, response=response)
 
 
-def latest_role_runs(instance: dg.DagsterInstance, batch: RoleBatchRecord) -> dict[tuple[int, str], RunView]:
+def latest_role_runs(
+    instance: dg.DagsterInstance, batch: RoleBatchRecord
+) -> dict[tuple[int, str], RunView]:
     """(round, partition key) -> the latest run of that role in that round.
 
     One query per round still current for some role, reading only run id, status, start
@@ -157,7 +159,10 @@ def retry_failed(
     status = batch_status(instance, store, batch_id, now=now)
     selection = select_retry(status, workflow_ids)
     new = store.add_retry_round(
-        status.batch_id, [r.workflow_id for r in selection.retry], {"force_rerun": force_rerun}, now=now
+        status.batch_id,
+        [r.workflow_id for r in selection.retry],
+        {"force_rerun": force_rerun},
+        now=now,
     )
     count = len(new)
     return {
@@ -166,7 +171,9 @@ def retry_failed(
         "new_workflow_ids": [wf.workflow_id for wf in new],
         "retried_workflow_ids": [r.workflow_id for r in selection.retry],
         "untouched": [{"workflow_id": w, "reason": why} for w, why in selection.untouched],
-        "message": f"Retried {count} failed role{'s' if count != 1 else ''}" if count else "No failed role to retry",
+        "message": f"Retried {count} failed role{'s' if count != 1 else ''}"
+        if count
+        else "No failed role to retry",
     }
 
 
@@ -187,7 +194,9 @@ def run_config(wf: WorkflowRecord) -> dict[str, Any]:
                 "config": {
                     "role_name": wf.role_name,
                     "draup_role_name": wf.draup_role_name or "",
-                    "skip_enhancement_workflows": bool(wf.options.get("skip_enhancement_workflows", False)),
+                    "skip_enhancement_workflows": bool(
+                        wf.options.get("skip_enhancement_workflows", False)
+                    ),
                     "force_rerun": bool(wf.options.get("force_rerun", False)),
                     "workflow_id": wf.workflow_id,
                     "attempt": wf.round,
@@ -201,5 +210,8 @@ def run_request(wf: WorkflowRecord) -> dg.RunRequest:
     """One role's run: its partition, its workflow id as run key (a repeated request is
     dropped by the daemon), the tags the run queue and the status read."""
     return dg.RunRequest(
-        run_key=wf.workflow_id, partition_key=wf.partition_key, run_config=run_config(wf), tags=run_tags(wf)
+        run_key=wf.workflow_id,
+        partition_key=wf.partition_key,
+        run_config=run_config(wf),
+        tags=run_tags(wf),
     )

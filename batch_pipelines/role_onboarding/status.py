@@ -201,9 +201,15 @@ def compute_batch_status(
     for wf in batch.current_workflows():
         run = runs.get((wf.round, wf.partition_key))
         state = run.state if run is not None else ItemState.QUEUED
-        if run is not None and run.start_time is not None and run.end_time is not None and state in (
-            ItemState.COMPLETED,
-            ItemState.FAILED,
+        if (
+            run is not None
+            and run.start_time is not None
+            and run.end_time is not None
+            and state
+            in (
+                ItemState.COMPLETED,
+                ItemState.FAILED,
+            )
         ):
             durations.append(max(0.0, run.end_time - run.start_time))
         error = None
@@ -219,7 +225,9 @@ def compute_batch_status(
                 status=ROLE_STATUS[state],
                 attempt=wf.round,
                 run_id=run.run_id if run is not None else wf.run_id,
-                dashboard_url=dashboards.get(wf.partition_key) if state == ItemState.COMPLETED else None,
+                dashboard_url=dashboards.get(wf.partition_key)
+                if state == ItemState.COMPLETED
+                else None,
                 error=error,
                 last_step=wf.last_step,
             )
@@ -243,7 +251,9 @@ class RetrySelection:
     untouched: list[tuple[str, str]]  # (workflow id, why it is not retried)
 
 
-def select_retry(status: BatchStatusView, workflow_ids: Sequence[str] | None = None) -> RetrySelection:
+def select_retry(
+    status: BatchStatusView, workflow_ids: Sequence[str] | None = None
+) -> RetrySelection:
     """Which roles a "retry failed" request retries.
 
     Without workflow ids: every failed role. With ids: those of them whose role failed;
@@ -267,7 +277,9 @@ def select_retry(status: BatchStatusView, workflow_ids: Sequence[str] | None = N
         if role.status == "failed":
             retry.append(role)
         else:
-            untouched.append((wid, f"{role.role_name} is {role.status}, only failed roles are retried"))
+            untouched.append(
+                (wid, f"{role.role_name} is {role.status}, only failed roles are retried")
+            )
     return RetrySelection(retry, untouched)
 
 
@@ -280,7 +292,9 @@ def estimated_duration_seconds(roles: int, *, role_seconds: float, concurrency: 
     return float(eta or 0.0)
 
 
-def role_run_limit(tag_concurrency_limits: Iterable[Mapping[str, Any]], max_concurrent_runs: int | None) -> int | None:
+def role_run_limit(
+    tag_concurrency_limits: Iterable[Mapping[str, Any]], max_concurrent_runs: int | None
+) -> int | None:
     """How many role runs the run queue lets execute at once, from the instance's
     ``tag_concurrency_limits`` and ``max_concurrent_runs`` (None or negative: unlimited).
     None when nothing limits them."""

@@ -169,24 +169,36 @@ class RoleOnboardingStore:
                 .values(rounds=new_round)
             ).rowcount
             if updated != 1:
-                raise BatchPipelinesError(f"{batch_id} was retried concurrently; read its status and retry again")
+                raise BatchPipelinesError(
+                    f"{batch_id} was retried concurrently; read its status and retry again"
+                )
             conn.execute(role_workflows.insert(), rows)
         new_ids = {r["workflow_id"] for r in rows}
-        return [wf for wf in self.get_batch(batch_id, now=now).workflows if wf.workflow_id in new_ids]
+        return [
+            wf for wf in self.get_batch(batch_id, now=now).workflows if wf.workflow_id in new_ids
+        ]
 
-    def get_batch(self, batch_id: str, *, now: datetime | None = None, with_options: bool = True) -> RoleBatchRecord:
+    def get_batch(
+        self, batch_id: str, *, now: datetime | None = None, with_options: bool = True
+    ) -> RoleBatchRecord:
         """The batch with its workflows; raises BatchExpired (deleting it if it just expired)
         or NotFound. ``with_options=False`` leaves the workflows' options empty, which the
         status does not need and which costs a JSON decoding per role."""
         now = now or utcnow()
         workflows: list[WorkflowRecord] = []
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(role_batches).where(role_batches.c.batch_id == batch_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(role_batches).where(role_batches.c.batch_id == batch_id))
+                .mappings()
+                .first()
+            )
             if row is None:
                 self._raise_missing(conn, batch_id)
             expired = row["expires_at"] <= now
             if not expired:
-                workflows = _workflows_by_batch(conn, [batch_id], with_options=with_options).get(batch_id, [])
+                workflows = _workflows_by_batch(conn, [batch_id], with_options=with_options).get(
+                    batch_id, []
+                )
         if expired:
             self._expire([batch_id], now)
             with self.engine.connect() as conn:
@@ -206,9 +218,13 @@ class RoleOnboardingStore:
             ).scalar_one_or_none()
 
     def _raise_missing(self, conn: sa.Connection, batch_id: str) -> None:
-        tomb = conn.execute(
-            sa.select(role_batch_tombstones).where(role_batch_tombstones.c.batch_id == batch_id)
-        ).mappings().first()
+        tomb = (
+            conn.execute(
+                sa.select(role_batch_tombstones).where(role_batch_tombstones.c.batch_id == batch_id)
+            )
+            .mappings()
+            .first()
+        )
         if tomb is not None:
             raise BatchExpired(
                 f"{batch_id} expired at {tomb['expired_at'].isoformat()} (batch records are kept for their "
@@ -217,15 +233,21 @@ class RoleOnboardingStore:
             )
         raise NotFound(f"no batch {batch_id}", details={"batch_id": batch_id})
 
-    def list_batches(self, company_id: str, *, now: datetime | None = None) -> list[RoleBatchRecord]:
+    def list_batches(
+        self, company_id: str, *, now: datetime | None = None
+    ) -> list[RoleBatchRecord]:
         """The company's live batches, newest first (expired ones are deleted on the way)."""
         now = now or utcnow()
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(role_batches)
-                .where(role_batches.c.company_id == company_id)
-                .order_by(role_batches.c.created_at.desc())
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(role_batches)
+                    .where(role_batches.c.company_id == company_id)
+                    .order_by(role_batches.c.created_at.desc())
+                )
+                .mappings()
+                .all()
+            )
         expired = [r["batch_id"] for r in rows if r["expires_at"] <= now]
         if expired:
             self._expire(expired, now)
@@ -239,7 +261,9 @@ class RoleOnboardingStore:
         now = now or utcnow()
         with self.engine.connect() as conn:
             ids = list(
-                conn.execute(sa.select(role_batches.c.batch_id).where(role_batches.c.expires_at <= now)).scalars()
+                conn.execute(
+                    sa.select(role_batches.c.batch_id).where(role_batches.c.expires_at <= now)
+                ).scalars()
             )
         self._expire(ids, now)
         return ids
@@ -249,11 +273,17 @@ class RoleOnboardingStore:
         if not ids:
             return
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(role_batches.c.batch_id, role_batches.c.company_id, role_batches.c.created_at).where(
-                    role_batches.c.batch_id.in_(ids), role_batches.c.expires_at <= now
+            rows = (
+                conn.execute(
+                    sa.select(
+                        role_batches.c.batch_id,
+                        role_batches.c.company_id,
+                        role_batches.c.created_at,
+                    ).where(role_batches.c.batch_id.in_(ids), role_batches.c.expires_at <= now)
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             gone = [r["batch_id"] for r in rows]
             if not gone:
                 return
@@ -261,7 +291,9 @@ class RoleOnboardingStore:
             conn.execute(role_batches.delete().where(role_batches.c.batch_id.in_(gone)))
             known = set(
                 conn.execute(
-                    sa.select(role_batch_tombstones.c.batch_id).where(role_batch_tombstones.c.batch_id.in_(gone))
+                    sa.select(role_batch_tombstones.c.batch_id).where(
+                        role_batch_tombstones.c.batch_id.in_(gone)
+                    )
                 ).scalars()
             )
             fresh = [dict(r, expired_at=now) for r in rows if r["batch_id"] not in known]
@@ -273,22 +305,32 @@ class RoleOnboardingStore:
     def workflows_after(self, last_id: int, *, limit: int = 500) -> list[WorkflowRecord]:
         """Workflows stored after ``last_id`` (the submissions sensor's cursor), oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(role_workflows)
-                .where(role_workflows.c.id > last_id)
-                .order_by(role_workflows.c.id)
-                .limit(limit)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(role_workflows)
+                    .where(role_workflows.c.id > last_id)
+                    .order_by(role_workflows.c.id)
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
         return [_workflow(r) for r in rows]
 
     def get_workflow(self, workflow: str) -> WorkflowRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(role_workflows).where(role_workflows.c.workflow_id == workflow)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(role_workflows).where(role_workflows.c.workflow_id == workflow)
+                )
+                .mappings()
+                .first()
+            )
         return _workflow(row) if row is not None else None
 
-    def record_run(self, workflow: str, run_id: str, *, now: datetime | None = None) -> WorkflowRecord | None:
+    def record_run(
+        self, workflow: str, run_id: str, *, now: datetime | None = None
+    ) -> WorkflowRecord | None:
         """The run executing a workflow, recorded when it starts (the batch record then lists
         its roles' run ids); the workflow, or None when its batch is gone."""
         with self.engine.begin() as conn:
@@ -338,15 +380,21 @@ class RoleOnboardingStore:
         }
         with self.engine.begin() as conn:
             updated = conn.execute(
-                role_dashboards.update().where(role_dashboards.c.partition_key == partition_key).values(**values)
+                role_dashboards.update()
+                .where(role_dashboards.c.partition_key == partition_key)
+                .values(**values)
             ).rowcount
             if not updated:
                 try:
                     with conn.begin_nested():
-                        conn.execute(role_dashboards.insert().values(partition_key=partition_key, **values))
+                        conn.execute(
+                            role_dashboards.insert().values(partition_key=partition_key, **values)
+                        )
                 except sa.exc.IntegrityError:  # published concurrently: replace it instead
                     conn.execute(
-                        role_dashboards.update().where(role_dashboards.c.partition_key == partition_key).values(**values)
+                        role_dashboards.update()
+                        .where(role_dashboards.c.partition_key == partition_key)
+                        .values(**values)
                     )
         found = self.get_dashboard(partition_key)
         assert found is not None
@@ -354,9 +402,15 @@ class RoleOnboardingStore:
 
     def get_dashboard(self, partition_key: str) -> DashboardRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(role_dashboards).where(role_dashboards.c.partition_key == partition_key)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(role_dashboards).where(
+                        role_dashboards.c.partition_key == partition_key
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return _dashboard(row) if row is not None else None
 
     def dashboard_ids(self, company_id: str, partition_keys: Iterable[str]) -> dict[str, str]:
@@ -413,8 +467,19 @@ def _workflows(rows: Sequence[Any], names: Sequence[str]) -> list[WorkflowRecord
     )  # fmt: skip
     return [
         WorkflowRecord(
-            r[i_wf], r[i_b], r[i_ix], r[i_r], r[i_pk], r[i_rn], r[i_d],
-            dict(r[o]) if o is not None and r[o] else {}, r[i_ro], r[i_ls], r[i_e], r[i_id], r[i_run],
+            r[i_wf],
+            r[i_b],
+            r[i_ix],
+            r[i_r],
+            r[i_pk],
+            r[i_rn],
+            r[i_d],
+            dict(r[o]) if o is not None and r[o] else {},
+            r[i_ro],
+            r[i_ls],
+            r[i_e],
+            r[i_id],
+            r[i_run],
         )  # fmt: skip
         for r in rows
     ]
@@ -426,12 +491,20 @@ def _workflows_by_batch(
     """The workflows of ``batch_ids``, per batch in creation order: one query per chunk of
     batches, not one per batch. Without options their JSON is not decoded (the status does
     not need it)."""
-    columns = [c for c in role_workflows.c if c.name not in _STATUS_SKIPS or (with_options and c.name == "options")]
+    columns = [
+        c
+        for c in role_workflows.c
+        if c.name not in _STATUS_SKIPS or (with_options and c.name == "options")
+    ]
     names = [c.name for c in columns]
     at = names.index("batch_id")
     rows_by_batch: dict[str, list[Any]] = {}
     for chunk in chunks(batch_ids, _LIST_CHUNK):
-        query = sa.select(*columns).where(role_workflows.c.batch_id.in_(chunk)).order_by(role_workflows.c.id)
+        query = (
+            sa.select(*columns)
+            .where(role_workflows.c.batch_id.in_(chunk))
+            .order_by(role_workflows.c.id)
+        )
         for row in conn.execute(query):
             rows_by_batch.setdefault(row[at], []).append(row)
     return {batch_id: _workflows(rows, names) for batch_id, rows in rows_by_batch.items()}

@@ -40,7 +40,10 @@ class RoleOptions:
     force_rerun: bool = False
 
     def to_dict(self) -> dict[str, bool]:
-        return {"skip_enhancement_workflows": self.skip_enhancement_workflows, "force_rerun": self.force_rerun}
+        return {
+            "skip_enhancement_workflows": self.skip_enhancement_workflows,
+            "force_rerun": self.force_rerun,
+        }
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,12 @@ class InvalidRole:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "role_name": self.role_name, "field": self.field, "reason": self.reason}
+        return {
+            "index": self.index,
+            "role_name": self.role_name,
+            "field": self.field,
+            "reason": self.reason,
+        }
 
     def __str__(self) -> str:
         name = f" ({self.role_name!r})" if self.role_name else ""
@@ -90,7 +98,9 @@ def partition_key(company_id: str, role_name: str) -> str:
 def split_partition_key(key: str) -> tuple[str, str]:
     company, sep, slug = key.partition("/")
     if not sep or not company or not slug:
-        raise ConfigurationError(f"role partition key {key!r} is not of the form company_id/role_slug")
+        raise ConfigurationError(
+            f"role partition key {key!r} is not of the form company_id/role_slug"
+        )
     return company, slug
 
 
@@ -131,7 +141,9 @@ def parse_options(raw: Any, *, where: str = "options") -> RoleOptions:
         raise ConfigurationError(f"{where}: must be an object with {', '.join(OPTION_NAMES)}")
     unknown = sorted(set(raw) - set(OPTION_NAMES))
     if unknown:
-        raise ConfigurationError(f"{where}: unknown option(s) {unknown}; known: {list(OPTION_NAMES)}")
+        raise ConfigurationError(
+            f"{where}: unknown option(s) {unknown}; known: {list(OPTION_NAMES)}"
+        )
     values = {}
     for name in OPTION_NAMES:
         value = raw.get(name, False)
@@ -165,7 +177,9 @@ def validate_submission(
     if not roles:
         raise ConfigurationError("roles: the list is empty, nothing to onboard")
     if len(roles) > MAX_ROLES:
-        raise ConfigurationError(f"roles: {len(roles)} roles in one batch, at most {MAX_ROLES} are allowed")
+        raise ConfigurationError(
+            f"roles: {len(roles)} roles in one batch, at most {MAX_ROLES} are allowed"
+        )
 
     valid: list[ValidRole] = []
     invalid: list[InvalidRole] = []
@@ -178,14 +192,20 @@ def validate_submission(
         name_value = raw.get("role_name")
         shown_name = name_value if isinstance(name_value, str) else None
         if unknown:
-            invalid.append(InvalidRole(index, shown_name, unknown[0], f"unknown field; known: {list(ROLE_FIELDS)}"))
+            invalid.append(
+                InvalidRole(
+                    index, shown_name, unknown[0], f"unknown field; known: {list(ROLE_FIELDS)}"
+                )
+            )
             continue
         try:
             role_name = _text(name_value)
             draup_name = _text(raw.get("draup_role_name"))
             draup_id = _text(raw.get("draup_role_id"))
         except TypeError:
-            bad = next(f for f in ROLE_FIELDS if raw.get(f) is not None and not isinstance(raw.get(f), str))
+            bad = next(
+                f for f in ROLE_FIELDS if raw.get(f) is not None and not isinstance(raw.get(f), str)
+            )
             invalid.append(InvalidRole(index, shown_name, bad, "must be a string"))
             continue
         if role_name is None:
@@ -193,7 +213,12 @@ def validate_submission(
             continue
         if draup_name and draup_id and draup_name != draup_id:
             invalid.append(
-                InvalidRole(index, role_name, "draup_role_id", "is an alias of draup_role_name and disagrees with it")
+                InvalidRole(
+                    index,
+                    role_name,
+                    "draup_role_id",
+                    "is an alias of draup_role_name and disagrees with it",
+                )
             )
             continue
         draup = draup_name or draup_id
@@ -208,12 +233,21 @@ def validate_submission(
         key = partition_key(company, role_name)
         if key in seen:
             invalid.append(
-                InvalidRole(index, role_name, "role_name", f"same role as roles[{seen[key]}] ({key}); skipped")
+                InvalidRole(
+                    index,
+                    role_name,
+                    "role_name",
+                    f"same role as roles[{seen[key]}] ({key}); skipped",
+                )
             )
             continue
         seen[key] = index
-        valid.append(ValidRole(index=index, role_name=role_name, draup_role_name=draup, partition_key=key))
-    return ValidatedSubmission(company_id=company, options=opts, created_by=created_by, valid=valid, invalid=invalid)
+        valid.append(
+            ValidRole(index=index, role_name=role_name, draup_role_name=draup, partition_key=key)
+        )
+    return ValidatedSubmission(
+        company_id=company, options=opts, created_by=created_by, valid=valid, invalid=invalid
+    )
 
 
 def new_batch_id() -> str:

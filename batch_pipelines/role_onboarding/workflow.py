@@ -112,7 +112,10 @@ def gather_documents(role: RoleInput, taxonomy: TaxonomyRole) -> list[dict[str, 
                 "The role uses software and analysis to make decisions and report on results."
             ),
         },
-        {"kind": "taxonomy", "text": f"Taxonomy role {taxonomy.taxonomy_role_id}: {taxonomy.name}."},
+        {
+            "kind": "taxonomy",
+            "text": f"Taxonomy role {taxonomy.taxonomy_role_id}: {taxonomy.name}.",
+        },
     ]
 
 
@@ -139,7 +142,12 @@ async def _model_call(
     usage = reported_or_estimated_usage(answer.usage, instruction + text, answer.content)
     # item_id stays empty: the ledger's item ids are the items table's; the call key names the role.
     entry = CostEntry.priced(
-        call_key=call_key, batch_id=ledger_batch_id, model=model, usage=usage, prices=prices, phase=step
+        call_key=call_key,
+        batch_id=ledger_batch_id,
+        model=model,
+        usage=usage,
+        prices=prices,
+        phase=step,
     )
     result.costs.append(entry)
     on_cost(entry)
@@ -218,6 +226,8 @@ async def run_role_workflow(
     except BatchPipelinesError as exc:
         raise StepFailed("publish_dashboard", str(exc), transient=False) from None
     except Exception as exc:  # noqa: BLE001 - a database hiccup: the retry policy may fix it
-        raise StepFailed("publish_dashboard", f"{type(exc).__name__}: {exc}", transient=True) from None
+        raise StepFailed(
+            "publish_dashboard", f"{type(exc).__name__}: {exc}", transient=True
+        ) from None
     result.steps.append("publish_dashboard")
     return result

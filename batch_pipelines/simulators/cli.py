@@ -174,7 +174,12 @@ def teams(host: str, port: int, **faults: Any) -> None:
 
 @simulate.command("config-service")
 @_fault_options
-@click.option("--api-key", envvar="CONFIG_SERVICE_API_KEY", default="config-service-simulator-key", show_default=True)
+@click.option(
+    "--api-key",
+    envvar="CONFIG_SERVICE_API_KEY",
+    default="config-service-simulator-key",
+    show_default=True,
+)
 def config_service(host: str, port: int, api_key: str, **faults: Any) -> None:
     """The config service's preference API (/v1/preferences, /v1/users/<id>/preferences/<feature>)."""
     from batch_pipelines.simulators.config_service import ConfigServiceSimulator

@@ -36,10 +36,22 @@ _REQUIRED = ("tenant_id", "user_id", "feature_type", "frequency", "preferred_tim
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body).encode(), status_code=status, headers=headers, media_type="application/json")
+    return Response(
+        json.dumps(body).encode(),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
-def _error(status: int, code: str, message: str, *, param: str | None = None, headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     return _json({"error": {"code": code, "message": message, "param": param}}, status, headers)
 
 
@@ -120,7 +132,12 @@ class ConfigServiceSimulator:
         if stored is None or stored["deleted"]:
             return False
         self._sequence += 1
-        stored.update(deleted=True, enabled=False, updated_at=self.clock().isoformat(), _sequence=self._sequence)
+        stored.update(
+            deleted=True,
+            enabled=False,
+            updated_at=self.clock().isoformat(),
+            _sequence=self._sequence,
+        )
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -143,8 +160,12 @@ class ConfigServiceSimulator:
         if decision.error_status is not None:
             self._injector.record(str(decision.kind))
             if decision.error_status == 429:
-                return _error(429, "rate_limited", "slow down (simulated)",
-                              headers={"Retry-After": self._injector.retry_after_header()})
+                return _error(
+                    429,
+                    "rate_limited",
+                    "slow down (simulated)",
+                    headers={"Retry-After": self._injector.retry_after_header()},
+                )
             return _error(decision.error_status, "server_error", "server error (simulated)")
         return None
 
@@ -155,13 +176,22 @@ class ConfigServiceSimulator:
         if not feature_type:
             return _error(400, "invalid_request", "feature_type is required", param="feature_type")
         matching = sorted(
-            (r for r in self._records.values() if r["feature_type"] == feature_type and not r["deleted"]),
+            (
+                r
+                for r in self._records.values()
+                if r["feature_type"] == feature_type and not r["deleted"]
+            ),
             key=lambda r: r["user_id"],
         )
         try:
             start = int(request.query_params.get("page_token") or 0)
         except ValueError:
-            return _error(400, "invalid_request", "page_token is not one this service issued", param="page_token")
+            return _error(
+                400,
+                "invalid_request",
+                "page_token is not one this service issued",
+                param="page_token",
+            )
         page = matching[start : start + PAGE_SIZE]
         next_token = str(start + PAGE_SIZE) if start + PAGE_SIZE < len(matching) else None
         return _json({"preferences": [_public(r) for r in page], "next_page_token": next_token})
@@ -173,8 +203,13 @@ class ConfigServiceSimulator:
             after = int(request.query_params.get("cursor") or 0)
             limit = int(request.query_params.get("limit") or PAGE_SIZE)
         except ValueError:
-            return _error(400, "invalid_request", "cursor and limit must be integers", param="cursor")
-        changed = sorted((r for r in self._records.values() if r["_sequence"] > after), key=lambda r: r["_sequence"])
+            return _error(
+                400, "invalid_request", "cursor and limit must be integers", param="cursor"
+            )
+        changed = sorted(
+            (r for r in self._records.values() if r["_sequence"] > after),
+            key=lambda r: r["_sequence"],
+        )
         page = changed[: max(1, limit)]
         next_cursor = str(page[-1]["_sequence"]) if page else str(after)
         return _json({"preferences": [_public(r) for r in page], "next_cursor": next_cursor})
@@ -182,7 +217,9 @@ class ConfigServiceSimulator:
     async def _get(self, request: Request) -> Response:
         if (refused := await self._gate(request)) is not None:
             return refused
-        stored = self._records.get((request.path_params["user_id"], request.path_params["feature_type"]))
+        stored = self._records.get(
+            (request.path_params["user_id"], request.path_params["feature_type"])
+        )
         if stored is None or stored["deleted"]:
             return _error(404, "not_found", "no preference for this user and feature type")
         return _json(_public(stored))
@@ -199,21 +236,34 @@ class ConfigServiceSimulator:
             return _error(400, "invalid_field", f"{problem[0]} {problem[1]}", param=problem[0])
         path = (request.path_params["user_id"], request.path_params["feature_type"])
         if (record["user_id"], record["feature_type"]) != path:
-            return _error(400, "invalid_field", "user_id and feature_type must match the path", param="user_id")
+            return _error(
+                400,
+                "invalid_field",
+                "user_id and feature_type must match the path",
+                param="user_id",
+            )
         return _json(self.put(record))
 
     async def _delete(self, request: Request) -> Response:
         if (refused := await self._gate(request)) is not None:
             return refused
         deleted = self.delete(request.path_params["user_id"], request.path_params["feature_type"])
-        return Response(b"", status_code=204) if deleted else _error(404, "not_found", "no preference to delete")
+        return (
+            Response(b"", status_code=204)
+            if deleted
+            else _error(404, "not_found", "no preference to delete")
+        )
 
     async def _stats_endpoint(self, request: Request) -> Response:
         return _json(self.stats())
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return _error(status, "not_found" if status == 404 else "method_not_allowed", f"{request.method} {request.url.path}")
+        return _error(
+            status,
+            "not_found" if status == 404 else "method_not_allowed",
+            f"{request.method} {request.url.path}",
+        )
 
 
 def _public(stored: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +273,9 @@ def _public(stored: dict[str, Any]) -> dict[str, Any]:
 EMBEDDED_CONFIG_SERVICE_URL = "http://config-service.simulator"
 
 
-def config_service_client(sim: ConfigServiceSimulator, *, api_key: str | None = None, **kwargs: Any):
+def config_service_client(
+    sim: ConfigServiceSimulator, *, api_key: str | None = None, **kwargs: Any
+):
     """A real ``ConfigServiceClient`` wired to ``sim`` in process (tests, demo, benchmarks);
     with the simulator's key unless ``api_key`` says otherwise."""
     from batch_pipelines.clients.config_service import ConfigServiceClient

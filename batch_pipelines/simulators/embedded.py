@@ -99,7 +99,9 @@ def risk_modeler_client(sim: RiskModelerSimulator, **kwargs: Any) -> RiskModeler
 
 
 def model_client(sim: ModelSimulator, *, api_key: str | None = None, **kwargs: Any) -> ModelClient:
-    return ModelClient(EMBEDDED_MODELS_URL, api_key, transport=InProcessTransport(sim.app), **kwargs)
+    return ModelClient(
+        EMBEDDED_MODELS_URL, api_key, transport=InProcessTransport(sim.app), **kwargs
+    )
 
 
 def teams_client(sim: TeamsSimulator, **kwargs: Any) -> TeamsClient:

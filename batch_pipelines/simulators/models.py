@@ -640,7 +640,9 @@ class ModelSimulator:
 
     async def _stats_endpoint(self, request: Request) -> Response:
         keys = request.query_params.get("replayed_keys", "").lower() in ("1", "true", "yes")
-        return Response(json.dumps(self.stats(replayed_keys=keys)).encode(), media_type="application/json")
+        return Response(
+            json.dumps(self.stats(replayed_keys=keys)).encode(), media_type="application/json"
+        )
 
     async def _reset_endpoint(self, request: Request) -> Response:
         self.reset()

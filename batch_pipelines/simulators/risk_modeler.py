@@ -222,9 +222,7 @@ _STATE_TABLES = (
     "rdm_contents",
 )
 
-_PF_COLUMNS = (
-    "id, datasource, name, number, description, created_at, accounts_count, locations_count, geocoded"
-)
+_PF_COLUMNS = "id, datasource, name, number, description, created_at, accounts_count, locations_count, geocoded"
 _WF_COLUMNS = (
     "id, type, name, subject, submit_at, queued_s, pending_s, running_s, failure, cancel_at, "
     "summary, output"
@@ -500,7 +498,9 @@ class RiskModelerSimulator:
             (effect["version"], effect["name"]),
         )
 
-    def _apply_mri_import(self, db: sqlite3.Connection, effect: dict, wf_id: int, at: float) -> None:
+    def _apply_mri_import(
+        self, db: sqlite3.Connection, effect: dict, wf_id: int, at: float
+    ) -> None:
         if effect.get("append", True):
             db.execute(
                 "UPDATE portfolios SET accounts_count = accounts_count + ?, "
@@ -757,7 +757,9 @@ class RiskModelerSimulator:
         await self._injector.delay(since=arrived)
         if decision.error_status is not None:
             return self._fault_response(decision)
-        call = Call(request.path_params, request.scope.get("query_string", b""), None, self._clock())
+        call = Call(
+            request.path_params, request.scope.get("query_string", b""), None, self._clock()
+        )
         try:
             answer = handler(self._db(), call)
         except ApiError as exc:
@@ -793,8 +795,16 @@ class RiskModelerSimulator:
                     body = json.loads(raw) if raw.strip() else None
                 except ValueError:
                     await self._injector.delay(since=arrived)
-                    return error_response(400, "INVALID_JSON", "The request body is not valid JSON.")
-            call = Call(request.path_params, request.scope.get("query_string", b""), body, self._clock(), raw)
+                    return error_response(
+                        400, "INVALID_JSON", "The request body is not valid JSON."
+                    )
+            call = Call(
+                request.path_params,
+                request.scope.get("query_string", b""),
+                body,
+                self._clock(),
+                raw,
+            )
             response, committed = self._write(handler, call, key, submission=is_post)
             if committed is not None:
                 await committed
@@ -1231,8 +1241,7 @@ class RiskModelerSimulator:
         row = None
         if call.path["portfolio_id"].isdigit():
             row = db.execute(
-                f"SELECT {_PF_COLUMNS} FROM portfolios "
-                "WHERE id = ? AND datasource = ?",
+                f"SELECT {_PF_COLUMNS} FROM portfolios WHERE id = ? AND datasource = ?",
                 (int(call.path["portfolio_id"]), edm),
             ).fetchone()
         if row is None:
@@ -1273,7 +1282,9 @@ class RiskModelerSimulator:
     # ------------------------------------------------------------------ data servers, reference data
 
     def _list_dataservers(self, db: sqlite3.Connection, call: Call) -> Answer:
-        return Answer(200, {"totalMatchCount": len(DATA_SERVERS), "searchItems": list(DATA_SERVERS)})
+        return Answer(
+            200, {"totalMatchCount": len(DATA_SERVERS), "searchItems": list(DATA_SERVERS)}
+        )
 
     def _reference_id(self, kind: str, name: str) -> int | None:
         if self._reference is None:
@@ -1353,10 +1364,15 @@ class RiskModelerSimulator:
     def _upload_file(self, db: sqlite3.Connection, call: Call) -> Answer:
         bucket_id = self._bucket(db, call.path["bucket_id"])
         file_id = self._int_id(call.path["file_id"], "FILE_NOT_FOUND", "File")
-        if db.execute(
-            "SELECT 1 FROM storage_files WHERE id = ? AND bucket_id = ?", (file_id, bucket_id)
-        ).fetchone() is None:
-            raise ApiError(404, "FILE_NOT_FOUND", f"File {file_id} not found in bucket {bucket_id}.")
+        if (
+            db.execute(
+                "SELECT 1 FROM storage_files WHERE id = ? AND bucket_id = ?", (file_id, bucket_id)
+            ).fetchone()
+            is None
+        ):
+            raise ApiError(
+                404, "FILE_NOT_FOUND", f"File {file_id} not found in bucket {bucket_id}."
+            )
         # Data rows: non-blank lines after the header line.
         lines = [line for line in call.raw.splitlines() if line.strip()]
         rows = max(0, len(lines) - 1)
@@ -1389,10 +1405,14 @@ class RiskModelerSimulator:
         ).fetchone()
         if row is None or row[0] != file_type:
             raise ApiError(
-                404, "FILE_NOT_FOUND", f"{field_name} {raw_id} is not a {file_type} file of bucket {bucket_id}."
+                404,
+                "FILE_NOT_FOUND",
+                f"{field_name} {raw_id} is not a {file_type} file of bucket {bucket_id}.",
             )
         if row[1] is None:
-            raise ApiError(400, "FILE_NOT_UPLOADED", f"{field_name} {raw_id} has not been uploaded.")
+            raise ApiError(
+                400, "FILE_NOT_UPLOADED", f"{field_name} {raw_id} has not been uploaded."
+            )
         return int(row[2])
 
     def _start_import(self, db: sqlite3.Connection, call: Call) -> Answer:
@@ -1404,11 +1424,17 @@ class RiskModelerSimulator:
             raise ApiError(400, "INVALID_REQUEST", "dataSourceName is required.")
         delimiter = body.get("delimiter", "COMMA")
         if delimiter not in MRI_DELIMITERS:
-            raise ApiError(400, "INVALID_REQUEST", f"delimiter must be one of {sorted(MRI_DELIMITERS)}.")
+            raise ApiError(
+                400, "INVALID_REQUEST", f"delimiter must be one of {sorted(MRI_DELIMITERS)}."
+            )
         self._apply_due_effects(db, call.now)
         bucket_id = self._bucket(db, body.get("bucketId"))
-        accounts = self._uploaded_file(db, bucket_id, body.get("accountsFileId"), "account", "accountsFileId")
-        locations = self._uploaded_file(db, bucket_id, body.get("locationsFileId"), "location", "locationsFileId")
+        accounts = self._uploaded_file(
+            db, bucket_id, body.get("accountsFileId"), "account", "accountsFileId"
+        )
+        locations = self._uploaded_file(
+            db, bucket_id, body.get("locationsFileId"), "location", "locationsFileId"
+        )
         self._uploaded_file(db, bucket_id, body.get("mappingFileId"), "mapping", "mappingFileId")
         skip = body.get("skipLines", 1)
         # skipLines counts header lines; one header line is already excluded from the rows.
@@ -1475,22 +1501,30 @@ class RiskModelerSimulator:
     def _create_treaty_lobs(self, db: sqlite3.Connection, call: Call) -> Answer:
         edm = self._existing_datasource(db, call)
         if not isinstance(call.body, list) or not call.body:
-            raise ApiError(400, "INVALID_REQUEST", "A non-empty JSON list [{treatyId, name}] is required.")
+            raise ApiError(
+                400, "INVALID_REQUEST", "A non-empty JSON list [{treatyId, name}] is required."
+            )
         created = []
         for item in call.body:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise ApiError(400, "INVALID_REQUEST", "Each line of business needs treatyId and name.")
+                raise ApiError(
+                    400, "INVALID_REQUEST", "Each line of business needs treatyId and name."
+                )
             treaty_id = self._int_id(item.get("treatyId"), "TREATY_NOT_FOUND", "Treaty")
-            if db.execute(
-                "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (treaty_id, edm)
-            ).fetchone() is None:
+            if (
+                db.execute(
+                    "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (treaty_id, edm)
+                ).fetchone()
+                is None
+            ):
                 raise ApiError(404, "TREATY_NOT_FOUND", f"Treaty {treaty_id} not found in '{edm}'.")
             db.execute(
                 "INSERT OR IGNORE INTO treaty_lobs (treaty_id, name) VALUES (?, ?)",
                 (treaty_id, item["name"]),
             )
             lob_id = db.execute(
-                "SELECT id FROM treaty_lobs WHERE treaty_id = ? AND name = ?", (treaty_id, item["name"])
+                "SELECT id FROM treaty_lobs WHERE treaty_id = ? AND name = ?",
+                (treaty_id, item["name"]),
             ).fetchone()[0]
             created.append({"id": lob_id, "treatyId": treaty_id, "name": item["name"]})
         return Answer(201, {"totalMatchCount": len(created), "searchItems": created})
@@ -1498,7 +1532,9 @@ class RiskModelerSimulator:
     def _list_treaties(self, db: sqlite3.Connection, call: Call) -> Answer:
         limit, offset = _limit_offset(call.query)
         edm = self._existing_datasource(db, call)
-        total = db.execute("SELECT count(*) FROM treaties WHERE datasource = ?", (edm,)).fetchone()[0]
+        total = db.execute("SELECT count(*) FROM treaties WHERE datasource = ?", (edm,)).fetchone()[
+            0
+        ]
         rows = db.execute(
             "SELECT id, datasource, name, number, body, created_at FROM treaties WHERE datasource = ? "
             "ORDER BY id LIMIT ? OFFSET ?",
@@ -1514,7 +1550,10 @@ class RiskModelerSimulator:
                 lobs.setdefault(treaty_id, []).append({"id": lob_id, "name": name})
         return Answer(
             200,
-            {"totalMatchCount": total, "searchItems": [self._treaty_json(r, lobs.get(r[0], [])) for r in rows]},
+            {
+                "totalMatchCount": total,
+                "searchItems": [self._treaty_json(r, lobs.get(r[0], [])) for r in rows],
+            },
         )
 
     # ------------------------------------------------------------------ GeoHaz
@@ -1523,11 +1562,23 @@ class RiskModelerSimulator:
         edm = self._existing_datasource(db, call)
         portfolio = self._portfolio_in(db, edm, call.path["portfolio_id"])
         layers = call.body
-        if not isinstance(layers, list) or not layers or not all(isinstance(x, dict) for x in layers):
-            raise ApiError(400, "INVALID_REQUEST", "A non-empty JSON list of geocode/hazard layers is required.")
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(x, dict) for x in layers)
+        ):
+            raise ApiError(
+                400,
+                "INVALID_REQUEST",
+                "A non-empty JSON list of geocode/hazard layers is required.",
+            )
         types = {layer.get("type") for layer in layers}
         if not types <= {"geocode", "hazard"} or "geocode" not in types:
-            raise ApiError(400, "INVALID_REQUEST", "Layers must be of type 'geocode' or 'hazard', geocode included.")
+            raise ApiError(
+                400,
+                "INVALID_REQUEST",
+                "Layers must be of type 'geocode' or 'hazard', geocode included.",
+            )
         versions = {str(layer.get("type")): str(layer.get("version", "")) for layer in layers}
         return self._start_workflow(
             db,
@@ -1576,7 +1627,9 @@ class RiskModelerSimulator:
             f"FROM analyses{where} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608 -- fixed fragments
             [*args, limit, offset],
         ).fetchall()
-        return Answer(200, {"totalMatchCount": total, "searchItems": [self._analysis_json(r) for r in rows]})
+        return Answer(
+            200, {"totalMatchCount": total, "searchItems": [self._analysis_json(r) for r in rows]}
+        )
 
     def _list_analyses(self, db: sqlite3.Connection, call: Call) -> Answer:
         raw = call.query.get("isgroup", "").strip().lower()
@@ -1585,7 +1638,9 @@ class RiskModelerSimulator:
     def _list_groups(self, db: sqlite3.Connection, call: Call) -> Answer:
         return self._select_analyses(db, call, True)
 
-    def _analysis_row(self, db: sqlite3.Connection, raw_id: Any, is_group: bool | None = None) -> tuple:
+    def _analysis_row(
+        self, db: sqlite3.Connection, raw_id: Any, is_group: bool | None = None
+    ) -> tuple:
         an_id = self._int_id(raw_id, "ANALYSIS_NOT_FOUND", "Analysis")
         row = db.execute(
             "SELECT id, name, is_group, datasource, portfolio_id, item_ids, settings, created_at "
@@ -1600,7 +1655,9 @@ class RiskModelerSimulator:
         self._apply_due_effects(db, call.now)
         return Answer(200, self._analysis_json(self._analysis_row(db, call.path["analysis_id"])))
 
-    def _delete_analysis(self, db: sqlite3.Connection, call: Call, is_group: bool | None = None) -> Answer:
+    def _delete_analysis(
+        self, db: sqlite3.Connection, call: Call, is_group: bool | None = None
+    ) -> Answer:
         self._apply_due_effects(db, call.now)
         row = self._analysis_row(db, call.path["analysis_id"], is_group)
         db.execute("DELETE FROM analyses WHERE id = ?", (row[0],))
@@ -1636,12 +1693,21 @@ class RiskModelerSimulator:
         for treaty_id in treaty_ids:
             raw = treaty_id.get("id") if isinstance(treaty_id, dict) else treaty_id
             tr_id = self._int_id(raw, "TREATY_NOT_FOUND", "Treaty")
-            if db.execute(
-                "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (tr_id, edm)
-            ).fetchone() is None:
+            if (
+                db.execute(
+                    "SELECT 1 FROM treaties WHERE id = ? AND datasource = ?", (tr_id, edm)
+                ).fetchone()
+                is None
+            ):
                 raise ApiError(404, "TREATY_NOT_FOUND", f"Treaty {raw} not found in '{edm}'.")
         settings = _present(
-            body, "modelProfileId", "outputProfileId", "eventRateSchemeId", "currency", "treaties", "tagIds"
+            body,
+            "modelProfileId",
+            "outputProfileId",
+            "eventRateSchemeId",
+            "currency",
+            "treaties",
+            "tagIds",
         )
         return self._start_workflow(
             db,
@@ -1681,14 +1747,22 @@ class RiskModelerSimulator:
             raise ApiError(
                 404, "ANALYSIS_NOT_FOUND", f"Analyses not found: {', '.join(map(str, missing))}."
             )
-        settings = _present(body, "currency", "numOfSimulations", "simulateToPLT", "propagateDetailedLosses")
+        settings = _present(
+            body, "currency", "numOfSimulations", "simulateToPLT", "propagateDetailedLosses"
+        )
         return self._start_workflow(
             db,
             call.now,
             wf_type="GROUPING",
             name=name,
             subject=f"group:{name}",
-            effect={"op": "create_analysis", "name": name, "is_group": True, "item_ids": item_ids, "settings": settings},
+            effect={
+                "op": "create_analysis",
+                "name": name,
+                "is_group": True,
+                "item_ids": item_ids,
+                "settings": settings,
+            },
             summary={"groupName": name, "itemCount": len(item_ids)},
             output={"groupName": name},
         )
@@ -1728,7 +1802,9 @@ class RiskModelerSimulator:
         uris = body.get("resourceUris")
         settings = body.get("settings")
         if not isinstance(uris, list) or not uris or not isinstance(settings, dict):
-            raise ApiError(400, "INVALID_REQUEST", "resourceUris (non-empty) and settings are required.")
+            raise ApiError(
+                400, "INVALID_REQUEST", "resourceUris (non-empty) and settings are required."
+            )
         server_id = settings.get("serverId")
         if server_id not in {s["id"] for s in DATA_SERVERS}:
             raise ApiError(404, "SERVER_NOT_FOUND", f"Data server {server_id!r} not found.")
@@ -1739,12 +1815,18 @@ class RiskModelerSimulator:
             analysis_ids.append(self._analysis_row(db, tail)[0])
         rdm_name, database_id = settings.get("rdmName"), settings.get("databaseId")
         if bool(rdm_name) == (database_id is not None):
-            raise ApiError(400, "INVALID_REQUEST", "settings need exactly one of rdmName or databaseId.")
+            raise ApiError(
+                400, "INVALID_REQUEST", "settings need exactly one of rdmName or databaseId."
+            )
         if rdm_name:
             pending = db.execute(
-                "SELECT 1 FROM workflows WHERE effect_pending = 1 AND subject = ?", (f"rdm:{rdm_name}",)
+                "SELECT 1 FROM workflows WHERE effect_pending = 1 AND subject = ?",
+                (f"rdm:{rdm_name}",),
             ).fetchone()
-            if pending is not None or db.execute("SELECT 1 FROM rdms WHERE name = ?", (rdm_name,)).fetchone():
+            if (
+                pending is not None
+                or db.execute("SELECT 1 FROM rdms WHERE name = ?", (rdm_name,)).fetchone()
+            ):
                 raise ApiError(409, "RDM_EXISTS", f"An RDM named '{rdm_name}' already exists.")
             subject, target = f"rdm:{rdm_name}", {"rdm_name": rdm_name}
         else:
@@ -1759,7 +1841,10 @@ class RiskModelerSimulator:
             name=f"Export {len(analysis_ids)} analyses to RDM",
             subject=subject,
             effect={"op": "export", "server_id": server_id, "analysis_ids": analysis_ids, **target},
-            summary={"exportedAnalyses": len(analysis_ids), **({"rdmName": rdm_name} if rdm_name else {})},
+            summary={
+                "exportedAnalyses": len(analysis_ids),
+                **({"rdmName": rdm_name} if rdm_name else {}),
+            },
             output={"analysisIds": analysis_ids},
         )
         wf_id = answer.headers["Location"].rsplit("/", 1)[-1]

@@ -205,7 +205,9 @@ def _new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def insert_cost_entries(conn: sa.Connection, entries: Sequence[CostEntry], *, count_new: bool = True) -> int | None:
+def insert_cost_entries(
+    conn: sa.Connection, entries: Sequence[CostEntry], *, count_new: bool = True
+) -> int | None:
     """Insert ledger entries within the caller's transaction; return how many were new
     (None with ``count_new=False``, which spares the RETURNING round trip: checkpoints,
     many a second, do not need the count).
@@ -273,7 +275,9 @@ class BatchStore:
             if conn.execute(sa.select(c.c.id).where(c.c.name == name)).first() is not None:
                 raise BatchError(f"cycle {name!r} already exists", code="BP-CYCLE-EXISTS")
             conn.execute(
-                c.update().where(c.c.status == CYCLE_ACTIVE).values(status=CYCLE_ARCHIVED, archived_at=now)
+                c.update()
+                .where(c.c.status == CYCLE_ACTIVE)
+                .values(status=CYCLE_ARCHIVED, archived_at=now)
             )
             conn.execute(c.insert().values(name=name, status=CYCLE_ACTIVE, created_at=now))
         return self.get_cycle(name)
@@ -292,12 +296,17 @@ class BatchStore:
 
     def list_cycles(self) -> list[CycleRecord]:
         with self.engine.connect() as conn:
-            return [CycleRecord(**r._mapping) for r in conn.execute(sa.select(t.cycles).order_by(t.cycles.c.id))]
+            return [
+                CycleRecord(**r._mapping)
+                for r in conn.execute(sa.select(t.cycles).order_by(t.cycles.c.id))
+            ]
 
     def require_active_cycle(self, name: str) -> CycleRecord:
         cycle = self.get_cycle(name)
         if not cycle.is_active:
-            raise CycleNotActive(f"cycle {name!r} is not active (it was archived); only the active cycle accepts work")
+            raise CycleNotActive(
+                f"cycle {name!r} is not active (it was archived); only the active cycle accepts work"
+            )
         return cycle
 
     def save_configuration(
@@ -318,12 +327,16 @@ class BatchStore:
             existing = conn.execute(
                 sa.select(cfg.c.id).where(cfg.c.cycle_id == cycle.id, cfg.c.family == family)
             ).scalar_one_or_none()
-            values = dict(name=name, source=source, checksum=checksum, content=dict(content), created_at=now)
+            values = dict(
+                name=name, source=source, checksum=checksum, content=dict(content), created_at=now
+            )
             if existing is None:
                 conn.execute(cfg.insert().values(cycle_id=cycle.id, family=family, **values))
             else:
                 used = conn.execute(
-                    sa.select(sa.func.count()).select_from(t.batches).where(t.batches.c.configuration_id == existing)
+                    sa.select(sa.func.count())
+                    .select_from(t.batches)
+                    .where(t.batches.c.configuration_id == existing)
                 ).scalar_one()
                 if used:
                     raise BatchError(
@@ -396,12 +409,16 @@ class BatchStore:
                     }
                     for c in job_configurations
                 ]
-                config_ids = conn.execute(
-                    t.job_configurations.insert().returning(
-                        t.job_configurations.c.id, sort_by_parameter_order=True
-                    ),
-                    config_rows,
-                ).scalars().all()
+                config_ids = (
+                    conn.execute(
+                        t.job_configurations.insert().returning(
+                            t.job_configurations.c.id, sort_by_parameter_order=True
+                        ),
+                        config_rows,
+                    )
+                    .scalars()
+                    .all()
+                )
                 conn.execute(
                     t.jobs.insert(),
                     [self._new_job_row(batch_id, cid, now) for cid in config_ids],
@@ -409,7 +426,9 @@ class BatchStore:
         return batch_id
 
     @staticmethod
-    def _new_job_row(batch_id: int, configuration_id: int, now: datetime, parent: int | None = None) -> dict:
+    def _new_job_row(
+        batch_id: int, configuration_id: int, now: datetime, parent: int | None = None
+    ) -> dict:
         return {
             "batch_id": batch_id,
             "job_configuration_id": configuration_id,
@@ -422,19 +441,27 @@ class BatchStore:
             "updated_at": now,
         }
 
-    def find_or_create_batch(self, *, family: str, batch_type: str, partition_key: str, **kwargs: Any) -> int:
+    def find_or_create_batch(
+        self, *, family: str, batch_type: str, partition_key: str, **kwargs: Any
+    ) -> int:
         """The partition's batch of this type, created with ``create_batch`` if none exists.
 
         Safe under concurrency: the unique (family, batch_type, partition_key) constraint
         makes a second creator fail, and it then reads the winner's batch.
         """
-        existing = self.find_batches(family=family, batch_type=batch_type, partition_key=partition_key)
+        existing = self.find_batches(
+            family=family, batch_type=batch_type, partition_key=partition_key
+        )
         if existing:
             return existing[0].id
         try:
-            return self.create_batch(family=family, batch_type=batch_type, partition_key=partition_key, **kwargs)
+            return self.create_batch(
+                family=family, batch_type=batch_type, partition_key=partition_key, **kwargs
+            )
         except sa.exc.IntegrityError:
-            (winner,) = self.find_batches(family=family, batch_type=batch_type, partition_key=partition_key)
+            (winner,) = self.find_batches(
+                family=family, batch_type=batch_type, partition_key=partition_key
+            )
             return winner.id
 
     def get_batch(self, batch_id: int) -> BatchRecord:
@@ -445,7 +472,11 @@ class BatchStore:
         return _batch_record(row)
 
     def find_batches(
-        self, *, family: str | None = None, batch_type: str | None = None, partition_key: str | None = None
+        self,
+        *,
+        family: str | None = None,
+        batch_type: str | None = None,
+        partition_key: str | None = None,
     ) -> list[BatchRecord]:
         q = sa.select(t.batches).order_by(t.batches.c.id)
         if family is not None:
@@ -481,10 +512,14 @@ class BatchStore:
         conn.execute(
             t.batches.update()
             .where(t.batches.c.id == batch_id)
-            .values(status=status.value, updated_at=now, settled_at=now if status.is_terminal else None)
+            .values(
+                status=status.value, updated_at=now, settled_at=now if status.is_terminal else None
+            )
         )
 
-    def add_batch_event(self, batch_id: int, message: str, *, level: str = "INFO", data: dict | None = None) -> None:
+    def add_batch_event(
+        self, batch_id: int, message: str, *, level: str = "INFO", data: dict | None = None
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 t.batch_events.insert().values(
@@ -495,7 +530,9 @@ class BatchStore:
     def batch_events(self, batch_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.batch_events).where(t.batch_events.c.batch_id == batch_id).order_by(t.batch_events.c.id)
+                sa.select(t.batch_events)
+                .where(t.batch_events.c.batch_id == batch_id)
+                .order_by(t.batch_events.c.id)
             )
             return [dict(r._mapping) for r in rows]
 
@@ -511,9 +548,9 @@ class BatchStore:
 
     def _jobs_query(self) -> sa.Select:
         jc = t.job_configurations
-        return sa.select(*_JOB_COLUMNS, jc.c.key.label("config_key"), jc.c.data.label("config_data")).join(
-            jc, jc.c.id == t.jobs.c.job_configuration_id
-        )
+        return sa.select(
+            *_JOB_COLUMNS, jc.c.key.label("config_key"), jc.c.data.label("config_data")
+        ).join(jc, jc.c.id == t.jobs.c.job_configuration_id)
 
     def list_jobs(
         self,
@@ -543,7 +580,11 @@ class BatchStore:
     def job_status_counts(self, batch_id: int) -> dict[str, int]:
         """Non-skipped jobs by status, skipped ones under SKIPPED (one GROUP BY)."""
         status = sa.case((t.jobs.c.skipped.is_(True), SKIPPED_KEY), else_=t.jobs.c.status)
-        q = sa.select(status.label("s"), sa.func.count()).where(t.jobs.c.batch_id == batch_id).group_by(status)
+        q = (
+            sa.select(status.label("s"), sa.func.count())
+            .where(t.jobs.c.batch_id == batch_id)
+            .group_by(status)
+        )
         with self.engine.connect() as conn:
             return {s: n for s, n in conn.execute(q)}
 
@@ -659,7 +700,9 @@ class BatchStore:
     def release_claims(self, owner: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                t.jobs.update().where(t.jobs.c.claimed_by == owner).values(claimed_by=None, claim_expires_at=None)
+                t.jobs.update()
+                .where(t.jobs.c.claimed_by == owner)
+                .values(claimed_by=None, claim_expires_at=None)
             )
 
     # ----------------------------------------------------------------- changes
@@ -693,9 +736,13 @@ class BatchStore:
                     "b_request": c.submission_request,
                     "b_response": c.submission_response,
                     "b_error": c.last_error,
-                    "b_submitted_at": now if c.status == JobStatus.SUBMITTED or (
-                        c.expected in (JobStatus.INITIATED, JobStatus.ERROR) and c.status == JobStatus.FINISHED
-                    ) else None,
+                    "b_submitted_at": now
+                    if c.status == JobStatus.SUBMITTED
+                    or (
+                        c.expected in (JobStatus.INITIATED, JobStatus.ERROR)
+                        and c.status == JobStatus.FINISHED
+                    )
+                    else None,
                     "b_tracked_at": now if c.service_status is not None else None,
                     "b_finished_at": now if terminal else None,
                     "b_release": c.release_claim or terminal,
@@ -721,12 +768,22 @@ class BatchStore:
             .values(
                 status=bp("b_status"),
                 workflow_id=sa.func.coalesce(bp("b_workflow_id", type_=sa.String), j.c.workflow_id),
-                submission_request=sa.func.coalesce(bp("b_request", type_=sa.JSON), j.c.submission_request),
-                submission_response=sa.func.coalesce(bp("b_response", type_=sa.JSON), j.c.submission_response),
+                submission_request=sa.func.coalesce(
+                    bp("b_request", type_=sa.JSON), j.c.submission_request
+                ),
+                submission_response=sa.func.coalesce(
+                    bp("b_response", type_=sa.JSON), j.c.submission_response
+                ),
                 last_error=sa.func.coalesce(bp("b_error", type_=sa.Text), j.c.last_error),
-                submitted_at=sa.func.coalesce(j.c.submitted_at, bp("b_submitted_at", type_=t.UTCDateTime())),
-                last_tracked_at=sa.func.coalesce(bp("b_tracked_at", type_=t.UTCDateTime()), j.c.last_tracked_at),
-                finished_at=sa.func.coalesce(bp("b_finished_at", type_=t.UTCDateTime()), j.c.finished_at),
+                submitted_at=sa.func.coalesce(
+                    j.c.submitted_at, bp("b_submitted_at", type_=t.UTCDateTime())
+                ),
+                last_tracked_at=sa.func.coalesce(
+                    bp("b_tracked_at", type_=t.UTCDateTime()), j.c.last_tracked_at
+                ),
+                finished_at=sa.func.coalesce(
+                    bp("b_finished_at", type_=t.UTCDateTime()), j.c.finished_at
+                ),
                 claimed_by=sa.case((release, None), else_=j.c.claimed_by),
                 claim_expires_at=sa.case((release, None), else_=j.c.claim_expires_at),
                 updated_at=bp("b_now", type_=t.UTCDateTime()),
@@ -742,9 +799,13 @@ class BatchStore:
                 # are what we see.
                 wanted = {c.job_id: c.status.value for c in changes}
                 now_status = dict(
-                    conn.execute(sa.select(j.c.id, j.c.status).where(j.c.id.in_(list(wanted)))).all()
+                    conn.execute(
+                        sa.select(j.c.id, j.c.status).where(j.c.id.in_(list(wanted)))
+                    ).all()
                 )
-                lost = {job_id for job_id, status in wanted.items() if now_status.get(job_id) != status}
+                lost = {
+                    job_id for job_id, status in wanted.items() if now_status.get(job_id) != status
+                }
             if logs := [row for row in logs if row["job_id"] not in lost]:
                 conn.execute(t.job_tracking_log.insert(), logs)
         return lost
@@ -794,7 +855,9 @@ class BatchStore:
             for job_id in job_ids:
                 job = found[job_id]
                 if job.skipped:
-                    raise JobError(f"job {job_id} is skipped (already resubmitted)", code="BP-JOB-SKIPPED")
+                    raise JobError(
+                        f"job {job_id} is skipped (already resubmitted)", code="BP-JOB-SKIPPED"
+                    )
                 allowed = {JobStatus.FAILED, JobStatus.ERROR, JobStatus.CANCELLED}
                 if allow_finished:
                     allowed.add(JobStatus.FINISHED)
@@ -841,7 +904,8 @@ class BatchStore:
                 ).rowcount
                 if taken != 1:
                     raise JobError(
-                        f"job {job_id} is being resubmitted or submitted by another run", code="BP-JOB-BUSY"
+                        f"job {job_id} is being resubmitted or submitted by another run",
+                        code="BP-JOB-BUSY",
                     )
                 new_id = conn.execute(
                     t.jobs.insert()
@@ -880,11 +944,19 @@ class BatchStore:
                 )
             ]
             job_views = [
-                JobView(id=r.id, job_configuration_id=r.job_configuration_id, status=JobStatus(r.status), skipped=bool(r.skipped))
+                JobView(
+                    id=r.id,
+                    job_configuration_id=r.job_configuration_id,
+                    status=JobStatus(r.status),
+                    skipped=bool(r.skipped),
+                )
                 for r in conn.execute(
-                    sa.select(t.jobs.c.id, t.jobs.c.job_configuration_id, t.jobs.c.status, t.jobs.c.skipped).where(
-                        t.jobs.c.batch_id == batch_id
-                    )
+                    sa.select(
+                        t.jobs.c.id,
+                        t.jobs.c.job_configuration_id,
+                        t.jobs.c.status,
+                        t.jobs.c.skipped,
+                    ).where(t.jobs.c.batch_id == batch_id)
                 )
             ]
             result = reconcile(configs, job_views)
@@ -902,7 +974,10 @@ class BatchStore:
                     self._write_batch_status(conn, batch_id, new)
             conn.execute(
                 t.batch_recon_log.insert().values(
-                    batch_id=batch_id, status=result.status.value, summary=result.to_dict(), reconciled_at=utcnow()
+                    batch_id=batch_id,
+                    status=result.status.value,
+                    summary=result.to_dict(),
+                    reconciled_at=utcnow(),
                 )
             )
         return result
@@ -940,7 +1015,9 @@ class BatchStore:
         """The ledger entries of one batch, in the order they were recorded."""
         ce = t.cost_entries
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(ce).where(ce.c.batch_id == batch_id).order_by(ce.c.id)).all()
+            rows = conn.execute(
+                sa.select(ce).where(ce.c.batch_id == batch_id).order_by(ce.c.id)
+            ).all()
         return [
             CostEntry(
                 call_key=m["call_key"],

@@ -50,7 +50,9 @@ category_items = sa.Table(
     "category_items",
     metadata,
     sa.Column("id", sa.String(200), primary_key=True),
-    sa.Column("category_id", sa.String(200), sa.ForeignKey("categories.id"), nullable=False, index=True),
+    sa.Column(
+        "category_id", sa.String(200), sa.ForeignKey("categories.id"), nullable=False, index=True
+    ),
     sa.Column("tenant_id", sa.String(200)),
     sa.Column("data", sa.JSON, nullable=False, default=dict),
     sa.Column("user_ids", sa.JSON, nullable=False, default=list),

@@ -75,7 +75,12 @@ def migrate(engine: sa.Engine) -> None:
         with engine.begin() as conn:
             cfg = _alembic_config(conn)
             head = ScriptDirectory.from_config(cfg).get_current_head()
-            if MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision() != head:
+            if (
+                MigrationContext.configure(
+                    conn, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
+                != head
+            ):
                 if engine.dialect.name == "postgresql":
                     # Two processes migrating at once: the advisory lock makes one wait.
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))

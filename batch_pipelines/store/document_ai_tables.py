@@ -51,7 +51,9 @@ reference_passages = sa.Table(
     sa.Column("embedding", sa.JSON, nullable=False),
     sa.Column("embedding_model", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("project_id", "document", "passage_index", name="uq_reference_passages_doc_index"),
+    sa.UniqueConstraint(
+        "project_id", "document", "passage_index", name="uq_reference_passages_doc_index"
+    ),
     sa.Index("ix_reference_passages_project", "project_id"),
 )
 

@@ -43,7 +43,10 @@ role_workflows = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("workflow_id", sa.String(60), nullable=False, unique=True),
     sa.Column(
-        "batch_id", sa.String(40), sa.ForeignKey("role_batches.batch_id", ondelete="CASCADE"), nullable=False
+        "batch_id",
+        sa.String(40),
+        sa.ForeignKey("role_batches.batch_id", ondelete="CASCADE"),
+        nullable=False,
     ),
     sa.Column("role_index", sa.Integer, nullable=False),
     sa.Column("round", sa.Integer, nullable=False),

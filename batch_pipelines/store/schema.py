@@ -29,7 +29,6 @@ metadata = sa.MetaData(
 )
 
 
-
 class UTCDateTime(sa.types.TypeDecorator):
     """Timezone-aware UTC timestamps on every backend.
 
@@ -100,7 +99,9 @@ batches = sa.Table(
     # One batch per batch type and partition: two runs of the same partition must find the
     # same batch, never create one each (each would submit every job with its own keys).
     # Batches without a partition (NULL) are not constrained.
-    sa.UniqueConstraint("family", "batch_type", "partition_key", name="uq_batches_family_type_partition"),
+    sa.UniqueConstraint(
+        "family", "batch_type", "partition_key", name="uq_batches_family_type_partition"
+    ),
 )
 
 job_configurations = sa.Table(
@@ -114,7 +115,9 @@ job_configurations = sa.Table(
     sa.Column("skipped_reason", sa.Text),
     sa.Column("override_reason", sa.Text),
     sa.Column("parent_job_configuration_id", sa.Integer, sa.ForeignKey("job_configurations.id")),
-    sa.Column("overridden_by_job_configuration_id", sa.Integer, sa.ForeignKey("job_configurations.id")),
+    sa.Column(
+        "overridden_by_job_configuration_id", sa.Integer, sa.ForeignKey("job_configurations.id")
+    ),
     sa.Column("created_at", _ts, nullable=False),
 )
 
@@ -124,7 +127,11 @@ jobs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("batch_id", sa.Integer, sa.ForeignKey("batches.id"), nullable=False),
     sa.Column(
-        "job_configuration_id", sa.Integer, sa.ForeignKey("job_configurations.id"), nullable=False, index=True
+        "job_configuration_id",
+        sa.Integer,
+        sa.ForeignKey("job_configurations.id"),
+        nullable=False,
+        index=True,
     ),
     sa.Column("parent_job_id", sa.Integer, sa.ForeignKey("jobs.id")),
     sa.Column("status", sa.String(20), nullable=False),

@@ -17,7 +17,10 @@ DEFAULT_SQLITE_PATH = Path(".data") / "batch_pipelines.db"
 
 
 def normalize_database_url(
-    url: str | None, *, default_path: Path = DEFAULT_SQLITE_PATH, what: str = "BATCH_PIPELINES_DATABASE_URL"
+    url: str | None,
+    *,
+    default_path: Path = DEFAULT_SQLITE_PATH,
+    what: str = "BATCH_PIPELINES_DATABASE_URL",
 ) -> URL:
     """Return a SQLAlchemy URL for ``url``; empty means the embedded SQLite file.
 
@@ -31,9 +34,7 @@ def normalize_database_url(
     try:
         parsed = make_url(raw)
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
-        raise ConfigurationError(
-            f"{what} is not a database URL ({type(exc).__name__})"
-        ) from None
+        raise ConfigurationError(f"{what} is not a database URL ({type(exc).__name__})") from None
     if parsed.drivername in ("postgresql", "postgresql+psycopg2"):
         return parsed.set(drivername="postgresql+psycopg2")
     if parsed.drivername.startswith("sqlite"):
@@ -56,6 +57,8 @@ def redacted(url: URL) -> str:
     which SQLAlchemy's own hiding leaves alone: those values are masked too.
     """
     hidden = {k: "***" for k in url.query if k.lower() in _SECRET_QUERY_KEYS}
-    return url.update_query_dict(hidden).render_as_string(hide_password=True) if hidden else url.render_as_string(
-        hide_password=True
+    return (
+        url.update_query_dict(hidden).render_as_string(hide_password=True)
+        if hidden
+        else url.render_as_string(hide_password=True)
     )

@@ -18,7 +18,9 @@ BIG = b"x" * 200_000  # many of aiohttp's read chunks
 
 async def _json(request: web.Request) -> web.Response:
     body = gzip.compress(json.dumps({"ok": True, "echo": request.query.get("q")}).encode())
-    return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    return web.Response(
+        body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
 
 
 async def _big(request: web.Request) -> web.Response:
@@ -50,8 +52,12 @@ async def _with_server(check) -> None:
     await site.start()
     port = runner.addresses[0][1]  # the port the OS picked
     client = ServiceClient(
-        f"http://127.0.0.1:{port}", "key", service_name="svc", use_aiohttp=True,
-        retry=RetryPolicy(max_retries=0), timeout_seconds=5,
+        f"http://127.0.0.1:{port}",
+        "key",
+        service_name="svc",
+        use_aiohttp=True,
+        retry=RetryPolicy(max_retries=0),
+        timeout_seconds=5,
     )
     try:
         async with client:
@@ -62,7 +68,10 @@ async def _with_server(check) -> None:
 
 def test_a_compressed_json_answer_is_decoded_and_a_large_one_arrives_whole() -> None:
     async def check(client: ServiceClient) -> None:
-        assert await client.request_json("GET", "/json", params={"q": "hi"}) == {"ok": True, "echo": "hi"}
+        assert await client.request_json("GET", "/json", params={"q": "hi"}) == {
+            "ok": True,
+            "echo": "hi",
+        }
         assert (await client.request("GET", "/big")).content == BIG
 
     asyncio.run(_with_server(check))

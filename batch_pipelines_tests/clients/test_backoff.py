@@ -114,7 +114,15 @@ def test_no_retry_after_header_gives_none() -> None:
 
 
 def test_the_poll_interval_doubles_while_nothing_changes_and_is_capped() -> None:
-    assert [poll_interval(n, 2.0, 60.0) for n in range(7)] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert [poll_interval(n, 2.0, 60.0) for n in range(7)] == [
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        60.0,
+        60.0,
+    ]
     assert poll_interval(10_000, 2.0, 60.0) == 60.0
 
 

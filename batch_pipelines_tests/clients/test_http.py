@@ -53,7 +53,9 @@ async def call(client: ServiceClient, *args, **kwargs) -> httpx.Response:
 
 
 def rm_error(status: int, code: str, message: str = "m", log_id: str = "abc123", headers=None):
-    return httpx.Response(status, json={"code": code, "message": message, "logId": log_id}, headers=headers)
+    return httpx.Response(
+        status, json={"code": code, "message": message, "logId": log_id}, headers=headers
+    )
 
 
 # ---------------------------------------------------------------------- retries
@@ -157,7 +159,11 @@ def test_client_errors_are_not_retried(status: int) -> None:
 
 def test_the_idempotency_header_is_the_same_on_every_attempt() -> None:
     script = Script(httpx.Response(500), httpx.Response(429), httpx.Response(201))
-    run(call(make(script), "POST", "/x", json={"a": 1}, idempotency_header=("Idempotency-Key", "k-1")))
+    run(
+        call(
+            make(script), "POST", "/x", json={"a": 1}, idempotency_header=("Idempotency-Key", "k-1")
+        )
+    )
     assert [r.headers["Idempotency-Key"] for r in script.requests] == ["k-1"] * 3
     assert [r.content for r in script.requests] == [b'{"a":1}'] * 3
 
@@ -168,9 +174,14 @@ def test_on_retry_hears_of_every_retry_with_its_delay() -> None:
     async def on_retry(attempt: int, error: ServiceError, delay: float) -> None:
         heard.append((attempt, error.code, delay))
 
-    script = Script(httpx.Response(429, headers={"retry-after": "1"}), httpx.Response(502), httpx.Response(200))
+    script = Script(
+        httpx.Response(429, headers={"retry-after": "1"}), httpx.Response(502), httpx.Response(200)
+    )
     run(call(make(script, on_retry=on_retry, rng=random.Random(0)), "GET", "/x"))
-    assert [(a, c) for a, c, _ in heard] == [(1, "BP-SERVICE-RATE-LIMITED"), (2, "BP-SERVICE-SERVER")]
+    assert [(a, c) for a, c, _ in heard] == [
+        (1, "BP-SERVICE-RATE-LIMITED"),
+        (2, "BP-SERVICE-SERVER"),
+    ]
     assert heard[0][2] == 1.0
 
 
@@ -224,7 +235,13 @@ def test_the_timeout_also_bounds_asgi_apps_which_httpx_does_not_time_out() -> No
 def test_an_asgi_app_answers_through_the_client() -> None:
     async def app(scope, receive, send):
         assert scope["path"] == "/riskmodeler/v1/ping"
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"pong": true}'})
 
     client = KeyedClient(transport=httpx.ASGITransport(app=app), sleep=SleepRecorder())
@@ -289,7 +306,9 @@ def test_without_a_transport_the_client_builds_its_own_pool(use_aiohttp: bool) -
 
 def test_the_client_joins_paths_onto_a_base_with_a_path() -> None:
     script = Script(httpx.Response(200))
-    client = ServiceClient("https://h.example.com/api/", None, service_name="s", transport=script.transport())
+    client = ServiceClient(
+        "https://h.example.com/api/", None, service_name="s", transport=script.transport()
+    )
     run(call(client, "GET", "/v1/things", params={"a": "1"}))
     assert str(script.requests[0].url) == "https://h.example.com/api/v1/things?a=1"
 
@@ -325,7 +344,9 @@ def test_repeated_calls_get_the_url_of_their_own_path_and_params() -> None:
 
 def test_cookies_a_service_sets_are_not_sent_back() -> None:
     # One jar shared by a batch's concurrent requests would pin them all to one backend.
-    script = Script(httpx.Response(200, headers={"Set-Cookie": "AWSALB=abc; Path=/"}), httpx.Response(200))
+    script = Script(
+        httpx.Response(200, headers={"Set-Cookie": "AWSALB=abc; Path=/"}), httpx.Response(200)
+    )
     client = make(script)
 
     async def go() -> httpx.Response:
@@ -344,14 +365,20 @@ def test_explicit_headers_and_the_idempotency_header_join_the_auth_header() -> N
 
     async def go() -> None:
         async with client:
-            await client.request("GET", "/a", headers={"X-Extra": "1"}, idempotency_header=("Idem", "k"))
+            await client.request(
+                "GET", "/a", headers={"X-Extra": "1"}, idempotency_header=("Idem", "k")
+            )
             await client.request("GET", "/b", idempotency_header=("Idem", "k2"))
             await client.request("GET", "/c")
 
     run(go())
     first, second, third = (r.headers for r in script.requests)
     assert (first["Authorization"], first["X-Extra"], first["Idem"]) == (f"Token {KEY}", "1", "k")
-    assert (second["Authorization"], second["Idem"], "X-Extra" in second) == (f"Token {KEY}", "k2", False)
+    assert (second["Authorization"], second["Idem"], "X-Extra" in second) == (
+        f"Token {KEY}",
+        "k2",
+        False,
+    )
     assert third["Authorization"] == f"Token {KEY}" and "Idem" not in third
 
 
@@ -370,7 +397,16 @@ def _map(response: httpx.Response) -> ServiceError:
 
 
 def test_a_risk_modeler_error_body_maps_to_code_message_and_log_id() -> None:
-    error = _map(httpx.Response(400, json={"code": "INT-999", "message": "The resource ID is not specified.", "logId": "e5c4187b4deee9c09"}))
+    error = _map(
+        httpx.Response(
+            400,
+            json={
+                "code": "INT-999",
+                "message": "The resource ID is not specified.",
+                "logId": "e5c4187b4deee9c09",
+            },
+        )
+    )
     assert isinstance(error, BadRequest) and error.code == "BP-SERVICE-BAD-REQUEST"
     assert (error.status, error.service_code, error.log_id) == (400, "INT-999", "e5c4187b4deee9c09")
     assert "The resource ID is not specified." in str(error) and "e5c4187b4deee9c09" in str(error)
@@ -380,7 +416,14 @@ def test_an_openai_error_body_maps_to_code_message_and_type() -> None:
     error = _map(
         httpx.Response(
             401,
-            json={"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}},
+            json={
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
             headers={"x-request-id": "req_123"},
         )
     )
@@ -391,7 +434,12 @@ def test_an_openai_error_body_maps_to_code_message_and_type() -> None:
 
 
 def test_an_openai_error_without_a_code_uses_its_type() -> None:
-    error = _map(httpx.Response(429, json={"error": {"message": "slow down", "type": "rate_limit_exceeded", "code": None}}))
+    error = _map(
+        httpx.Response(
+            429,
+            json={"error": {"message": "slow down", "type": "rate_limit_exceeded", "code": None}},
+        )
+    )
     assert isinstance(error, RateLimited) and error.service_code == "rate_limit_exceeded"
 
 
@@ -422,9 +470,19 @@ def test_statuses_map_to_typed_errors(status: int, cls: type[ServiceError]) -> N
 
 def test_every_error_class_has_its_own_stable_code() -> None:
     classes = [
-        ServiceError, TransientServiceError, RateLimited, ServerError, RequestTimeout,
-        ServiceUnavailable, RequestInProgress, PermanentServiceError, BadRequest,
-        Unauthorized, ResourceNotFound, Conflict, UnexpectedResponse,
+        ServiceError,
+        TransientServiceError,
+        RateLimited,
+        ServerError,
+        RequestTimeout,
+        ServiceUnavailable,
+        RequestInProgress,
+        PermanentServiceError,
+        BadRequest,
+        Unauthorized,
+        ResourceNotFound,
+        Conflict,
+        UnexpectedResponse,
     ]
     codes = [c.code for c in classes]
     assert len(set(codes)) == len(codes) and all(c.startswith("BP-SERVICE") for c in codes)
@@ -436,10 +494,17 @@ def test_a_long_non_json_error_body_is_cut_short() -> None:
 
 
 def test_typed_errors_survive_pickling() -> None:
-    error = _map(httpx.Response(429, json={"code": "TOO_MANY", "message": "m"}, headers={"retry-after": "2"}))
+    error = _map(
+        httpx.Response(429, json={"code": "TOO_MANY", "message": "m"}, headers={"retry-after": "2"})
+    )
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is RateLimited
-    assert (clone.status, clone.service_code, clone.retry_after, str(clone)) == (429, "TOO_MANY", 2.0, str(error))
+    assert (clone.status, clone.service_code, clone.retry_after, str(clone)) == (
+        429,
+        "TOO_MANY",
+        2.0,
+        str(error),
+    )
 
 
 # ---------------------------------------------------------------------- secrets
@@ -454,7 +519,17 @@ def test_the_api_key_is_sent_in_headers_but_not_shown_by_repr() -> None:
 
 
 def test_a_key_echoed_back_in_an_error_body_is_redacted_from_the_error() -> None:
-    script = Script(httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: {KEY}", "code": "invalid_api_key"}}))
+    script = Script(
+        httpx.Response(
+            401,
+            json={
+                "error": {
+                    "message": f"Incorrect API key provided: {KEY}",
+                    "code": "invalid_api_key",
+                }
+            },
+        )
+    )
     with pytest.raises(Unauthorized) as info:
         run(call(make(script), "GET", "/x"))
     error = info.value

@@ -26,7 +26,13 @@ def completion(content: str | None = "hello", usage: dict | None = None) -> dict
         "object": "chat.completion",
         "created": 1,
         "model": "gpt-x-2025",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
     }
     if usage is not None:
         body["usage"] = usage
@@ -36,15 +42,27 @@ def completion(content: str | None = "hello", usage: dict | None = None) -> dict
 def test_chat_posts_the_messages_with_a_bearer_key_and_returns_the_content() -> None:
     usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
     script = Script(httpx.Response(200, json=completion(usage=usage)))
-    result = run(make(script).chat([{"role": "user", "content": "hi"}], model="gpt-x", temperature=0.0, max_tokens=10))
+    result = run(
+        make(script).chat(
+            [{"role": "user", "content": "hi"}], model="gpt-x", temperature=0.0, max_tokens=10
+        )
+    )
     assert isinstance(result, ChatResult)
-    assert (result.content, result.model, result.response_id, result.usage) == ("hello", "gpt-x-2025", "chatcmpl-1", usage)
+    assert (result.content, result.model, result.response_id, result.usage) == (
+        "hello",
+        "gpt-x-2025",
+        "chatcmpl-1",
+        usage,
+    )
     assert result.finish_reason == "stop" and result.latency_seconds >= 0
     request = script.requests[0]
     assert request.url.path == "/v1/chat/completions"
     assert request.headers["Authorization"] == f"Bearer {KEY}"
     assert json.loads(request.content) == {
-        "model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0, "max_tokens": 10,
+        "model": "gpt-x",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.0,
+        "max_tokens": 10,
     }
     assert "Idempotency-Key" not in request.headers
 
@@ -67,7 +85,12 @@ def test_null_content_becomes_an_empty_string() -> None:
 
 def test_the_idempotency_key_is_sent_on_every_retry() -> None:
     script = Script(
-        httpx.Response(429, json={"error": {"message": "slow", "type": "rate_limit", "code": "rate_limit_exceeded"}}),
+        httpx.Response(
+            429,
+            json={
+                "error": {"message": "slow", "type": "rate_limit", "code": "rate_limit_exceeded"}
+            },
+        ),
         httpx.Response(200, json=completion()),
     )
     run(make(script).chat([], model="m", idempotency_key="item-3-phase-2"))
@@ -84,7 +107,14 @@ def test_rate_limits_that_persist_raise_rate_limited_with_the_service_code() -> 
 
 
 def test_a_wrong_key_is_unauthorized_and_the_key_is_redacted() -> None:
-    body = {"error": {"message": f"Incorrect API key provided: {KEY}.", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {KEY}.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
     script = Script(httpx.Response(401, json=body))
     with pytest.raises(Unauthorized) as info:
         run(make(script).chat([], model="m"))
@@ -93,7 +123,19 @@ def test_a_wrong_key_is_unauthorized_and_the_key_is_redacted() -> None:
 
 
 def test_a_bad_request_is_not_retried() -> None:
-    script = Script(httpx.Response(400, json={"error": {"message": "bad model", "type": "invalid_request_error", "param": "model", "code": None}}))
+    script = Script(
+        httpx.Response(
+            400,
+            json={
+                "error": {
+                    "message": "bad model",
+                    "type": "invalid_request_error",
+                    "param": "model",
+                    "code": None,
+                }
+            },
+        )
+    )
     with pytest.raises(BadRequest) as info:
         run(make(script).chat([], model="nope"))
     assert info.value.details["error_param"] == "model" and len(script.requests) == 1
@@ -128,12 +170,16 @@ def test_embed_returns_vectors_in_input_order() -> None:
 
 
 def test_embed_without_usage_gives_none() -> None:
-    script = Script(httpx.Response(200, json={"data": [{"embedding": [1.0], "index": 0}], "model": "e"}))
+    script = Script(
+        httpx.Response(200, json={"data": [{"embedding": [1.0], "index": 0}], "model": "e"})
+    )
     assert run(make(script).embed(["a"], model="e")).usage is None
 
 
 def test_embed_with_a_missing_vector_is_an_unexpected_response() -> None:
-    script = Script(httpx.Response(200, json={"data": [{"embedding": [1.0], "index": 0}], "model": "e"}))
+    script = Script(
+        httpx.Response(200, json={"data": [{"embedding": [1.0], "index": 0}], "model": "e"})
+    )
     with pytest.raises(UnexpectedResponse):
         run(make(script).embed(["a", "b"], model="e"))
 

@@ -67,7 +67,9 @@ def query(request: httpx.Request) -> dict[str, list[str]]:
         ("http://127.0.0.1:8080/riskmodeler/v1/workflows/wf%2D7", "wf-7"),
     ],
 )
-def test_the_id_is_the_last_segment_of_an_absolute_or_relative_location(location: str, expected: str) -> None:
+def test_the_id_is_the_last_segment_of_an_absolute_or_relative_location(
+    location: str, expected: str
+) -> None:
     assert workflow_id_from_location(location) == expected
 
 
@@ -86,7 +88,11 @@ def test_create_edm_posts_the_datasource_operation_with_the_callers_request_id()
     assert workflow_id == "4021"
     request = script.requests[0]
     assert (request.method, request.url.path) == ("POST", "/riskmodeler/v2/datasources")
-    assert query(request) == {"datasourcename": ["EDM_2025"], "servername": ["databridge-1"], "operation": ["CREATE"]}
+    assert query(request) == {
+        "datasourcename": ["EDM_2025"],
+        "servername": ["databridge-1"],
+        "operation": ["CREATE"],
+    }
     assert request.headers["x-rms-requestid"] == "job-7-a1"
     assert request.headers["Authorization"] == KEY
 
@@ -109,7 +115,9 @@ def test_every_retry_of_one_submission_resends_the_same_request_id() -> None:
     script = Script(
         httpx.Response(503),
         httpx.Response(429, headers={"retry-after": "1"}),
-        httpx.Response(409, json={"code": "REQUEST_IN_PROGRESS", "message": "in flight", "logId": "l"}),
+        httpx.Response(
+            409, json={"code": "REQUEST_IN_PROGRESS", "message": "in flight", "logId": "l"}
+        ),
         accepted(5),
     )
     sleep = SleepRecorder()
@@ -119,7 +127,9 @@ def test_every_retry_of_one_submission_resends_the_same_request_id() -> None:
 
 
 def test_a_plain_conflict_on_create_is_not_retried() -> None:
-    script = Script(httpx.Response(409, json={"code": "ALREADY_EXISTS", "message": "EDM exists", "logId": "x1"}))
+    script = Script(
+        httpx.Response(409, json={"code": "ALREADY_EXISTS", "message": "EDM exists", "logId": "x1"})
+    )
     with pytest.raises(Conflict) as info:
         run(make(script).create_edm("E", request_id="r"))
     assert info.value.service_code == "ALREADY_EXISTS" and len(script.requests) == 1
@@ -132,11 +142,17 @@ def test_an_accepted_answer_without_location_is_an_unexpected_response() -> None
 
 
 def test_create_portfolio_sends_the_fields_and_returns_the_new_id() -> None:
-    script = Script(httpx.Response(201, headers={"Location": f"{HOST}/riskmodeler/v2/portfolios/12"}))
-    portfolio_id = run(make(script).create_portfolio("EDM_A", name="Florida", number="FL-1", request_id="p-1"))
+    script = Script(
+        httpx.Response(201, headers={"Location": f"{HOST}/riskmodeler/v2/portfolios/12"})
+    )
+    portfolio_id = run(
+        make(script).create_portfolio("EDM_A", name="Florida", number="FL-1", request_id="p-1")
+    )
     assert portfolio_id == "12"
     request = script.requests[0]
-    assert request.url.path == "/riskmodeler/v2/portfolios" and query(request) == {"datasource": ["EDM_A"]}
+    assert request.url.path == "/riskmodeler/v2/portfolios" and query(request) == {
+        "datasource": ["EDM_A"]
+    }
     assert json.loads(request.content) == {"name": "Florida", "number": "FL-1", "description": ""}
     assert request.headers["x-rms-requestid"] == "p-1"
 
@@ -145,10 +161,14 @@ def test_create_portfolio_sends_the_fields_and_returns_the_new_id() -> None:
 
 
 def test_get_workflow_parses_the_workflow_and_its_status() -> None:
-    script = Script(httpx.Response(200, json=workflow_json(4021, "FINISHED", output={"x": 1}, tenantName="t")))
+    script = Script(
+        httpx.Response(200, json=workflow_json(4021, "FINISHED", output={"x": 1}, tenantName="t"))
+    )
     workflow = run(make(script).get_workflow("4021"))
     assert isinstance(workflow, Workflow)
-    assert workflow.id == "4021" and workflow.job_status is JobStatus.FINISHED and workflow.is_terminal
+    assert (
+        workflow.id == "4021" and workflow.job_status is JobStatus.FINISHED and workflow.is_terminal
+    )
     assert workflow.output == {"x": 1} and workflow.progress == 40
     assert workflow.model_extra["tenantName"] == "t"
     assert script.requests[0].url.path == "/riskmodeler/v1/workflows/4021"
@@ -178,7 +198,10 @@ def test_a_workflow_body_that_does_not_parse_is_an_unexpected_response() -> None
 def test_get_workflows_asks_in_chunks_and_keys_the_result_by_id() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         ids = query(request)["ids"][0].split(",")
-        return httpx.Response(200, json={"totalMatchCount": len(ids), "workflows": [workflow_json(int(i)) for i in ids]})
+        return httpx.Response(
+            200,
+            json={"totalMatchCount": len(ids), "workflows": [workflow_json(int(i)) for i in ids]},
+        )
 
     script = Script(answer, answer, answer)
     ids = [str(i) for i in range(1, 8)] + ["3"]
@@ -194,18 +217,25 @@ def test_get_workflows_of_nothing_makes_no_call() -> None:
 
 
 def test_workflows_the_service_does_not_return_are_absent() -> None:
-    script = Script(httpx.Response(200, json={"totalMatchCount": 1, "workflows": [workflow_json(1)]}))
+    script = Script(
+        httpx.Response(200, json={"totalMatchCount": 1, "workflows": [workflow_json(1)]})
+    )
     assert list(run(make(script).get_workflows(["1", "2"]))) == ["1"]
 
 
 def test_cancel_workflow_sends_delete() -> None:
     script = Script(httpx.Response(202))
     run(make(script).cancel_workflow("33"))
-    assert (script.requests[0].method, script.requests[0].url.path) == ("DELETE", "/riskmodeler/v1/workflows/33")
+    assert (script.requests[0].method, script.requests[0].url.path) == (
+        "DELETE",
+        "/riskmodeler/v1/workflows/33",
+    )
 
 
 def test_a_failing_poll_raises_the_server_error_after_retries() -> None:
-    script = Script(*[httpx.Response(500, json={"code": "INT-500", "message": "oops", "logId": "L"})] * 2)
+    script = Script(
+        *[httpx.Response(500, json={"code": "INT-500", "message": "oops", "logId": "L"})] * 2
+    )
     with pytest.raises(ServerError) as info:
         run(make(script, retry=RetryPolicy(max_retries=1)).get_workflow("1"))
     assert info.value.log_id == "L" and KEY not in str(info.value)
@@ -218,7 +248,9 @@ def test_list_edms_returns_the_search_items_across_pages() -> None:
     def page(request: httpx.Request) -> httpx.Response:
         offset, limit = int(query(request)["offset"][0]), int(query(request)["limit"][0])
         names = [f"EDM{i}" for i in range(offset, min(offset + limit, 1500))]
-        return httpx.Response(200, json={"totalMatchCount": 1500, "searchItems": [{"name": n} for n in names]})
+        return httpx.Response(
+            200, json={"totalMatchCount": 1500, "searchItems": [{"name": n} for n in names]}
+        )
 
     script = Script(page, page)
     edms = run(make(script).list_edms())
@@ -228,7 +260,9 @@ def test_list_edms_returns_the_search_items_across_pages() -> None:
 
 def test_get_edm_returns_none_for_an_unknown_name() -> None:
     script = Script(
-        httpx.Response(404, json={"code": "NOT_FOUND", "message": "no such datasource", "logId": "a"}),
+        httpx.Response(
+            404, json={"code": "NOT_FOUND", "message": "no such datasource", "logId": "a"}
+        ),
         httpx.Response(200, json={"name": "EDM A", "status": "AVAILABLE"}),
     )
     client = make(script)
@@ -238,7 +272,11 @@ def test_get_edm_returns_none_for_an_unknown_name() -> None:
 
 
 def test_list_portfolios_asks_for_the_edm() -> None:
-    script = Script(httpx.Response(200, json={"totalMatchCount": 1, "searchItems": [{"id": 1, "name": "P", "number": "1"}]}))
+    script = Script(
+        httpx.Response(
+            200, json={"totalMatchCount": 1, "searchItems": [{"id": 1, "name": "P", "number": "1"}]}
+        )
+    )
     assert run(make(script).list_portfolios("EDM_A")) == [{"id": 1, "name": "P", "number": "1"}]
     assert query(script.requests[0])["datasource"] == ["EDM_A"]
     assert script.requests[0].url.path == "/riskmodeler/v2/portfolios"

@@ -33,13 +33,23 @@ def assert_no_webhook(text: str) -> None:
 
 
 def test_the_adaptive_card_has_title_text_facts_and_a_link() -> None:
-    card = adaptive_card("Cycle 2025Q1 finished", [("Jobs", "12"), ("Failed", "0")], link=("Open run", "https://dagster/runs/1"), text="All good")
+    card = adaptive_card(
+        "Cycle 2025Q1 finished",
+        [("Jobs", "12"), ("Failed", "0")],
+        link=("Open run", "https://dagster/runs/1"),
+        text="All good",
+    )
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     title, text, facts = card["body"]
     assert (title["type"], title["text"]) == ("TextBlock", "Cycle 2025Q1 finished")
     assert (text["type"], text["text"]) == ("TextBlock", "All good")
-    assert facts == {"type": "FactSet", "facts": [{"title": "Jobs", "value": "12"}, {"title": "Failed", "value": "0"}]}
-    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open run", "url": "https://dagster/runs/1"}]
+    assert facts == {
+        "type": "FactSet",
+        "facts": [{"title": "Jobs", "value": "12"}, {"title": "Failed", "value": "0"}],
+    }
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open run", "url": "https://dagster/runs/1"}
+    ]
 
 
 def test_a_card_without_text_or_link_has_only_title_and_facts() -> None:
@@ -58,7 +68,9 @@ def test_send_card_posts_the_card_as_a_message_attachment_to_the_exact_url() -> 
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.content) == {
         "type": "message",
-        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
+        ],
     }
 
 
@@ -70,7 +82,9 @@ def test_any_2xx_is_success(status: int) -> None:
 
 
 def test_429_and_5xx_are_retried() -> None:
-    script = Script(httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(502), httpx.Response(202))
+    script = Script(
+        httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(502), httpx.Response(202)
+    )
     sleep = SleepRecorder()
     run(make(script, sleep=sleep).send_card(adaptive_card("t", [])))
     assert len(script.requests) == 3 and sleep.delays[0] == 2.0
@@ -87,7 +101,17 @@ def test_a_card_over_28_kb_is_refused_before_sending() -> None:
 
 def test_a_card_just_under_the_limit_is_sent() -> None:
     script = Script(httpx.Response(202))
-    overhead = len(json.dumps({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": {"x": ""}}]}, separators=(",", ":")))
+    overhead = len(
+        json.dumps(
+            {
+                "type": "message",
+                "attachments": [
+                    {"contentType": "application/vnd.microsoft.card.adaptive", "content": {"x": ""}}
+                ],
+            },
+            separators=(",", ":"),
+        )
+    )
     run(make(script).send_card({"x": "y" * (28 * 1024 - overhead)}))
     assert len(script.requests[0].content) == 28 * 1024
 
@@ -97,7 +121,13 @@ def test_the_webhook_url_never_appears_in_errors_or_repr() -> None:
     client = make(script)
     with pytest.raises(BadRequest) as info:
         run(client.send_card(adaptive_card("t", [])))
-    for text in (str(info.value), repr(info.value), str(info.value.to_dict()), repr(client), str(vars(client))):
+    for text in (
+        str(info.value),
+        repr(info.value),
+        str(info.value.to_dict()),
+        repr(client),
+        str(vars(client)),
+    ):
         assert_no_webhook(text)
     assert "prod-42.westeurope.logic.azure.com" in repr(client)
 

@@ -33,21 +33,49 @@ def seed(engine: sa.Engine) -> None:
     """The users, categories and items above (those already there are left alone)."""
     now = datetime.now(UTC)
     users = [
-        {"id": uid, "tenant_id": "tenant_a" if i % 2 else "tenant_b", "name": f"User {i}", "email": f"{uid}@example.com",
-         "active": True, "attributes": {"role": "manager" if i <= 4 else "analyst"}, "created_at": now}
+        {
+            "id": uid,
+            "tenant_id": "tenant_a" if i % 2 else "tenant_b",
+            "name": f"User {i}",
+            "email": f"{uid}@example.com",
+            "active": True,
+            "attributes": {"role": "manager" if i <= 4 else "analyst"},
+            "created_at": now,
+        }
         for i, uid in enumerate(ACTIVE_USERS, start=1)
     ]
-    users.append({"id": INACTIVE_USER, "tenant_id": "tenant_a", "name": "Gone", "email": None, "active": False,
-                  "attributes": {}, "created_at": now})
-    cats = [{"id": c, "description": c.replace("_", " "), "data": {}, "created_at": now} for c in CATEGORIES]
+    users.append(
+        {
+            "id": INACTIVE_USER,
+            "tenant_id": "tenant_a",
+            "name": "Gone",
+            "email": None,
+            "active": False,
+            "attributes": {},
+            "created_at": now,
+        }
+    )
+    cats = [
+        {"id": c, "description": c.replace("_", " "), "data": {}, "created_at": now}
+        for c in CATEGORIES
+    ]
     items: list[dict[str, Any]] = []
     for c, n in CATEGORIES.items():
         for k in range(n):
             refs = [ACTIVE_USERS[k % len(ACTIVE_USERS)], ACTIVE_USERS[(k + 1) % len(ACTIVE_USERS)]]
             if k == 0:
                 refs.append(GHOST_USER)
-            items.append({"id": f"{c}-{k}", "category_id": c, "tenant_id": "tenant_a",
-                          "data": {"name": f"{c} item {k}", "score": k}, "user_ids": refs, "position": k, "created_at": now})
+            items.append(
+                {
+                    "id": f"{c}-{k}",
+                    "category_id": c,
+                    "tenant_id": "tenant_a",
+                    "data": {"name": f"{c} item {k}", "score": k},
+                    "user_ids": refs,
+                    "position": k,
+                    "created_at": now,
+                }
+            )
     # PostgreSQL tests share one database per session: seeding twice adds nothing.
     with engine.begin() as conn:
         for table, rows in ((system_users, users), (categories, cats), (category_items, items)):

@@ -53,24 +53,32 @@ def test_a_static_jobs_tick_runs_its_batch_and_reports_the_seeds_context(store_u
     asset = _configured_batch()
     tick = "2026-11-24T07:30+01:00"
     result = dg.materialize(
-        [asset], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
-        resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
+        [asset],
+        partition_key="user_welcome_notes",
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=_resources(store_url),
+        run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
     )
     assert result.success
     meta = _metadata(result)
     assert meta["batch_key"] == f"user_welcome_notes/{tick}"
     assert meta["requests_total"] == meta["requests_succeeded"] == len(ACTIVE_USERS)
     assert meta["batch_context"]["results"]["progress"]["percentage"] == 100
-    assert meta["status_by_tenant"] == {"tenant_a": {"users": 10, "succeeded": 10, "failed": 0},
-                                        "tenant_b": {"users": 10, "succeeded": 10, "failed": 0}}
+    assert meta["status_by_tenant"] == {
+        "tenant_a": {"users": 10, "succeeded": 10, "failed": 0},
+        "tenant_b": {"users": 10, "succeeded": 10, "failed": 0},
+    }
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
     store = BatchStore(store_url)
     assert ContextStore(store.engine).status_by_user(ACTIVE_USERS[0])[0]["tick"] == tick
 
     again = dg.materialize(
-        [asset], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
-        resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
+        [asset],
+        partition_key="user_welcome_notes",
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=_resources(store_url),
+        run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
     )
     meta = _metadata(again)
     # Same tick: the same batch, and nothing is sent again.
@@ -80,46 +88,79 @@ def test_a_static_jobs_tick_runs_its_batch_and_reports_the_seeds_context(store_u
 
 def test_a_preference_groups_run_uses_its_members_and_their_preferences(store_url):
     store = BatchStore(store_url)
-    prefs = add_preferences(store.engine, [
-        {"tenant_id": "tenant_a", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
-         "preferred_time": "09:00", "timezone": "Europe/Paris", "template_overrides": {"length": "long"} if uid == ACTIVE_USERS[0] else {}}
-        for uid in (ACTIVE_USERS[0], ACTIVE_USERS[1], INACTIVE_USER)
-    ])
+    prefs = add_preferences(
+        store.engine,
+        [
+            {
+                "tenant_id": "tenant_a",
+                "user_id": uid,
+                "feature_type": "daily_digest",
+                "frequency": "daily",
+                "preferred_time": "09:00",
+                "timezone": "Europe/Paris",
+                "template_overrides": {"length": "long"} if uid == ACTIVE_USERS[0] else {},
+            }
+            for uid in (ACTIVE_USERS[0], ACTIVE_USERS[1], INACTIVE_USER)
+        ],
+    )
     key = "daily_digest|daily|*|09:00|Europe/Paris"
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
     result = dg.materialize(
-        [preference_batch], partition_key=key, instance=instance, resources=_resources(store_url),
+        [preference_batch],
+        partition_key=key,
+        instance=instance,
+        resources=_resources(store_url),
         tags={PREFERENCE_TICK_TAG: "2026-11-24T08:00:00+00:00"},
     )
     assert result.success and len(prefs) == 3
     meta = _metadata(result)
     context = meta["batch_context"]["results"]
-    assert context["items"] == {"valid_users": [ACTIVE_USERS[0], ACTIVE_USERS[1]], "invalid_users": [INACTIVE_USER]}
+    assert context["items"] == {
+        "valid_users": [ACTIVE_USERS[0], ACTIVE_USERS[1]],
+        "invalid_users": [INACTIVE_USER],
+    }
     assert context["metadata"]["preference_group"] == key
-    assert context["metadata"]["group_users"] == {"total": 3, "valid": 2, "invalid": 1, "invalid_ids": [INACTIVE_USER]}
+    assert context["metadata"]["group_users"] == {
+        "total": 3,
+        "valid": 2,
+        "invalid": 1,
+        "invalid_ids": [INACTIVE_USER],
+    }
     contexts = ContextStore(store.engine)
-    requests = {r.data["request_key"]: r.data["prompt"] for r in contexts.find("configured_request", meta["batch_key"])}
+    requests = {
+        r.data["request_key"]: r.data["prompt"]
+        for r in contexts.find("configured_request", meta["batch_key"])
+    }
     assert requests[f"user:{ACTIVE_USERS[0]}"].startswith("Write a long summary")
     assert requests[f"user:{ACTIVE_USERS[1]}"].startswith("Write a short summary")
     assert contexts.status_by_feature_type("daily_digest")[0]["succeeded"] == 2
     assert meta["batch_key"].endswith("/2026-11-24T08:00:00+00:00")
 
 
-def test_an_invalid_job_leaves_the_rest_loaded_and_is_shown_in_the_asset_and_a_failing_sensor(tmp_path):
+def test_an_invalid_job_leaves_the_rest_loaded_and_is_shown_in_the_asset_and_a_failing_sensor(
+    tmp_path,
+):
     def break_one(raw):
         raw["jobs"][1]["schedule"]["time"] = "25:00"
 
     path = job_file(tmp_path, break_one)
-    defs = dg.Definitions.merge(configured_batches_definitions(str(path)), dg.Definitions(resources=default_resources()))
+    defs = dg.Definitions.merge(
+        configured_batches_definitions(str(path)), dg.Definitions(resources=default_resources())
+    )
     repository = defs.get_repository_def()
     assert "product_descriptions_schedule" not in {s.name for s in repository.schedule_defs}
     assert "user_welcome_notes_schedule" in {s.name for s in repository.schedule_defs}
     asset = repository.assets_defs_by_key[dg.AssetKey("configured_batch")]
-    assert "product_descriptions, field schedule.time" in asset.descriptions_by_key[dg.AssetKey("configured_batch")]
+    assert (
+        "product_descriptions, field schedule.time"
+        in asset.descriptions_by_key[dg.AssetKey("configured_batch")]
+    )
     assert "product_descriptions" not in asset.partitions_def.get_partition_keys()
 
-    context = dg.build_sensor_context(resources={"configured_jobs": ConfiguredJobsResource(jobs_file=str(path))})
+    context = dg.build_sensor_context(
+        resources={"configured_jobs": ConfiguredJobsResource(jobs_file=str(path))}
+    )
     with pytest.raises(Exception, match="product_descriptions, field schedule.time"):
         configured_jobs_problems(context)
     fine = dg.build_sensor_context(resources={"configured_jobs": ConfiguredJobsResource()})
@@ -129,14 +170,20 @@ def test_an_invalid_job_leaves_the_rest_loaded_and_is_shown_in_the_asset_and_a_f
 def test_a_partition_whose_job_became_invalid_fails_with_the_jobs_problem(store_url, tmp_path):
     path = job_file(tmp_path, lambda raw: raw["jobs"][0].update(concurrency=0))
     with pytest.raises(dg.Failure, match="user_welcome_notes.*concurrency"):
-        dg.materialize([_configured_batch()], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
-                       resources=_resources(store_url, str(path)))
+        dg.materialize(
+            [_configured_batch()],
+            partition_key="user_welcome_notes",
+            instance=dg.DagsterInstance.ephemeral(),
+            resources=_resources(store_url, str(path)),
+        )
 
 
 def test_a_job_file_that_is_wholly_invalid_still_loads_the_code_location(tmp_path):
     path = tmp_path / "jobs.json"
     path.write_text('{"jobs": 3}')
-    defs = dg.Definitions.merge(configured_batches_definitions(str(path)), dg.Definitions(resources=default_resources()))
+    defs = dg.Definitions.merge(
+        configured_batches_definitions(str(path)), dg.Definitions(resources=default_resources())
+    )
     repository = defs.get_repository_def()
     assert repository.schedule_defs == []
     asset = repository.assets_defs_by_key[dg.AssetKey("configured_batch")]
@@ -150,8 +197,15 @@ def test_the_next_run_of_a_group_uses_changed_preferences_and_only_its_current_m
     a, b = ACTIVE_USERS[2], ACTIVE_USERS[3]
 
     def prefer(uid: str, time: str, **overrides):
-        return {"tenant_id": "tenant_b", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
-                "preferred_time": time, "timezone": "UTC", "template_overrides": overrides}
+        return {
+            "tenant_id": "tenant_b",
+            "user_id": uid,
+            "feature_type": "daily_digest",
+            "frequency": "daily",
+            "preferred_time": time,
+            "timezone": "UTC",
+            "template_overrides": overrides,
+        }
 
     add_preferences(store.engine, [prefer(a, "09:00"), prefer(b, "09:00")])
     key = "daily_digest|daily|*|09:00|UTC"
@@ -159,19 +213,31 @@ def test_the_next_run_of_a_group_uses_changed_preferences_and_only_its_current_m
     instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
 
     def run(tick: str) -> dict[str, str]:
-        result = dg.materialize([preference_batch], partition_key=key, instance=instance, resources=_resources(store_url),
-                                tags={PREFERENCE_TICK_TAG: tick})
+        result = dg.materialize(
+            [preference_batch],
+            partition_key=key,
+            instance=instance,
+            resources=_resources(store_url),
+            tags={PREFERENCE_TICK_TAG: tick},
+        )
         batch_key = _metadata(result)["batch_key"]
-        return {r.data["request_key"]: r.data["prompt"] for r in ContextStore(store.engine).find("configured_request", batch_key)}
+        return {
+            r.data["request_key"]: r.data["prompt"]
+            for r in ContextStore(store.engine).find("configured_request", batch_key)
+        }
 
     first = run("2026-11-24T09:00:00+00:00")
     assert set(first) == {f"user:{a}", f"user:{b}"} and "short summary" in first[f"user:{a}"]
-    add_preferences(store.engine, [prefer(a, "09:00", length="long"), prefer(b, "10:00")])  # a changes, b moves
+    add_preferences(
+        store.engine, [prefer(a, "09:00", length="long"), prefer(b, "10:00")]
+    )  # a changes, b moves
     second = run("2026-11-25T09:00:00+00:00")
     assert set(second) == {f"user:{a}"} and "long summary" in second[f"user:{a}"]
 
 
-def test_a_failed_batch_is_recorded_and_a_rerun_of_its_tick_sends_only_the_failed_requests(store_url):
+def test_a_failed_batch_is_recorded_and_a_rerun_of_its_tick_sends_only_the_failed_requests(
+    store_url,
+):
     from batch_pipelines.configured_batches.job_config import load_job_configuration
     from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
     from batch_pipelines.configured_batches.runner import run_batch
@@ -188,17 +254,26 @@ def test_a_failed_batch_is_recorded_and_a_rerun_of_its_tick_sends_only_the_faile
     healthy = ModelSimulator()
 
     def run(sim):
-        return run_batch(store, job, tick="2026-11-24T10:15+00:00",
-                         client_factory=lambda: model_client(sim, retry=RetryPolicy(max_retries=0)),
-                         users=UserRepository(store.engine), categories=CategoryRepository(store.engine))
+        return run_batch(
+            store,
+            job,
+            tick="2026-11-24T10:15+00:00",
+            client_factory=lambda: model_client(sim, retry=RetryPolicy(max_retries=0)),
+            users=UserRepository(store.engine),
+            categories=CategoryRepository(store.engine),
+        )
 
     first = run(down)
     assert first.status == BatchStatus.FAILED and 0 < len(first.failed_keys) < first.requests_total
     assert first.context["results"]["progress"]["failed"] == len(first.failed_keys)
     second = run(healthy)
     assert second.status == BatchStatus.COMPLETED and second.batch_id == first.batch_id
-    assert second.sent_this_run == len(first.failed_keys) and second.reused == first.requests_total - len(first.failed_keys)
-    assert len(store.list_cost_entries(first.batch_id)) == first.requests_total  # each request billed once
+    assert second.sent_this_run == len(
+        first.failed_keys
+    ) and second.reused == first.requests_total - len(first.failed_keys)
+    assert (
+        len(store.list_cost_entries(first.batch_id)) == first.requests_total
+    )  # each request billed once
 
 
 class _DownSource:
@@ -207,7 +282,9 @@ class _DownSource:
     def _fail(self, *args, **kwargs):
         from batch_pipelines.configured_batches.preferences import PreferenceSourceUnavailable
 
-        raise PreferenceSourceUnavailable("config service unreachable at https://ops:hunter2@config.example")
+        raise PreferenceSourceUnavailable(
+            "config service unreachable at https://ops:hunter2@config.example"
+        )
 
     for_feature = get = changed_since = _fail
 
@@ -224,24 +301,47 @@ def _with_default_overrides(raw):
     digest["default_preferences"]["template_overrides"] = {"length": "medium"}
 
 
-def test_a_preference_group_runs_with_the_jobs_default_preferences_when_the_config_source_is_down(store_url, tmp_path):
+def test_a_preference_group_runs_with_the_jobs_default_preferences_when_the_config_source_is_down(
+    store_url, tmp_path
+):
     store = BatchStore(store_url)
     members = (ACTIVE_USERS[4], ACTIVE_USERS[5])
-    add_preferences(store.engine, [
-        {"tenant_id": "tenant_a", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
-         "preferred_time": "07:00", "timezone": "UTC", "template_overrides": {"length": "long"}}
-        for uid in members
-    ])
+    add_preferences(
+        store.engine,
+        [
+            {
+                "tenant_id": "tenant_a",
+                "user_id": uid,
+                "feature_type": "daily_digest",
+                "frequency": "daily",
+                "preferred_time": "07:00",
+                "timezone": "UTC",
+                "template_overrides": {"length": "long"},
+            }
+            for uid in members
+        ],
+    )
     key = "daily_digest|daily|*|07:00|UTC"
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
 
     def run(config_service, tick):
-        resources = {**_resources(store_url, str(job_file(tmp_path, _with_default_overrides))), "config_service": config_service}
-        result = dg.materialize([preference_batch], partition_key=key, instance=instance, resources=resources,
-                                tags={PREFERENCE_TICK_TAG: tick})
+        resources = {
+            **_resources(store_url, str(job_file(tmp_path, _with_default_overrides))),
+            "config_service": config_service,
+        }
+        result = dg.materialize(
+            [preference_batch],
+            partition_key=key,
+            instance=instance,
+            resources=resources,
+            tags={PREFERENCE_TICK_TAG: tick},
+        )
         meta = _metadata(result)
-        prompts = [r.data["prompt"] for r in ContextStore(store.engine).find("configured_request", meta["batch_key"])]
+        prompts = [
+            r.data["prompt"]
+            for r in ContextStore(store.engine).find("configured_request", meta["batch_key"])
+        ]
         return meta, prompts
 
     up, prompts = run(ConfigServiceResource(), "2026-11-24T07:00:00+00:00")
@@ -250,21 +350,37 @@ def test_a_preference_group_runs_with_the_jobs_default_preferences_when_the_conf
 
     down, prompts = run(DownConfigService(), "2026-11-25T07:00:00+00:00")
     assert down["preference_fallbacks"] == 2
-    assert "unreachable" in down["preference_source_error"] and "hunter2" not in down["preference_source_error"]
-    assert len(prompts) == 2 and all("medium summary" in p for p in prompts)  # the job's defaults, not the stored "long"
+    assert (
+        "unreachable" in down["preference_source_error"]
+        and "hunter2" not in down["preference_source_error"]
+    )
+    assert len(prompts) == 2 and all(
+        "medium summary" in p for p in prompts
+    )  # the job's defaults, not the stored "long"
     assert down["batch_context"]["results"]["items"]["valid_users"] == list(members)
 
 
-def test_a_category_batch_falls_back_to_the_snapshot_an_earlier_run_kept_when_the_source_fails(store_url):
+def test_a_category_batch_falls_back_to_the_snapshot_an_earlier_run_kept_when_the_source_fails(
+    store_url,
+):
     asset = _configured_batch()
 
     def run(tick):
-        result = dg.materialize([asset], partition_key="product_descriptions", instance=dg.DagsterInstance.ephemeral(),
-                                resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}})
+        result = dg.materialize(
+            [asset],
+            partition_key="product_descriptions",
+            instance=dg.DagsterInstance.ephemeral(),
+            resources=_resources(store_url),
+            run_config={"ops": {"configured_batch": {"config": {"tick": tick}}}},
+        )
         assert result.success
         meta = _metadata(result)
-        return meta, sorted(r.data["request_key"] for r in ContextStore(BatchStore(store_url).engine).find(
-            "configured_request", meta["batch_key"] + "/"))
+        return meta, sorted(
+            r.data["request_key"]
+            for r in ContextStore(BatchStore(store_url).engine).find(
+                "configured_request", meta["batch_key"] + "/"
+            )
+        )
 
     first, first_requests = run("2026-11-24T10:15+00:00")
     assert first["category_fallbacks"] == 0 and len(first_requests) == 6
@@ -279,13 +395,18 @@ def test_a_category_batch_falls_back_to_the_snapshot_an_earlier_run_kept_when_th
     assert second["batch_context"]["results"]["items"]["valid_categories"] == ["product_category"]
 
 
-def test_a_batchs_metadata_has_its_status_by_feature_type_and_a_capped_status_by_user(store_url, monkeypatch):
+def test_a_batchs_metadata_has_its_status_by_feature_type_and_a_capped_status_by_user(
+    store_url, monkeypatch
+):
     from batch_pipelines.configured_batches import assets
 
     monkeypatch.setattr(assets, "STATUS_TABLE_ROWS", 5)
     result = dg.materialize(
-        [_configured_batch()], partition_key="user_welcome_notes", instance=dg.DagsterInstance.ephemeral(),
-        resources=_resources(store_url), run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T07:30+00:00"}}}},
+        [_configured_batch()],
+        partition_key="user_welcome_notes",
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=_resources(store_url),
+        run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T07:30+00:00"}}}},
     )
     meta = _metadata(result)
     assert meta["status_by_user_total"] == len(ACTIVE_USERS)
@@ -295,17 +416,38 @@ def test_a_batchs_metadata_has_its_status_by_feature_type_and_a_capped_status_by
     assert meta["status_by_feature_type"] == {}  # a static job has no feature type
 
     store = BatchStore(store_url)
-    add_preferences(store.engine, [
-        {"tenant_id": "tenant_b", "user_id": uid, "feature_type": "daily_digest", "frequency": "daily",
-         "preferred_time": "06:00", "timezone": "UTC"} for uid in (ACTIVE_USERS[6], INACTIVE_USER)
-    ])
+    add_preferences(
+        store.engine,
+        [
+            {
+                "tenant_id": "tenant_b",
+                "user_id": uid,
+                "feature_type": "daily_digest",
+                "frequency": "daily",
+                "preferred_time": "06:00",
+                "timezone": "UTC",
+            }
+            for uid in (ACTIVE_USERS[6], INACTIVE_USER)
+        ],
+    )
     key = "daily_digest|daily|*|06:00|UTC"
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(PREFERENCE_GROUPS.name, [key])
-    meta = _metadata(dg.materialize([preference_batch], partition_key=key, instance=instance,
-                                    resources=_resources(store_url), tags={PREFERENCE_TICK_TAG: "2026-11-24T06:00:00+00:00"}))
-    assert meta["status_by_feature_type"] == {"daily_digest": {"users": 1, "succeeded": 1, "failed": 0, "tenants": ["tenant_a"]}}
-    assert [(r.data["user"], r.data["status"]) for r in meta["status_by_user"].records] == [(ACTIVE_USERS[6], "succeeded")]
+    meta = _metadata(
+        dg.materialize(
+            [preference_batch],
+            partition_key=key,
+            instance=instance,
+            resources=_resources(store_url),
+            tags={PREFERENCE_TICK_TAG: "2026-11-24T06:00:00+00:00"},
+        )
+    )
+    assert meta["status_by_feature_type"] == {
+        "daily_digest": {"users": 1, "succeeded": 1, "failed": 0, "tenants": ["tenant_a"]}
+    }
+    assert [(r.data["user"], r.data["status"]) for r in meta["status_by_user"].records] == [
+        (ACTIVE_USERS[6], "succeeded")
+    ]
 
 
 def test_without_default_preferences_a_down_source_keeps_each_members_grouped_preference_and_a_member_who_turned_it_off_is_left_out():
@@ -313,18 +455,37 @@ def test_without_default_preferences_a_down_source_keeps_each_members_grouped_pr
     from batch_pipelines.configured_batches.job_config import load_job_configuration
     from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient, Preference
 
-    job = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}["personal_daily_digest"]
-    stored = {uid: Preference(tenant_id="t1", user_id=uid, feature_type="daily_digest", template_overrides={"length": "long"})
-              for uid in ("a", "b")}
+    job = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}[
+        "personal_daily_digest"
+    ]
+    stored = {
+        uid: Preference(
+            tenant_id="t1",
+            user_id=uid,
+            feature_type="daily_digest",
+            template_overrides={"length": "long"},
+        )
+        for uid in ("a", "b")
+    }
     no_defaults = job.model_copy(update={"default_preferences": None})
     current, meta = current_preferences(ConfigDatabaseClient(_DownSource()), no_defaults, stored)
-    assert current == stored and meta["preference_fallbacks"] == 2 and meta["preference_members_left_out"] == 0
+    assert (
+        current == stored
+        and meta["preference_fallbacks"] == 2
+        and meta["preference_members_left_out"] == 0
+    )
 
     class Up:
         def for_feature(self, feature_type):
-            return [stored["a"].model_copy(update={"template_overrides": {"length": "tiny"}}),
-                    stored["b"].model_copy(update={"enabled": False})]
+            return [
+                stored["a"].model_copy(update={"template_overrides": {"length": "tiny"}}),
+                stored["b"].model_copy(update={"enabled": False}),
+            ]
 
     current, meta = current_preferences(ConfigDatabaseClient(Up()), job, stored)
     assert list(current) == ["a"] and current["a"].template_overrides == {"length": "tiny"}
-    assert meta == {"preference_fallbacks": 0, "preference_source_error": "", "preference_members_left_out": 1}
+    assert meta == {
+        "preference_fallbacks": 0,
+        "preference_source_error": "",
+        "preference_members_left_out": 1,
+    }

@@ -24,7 +24,10 @@ def test_validate_accepts_the_sample_and_names_job_and_field_of_each_problem(tmp
     result = runner.invoke(main, ["jobs", "validate", str(bad), "--json"])
     assert result.exit_code == 1
     payload = json.loads(result.output)
-    assert payload["problems"][0]["job"] == "audience_trend_analysis" and payload["problems"][0]["field"] == "retry_limit"
+    assert (
+        payload["problems"][0]["job"] == "audience_trend_analysis"
+        and payload["problems"][0]["field"] == "retry_limit"
+    )
     assert len(payload["valid_jobs"]) == 8
 
 
@@ -40,18 +43,39 @@ def test_status_by_user_and_tenant_reads_what_a_batch_run_wrote(tmp_path):
     store = BatchStore(url)
     seed(store.engine)
     jobs = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}
-    run_batch(store, jobs["team_activity_digest"], tick="2026-11-30T08:00-05:00", client_factory=ModelsResource().client,
-              users=UserRepository(store.engine), categories=CategoryRepository(store.engine))
+    run_batch(
+        store,
+        jobs["team_activity_digest"],
+        tick="2026-11-30T08:00-05:00",
+        client_factory=ModelsResource().client,
+        users=UserRepository(store.engine),
+        categories=CategoryRepository(store.engine),
+    )
     store.dispose()
     runner = CliRunner()
-    by_user = json.loads(runner.invoke(main, ["jobs", "status", "--user", ACTIVE_USERS[0], "--database-url", url, "--json"]).output)
-    assert by_user["results"][0]["job_id"] == "team_activity_digest" and by_user["results"][0]["status"] == "succeeded"
-    assert by_user["batch_references"][0]["batch_key"] == "team_activity_digest/2026-11-30T08:00-05:00"
-    by_tenant = runner.invoke(main, ["jobs", "status", "--tenant", "tenant_a", "--database-url", url])
+    by_user = json.loads(
+        runner.invoke(
+            main, ["jobs", "status", "--user", ACTIVE_USERS[0], "--database-url", url, "--json"]
+        ).output
+    )
+    assert (
+        by_user["results"][0]["job_id"] == "team_activity_digest"
+        and by_user["results"][0]["status"] == "succeeded"
+    )
+    assert (
+        by_user["batch_references"][0]["batch_key"] == "team_activity_digest/2026-11-30T08:00-05:00"
+    )
+    by_tenant = runner.invoke(
+        main, ["jobs", "status", "--tenant", "tenant_a", "--database-url", url]
+    )
     assert "team_activity_digest" in by_tenant.output and "users    10" in by_tenant.output
-    nothing = runner.invoke(main, ["jobs", "status", "--feature-type", "daily_digest", "--database-url", url])
+    nothing = runner.invoke(
+        main, ["jobs", "status", "--feature-type", "daily_digest", "--database-url", url]
+    )
     assert "no configured batch results" in nothing.output
-    both = runner.invoke(main, ["jobs", "status", "--user", "a", "--tenant", "b", "--database-url", url])
+    both = runner.invoke(
+        main, ["jobs", "status", "--user", "a", "--tenant", "b", "--database-url", url]
+    )
     assert both.exit_code != 0 and "exactly one" in both.output
 
 

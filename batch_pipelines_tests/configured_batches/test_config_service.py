@@ -19,8 +19,15 @@ DEFAULTS = {"frequency": "daily", "preferred_time": "18:00", "timezone": "UTC"}
 
 
 def record(user="u1", feature="digest", **kw):
-    return {"tenant_id": "t1", "user_id": user, "feature_type": feature, "frequency": "daily",
-            "preferred_time": "09:00", "timezone": "UTC", **kw}
+    return {
+        "tenant_id": "t1",
+        "user_id": user,
+        "feature_type": feature,
+        "frequency": "daily",
+        "preferred_time": "09:00",
+        "timezone": "UTC",
+        **kw,
+    }
 
 
 async def no_sleep(_seconds):
@@ -81,7 +88,9 @@ def test_a_wrong_key_is_unauthorized_and_the_key_never_shows_in_the_error():
 
 
 def test_server_errors_and_rate_limits_are_retried_with_backoff_until_the_answer_comes():
-    sim = ConfigServiceSimulator(faults=FaultPlan(seed=3, server_error_rate=0.4, rate_limit_rate=0.2))
+    sim = ConfigServiceSimulator(
+        faults=FaultPlan(seed=3, server_error_rate=0.4, rate_limit_rate=0.2)
+    )
     for i in range(5):
         sim.put(record(f"u{i}"))
     waits: list[float] = []
@@ -131,7 +140,9 @@ def test_the_config_database_client_works_from_inside_a_running_event_loop():
 def test_the_resource_reads_the_store_without_a_url_and_the_service_with_one(store):
     embedded = ConfigServiceResource().config_database(store.engine)
     assert type(embedded.source).__name__ == "PreferenceStore"
-    remote = ConfigServiceResource(base_url="http://config.example", api_key="k", cache_ttl_seconds=9)
+    remote = ConfigServiceResource(
+        base_url="http://config.example", api_key="k", cache_ttl_seconds=9
+    )
     database = remote.config_database(store.engine)
     assert type(database.source).__name__ == "ServicePreferenceSource" and database.ttl_seconds == 9
 

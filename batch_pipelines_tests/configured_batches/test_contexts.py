@@ -21,19 +21,42 @@ SEED_KEYS = {"metadata", "items", "progress", "validation"}
 
 
 def test_a_user_batch_context_has_exactly_the_seeds_shape():
-    ctx = batch_context(metadata={"job_id": "j"}, data_source_type="users", valid=["u1", "u2"], invalid=["x"],
-                        succeeded=1, failed=1, total=2, validation={"total": 3, "valid": 2, "invalid": 1, "chunks": 1})
+    ctx = batch_context(
+        metadata={"job_id": "j"},
+        data_source_type="users",
+        valid=["u1", "u2"],
+        invalid=["x"],
+        succeeded=1,
+        failed=1,
+        total=2,
+        validation={"total": 3, "valid": 2, "invalid": 1, "chunks": 1},
+    )
     results = ctx["results"]
     assert set(ctx) == {"results"} and set(results) == SEED_KEYS
     assert results["items"] == {"valid_users": ["u1", "u2"], "invalid_users": ["x"]}
-    assert results["progress"] == {"processed": 2, "succeeded": 1, "failed": 1, "total": 2, "percentage": 100}
+    assert results["progress"] == {
+        "processed": 2,
+        "succeeded": 1,
+        "failed": 1,
+        "total": 2,
+        "percentage": 100,
+    }
     assert results["validation"] == {"total": 3, "valid": 2, "invalid": 1}
 
 
 def test_a_category_batch_context_carries_its_user_references():
-    ctx = batch_context(metadata={}, data_source_type="categories", valid=["cat1"], invalid=[], succeeded=1, failed=0,
-                        total=1, validation={"total": 8, "valid": 6, "invalid": 2}, category_type="product_category",
-                        user_references={"total": 8, "valid": 6, "invalid": 2})
+    ctx = batch_context(
+        metadata={},
+        data_source_type="categories",
+        valid=["cat1"],
+        invalid=[],
+        succeeded=1,
+        failed=0,
+        total=1,
+        validation={"total": 8, "valid": 6, "invalid": 2},
+        category_type="product_category",
+        user_references={"total": 8, "valid": 6, "invalid": 2},
+    )
     meta = ctx["results"]["metadata"]
     assert meta["data_source_type"] == "categories" and meta["category_type"] == "product_category"
     assert meta["user_references"] == {"total": 8, "valid": 6, "invalid": 2}
@@ -47,7 +70,12 @@ def test_progress_percentage_counts_what_was_processed():
 
 def test_contexts_are_replaced_in_place_and_found_by_literal_prefix(store):
     contexts = ContextStore(store.engine)
-    contexts.put_many([ContextWrite(USER_RESULT, "user_1/a", {"v": 1}), ContextWrite(USER_RESULT, "userX1/a", {"v": 2})])
+    contexts.put_many(
+        [
+            ContextWrite(USER_RESULT, "user_1/a", {"v": 1}),
+            ContextWrite(USER_RESULT, "userX1/a", {"v": 2}),
+        ]
+    )
     contexts.put(USER_RESULT, "user_1/a", {"v": 3})
     assert contexts.get(USER_RESULT, "user_1/a") == {"v": 3}
     # "_" is not a wildcard: user_1 does not match userX1.
@@ -55,16 +83,28 @@ def test_contexts_are_replaced_in_place_and_found_by_literal_prefix(store):
     assert contexts.get(BATCH, "user_1/a") is None
 
 
-def test_a_category_batch_run_stores_contexts_for_the_batch_each_request_user_tenant_and_recipient(store):
+def test_a_category_batch_run_stores_contexts_for_the_batch_each_request_user_tenant_and_recipient(
+    store,
+):
     seed(store.engine)
     jobs = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}
-    result = run_batch(store, jobs["audience_trend_analysis"], tick="2026-12-01T06:00+00:00", client_factory=ModelsResource().client,
-                       users=UserRepository(store.engine), categories=CategoryRepository(store.engine))
+    result = run_batch(
+        store,
+        jobs["audience_trend_analysis"],
+        tick="2026-12-01T06:00+00:00",
+        client_factory=ModelsResource().client,
+        users=UserRepository(store.engine),
+        categories=CategoryRepository(store.engine),
+    )
     contexts = ContextStore(store.engine)
     stored = contexts.get(BATCH, result.batch_key)
     assert stored == result.context and set(stored["results"]) == SEED_KEYS
     # 4 items reference u1..u5 and one ghost user, which is invalid and dropped.
-    assert stored["results"]["metadata"]["user_references"] == {"total": 6, "valid": 5, "invalid": 1}
+    assert stored["results"]["metadata"]["user_references"] == {
+        "total": 6,
+        "valid": 5,
+        "invalid": 1,
+    }
     dropped = [e for e in store.batch_events(result.batch_id) if e["level"] == "WARNING"]
     assert dropped[0]["data"]["invalid_users"] == [GHOST_USER]
     refs = contexts.batch_references(ACTIVE_USERS[0])
@@ -74,11 +114,22 @@ def test_a_category_batch_run_stores_contexts_for_the_batch_each_request_user_te
 def test_a_user_batch_with_explicit_ids_drops_and_records_unknown_and_inactive_users(store):
     seed(store.engine)
     job = {j.job_id: j for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]}["user_welcome_notes"]
-    job = job.model_copy(update={"user_ids": [ACTIVE_USERS[0], "nobody", INACTIVE_USER, ACTIVE_USERS[0]]})
-    result = run_batch(store, job, tick="t1", client_factory=ModelsResource().client,
-                       users=UserRepository(store.engine), categories=CategoryRepository(store.engine))
+    job = job.model_copy(
+        update={"user_ids": [ACTIVE_USERS[0], "nobody", INACTIVE_USER, ACTIVE_USERS[0]]}
+    )
+    result = run_batch(
+        store,
+        job,
+        tick="t1",
+        client_factory=ModelsResource().client,
+        users=UserRepository(store.engine),
+        categories=CategoryRepository(store.engine),
+    )
     results = result.context["results"]
-    assert results["items"] == {"valid_users": [ACTIVE_USERS[0]], "invalid_users": ["nobody", INACTIVE_USER]}
+    assert results["items"] == {
+        "valid_users": [ACTIVE_USERS[0]],
+        "invalid_users": ["nobody", INACTIVE_USER],
+    }
     assert results["validation"] == {"total": 3, "valid": 1, "invalid": 2}
     assert results["progress"]["total"] == 1
 
@@ -87,7 +138,14 @@ def test_a_batchs_user_results_come_failures_first_capped_with_their_total():
     from batch_pipelines.configured_batches.runner import failures_first
 
     statuses = {"u1": "succeeded", "u2": "failed", "u3": "succeeded", "u4": "failed"}
-    writes = [ContextWrite(USER_RESULT, f"{uid}/of-batch-1", {"user_id": uid, "status": s}, 1) for uid, s in statuses.items()]
+    writes = [
+        ContextWrite(USER_RESULT, f"{uid}/of-batch-1", {"user_id": uid, "status": s}, 1)
+        for uid, s in statuses.items()
+    ]
     rows, total = failures_first(writes, limit=3)
     assert total == 4
-    assert [(r.data["user_id"], r.data["status"]) for r in rows] == [("u2", "failed"), ("u4", "failed"), ("u1", "succeeded")]
+    assert [(r.data["user_id"], r.data["status"]) for r in rows] == [
+        ("u2", "failed"),
+        ("u4", "failed"),
+        ("u1", "succeeded"),
+    ]

@@ -26,9 +26,22 @@ def test_the_demo_runs_every_type_and_each_writes_a_context_of_the_seeds_shape(t
 
 
 def test_a_context_missing_a_seed_field_is_not_taken_for_the_seeds_shape():
-    good = {"results": {"metadata": {}, "items": {"valid_users": [], "invalid_users": []},
-                        "progress": {"processed": 0, "succeeded": 0, "failed": 0, "total": 0, "percentage": 100},
-                        "validation": {"total": 0, "valid": 0, "invalid": 0}}}
+    good = {
+        "results": {
+            "metadata": {},
+            "items": {"valid_users": [], "invalid_users": []},
+            "progress": {
+                "processed": 0,
+                "succeeded": 0,
+                "failed": 0,
+                "total": 0,
+                "percentage": 100,
+            },
+            "validation": {"total": 0, "valid": 0, "invalid": 0},
+        }
+    }
     assert has_seed_shape(good, "users")
     assert not has_seed_shape(good, "categories")
-    assert not has_seed_shape({"results": {k: v for k, v in good["results"].items() if k != "validation"}}, "users")
+    assert not has_seed_shape(
+        {"results": {k: v for k, v in good["results"].items() if k != "validation"}}, "users"
+    )

@@ -26,8 +26,14 @@ from batch_pipelines.core.errors import ConfigurationError
 
 def pref(user="u1", feature="digest", frequency="daily", day=None, time="09:00", tz="UTC", **kw):
     return Preference(
-        tenant_id="t1", user_id=user, feature_type=feature, frequency=frequency,
-        preferred_day=day, preferred_time=time, timezone=tz, **kw,
+        tenant_id="t1",
+        user_id=user,
+        feature_type=feature,
+        frequency=frequency,
+        preferred_day=day,
+        preferred_time=time,
+        timezone=tz,
+        **kw,
     )
 
 
@@ -42,7 +48,9 @@ def test_a_partition_key_is_readable_and_parses_back_to_the_same_group():
 
 
 def test_hourly_groups_keep_only_the_minute_and_daily_groups_drop_the_day():
-    assert group_of(pref(frequency="hourly", time="17:45")).partition_key == "digest|hourly|*|*:45|UTC"
+    assert (
+        group_of(pref(frequency="hourly", time="17:45")).partition_key == "digest|hourly|*|*:45|UTC"
+    )
     assert group_of(pref(frequency="daily", day="friday")).day is None
 
 
@@ -82,7 +90,11 @@ def test_users_with_the_same_choice_share_a_group_and_inactive_users_are_in_none
 @st.composite
 def choices(draw):
     frequency = draw(st.sampled_from(["hourly", "daily", "weekly", "biweekly", "monthly"]))
-    day = draw(st.sampled_from(["3", "15"])) if frequency == "monthly" else draw(st.sampled_from(["monday", "fri"]))
+    day = (
+        draw(st.sampled_from(["3", "15"]))
+        if frequency == "monthly"
+        else draw(st.sampled_from(["monday", "fri"]))
+    )
     return pref(
         user=draw(st.text("abcdef", min_size=1, max_size=4)),
         frequency=frequency,
@@ -177,7 +189,9 @@ group_keys = st.builds(
 # Windows around the 2026 DST changes (March, October, November) and ordinary days.
 window_starts = st.builds(
     lambda day, minutes: day + timedelta(minutes=minutes),
-    st.sampled_from([utc(2026, 3, 7), utc(2026, 3, 28), utc(2026, 10, 24), utc(2026, 10, 31), utc(2026, 6, 1)]),
+    st.sampled_from(
+        [utc(2026, 3, 7), utc(2026, 3, 28), utc(2026, 10, 24), utc(2026, 10, 31), utc(2026, 6, 1)]
+    ),
     st.integers(0, 60 * 24 * 3),
 )
 
@@ -218,13 +232,18 @@ def test_the_last_change_of_a_user_in_a_batch_wins():
 
 def test_a_change_makes_due_only_ticks_within_the_grace_period():
     now = utc(2026, 11, 24, 9, 5)
-    due = ticks_made_due(["digest|daily|*|09:00|UTC", "digest|daily|*|08:00|UTC"], now, timedelta(minutes=15))
+    due = ticks_made_due(
+        ["digest|daily|*|09:00|UTC", "digest|daily|*|08:00|UTC"], now, timedelta(minutes=15)
+    )
     assert due == [("digest|daily|*|09:00|UTC", utc(2026, 11, 24, 9, 0))]
 
 
 def test_scheduled_ticks_cap_catch_up_per_group_and_report_foreign_keys():
     found = scheduled_ticks(
-        ["digest|hourly|*|*:00|UTC", "not-a-group"], utc(2026, 1, 1), utc(2026, 1, 1, 10), max_per_group=4
+        ["digest|hourly|*|*:00|UTC", "not-a-group"],
+        utc(2026, 1, 1),
+        utc(2026, 1, 1, 10),
+        max_per_group=4,
     )
     assert [t for _, t in found.ticks] == [utc(2026, 1, 1, h) for h in (7, 8, 9, 10)]
     assert found.dropped == 6 and found.invalid_keys == ["not-a-group"]
@@ -232,4 +251,7 @@ def test_scheduled_ticks_cap_catch_up_per_group_and_report_foreign_keys():
 
 def test_the_run_key_names_the_group_and_the_tick_in_utc():
     tick = datetime(2026, 11, 24, 10, 0, tzinfo=UTC) + timedelta(0)
-    assert tick_run_key("digest|daily|*|10:00|UTC", tick) == "digest|daily|*|10:00|UTC@2026-11-24T10:00:00+00:00"
+    assert (
+        tick_run_key("digest|daily|*|10:00|UTC", tick)
+        == "digest|daily|*|10:00|UTC@2026-11-24T10:00:00+00:00"
+    )

@@ -38,7 +38,10 @@ def test_an_invalid_job_is_reported_with_its_id_and_field_and_the_others_still_l
     jobs, problems = load_job_configuration(job_file(tmp_path, break_two))
     assert len(jobs) == 7
     where = {(p.job, p.field) for p in problems}
-    assert where == {("user_welcome_notes", "schedule.timezone"), ("product_descriptions", "priority")}
+    assert where == {
+        ("user_welcome_notes", "schedule.timezone"),
+        ("product_descriptions", "priority"),
+    }
     assert "Mars/Olympus" in str(problems[0]) and "jobs.json" in str(problems[0])
 
 
@@ -76,7 +79,11 @@ def test_two_jobs_with_one_id_or_two_preference_jobs_of_one_feature_type_are_bot
     raw["jobs"].append({**raw["jobs"][5], "job_id": "another_digest"})
     jobs, problems = parse_jobs(raw, "jobs.json")
     ids = {j.job_id for j in jobs}
-    assert "user_welcome_notes" not in ids and "personal_daily_digest" not in ids and "another_digest" not in ids
+    assert (
+        "user_welcome_notes" not in ids
+        and "personal_daily_digest" not in ids
+        and "another_digest" not in ids
+    )
     assert {p.field for p in problems} == {"job_id", "feature_type"}
 
 
@@ -84,7 +91,9 @@ def test_a_file_that_is_not_json_or_missing_is_one_problem_not_an_exception(tmp_
     bad = tmp_path / "bad.json"
     bad.write_text('{"jobs": [')
     jobs, problems = load_job_configuration(bad)
-    assert jobs == [] and "not valid JSON" in problems[0].message and problems[0].source == "bad.json"
+    assert (
+        jobs == [] and "not valid JSON" in problems[0].message and problems[0].source == "bad.json"
+    )
     jobs, problems = load_job_configuration(tmp_path / "missing.json")
     assert jobs == [] and "cannot read" in problems[0].message
 
@@ -94,14 +103,30 @@ def test_a_cron_string_is_short_for_a_cron_schedule_in_utc():
         {"job_id": "j", "type": "INDIVIDUAL_USERS", "schedule": "0  6 * * 1", "template": "x"}
     )
     assert job.schedule.cron == "0 6 * * 1" and job.schedule.timezone == "UTC"
-    _, problems = parse_jobs({"jobs": [{"job_id": "j", "type": "INDIVIDUAL_USERS", "schedule": "61 * * * *", "template": "x"}]})
+    _, problems = parse_jobs(
+        {
+            "jobs": [
+                {
+                    "job_id": "j",
+                    "type": "INDIVIDUAL_USERS",
+                    "schedule": "61 * * * *",
+                    "template": "x",
+                }
+            ]
+        }
+    )
     assert problems[0].field == "schedule.cron"
 
 
 @given(st.integers(min_value=-5, max_value=40))
 def test_a_monthly_day_is_accepted_exactly_when_every_month_has_it(day):
-    entry = {"job_id": "m", "type": "BATCH_CATEGORIES", "category": "c", "template": "x",
-             "schedule": {"frequency": "monthly", "day": day, "time": "06:00"}}
+    entry = {
+        "job_id": "m",
+        "type": "BATCH_CATEGORIES",
+        "category": "c",
+        "template": "x",
+        "schedule": {"frequency": "monthly", "day": day, "time": "06:00"},
+    }
     jobs, problems = parse_jobs({"jobs": [entry]})
     assert bool(jobs) == (1 <= day <= 28)
     assert all(p.field == "schedule.day" for p in problems)

@@ -44,9 +44,19 @@ class World:
         self.schedule_cursor: str | None = None
 
     def set(self, user, time="09:00", **kw):
-        self.prefs.upsert([{"tenant_id": "t1", "user_id": user, "feature_type": "digest",
-                            "frequency": kw.pop("frequency", "daily"), "preferred_time": time,
-                            "timezone": kw.pop("timezone", "UTC"), **kw}])
+        self.prefs.upsert(
+            [
+                {
+                    "tenant_id": "t1",
+                    "user_id": user,
+                    "feature_type": "digest",
+                    "frequency": kw.pop("frequency", "daily"),
+                    "preferred_time": time,
+                    "timezone": kw.pop("timezone", "UTC"),
+                    **kw,
+                }
+            ]
+        )
 
     def partitions(self):
         return set(self.instance.get_dynamic_partitions(PREFERENCE_GROUPS.name))
@@ -54,7 +64,9 @@ class World:
     def apply(self, result):
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
-                self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+                self.instance.add_dynamic_partitions(
+                    request.partitions_def_name, list(request.partition_keys)
+                )
             else:
                 for key in request.partition_keys:
                     self.instance.delete_dynamic_partition(request.partitions_def_name, key)
@@ -72,7 +84,9 @@ class World:
 
     def schedule_tick(self):
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.schedule_cursor, resources={"batch_store": self.batch_store}
+            instance=self.instance,
+            cursor=self.schedule_cursor,
+            resources={"batch_store": self.batch_store},
         )
         result = sensors.preference_schedule_sensor(context)
         self.schedule_cursor = result.cursor
@@ -93,10 +107,14 @@ def test_new_preferences_create_their_group_partition_in_one_tick(world):
     assert result.run_requests == []  # 08:00: nothing of these groups is due
     assert [p.user_id for p in world.groups.members(NINE)] == ["a", "b"]
     again = world.change_tick()
-    assert again.skip_reason.skip_message == "no preference changed" and again.cursor == result.cursor
+    assert (
+        again.skip_reason.skip_message == "no preference changed" and again.cursor == result.cursor
+    )
 
 
-def test_a_preference_change_moves_the_user_to_the_right_group_within_one_tick_and_the_next_run_uses_it(world):
+def test_a_preference_change_moves_the_user_to_the_right_group_within_one_tick_and_the_next_run_uses_it(
+    world,
+):
     world.set("a")
     world.set("b")
     world.change_tick()
@@ -105,7 +123,11 @@ def test_a_preference_change_moves_the_user_to_the_right_group_within_one_tick_a
     world.change_tick()
     assert [p.user_id for p in world.groups.members(NINE)] == ["b"]
     (moved,) = world.groups.members(TEN)
-    assert (moved.user_id, moved.preferred_time, moved.template_overrides) == ("a", "10:00", {"tone": "formal"})
+    assert (moved.user_id, moved.preferred_time, moved.template_overrides) == (
+        "a",
+        "10:00",
+        {"tone": "formal"},
+    )
     assert world.partitions() == {NINE, TEN}
 
 
@@ -156,7 +178,9 @@ def test_a_change_that_makes_a_tick_due_launches_it_once_and_the_schedule_sensor
     assert scheduled.run_requests == []
 
 
-def test_the_schedule_sensor_launches_each_group_when_its_local_time_comes_with_a_run_key_per_tick(world):
+def test_the_schedule_sensor_launches_each_group_when_its_local_time_comes_with_a_run_key_per_tick(
+    world,
+):
     world.now = utc(2026, 11, 24, 7, 0)
     world.set("paris", time="09:00", timezone="Europe/Paris")
     world.set("utc", time="09:00")
@@ -183,7 +207,9 @@ def test_a_lost_evaluation_re_requests_the_same_run_keys_so_dagster_drops_the_du
     first = world.schedule_tick()
     world.schedule_cursor = cursor  # the result was lost: the cursor never moved
     retried = world.schedule_tick()
-    assert [r.run_key for r in retried.run_requests] == [r.run_key for r in first.run_requests] != []
+    assert (
+        [r.run_key for r in retried.run_requests] == [r.run_key for r in first.run_requests] != []
+    )
 
 
 def test_ticks_missed_while_the_daemon_was_down_are_caught_up_one_run_per_tick(world):
@@ -195,7 +221,9 @@ def test_ticks_missed_while_the_daemon_was_down_are_caught_up_one_run_per_tick(w
     world.now = utc(2026, 11, 24, 9, 2)  # down from 06:30 to 09:02
     requests = world.schedule_tick().run_requests
     assert [(r.tags[TICK_TAG][11:16], r.tags[TRIGGER_TAG]) for r in requests] == [
-        ("07:00", "catch_up"), ("08:00", "catch_up"), ("09:00", "schedule"),
+        ("07:00", "catch_up"),
+        ("08:00", "catch_up"),
+        ("09:00", "schedule"),
     ]
     assert len({r.run_key for r in requests}) == 3
 
@@ -220,7 +248,9 @@ def test_a_long_outage_catches_up_at_most_the_newest_ticks_per_group(world):
         ("01:30", utc(2026, 11, 1, 6, 29), utc(2026, 11, 1, 6, 31), []),
     ],
 )
-def test_daylight_saving_changes_run_a_daily_group_once_on_the_day(world, time, before, after, expected):
+def test_daylight_saving_changes_run_a_daily_group_once_on_the_day(
+    world, time, before, after, expected
+):
     world.now = before
     world.set("ny", time=time, timezone="America/New_York")
     world.change_tick()
@@ -251,10 +281,15 @@ def test_dagster_resolves_a_run_for_a_partition_added_in_the_same_result(tmp_pat
         [{"tenant_id": "t1", "user_id": "a", "feature_type": "digest", "preferred_time": "09:00"}]
     )
     resources = {"batch_store": batch_store, "config_service": ConfigServiceResource()}
-    defs = dg.Definitions(assets=[stub_preference_batch], jobs=[job], sensors=sensors.PREFERENCE_SENSORS)
+    defs = dg.Definitions(
+        assets=[stub_preference_batch], jobs=[job], sensors=sensors.PREFERENCE_SENSORS
+    )
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(
-            instance=instance, instance_ref=instance.get_ref(), definitions=defs, resources=resources
+            instance=instance,
+            instance_ref=instance.get_ref(),
+            definitions=defs,
+            resources=resources,
         )
         data = sensors.preference_change_sensor.evaluate_tick(context)
     (request,) = data.run_requests

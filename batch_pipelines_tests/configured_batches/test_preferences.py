@@ -14,7 +14,12 @@ from batch_pipelines.configured_batches.preferences import (
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines_tests.configured_batches.family_tables import empty_family_tables
 
-DEFAULTS = {"frequency": "weekly", "preferred_day": "friday", "preferred_time": "17:00", "timezone": "UTC"}
+DEFAULTS = {
+    "frequency": "weekly",
+    "preferred_day": "friday",
+    "preferred_time": "17:00",
+    "timezone": "UTC",
+}
 
 
 @pytest.fixture
@@ -23,8 +28,15 @@ def engine(store):
 
 
 def record(user="u1", feature="digest", **kw):
-    return {"tenant_id": "t1", "user_id": user, "feature_type": feature, "frequency": "daily",
-            "preferred_time": "09:00", "timezone": "UTC", **kw}
+    return {
+        "tenant_id": "t1",
+        "user_id": user,
+        "feature_type": feature,
+        "frequency": "daily",
+        "preferred_time": "09:00",
+        "timezone": "UTC",
+        **kw,
+    }
 
 
 class Clock:
@@ -39,7 +51,9 @@ class Clock:
 
 
 def test_a_preference_is_normalised_so_equal_choices_compare_equal():
-    p = Preference.parse(record(frequency="Weekly", preferred_day="Fri", preferred_time="9:05"), where="x")
+    p = Preference.parse(
+        record(frequency="Weekly", preferred_day="Fri", preferred_time="9:05"), where="x"
+    )
     assert (p.frequency, p.preferred_day, p.preferred_time) == ("weekly", "friday", "09:05")
     assert Preference.parse(record(preferred_day="monday"), where="x").preferred_day is None
 
@@ -80,7 +94,9 @@ def test_a_change_replaces_the_users_preference_and_is_read_once_by_cursor(engin
     clock.advance(minutes=1)
     prefs.upsert([record("b", preferred_time="10:00", template_overrides={"tone": "formal"})])
     changed, cursor = prefs.changed_since(cursor)
-    assert [(p.user_id, p.preferred_time, p.template_overrides) for p in changed] == [("b", "10:00", {"tone": "formal"})]
+    assert [(p.user_id, p.preferred_time, p.template_overrides) for p in changed] == [
+        ("b", "10:00", {"tone": "formal"})
+    ]
     assert prefs.get("b", "digest").preferred_time == "10:00"
     assert len(prefs.for_feature("digest")) == 3
 
@@ -175,7 +191,10 @@ def test_when_the_source_is_down_the_last_good_answer_is_served_then_the_default
     assert client.preference("a", "digest", DEFAULTS).preferred_time == "07:15"  # stale but known
     fallback = client.preference("never-seen", "digest", DEFAULTS, tenant_id="t9")
     assert (fallback.user_id, fallback.tenant_id, fallback.frequency, fallback.preferred_day) == (
-        "never-seen", "t9", "weekly", "friday",
+        "never-seen",
+        "t9",
+        "weekly",
+        "friday",
     )
     assert client.fallbacks == 2 and "down" in client.last_error
     assert client.preferences_for("digest") == []  # nothing cached for the whole feature
@@ -208,12 +227,22 @@ def test_a_negative_cache_ttl_is_refused():
 
 
 def test_preferences_for_given_users_give_defaults_to_those_without_one_and_leave_out_those_who_turned_it_off():
-    source = FlakySource([Preference(**record("a", preferred_time="07:15")), Preference(**record("off", enabled=False))])
+    source = FlakySource(
+        [
+            Preference(**record("a", preferred_time="07:15")),
+            Preference(**record("off", enabled=False)),
+        ]
+    )
     client = ConfigDatabaseClient(source)
     users = {"a": "t1", "none": "t7", "off": "t1"}
     found = client.preferences_for("digest", DEFAULTS, users=users)
-    assert [(p.user_id, p.tenant_id, p.preferred_time) for p in found] == [("a", "t1", "07:15"), ("none", "t7", "17:00")]
-    assert [p.user_id for p in client.preferences_for("digest", users=users)] == ["a"]  # no defaults: none left out
+    assert [(p.user_id, p.tenant_id, p.preferred_time) for p in found] == [
+        ("a", "t1", "07:15"),
+        ("none", "t7", "17:00"),
+    ]
+    assert [p.user_id for p in client.preferences_for("digest", users=users)] == [
+        "a"
+    ]  # no defaults: none left out
     assert source.calls == 1  # one read of the source for the whole list, then the cache
 
 
@@ -223,15 +252,20 @@ def test_preferences_for_given_users_with_the_source_down_give_every_user_the_de
     client = ConfigDatabaseClient(source)
     found = client.preferences_for("digest", DEFAULTS, users={"a": "t1", "b": "t2"})
     assert [(p.user_id, p.tenant_id, p.frequency, p.preferred_time) for p in found] == [
-        ("a", "t1", "weekly", "17:00"), ("b", "t2", "weekly", "17:00"),
+        ("a", "t1", "weekly", "17:00"),
+        ("b", "t2", "weekly", "17:00"),
     ]
     assert client.fallbacks == 1 and "down" in client.last_error
-    assert client.preferences_for("digest", DEFAULTS) == []  # no users named: nobody to give defaults to
+    assert (
+        client.preferences_for("digest", DEFAULTS) == []
+    )  # no users named: nobody to give defaults to
 
 
 def test_a_source_error_kept_for_metadata_carries_no_credentials():
     from batch_pipelines.configured_batches.preferences import redact
 
-    message = redact("ServiceError: GET https://ops:hunter2@config.example/v1/prefs?api_key=abc123&feature=x failed")
+    message = redact(
+        "ServiceError: GET https://ops:hunter2@config.example/v1/prefs?api_key=abc123&feature=x failed"
+    )
     assert "hunter2" not in message and "abc123" not in message
     assert "config.example/v1/prefs" in message and "feature=x" in message

@@ -29,14 +29,26 @@ def add_users(engine, users):
     with engine.begin() as conn:
         conn.execute(
             system_users.insert(),
-            [{"name": u[0].upper(), "email": None, "attributes": {}, "created_at": NOW, **dict(zip(
-                ("id", "tenant_id", "active"), u, strict=True))} for u in users],
+            [
+                {
+                    "name": u[0].upper(),
+                    "email": None,
+                    "attributes": {},
+                    "created_at": NOW,
+                    **dict(zip(("id", "tenant_id", "active"), u, strict=True)),
+                }
+                for u in users
+            ],
         )
 
 
 def test_validation_splits_ids_into_active_users_and_the_rest_with_statistics(engine):
-    add_users(engine, [("a", "t1", True), ("b", "t1", True), ("gone", "t1", False), ("other", "t2", True)])
-    result = UserRepository(engine).validate(["b", "a", "ghost", "gone", "a", "", "other"], tenant_id="t1")
+    add_users(
+        engine, [("a", "t1", True), ("b", "t1", True), ("gone", "t1", False), ("other", "t2", True)]
+    )
+    result = UserRepository(engine).validate(
+        ["b", "a", "ghost", "gone", "a", "", "other"], tenant_id="t1"
+    )
     assert result.valid == ["b", "a"]
     assert result.invalid == ["ghost", "gone", "", "other"]
     assert result.stats == {"total": 6, "valid": 2, "invalid": 4, "chunks": 1}
@@ -66,23 +78,38 @@ def test_a_chunk_size_below_one_is_refused():
 def test_users_are_read_by_id_and_found_by_column_or_attribute_filters(engine):
     add_users(engine, [("a", "t1", True), ("b", "t2", True), ("c", "t1", False), ("d", "t1", True)])
     with engine.begin() as conn:
-        conn.execute(system_users.update().where(system_users.c.id == "d").values(attributes={"role": "editor"}))
+        conn.execute(
+            system_users.update()
+            .where(system_users.c.id == "d")
+            .values(attributes={"role": "editor"})
+        )
     users = UserRepository(engine)
     assert set(users.get_users(["a", "c", "zzz"])) == {"a", "c"}
     assert users.get_users(["a"])["a"]["tenant_id"] == "t1"
     assert [u["id"] for u in users.find_users({"active": True})] == ["a", "b", "d"]
-    assert [u["id"] for u in users.find_users({"tenant_id": ["t1", "t2"], "active": True}, limit=2)] == ["a", "b"]
+    assert [
+        u["id"] for u in users.find_users({"tenant_id": ["t1", "t2"], "active": True}, limit=2)
+    ] == ["a", "b"]
     assert [u["id"] for u in users.find_users({"role": "editor"})] == ["d"]
 
 
 def add_category(engine, name, items):
     with engine.begin() as conn:
-        conn.execute(categories.insert(), [{"id": name, "description": None, "data": {}, "created_at": NOW}])
+        conn.execute(
+            categories.insert(), [{"id": name, "description": None, "data": {}, "created_at": NOW}]
+        )
         conn.execute(
             category_items.insert(),
             [
-                {"id": item_id, "category_id": name, "tenant_id": tenant, "data": data, "user_ids": refs,
-                 "position": i, "created_at": NOW}
+                {
+                    "id": item_id,
+                    "category_id": name,
+                    "tenant_id": tenant,
+                    "data": data,
+                    "user_ids": refs,
+                    "position": i,
+                    "created_at": NOW,
+                }
                 for i, (item_id, tenant, data, refs) in enumerate(items)
             ],
         )
@@ -117,7 +144,11 @@ def test_category_items_are_cached_until_the_ttl_runs_out(engine):
     repo = CategoryRepository(engine, ttl_seconds=30, clock=lambda: ticks[0])
     repo.items("products")
     with engine.begin() as conn:
-        conn.execute(category_items.update().where(category_items.c.id == "p1").values(data={"segment": "garden"}))
+        conn.execute(
+            category_items.update()
+            .where(category_items.c.id == "p1")
+            .values(data={"segment": "garden"})
+        )
     assert repo.items("products")[0].data == {"segment": "home"}
     ticks[0] = 31
     assert repo.items("products")[0].data == {"segment": "garden"}
@@ -144,7 +175,9 @@ def test_when_the_source_fails_the_last_good_snapshot_is_served(engine):
 def test_users_referenced_by_items_are_validated_like_direct_users(engine):
     add_users(engine, [("a", "t1", True), ("b", "t2", True)])
     products(engine)
-    result = validate_references(CategoryRepository(engine).items("products"), UserRepository(engine))
+    result = validate_references(
+        CategoryRepository(engine).items("products"), UserRepository(engine)
+    )
     assert (result.valid, result.invalid) == (["a", "b"], ["ghost"])
 
 
@@ -181,7 +214,9 @@ def test_a_refresh_that_finds_the_same_items_keeps_no_new_snapshot(tmp_path, mon
 
     monkeypatch.setattr(ContextStore, "put", put)
     now = [0.0]
-    repo = CategoryRepository(store.engine, ttl_seconds=10, clock=lambda: now[0], durable_snapshots=True)
+    repo = CategoryRepository(
+        store.engine, ttl_seconds=10, clock=lambda: now[0], durable_snapshots=True
+    )
     first = repo.items("products", {"segment": "home"})
     now[0] = 60.0  # past the TTL: read again, same items
     assert repo.items("products", {"segment": "home"}) == first
@@ -198,20 +233,28 @@ def test_a_later_repository_falls_back_to_the_snapshot_an_earlier_one_kept_in_th
     store = _sqlite_store(tmp_path)
     engine = store.engine
     products(engine)
-    first = CategoryRepository(engine, durable_snapshots=True).items("products", {"segment": "home"}, limit=5)
-    other_selection = CategoryRepository(engine, durable_snapshots=True).items("products", {"segment": "office"})
+    first = CategoryRepository(engine, durable_snapshots=True).items(
+        "products", {"segment": "home"}, limit=5
+    )
+    other_selection = CategoryRepository(engine, durable_snapshots=True).items(
+        "products", {"segment": "office"}
+    )
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE category_items RENAME TO category_items_away"))
         conn.execute(sa.text("ALTER TABLE categories RENAME TO categories_away"))
     later = CategoryRepository(engine, durable_snapshots=True)
     assert later.category("products")["id"] == "products"
     assert later.items("products", {"segment": "home"}, limit=5) == first
-    assert later.items("products", {"segment": "office"}) == other_selection  # each selection its own snapshot
+    assert (
+        later.items("products", {"segment": "office"}) == other_selection
+    )  # each selection its own snapshot
     assert later.fallbacks == 2 and later.last_error == "OperationalError"
     with pytest.raises(CategorySourceUnavailable):
         later.items("products", {"segment": "garden"})  # never read: nothing to fall back on
     with pytest.raises(CategorySourceUnavailable):
         later.category("never_read")
     with pytest.raises(CategorySourceUnavailable):
-        CategoryRepository(engine).items("products", {"segment": "home"}, limit=5)  # not durable: no snapshot
+        CategoryRepository(engine).items(
+            "products", {"segment": "home"}, limit=5
+        )  # not durable: no snapshot
     store.dispose()

@@ -272,7 +272,9 @@ def test_more_remaining_work_never_shortens_and_more_workers_never_lengthen_the_
 
 
 @given(
-    st.dictionaries(st.sampled_from(list(ItemState)), st.integers(min_value=0, max_value=300), max_size=4),
+    st.dictionaries(
+        st.sampled_from(list(ItemState)), st.integers(min_value=0, max_value=300), max_size=4
+    ),
     st.lists(st.floats(min_value=0, max_value=1000), max_size=5),
     st.integers(min_value=1, max_value=20),
 )
@@ -282,7 +284,9 @@ def test_aggregating_counts_is_aggregating_the_items_they_count(counts, duration
     items = [state for state, n in counts.items() for _ in range(n)]
     by_name = {state.value: n for state, n in counts.items()}  # states may come by name
     expected = aggregate(items, durations_seconds=durations, concurrency=concurrency)
-    assert aggregate_counts(by_name, durations_seconds=durations, concurrency=concurrency) == expected
+    assert (
+        aggregate_counts(by_name, durations_seconds=durations, concurrency=concurrency) == expected
+    )
 
 
 def test_a_negative_count_is_refused():

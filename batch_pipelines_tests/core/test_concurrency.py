@@ -33,7 +33,10 @@ class _Gauge:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(), st.integers(min_value=0, max_value=5)), max_size=60), st.integers(1, 12))
+@given(
+    st.lists(st.tuples(st.integers(), st.integers(min_value=0, max_value=5)), max_size=60),
+    st.integers(1, 12),
+)
 def test_map_bounded_keeps_the_order_calls_each_item_once_and_never_exceeds_the_limit(items, limit):
     gauge = _Gauge()
     results = asyncio.run(map_bounded(gauge.call, items, limit))

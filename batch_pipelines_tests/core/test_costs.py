@@ -308,13 +308,19 @@ def test_every_breakdown_adds_up_to_the_total_and_repeats_change_nothing(ledger)
 def test_reported_usage_is_used_and_missing_or_malformed_usage_is_estimated_and_flagged():
     from batch_pipelines.core.costs import reported_or_estimated_usage
 
-    assert reported_or_estimated_usage({"prompt_tokens": 12, "completion_tokens": 3}, "x", "y") == Usage(12, 3)
+    assert reported_or_estimated_usage(
+        {"prompt_tokens": 12, "completion_tokens": 3}, "x", "y"
+    ) == Usage(12, 3)
     # A count left out is estimated (and flagged), never taken as zero; what was reported stays.
     partial = reported_or_estimated_usage({"prompt_tokens": 7}, "x", "a long enough answer")
     assert partial.prompt_tokens == 7 and partial.completion_tokens > 0 and partial.estimated
     # An embedding has no completion: no count is expected, nothing is estimated.
-    assert reported_or_estimated_usage({"prompt_tokens": 7, "total_tokens": 7}, "x", "") == Usage(7, 0)
-    assert reported_or_estimated_usage({"prompt_tokens": True, "completion_tokens": -1}, "x" * 40, "y" * 8).estimated
+    assert reported_or_estimated_usage({"prompt_tokens": 7, "total_tokens": 7}, "x", "") == Usage(
+        7, 0
+    )
+    assert reported_or_estimated_usage(
+        {"prompt_tokens": True, "completion_tokens": -1}, "x" * 40, "y" * 8
+    ).estimated
     for raw in (None, {}, {"prompt_tokens": "many"}, ["not", "a", "mapping"]):
         usage = reported_or_estimated_usage(raw, "a prompt of some length", "an answer")
         assert usage.estimated and usage.prompt_tokens > 0 and usage.completion_tokens > 0

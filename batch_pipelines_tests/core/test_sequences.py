@@ -10,7 +10,9 @@ from batch_pipelines.core.sequences import chunks
 
 
 @given(st.lists(st.integers(), max_size=200), st.integers(min_value=1, max_value=50))
-def test_chunks_keep_every_item_in_order_and_only_the_last_is_shorter(items: list[int], size: int) -> None:
+def test_chunks_keep_every_item_in_order_and_only_the_last_is_shorter(
+    items: list[int], size: int
+) -> None:
     parts = list(chunks(items, size))
     assert [x for part in parts for x in part] == items
     assert all(len(part) == size for part in parts[:-1])

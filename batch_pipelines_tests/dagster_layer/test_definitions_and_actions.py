@@ -25,7 +25,9 @@ def test_an_env_var_becomes_a_dagster_env_var_and_never_its_value(monkeypatch):
 
 
 def _batch(store):
-    batch_id = store.create_batch(family="test", batch_type="t", job_configurations=[{"key": "a"}, {"key": "b"}])
+    batch_id = store.create_batch(
+        family="test", batch_type="t", job_configurations=[{"key": "a"}, {"key": "b"}]
+    )
     store.activate_batch(batch_id)
     return batch_id
 
@@ -33,9 +35,15 @@ def _batch(store):
 def test_pause_resume_and_cancel_jobs_move_the_batch(store, database_url):
     batch_id = _batch(store)
     resources = {"batch_store": BatchStoreResource(database_url=database_url)}
-    for action, expected in [("pause", BatchStatus.PAUSED), ("resume", BatchStatus.ACTIVE), ("cancel", BatchStatus.CANCELLED)]:
+    for action, expected in [
+        ("pause", BatchStatus.PAUSED),
+        ("resume", BatchStatus.ACTIVE),
+        ("cancel", BatchStatus.CANCELLED),
+    ]:
         result = batch_control.execute_in_process(
-            run_config={"ops": {"change_batch_status": {"config": {"batch_id": batch_id, "action": action}}}},
+            run_config={
+                "ops": {"change_batch_status": {"config": {"batch_id": batch_id, "action": action}}}
+            },
             resources=resources,
         )
         assert result.success
@@ -47,7 +55,11 @@ def test_an_illegal_action_fails_the_run_with_the_reason(store, database_url):
     store.set_batch_status(batch_id, BatchStatus.CANCELLED)
     with pytest.raises(Exception, match="CANCELLED to PAUSED"):
         batch_control.execute_in_process(
-            run_config={"ops": {"change_batch_status": {"config": {"batch_id": batch_id, "action": "pause"}}}},
+            run_config={
+                "ops": {
+                    "change_batch_status": {"config": {"batch_id": batch_id, "action": "pause"}}
+                }
+            },
             resources={"batch_store": BatchStoreResource(database_url=database_url)},
         )
 
@@ -61,7 +73,11 @@ def test_resubmitting_from_the_ui_creates_a_child_job_and_reopens_the_batch(stor
         run_config={
             "ops": {
                 "resubmit_batch_jobs": {
-                    "config": {"job_ids": [job.id], "configuration_json": '{"fixed": true}', "override_reason": "bad key"}
+                    "config": {
+                        "job_ids": [job.id],
+                        "configuration_json": '{"fixed": true}',
+                        "override_reason": "bad key",
+                    }
                 }
             }
         },
@@ -76,6 +92,12 @@ def test_resubmitting_from_the_ui_creates_a_child_job_and_reopens_the_batch(stor
 def test_bad_replacement_json_is_a_clear_error(store, database_url):
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         resubmit_jobs.execute_in_process(
-            run_config={"ops": {"resubmit_batch_jobs": {"config": {"job_ids": [1], "configuration_json": "{nope"}}}},
+            run_config={
+                "ops": {
+                    "resubmit_batch_jobs": {
+                        "config": {"job_ids": [1], "configuration_json": "{nope"}
+                    }
+                }
+            },
             resources={"batch_store": BatchStoreResource(database_url=database_url)},
         )

@@ -20,14 +20,20 @@ def test_the_embedded_instance_queues_runs_with_tag_limits_and_retries(tmp_path)
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        assert {"key": "batch_pipelines/concurrency_group", "value": "role_onboarding", "limit": 5} in limits
+        assert {
+            "key": "batch_pipelines/concurrency_group",
+            "value": "role_onboarding",
+            "limit": 5,
+        } in limits
         assert "sqlite" in type(instance.run_storage).__name__.lower()
     finally:
         instance.dispose()
 
 
 def test_the_postgres_instance_stores_runs_in_postgres(tmp_path, monkeypatch, postgres_url):
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)  # the documented postgresql+psycopg2:// form
+    monkeypatch.setenv(
+        "DAGSTER_POSTGRES_URL", postgres_url
+    )  # the documented postgresql+psycopg2:// form
     instance = _load(tmp_path / "home", ROOT / "deploy" / "postgres" / "dagster.yaml")
     try:
         assert "postgres" in type(instance.run_storage).__name__.lower()

@@ -34,7 +34,9 @@ def test_a_flag_that_is_neither_true_nor_false_is_refused_by_name() -> None:
         missing_production_settings({REQUIRE_SERVICES_ENV: "prod"})
 
 
-def test_the_code_location_refuses_to_load_and_lists_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_code_location_refuses_to_load_and_lists_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from batch_pipelines.definitions import defs
 
     for name in PRODUCTION_SETTINGS:
@@ -44,11 +46,15 @@ def test_the_code_location_refuses_to_load_and_lists_what_is_missing(monkeypatch
     with pytest.raises(ConfigurationError) as info:
         defs()
     assert "RISK_MODELER_BASE_URL" not in info.value.details["missing"]
-    assert info.value.details["missing"] == [n for n in PRODUCTION_SETTINGS if n != "RISK_MODELER_BASE_URL"]
+    assert info.value.details["missing"] == [
+        n for n in PRODUCTION_SETTINGS if n != "RISK_MODELER_BASE_URL"
+    ]
     assert "https://api-euw1.rms.com" not in str(info.value)
 
 
-def test_the_cli_refuses_the_embedded_store_when_real_services_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_refuses_the_embedded_store_when_real_services_are_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from click.testing import CliRunner
 
     from batch_pipelines.cli import main
@@ -78,7 +84,9 @@ def test_the_cli_resolves_the_same_resource_factories_as_the_code_location(monke
     assert settings.embedding_model == type(settings)().embedding_model  # unset: the default
 
 
-def test_a_variable_that_does_not_fit_its_field_is_a_configuration_error_naming_the_variable(monkeypatch):
+def test_a_variable_that_does_not_fit_its_field_is_a_configuration_error_naming_the_variable(
+    monkeypatch,
+):
     from batch_pipelines.resources import resolved
     from batch_pipelines.role_onboarding.resources import default_settings
 
@@ -86,6 +94,8 @@ def test_a_variable_that_does_not_fit_its_field_is_a_configuration_error_naming_
     with pytest.raises(ConfigurationError) as raised:
         resolved(default_settings())
     message = str(raised.value)
-    assert "ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS" in message and "cannot be coerced into an int" in message
+    assert (
+        "ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS" in message
+        and "cannot be coerced into an int" in message
+    )
     assert "fast-please" not in message and "Stack Trace" not in message
-

@@ -23,7 +23,9 @@ async def main(store_url: str, models_url: str, job_id: int) -> int:
     jobs = DocumentJobStore(BatchStore(store_url))
     job = jobs.get_job(job_id)
     template = load_pipelines()[job.pipeline]
-    async with ModelClient(models_url, os.environ["MODELS_API_KEY"], timeout_seconds=30, use_aiohttp=True) as client:
+    async with ModelClient(
+        models_url, os.environ["MODELS_API_KEY"], timeout_seconds=30, use_aiohttp=True
+    ) as client:
         runner = DocumentJobRunner(jobs, job, template, client, options=OPTIONS)
         await runner.run_all(claim_wait_seconds=10)
     print(f"RESULT {jobs.get_job(job_id).status}", flush=True)

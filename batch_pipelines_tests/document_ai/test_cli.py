@@ -15,13 +15,27 @@ def _invoke(*args: str):
     return CliRunner().invoke(main, ["docs", *args], catch_exceptions=False)
 
 
-def test_a_job_submitted_and_run_from_the_cli_reports_status_results_analytics_and_exports(tmp_path):
+def test_a_job_submitted_and_run_from_the_cli_reports_status_results_analytics_and_exports(
+    tmp_path,
+):
     db = f"sqlite:///{tmp_path / 's.db'}"
     items = tmp_path / "papers.jsonl"
-    items.write_text("\n".join(json.dumps({"content": f"{TEXT} Paper {i}."}) for i in range(5)) + "\n")
+    items.write_text(
+        "\n".join(json.dumps({"content": f"{TEXT} Paper {i}."}) for i in range(5)) + "\n"
+    )
 
-    out = _invoke("submit", str(items), "--pipeline", "document_pipeline", "--project", "lab", "--run",
-                  "--database-url", db, "--json")
+    out = _invoke(
+        "submit",
+        str(items),
+        "--pipeline",
+        "document_pipeline",
+        "--project",
+        "lab",
+        "--run",
+        "--database-url",
+        db,
+        "--json",
+    )
     assert out.exit_code == 0, out.output
     job = json.loads(out.output)
     assert job["status"] == "COMPLETED" and job["items"] == 5
@@ -29,21 +43,41 @@ def test_a_job_submitted_and_run_from_the_cli_reports_status_results_analytics_a
     status = json.loads(_invoke("status", job["key"], "--database-url", db, "--json").output)
     assert status["progress"]["percent"] == 100.0
     assert float(status["cost"]) > 0 and status["tokens"] > 0
-    assert [p["phase"] for p in status["phases"]] == ["ocr_extraction", "summarization", "categorization"]
+    assert [p["phase"] for p in status["phases"]] == [
+        "ocr_extraction",
+        "summarization",
+        "categorization",
+    ]
 
-    rows = json.loads(_invoke("results", job["key"], "--database-url", db, "--json", "--limit", "2").output)
+    rows = json.loads(
+        _invoke("results", job["key"], "--database-url", db, "--json", "--limit", "2").output
+    )
     assert [r["index"] for r in rows] == [0, 1]
-    assert rows[0]["phase_outputs"]["summarization"] and rows[0]["output"] == rows[0]["phase_outputs"]["categorization"]
+    assert (
+        rows[0]["phase_outputs"]["summarization"]
+        and rows[0]["output"] == rows[0]["phase_outputs"]["categorization"]
+    )
 
     stats = json.loads(_invoke("analytics", job["key"], "--database-url", db, "--json").output)
     assert set(stats["cost_by_phase"]) == {"ocr_extraction", "summarization", "categorization"}
     assert stats["success_rate"] is not None
 
-    listed = json.loads(_invoke("list", "--project", "lab", "--status", "completed", "--database-url", db, "--json").output)
+    listed = json.loads(
+        _invoke(
+            "list", "--project", "lab", "--status", "completed", "--database-url", db, "--json"
+        ).output
+    )
     assert listed["total"] == 1
-    assert json.loads(_invoke("list", "--project", "other", "--database-url", db, "--json").output)["total"] == 0
+    assert (
+        json.loads(_invoke("list", "--project", "other", "--database-url", db, "--json").output)[
+            "total"
+        ]
+        == 0
+    )
 
-    exported = _invoke("export", job["key"], "--format", "xlsx", "--out", str(tmp_path / "x"), "--database-url", db)
+    exported = _invoke(
+        "export", job["key"], "--format", "xlsx", "--out", str(tmp_path / "x"), "--database-url", db
+    )
     assert exported.exit_code == 0 and (tmp_path / "x" / f"{job['key']}.xlsx").exists()
 
 
@@ -51,22 +85,38 @@ def test_illegal_actions_and_bad_items_are_refused_with_a_clear_message(tmp_path
     db = f"sqlite:///{tmp_path / 's.db'}"
     items = tmp_path / "items.csv"
     items.write_text("content,source\nfine text,a\n,b\n")
-    out = CliRunner().invoke(main, ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--database-url", db])
+    out = CliRunner().invoke(
+        main,
+        ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--database-url", db],
+    )
     assert out.exit_code != 0 and "row 3" in out.output
 
     items.write_text("content,source\nfine text,a\n")
-    out = _invoke("submit", str(items), "--pipeline", "document_pipeline", "--no-start", "--database-url", db, "--json")
+    out = _invoke(
+        "submit",
+        str(items),
+        "--pipeline",
+        "document_pipeline",
+        "--no-start",
+        "--database-url",
+        db,
+        "--json",
+    )
     key = json.loads(out.output)["key"]
     refused = CliRunner().invoke(main, ["docs", "pause", key, "--database-url", db])
     assert refused.exit_code != 0 and "only a RUNNING job can be paused" in refused.output
-    unknown = CliRunner().invoke(main, ["docs", "submit", str(items), "--pipeline", "nope", "--database-url", db])
+    unknown = CliRunner().invoke(
+        main, ["docs", "submit", str(items), "--pipeline", "nope", "--database-url", db]
+    )
     assert unknown.exit_code != 0 and "unknown pipeline 'nope'" in unknown.output
     assert _invoke("start", key, "--run", "--database-url", db).exit_code == 0
     assert "COMPLETED" in _invoke("status", key, "--database-url", db).output
     assert _invoke("delete", key, "--database-url", db).exit_code == 0
 
 
-def test_deleting_from_the_cli_also_removes_the_jobs_partition_from_the_dagster_instance(tmp_path, monkeypatch):
+def test_deleting_from_the_cli_also_removes_the_jobs_partition_from_the_dagster_instance(
+    tmp_path, monkeypatch
+):
     import dagster as dg
 
     home = tmp_path / "home"
@@ -75,8 +125,18 @@ def test_deleting_from_the_cli_also_removes_the_jobs_partition_from_the_dagster_
     db = f"sqlite:///{tmp_path / 's.db'}"
     items = tmp_path / "items.jsonl"
     items.write_text(json.dumps({"content": TEXT}) + "\n")
-    key = json.loads(_invoke("submit", str(items), "--pipeline", "embedding_regeneration", "--no-start",
-                             "--database-url", db, "--json").output)["key"]
+    key = json.loads(
+        _invoke(
+            "submit",
+            str(items),
+            "--pipeline",
+            "embedding_regeneration",
+            "--no-start",
+            "--database-url",
+            db,
+            "--json",
+        ).output
+    )["key"]
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("embedding_regeneration_jobs", [key])
     out = _invoke("delete", key, "--database-url", db)
@@ -88,7 +148,19 @@ def test_deleting_from_the_cli_also_removes_the_jobs_partition_from_the_dagster_
 def test_job_options_out_of_range_are_refused_naming_the_option_and_the_value(tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_text(json.dumps({"content": TEXT}) + "\n")
-    out = CliRunner().invoke(main, ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--concurrency", "0",
-                                    "--database-url", f"sqlite:///{tmp_path / 's.db'}"])
+    out = CliRunner().invoke(
+        main,
+        [
+            "docs",
+            "submit",
+            str(items),
+            "--pipeline",
+            "document_pipeline",
+            "--concurrency",
+            "0",
+            "--database-url",
+            f"sqlite:///{tmp_path / 's.db'}",
+        ],
+    )
     assert out.exit_code != 0
     assert "invalid job options: concurrency:" in out.output and "got 0" in out.output

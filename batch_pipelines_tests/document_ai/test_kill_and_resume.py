@@ -33,7 +33,28 @@ KILLS = 5
 CONCURRENCY = 20
 CHECKPOINT_FREQUENCY = 10
 API_KEY = "kill-test-key"
-WORDS = ["radioactivity", "research", "Paris", "revenue", "profit", "market", "football", "team", "stadium", "hospital", "patients", "treatment", "court", "judge", "election", "parliament", "climate", "energy", "software", "network"]
+WORDS = [
+    "radioactivity",
+    "research",
+    "Paris",
+    "revenue",
+    "profit",
+    "market",
+    "football",
+    "team",
+    "stadium",
+    "hospital",
+    "patients",
+    "treatment",
+    "court",
+    "judge",
+    "election",
+    "parliament",
+    "climate",
+    "energy",
+    "software",
+    "network",
+]
 
 
 def _free_port() -> int:
@@ -46,8 +67,20 @@ def _free_port() -> int:
 def models_server():
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batch_pipelines.cli", "simulate", "models", "--port", str(port), "--api-key", API_KEY],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "batch_pipelines.cli",
+            "simulate",
+            "models",
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -67,14 +100,26 @@ def models_server():
 
 def _worker(store_url: str, models_url: str, job_id: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "batch_pipelines_tests.document_ai.kill_worker", store_url, models_url, str(job_id)],
+        [
+            sys.executable,
+            "-m",
+            "batch_pipelines_tests.document_ai.kill_worker",
+            store_url,
+            models_url,
+            str(job_id),
+        ],
         cwd=ROOT,
-        env={**os.environ, "MODELS_API_KEY": API_KEY}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "MODELS_API_KEY": API_KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
 def _replayed_keys(models_url: str) -> set[str]:
-    return set(httpx.get(f"{models_url}/_sim/stats", params={"replayed_keys": "1"}).json()["replayed_keys"])
+    return set(
+        httpx.get(f"{models_url}/_sim/stats", params={"replayed_keys": "1"}).json()["replayed_keys"]
+    )
 
 
 def _item_phase(call_key: str) -> str:
@@ -84,6 +129,7 @@ def _item_phase(call_key: str) -> str:
 
 def _final_keys(call_keys) -> dict[str, str]:
     """item-phase -> the key of its last call (the last attempt's validation, if validated)."""
+
     def order(key: str) -> tuple[int, int]:
         _, kind, attempt = key.split(":")
         return int(attempt), kind == "validation"
@@ -101,12 +147,20 @@ def _results_written(jobs: DocumentJobStore, batch_id: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_document_job_killed_five_times_completes_with_nothing_lost_and_nothing_billed_twice(database_url, models_server):
+def test_a_document_job_killed_five_times_completes_with_nothing_lost_and_nothing_billed_twice(
+    database_url, models_server
+):
     jobs = DocumentJobStore(BatchStore(database_url))
     rng = random.Random(20261123)
-    texts = [" ".join(rng.choice(WORDS) for _ in range(30)).capitalize() + f". Document {i}." for i in range(ITEMS)]
+    texts = [
+        " ".join(rng.choice(WORDS) for _ in range(30)).capitalize() + f". Document {i}."
+        for i in range(ITEMS)
+    ]
     spec = BatchJobSpec(
-        name="kill test", project_id="kill", pipeline="document_pipeline", items=parse_items([{"content": t} for t in texts]),
+        name="kill test",
+        project_id="kill",
+        pipeline="document_pipeline",
+        items=parse_items([{"content": t} for t in texts]),
         options=JobOptions(concurrency=CONCURRENCY, checkpoint_frequency=CHECKPOINT_FREQUENCY),
     )
     template = load_pipelines()["document_pipeline"]
@@ -122,7 +176,9 @@ def test_a_document_job_killed_five_times_completes_with_nothing_lost_and_nothin
         proc = _worker(database_url, models_server, job.id)
         deadline = time.monotonic() + 180
         while _results_written(jobs, job.batch_id) < point:
-            assert proc.poll() is None, f"worker ended before kill point {point}: {proc.stdout.read()}"
+            assert proc.poll() is None, (
+                f"worker ended before kill point {point}: {proc.stdout.read()}"
+            )
             assert time.monotonic() < deadline, f"kill point {point} not reached"
             time.sleep(0.005)
         snapshots.append(_replayed_keys(models_server))
@@ -149,13 +205,19 @@ def test_a_document_job_killed_five_times_completes_with_nothing_lost_and_nothin
     assert len(entries) == stats["billed_calls"]
     assert len({e.call_key for e in entries}) == len(entries)
     kinds = Counter(e.kind for e in entries)
-    assert kinds["call"] == sum(sum(c.values()) for c in counts.values())  # one first call per item-phase
+    assert kinds["call"] == sum(
+        sum(c.values()) for c in counts.values()
+    )  # one first call per item-phase
     # Redone per kill, seen from the service: item-phases with calls answered before the kill
     # and asked again after it. The runner loses at most one checkpoint's worth of finished
     # items (test_runner checks the buffer bound); the others were in flight - answered by
     # the service, perhaps all calls, but not yet read by the worker when it died. So what
     # is redone stays within checkpoint frequency + concurrency.
-    final = set(_final_keys(e.call_key for e in entries if e.kind in ("call", "validation", "retry")).values())
+    final = set(
+        _final_keys(
+            e.call_key for e in entries if e.kind in ("call", "validation", "retry")
+        ).values()
+    )
     finished_redone, redone = [], []
     for before, after in zip(snapshots, snapshots[1:], strict=False):
         new = after - before

@@ -6,7 +6,10 @@ from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_de
 
 
 def test_a_running_job_without_a_run_of_its_generation_gets_one():
-    d = launch_decisions([RunningJob("papers-1", "document_pipeline", 2)], {run_key("papers-1", 1): [RunSeen("r1", "SUCCESS")]})
+    d = launch_decisions(
+        [RunningJob("papers-1", "document_pipeline", 2)],
+        {run_key("papers-1", 1): [RunSeen("r1", "SUCCESS")]},
+    )
     assert [(x.key, x.run_key) for x in d.to_launch] == [("papers-1", "papers-1#2")]
     assert d.to_fail == [] and d.dead_runs == []
 
@@ -24,10 +27,19 @@ def test_a_started_run_whose_worker_stopped_heartbeating_is_reported_dead_and_th
     assert d.to_fail[0][0] == "papers-1" and "stopped renewing its claim" in d.to_fail[0][1]
     # a claim only just expired (a slow renewal) is not a death
     recent = RunningJob("papers-1", "document_pipeline", 1, claim_expired_seconds=5)
-    assert launch_decisions([recent], {"papers-1#1": [RunSeen("r1", "STARTED")]}, dead_after_seconds=60).dead_runs == []
+    assert (
+        launch_decisions(
+            [recent], {"papers-1#1": [RunSeen("r1", "STARTED")]}, dead_after_seconds=60
+        ).dead_runs
+        == []
+    )
 
 
 def test_a_job_whose_runs_all_ended_without_settling_it_is_failed_with_the_run_named():
-    d = launch_decisions([RunningJob("papers-1", "document_pipeline", 1)], {"papers-1#1": [RunSeen("r9", "FAILURE")]})
+    d = launch_decisions(
+        [RunningJob("papers-1", "document_pipeline", 1)], {"papers-1#1": [RunSeen("r9", "FAILURE")]}
+    )
     assert d.to_launch == [] and d.dead_runs == []
-    assert d.to_fail == [("papers-1", "run r9 ended FAILURE without settling the job; resume it to go on")]
+    assert d.to_fail == [
+        ("papers-1", "run r9 ended FAILURE without settling the job; resume it to go on")
+    ]

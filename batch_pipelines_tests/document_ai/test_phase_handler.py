@@ -28,7 +28,9 @@ def _batch(store) -> int:
     return store.create_batch(family="document_ai", batch_type="phase test", job_configurations=[])
 
 
-def _run_item(sim: ModelSimulator, batch_id: int = 7, **handler_kw) -> tuple[ItemOutcome, list[CostEntry]]:
+def _run_item(
+    sim: ModelSimulator, batch_id: int = 7, **handler_kw
+) -> tuple[ItemOutcome, list[CostEntry]]:
     """Item 1 (TEXT) through one phase; returns the outcome and what ``spent`` collected."""
     handler_kw.setdefault("phase_name", "summarize")
     handler_kw.setdefault("task_type", "summarization")
@@ -165,7 +167,11 @@ def test_the_cost_of_earlier_calls_is_kept_when_a_later_call_fails():
     async def go():
         async with model_client(sim) as client:
             handler = PhaseHandler(
-                client, phase_name="s", task_type="summarization", model="sim-large", validation_enabled=True
+                client,
+                phase_name="s",
+                task_type="summarization",
+                model="sim-large",
+                validation_enabled=True,
             )
             real_chat = client.chat
 
@@ -175,7 +181,9 @@ def test_the_cost_of_earlier_calls_is_kept_when_a_later_call_fails():
                 return await real_chat(messages, model=model, **kw)
 
             client.chat = chat
-            await handler.run_item(item_id=1, content=TEXT, request_id=REQUEST_ID, batch_id=7, spent=spent)
+            await handler.run_item(
+                item_id=1, content=TEXT, request_id=REQUEST_ID, batch_id=7, spent=spent
+            )
 
     with pytest.raises(RuntimeError, match="validator down"):
         asyncio.run(go())

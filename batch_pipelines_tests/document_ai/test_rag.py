@@ -270,7 +270,9 @@ def test_a_call_s_own_sink_gets_the_entry_even_when_the_library_has_none(databas
                 project, "characters.md", CHARACTERS
             )
             silent = ReferenceLibrary(store.engine, client, max_chars=PARAGRAPH_CHARS)  # no on_cost
-            await silent.retrieve(project, "Father Anselm", idempotency_key="q-1", on_cost=received.extend)
+            await silent.retrieve(
+                project, "Father Anselm", idempotency_key="q-1", on_cost=received.extend
+            )
 
     try:
         asyncio.run(go())
@@ -596,7 +598,9 @@ def test_indexing_outside_a_job_is_billed_to_the_project_with_no_batch(database_
     def unbatched() -> list:
         ce = schema.cost_entries
         with store.engine.connect() as conn:
-            return conn.execute(sa.select(ce.c.call_key, ce.c.kind).where(ce.c.batch_id.is_(None))).all()
+            return conn.execute(
+                sa.select(ce.c.call_key, ce.c.kind).where(ce.c.batch_id.is_(None))
+            ).all()
 
     try:
         before = {r.call_key for r in unbatched()}

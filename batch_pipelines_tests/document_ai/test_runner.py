@@ -28,15 +28,24 @@ FAST = RunnerOptions(control_check_seconds=0.02, max_checkpoint_seconds=0.2)
 
 
 def _spec(n: int, pipeline: str = "document_pipeline", **options) -> BatchJobSpec:
-    items = parse_items([{"content": TEXTS[i % len(TEXTS)] + f" Document number {i}."} for i in range(n)])
-    return BatchJobSpec(name=f"test {pipeline}", project_id="proj-1", pipeline=pipeline, items=items,
-                        options=JobOptions(**options))
+    items = parse_items(
+        [{"content": TEXTS[i % len(TEXTS)] + f" Document number {i}."} for i in range(n)]
+    )
+    return BatchJobSpec(
+        name=f"test {pipeline}",
+        project_id="proj-1",
+        pipeline=pipeline,
+        items=items,
+        options=JobOptions(**options),
+    )
 
 
 def _run(jobs: DocumentJobStore, job, sim: ModelSimulator, **kwargs):
     async def go():
         async with model_client(sim) as client:
-            runner = DocumentJobRunner(jobs, job, PIPELINES[job.pipeline], client, options=FAST, **kwargs)
+            runner = DocumentJobRunner(
+                jobs, job, PIPELINES[job.pipeline], client, options=FAST, **kwargs
+            )
             return await runner.run_all()
 
     return asyncio.run(go())
@@ -48,7 +57,9 @@ def jobs(store) -> DocumentJobStore:
 
 
 def test_a_job_runs_every_item_through_every_phase_and_bills_each_call_once(jobs):
-    job = jobs.create_job(_spec(12, concurrency=4, checkpoint_frequency=5), PIPELINES["document_pipeline"])
+    job = jobs.create_job(
+        _spec(12, concurrency=4, checkpoint_frequency=5), PIPELINES["document_pipeline"]
+    )
     assert job.status == DocJobStatus.RUNNING
     sim = ModelSimulator()
     reports = _run(jobs, job, sim)
@@ -56,7 +67,9 @@ def test_a_job_runs_every_item_through_every_phase_and_bills_each_call_once(jobs
     assert [r.phase for r in reports] == ["ocr_extraction", "summarization", "categorization"]
     assert jobs.get_job(job.id).status == DocJobStatus.COMPLETED
     counts = jobs.phase_counts(job.batch_id)
-    assert {p: sum(c.values()) for p, c in counts.items()} == {p.name: 12 for p in PIPELINES["document_pipeline"].phases}
+    assert {p: sum(c.values()) for p, c in counts.items()} == {
+        p.name: 12 for p in PIPELINES["document_pipeline"].phases
+    }
     entries = jobs.store.list_cost_entries(job.batch_id)
     assert len(entries) == sim.stats()["billed_calls"]
     assert len({e.call_key for e in entries}) == len(entries)
@@ -67,7 +80,9 @@ def test_a_job_runs_every_item_through_every_phase_and_bills_each_call_once(jobs
 
 
 def test_a_completed_job_cannot_be_cancelled_and_a_rerun_finds_nothing_to_do(jobs):
-    job = jobs.create_job(_spec(6, pipeline="embedding_regeneration"), PIPELINES["embedding_regeneration"])
+    job = jobs.create_job(
+        _spec(6, pipeline="embedding_regeneration"), PIPELINES["embedding_regeneration"]
+    )
     sim = ModelSimulator()
     _run(jobs, job, sim)
     with pytest.raises(IllegalTransition, match="cannot cancel a job that is COMPLETED"):
@@ -85,12 +100,16 @@ def test_a_job_that_is_not_running_cannot_be_run(jobs):
 
 
 def test_a_pause_stops_dispatching_and_a_resume_finishes_without_billing_twice(jobs):
-    job = jobs.create_job(_spec(40, concurrency=2, checkpoint_frequency=3), PIPELINES["document_pipeline"])
+    job = jobs.create_job(
+        _spec(40, concurrency=2, checkpoint_frequency=3), PIPELINES["document_pipeline"]
+    )
     sim = ModelSimulator(faults=FaultPlan(latency_seconds=0.01))
 
     async def go():
         async with model_client(sim) as client:
-            runner = DocumentJobRunner(jobs, job, PIPELINES["document_pipeline"], client, options=FAST)
+            runner = DocumentJobRunner(
+                jobs, job, PIPELINES["document_pipeline"], client, options=FAST
+            )
             task = asyncio.create_task(runner.run_all())
             while jobs.phase_counts(job.batch_id).get("ocr_extraction", {}).get("COMPLETED", 0) < 5:
                 await asyncio.sleep(0.01)
@@ -116,7 +135,10 @@ def test_a_pause_stops_dispatching_and_a_resume_finishes_without_billing_twice(j
 
 def test_a_job_pauses_before_its_cost_passes_the_budget_and_says_why(jobs):
     budget = Decimal("0.0005")
-    job = jobs.create_job(_spec(30, concurrency=1, checkpoint_frequency=1, cost_budget=budget), PIPELINES["document_pipeline"])
+    job = jobs.create_job(
+        _spec(30, concurrency=1, checkpoint_frequency=1, cost_budget=budget),
+        PIPELINES["document_pipeline"],
+    )
     told = []
     _run(jobs, job, ModelSimulator(), on_budget=lambda j, spent: told.append((j.key, spent)))
     paused = jobs.get_job(job.id)
@@ -126,7 +148,9 @@ def test_a_job_pauses_before_its_cost_passes_the_budget_and_says_why(jobs):
     assert jobs.cost_totals(job.batch_id).total_cost <= budget
 
 
-def test_a_new_budget_is_stored_on_the_job_and_its_batch_alike_and_a_bad_one_changes_nothing(jobs, store):
+def test_a_new_budget_is_stored_on_the_job_and_its_batch_alike_and_a_bad_one_changes_nothing(
+    jobs, store
+):
     from batch_pipelines.core.errors import ConfigurationError
 
     job = jobs.create_job(_spec(2, cost_budget=Decimal("0.001")), PIPELINES["document_pipeline"])
@@ -140,7 +164,9 @@ def test_a_new_budget_is_stored_on_the_job_and_its_batch_alike_and_a_bad_one_cha
 
 
 def test_deleting_removes_the_job_with_its_items_results_and_ledger(jobs):
-    job = jobs.create_job(_spec(3, pipeline="embedding_regeneration"), PIPELINES["embedding_regeneration"])
+    job = jobs.create_job(
+        _spec(3, pipeline="embedding_regeneration"), PIPELINES["embedding_regeneration"]
+    )
     with pytest.raises(IllegalTransition, match="cannot delete a job that is RUNNING"):
         jobs.delete_job(job.id)
     _run(jobs, job, ModelSimulator())
@@ -152,7 +178,9 @@ def test_deleting_removes_the_job_with_its_items_results_and_ledger(jobs):
 
 
 def test_no_checkpoint_ever_holds_more_than_the_checkpoint_frequency_of_results(jobs):
-    job = jobs.create_job(_spec(57, concurrency=8, checkpoint_frequency=4), PIPELINES["document_pipeline"])
+    job = jobs.create_job(
+        _spec(57, concurrency=8, checkpoint_frequency=4), PIPELINES["document_pipeline"]
+    )
     sizes: list[int] = []
     write = jobs.write_checkpoint
 
@@ -168,12 +196,17 @@ def test_no_checkpoint_ever_holds_more_than_the_checkpoint_frequency_of_results(
 
 def test_a_high_concurrency_does_not_overshoot_the_budget(jobs):
     budget = Decimal("0.0005")
-    job = jobs.create_job(_spec(60, concurrency=20, checkpoint_frequency=5, cost_budget=budget), PIPELINES["document_pipeline"])
+    job = jobs.create_job(
+        _spec(60, concurrency=20, checkpoint_frequency=5, cost_budget=budget),
+        PIPELINES["document_pipeline"],
+    )
     _run(jobs, job, ModelSimulator(faults=FaultPlan(latency_seconds=0.02)))
     assert jobs.get_job(job.id).status == DocJobStatus.PAUSED
     spent = jobs.cost_totals(job.batch_id).total_cost
     # within the budget, give or take one item that cost more than the mean
-    per_item = spent / max(1, sum(sum(c.values()) for c in jobs.phase_counts(job.batch_id).values()))
+    per_item = spent / max(
+        1, sum(sum(c.values()) for c in jobs.phase_counts(job.batch_id).values())
+    )
     assert spent <= budget + 2 * per_item, (spent, budget)
 
 
@@ -186,11 +219,21 @@ def test_retrieval_costs_join_the_items_checkpoints_and_the_phase_cost(jobs):
 
     async def go():
         async with model_client(sim) as client:
-            library = ReferenceLibrary(jobs.engine, client, on_cost=direct.extend, batch_id=job.batch_id)
-            await library.add_document("proj-1", "notes.md", "Marie Curie worked in Paris.\n\nThe bank raised rates.")
+            library = ReferenceLibrary(
+                jobs.engine, client, on_cost=direct.extend, batch_id=job.batch_id
+            )
+            await library.add_document(
+                "proj-1", "notes.md", "Marie Curie worked in Paris.\n\nThe bank raised rates."
+            )
             direct.clear()  # indexing is billed by the library's own sink
-            runner = DocumentJobRunner(jobs, job, PIPELINES["book_translation"], client, options=FAST,
-                                       retrieve=library.retrieve)
+            runner = DocumentJobRunner(
+                jobs,
+                job,
+                PIPELINES["book_translation"],
+                client,
+                options=FAST,
+                retrieve=library.retrieve,
+            )
             return await runner.run_all()
 
     reports = asyncio.run(go())
@@ -216,7 +259,9 @@ def _run_with_refusals(jobs, job, sim, refusal):
                 return await real_chat(messages, model=model, idempotency_key=idempotency_key, **kw)
 
             client.chat = chat
-            return await DocumentJobRunner(jobs, job, PIPELINES[job.pipeline], client, options=FAST).run_all()
+            return await DocumentJobRunner(
+                jobs, job, PIPELINES[job.pipeline], client, options=FAST
+            ).run_all()
 
     return asyncio.run(go())
 
@@ -229,7 +274,11 @@ def test_an_item_refused_midway_fails_alone_and_keeps_the_cost_of_its_billed_cal
 
     def refusal(messages, model, idempotency_key):
         # The validator refuses item 2's first phase: its work call was already billed.
-        if model == "sim-validator" and "Document number 1." in str(messages) and ":validation:" in idempotency_key:
+        if (
+            model == "sim-validator"
+            and "Document number 1." in str(messages)
+            and ":validation:" in idempotency_key
+        ):
             return BadRequest("the validator refuses this document", status=400)
         return None
 

@@ -66,7 +66,9 @@ class ScriptedHandler:
             elif n < self.polls_to_finish:
                 out[job.id] = TrackOutcome(JobStatus.RUNNING, "RUNNING", progress=50.0)
             elif job.key in self.workflow_failed_keys:
-                out[job.id] = TrackOutcome(JobStatus.FAILED, "FAILED", details={"error": "model crashed"})
+                out[job.id] = TrackOutcome(
+                    JobStatus.FAILED, "FAILED", details={"error": "model crashed"}
+                )
             else:
                 out[job.id] = TrackOutcome(JobStatus.FINISHED, "FINISHED", progress=100.0)
         return out

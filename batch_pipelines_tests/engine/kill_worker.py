@@ -30,10 +30,14 @@ async def main(store_url: str, sim_db: str, batch_id: int) -> int:
     # Workflows last about three seconds, so jobs are still running in the service well after
     # submission ends: the kill test's "tracking" kill point has a wide window even on a slow machine.
     sim = RiskModelerSimulator(
-        sim_db, workflow_seconds=(0.5, 0.5, 2.0), faults=FaultPlan(seed=batch_id, latency_seconds=0.003)
+        sim_db,
+        workflow_seconds=(0.5, 0.5, 2.0),
+        faults=FaultPlan(seed=batch_id, latency_seconds=0.003),
     )
     async with risk_modeler_client(sim) as client:
-        result = await run_batch(store, batch_id, EdmCreationHandler(client_context(client)), OPTIONS)
+        result = await run_batch(
+            store, batch_id, EdmCreationHandler(client_context(client)), OPTIONS
+        )
     print(f"RESULT {result.status} {result.counts}", flush=True)
     return 0 if result.status.is_terminal else 1
 

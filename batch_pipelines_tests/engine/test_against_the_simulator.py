@@ -16,14 +16,22 @@ from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 
-FAST = EngineOptions(concurrency=50, poll_interval_seconds=0.02, poll_max_interval_seconds=0.1, control_check_seconds=0.05)
+FAST = EngineOptions(
+    concurrency=50,
+    poll_interval_seconds=0.02,
+    poll_max_interval_seconds=0.1,
+    control_check_seconds=0.05,
+)
 
 
 def _edm_batch(store, n: int, prefix: str = "RM_EDM_202503") -> int:
     return store.create_batch(
         family="risk_modeling",
         batch_type="EDM Creation",
-        job_configurations=[{"key": f"{prefix}_{i:05d}", "data": {"edm_name": f"{prefix}_{i:05d}"}} for i in range(n)],
+        job_configurations=[
+            {"key": f"{prefix}_{i:05d}", "data": {"edm_name": f"{prefix}_{i:05d}"}}
+            for i in range(n)
+        ],
     )
 
 
@@ -41,11 +49,21 @@ def test_edm_and_portfolio_batches_complete_and_the_entities_exist(store, tmp_pa
         family="risk_modeling",
         batch_type="Portfolio Creation",
         job_configurations=[
-            {"key": f"P{i}", "data": {"edm_name": "RM_EDM_202503_00000", "portfolio_name": f"P{i}", "portfolio_number": f"{i}"}}
+            {
+                "key": f"P{i}",
+                "data": {
+                    "edm_name": "RM_EDM_202503_00000",
+                    "portfolio_name": f"P{i}",
+                    "portfolio_number": f"{i}",
+                },
+            }
             for i in range(4)
         ],
     )
-    assert asyncio.run(_run(store, portfolios, PortfolioCreationHandler, sim)).status == BatchStatus.COMPLETED
+    assert (
+        asyncio.run(_run(store, portfolios, PortfolioCreationHandler, sim)).status
+        == BatchStatus.COMPLETED
+    )
 
     async def entities():
         async with risk_modeler_client(sim) as client:
@@ -69,7 +87,9 @@ def test_a_submission_the_service_refuses_is_an_error_job_and_the_rest_go_on(sto
     result = asyncio.run(_run(store, batch_id, PortfolioCreationHandler, sim))
     assert result.status == BatchStatus.ERROR
     (job,) = store.list_jobs(batch_id)
-    assert job.status == JobStatus.ERROR and "404" in job.last_error or "not" in job.last_error.lower()
+    assert (
+        job.status == JobStatus.ERROR and "404" in job.last_error or "not" in job.last_error.lower()
+    )
 
 
 def test_fault_run_of_2000_jobs_retries_every_transient_fault_and_accepts_each_job_once(tmp_path):
@@ -104,7 +124,9 @@ def test_fault_run_of_2000_jobs_retries_every_transient_fault_and_accepts_each_j
     stats = sim.stats()
     faults = stats["faults_injected"]
     server_errors = sum(n for k, n in faults.items() if k.startswith("server_error"))
-    assert server_errors > 100 and faults.get("rate_limited", 0) > 50 and faults.get("slow", 0) > 10, faults
+    assert (
+        server_errors > 100 and faults.get("rate_limited", 0) > 50 and faults.get("slow", 0) > 10
+    ), faults
     # every transient fault was retried: no job ended in ERROR
     assert "ERROR" not in result.counts, result.counts
     failed = store.list_jobs(batch_id, statuses=[JobStatus.FAILED])

@@ -17,12 +17,16 @@ FAST = dict(poll_interval_seconds=0.01, poll_max_interval_seconds=0.05, control_
 
 def _batch(store, n):
     return store.create_batch(
-        family="test", batch_type="t", job_configurations=[{"key": f"job-{i:04d}"} for i in range(n)]
+        family="test",
+        batch_type="t",
+        job_configurations=[{"key": f"job-{i:04d}"} for i in range(n)],
     )
 
 
 def _run(store, batch_id, handler, **opts):
-    options = EngineOptions(**{**FAST, "submit_retry": RetryPolicy(max_retries=2, backoff_base_seconds=0.001), **opts})
+    options = EngineOptions(
+        **{**FAST, "submit_retry": RetryPolicy(max_retries=2, backoff_base_seconds=0.001), **opts}
+    )
     return asyncio.run(run_batch(store, batch_id, handler, options))
 
 
@@ -127,7 +131,9 @@ def test_cancelling_stops_submissions_and_cancels_in_flight_workflows(store):
         if len(submitted) == 3:
             store.set_batch_status(batch_id, BatchStatus.CANCELLED)
 
-    handler = ScriptedHandler(execution="async", delay=0.01, polls_to_finish=10_000, on_submit=cancel_after_three)
+    handler = ScriptedHandler(
+        execution="async", delay=0.01, polls_to_finish=10_000, on_submit=cancel_after_three
+    )
     result = _run(store, batch_id, handler, concurrency=1)
     assert result.stopped == "cancelled"
     assert result.status == BatchStatus.CANCELLED
@@ -186,7 +192,9 @@ def _set_status_behind_the_runs_back(store, job_id: int, status: JobStatus) -> N
     from batch_pipelines.store import schema
 
     with store.engine.begin() as conn:
-        conn.execute(sa.update(schema.jobs).where(schema.jobs.c.id == job_id).values(status=status.value))
+        conn.execute(
+            sa.update(schema.jobs).where(schema.jobs.c.id == job_id).values(status=status.value)
+        )
 
 
 def test_a_job_moved_by_someone_else_during_its_submission_keeps_their_status(store, caplog):
@@ -210,7 +218,10 @@ def test_a_tracked_job_moved_by_someone_else_is_no_longer_tracked_and_the_run_en
     real_track = handler.track
 
     async def track(jobs):
-        if any(j.id == target.id for j in jobs) and store.get_job(target.id).status != JobStatus.CANCELLED:
+        if (
+            any(j.id == target.id for j in jobs)
+            and store.get_job(target.id).status != JobStatus.CANCELLED
+        ):
             _set_status_behind_the_runs_back(store, target.id, JobStatus.CANCELLED)
         return await real_track(jobs)
 

@@ -22,7 +22,14 @@ JOBS = 1000
 
 def _start(store_url: str, sim_db: Path, batch_id: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "batch_pipelines_tests.engine.kill_worker", store_url, str(sim_db), str(batch_id)],
+        [
+            sys.executable,
+            "-m",
+            "batch_pipelines_tests.engine.kill_worker",
+            store_url,
+            str(sim_db),
+            str(batch_id),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -30,7 +37,9 @@ def _start(store_url: str, sim_db: Path, batch_id: int) -> subprocess.Popen:
     )
 
 
-def _kill_when(proc: subprocess.Popen, store: BatchStore, batch_id: int, condition, timeout: float = 120) -> dict:
+def _kill_when(
+    proc: subprocess.Popen, store: BatchStore, batch_id: int, condition, timeout: float = 120
+) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counts = store.job_status_counts(batch_id)
@@ -43,7 +52,9 @@ def _kill_when(proc: subprocess.Popen, store: BatchStore, batch_id: int, conditi
         time.sleep(0.01)
     proc.kill()
     out, _ = proc.communicate()
-    pytest.fail(f"kill point not reached; counts {store.job_status_counts(batch_id)}; worker output:\n{out[-3000:]}")
+    pytest.fail(
+        f"kill point not reached; counts {store.job_status_counts(batch_id)}; worker output:\n{out[-3000:]}"
+    )
 
 
 def _submitted(counts: dict) -> int:
@@ -51,13 +62,17 @@ def _submitted(counts: dict) -> int:
 
 
 @pytest.mark.slow
-def test_a_batch_killed_while_submitting_and_while_tracking_resumes_with_nothing_lost_or_doubled(database_url, tmp_path):
+def test_a_batch_killed_while_submitting_and_while_tracking_resumes_with_nothing_lost_or_doubled(
+    database_url, tmp_path
+):
     store = BatchStore(database_url)
     sim_db = tmp_path / "rm.db"
     batch_id = store.create_batch(
         family="risk_modeling",
         batch_type="EDM Creation",
-        job_configurations=[{"key": f"RM_EDM_{i:06d}", "data": {"edm_name": f"RM_EDM_{i:06d}"}} for i in range(JOBS)],
+        job_configurations=[
+            {"key": f"RM_EDM_{i:06d}", "data": {"edm_name": f"RM_EDM_{i:06d}"}} for i in range(JOBS)
+        ],
     )
     kill_points = [
         ("early submission", lambda c: _submitted(c) >= 50),
@@ -67,7 +82,9 @@ def test_a_batch_killed_while_submitting_and_while_tracking_resumes_with_nothing
     ]
     seen = []
     for name, condition in kill_points:
-        seen.append((name, _kill_when(_start(database_url, sim_db, batch_id), store, batch_id, condition)))
+        seen.append(
+            (name, _kill_when(_start(database_url, sim_db, batch_id), store, batch_id, condition))
+        )
 
     final = _start(database_url, sim_db, batch_id)
     out, _ = final.communicate(timeout=120)

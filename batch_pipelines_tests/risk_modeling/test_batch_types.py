@@ -25,7 +25,12 @@ def test_the_twelve_batch_types_are_in_dependency_order_with_the_seeds_display_n
 
 def test_execution_follows_the_seed_table():
     sync = {bt.value for bt in BatchType if bt.execution == "sync"}
-    assert sync == {"Data Extraction", "Portfolio Creation", "Create Reinsurance Treaties", "Portfolio Mapping"}
+    assert sync == {
+        "Data Extraction",
+        "Portfolio Creation",
+        "Create Reinsurance Treaties",
+        "Portfolio Mapping",
+    }
     assert all(bt.is_async == (bt.execution == "async") for bt in BatchType)
 
 

@@ -21,7 +21,11 @@ def test_validate_exits_0_and_prints_job_counts_for_a_valid_workbook(write):
 
 
 def test_validate_exits_1_and_lists_each_issue_as_sheet_row_column_code_message(write):
-    spec = valid_workbook().set("Portfolios", 4, "Base Portfolio?", "maybe").delete_metadata("Cycle Type")
+    spec = (
+        valid_workbook()
+        .set("Portfolios", 4, "Base Portfolio?", "maybe")
+        .delete_metadata("Cycle Type")
+    )
     path = write(spec, "cycle.xlsx")
 
     result = CliRunner().invoke(config, ["validate", str(path)])

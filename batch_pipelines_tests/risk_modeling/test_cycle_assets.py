@@ -40,7 +40,9 @@ def cycle(tmp_path):
 
 
 def _materialize(assets, name, resources, instance):
-    return dg.materialize(assets, partition_key=name, instance=instance, resources=resources, raise_on_error=False)
+    return dg.materialize(
+        assets, partition_key=name, instance=instance, resources=resources, raise_on_error=False
+    )
 
 
 def _batch(store, name, batch_type):
@@ -81,7 +83,9 @@ def test_injected_failures_fail_the_batch_notify_teams_and_resubmission_complete
     assert batch.status.value == "FAILED"
     evaluations = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert evaluations.get("reconciled_completed") is False, evaluations
-    (notice,) = [e for e in store.batch_events(batch.id) if e["message"].startswith("Teams notification")]
+    (notice,) = [
+        e for e in store.batch_events(batch.id) if e["message"].startswith("Teams notification")
+    ]
     assert notice["data"]["delivered"] is True
     assert "Analysis batch FAILED" in str(notice["data"]["card"])
 
@@ -99,7 +103,9 @@ def test_injected_failures_fail_the_batch_notify_teams_and_resubmission_complete
         assert after[job_id].status == JobStatus.FINISHED and not after[job_id].skipped
         assert after[job_id].workflow_id == before[job_id].workflow_id
     children = [j for j in after.values() if j.parent_job_id in failed_before]
-    assert len(children) == len(failed_before) and all(j.status == JobStatus.FINISHED for j in children)
+    assert len(children) == len(failed_before) and all(
+        j.status == JobStatus.FINISHED for j in children
+    )
     assert all(after[i].skipped for i in failed_before)
 
 
@@ -108,11 +114,17 @@ def test_existing_analyses_wait_for_a_decision_and_the_decision_job_applies_it(c
     upstream = risk_modeling_assets[: ANALYSIS_INDEX + 1]
     assert _materialize(upstream, name, resources, instance).success
     # A second cycle over the same service: its analyses already exist there.
-    configuration = load_workbook_configuration(valid_workbook().set_metadata("Cycle Type", "Rerun").write(tmp_path / "b.xlsx"))
+    configuration = load_workbook_configuration(
+        valid_workbook().set_metadata("Cycle Type", "Rerun").write(tmp_path / "b.xlsx")
+    )
     second, _ = store_cycle_configuration(store, configuration, source="b.xlsx")
     instance.add_dynamic_partitions(CYCLES.name, [second])
     blocked = dg.materialize(
-        [risk_modeling_assets[ANALYSIS_INDEX]], partition_key=second, instance=instance, resources=resources, raise_on_error=False
+        [risk_modeling_assets[ANALYSIS_INDEX]],
+        partition_key=second,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
     )
     assert not blocked.success
     failure = blocked.get_step_failure_events()[0].step_failure_data.user_failure_data
@@ -127,7 +139,10 @@ def test_existing_analyses_wait_for_a_decision_and_the_decision_job_applies_it(c
                     "config": {
                         "cycle": second,
                         "decisions": [
-                            {"analysis_name": j.key, "decision": "skip" if j.key != redo else "delete_and_resubmit"}
+                            {
+                                "analysis_name": j.key,
+                                "decision": "skip" if j.key != redo else "delete_and_resubmit",
+                            }
                             for j in jobs
                         ],
                     }
@@ -139,7 +154,11 @@ def test_existing_analyses_wait_for_a_decision_and_the_decision_job_applies_it(c
     )
     assert decided.success
     rerun = dg.materialize(
-        [risk_modeling_assets[ANALYSIS_INDEX]], partition_key=second, instance=instance, resources=resources, raise_on_error=False
+        [risk_modeling_assets[ANALYSIS_INDEX]],
+        partition_key=second,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
     )
     assert rerun.success
     after = {j.key: j for j in store.list_jobs(_batch(store, second, BatchType.ANALYSIS).id)}
@@ -184,4 +203,9 @@ def test_a_failed_batch_blocks_the_next_batch_types_of_the_cycle(cycle):
     assert not result.success
     assert _batch(store, name, BatchType.EDM_CREATION).status.value == "FAILED"
     # nothing after EDM Creation ran: no batch exists for Portfolio Creation
-    assert store.find_batches(family=FAMILY, batch_type=BatchType.PORTFOLIO_CREATION.value, partition_key=name) == []
+    assert (
+        store.find_batches(
+            family=FAMILY, batch_type=BatchType.PORTFOLIO_CREATION.value, partition_key=name
+        )
+        == []
+    )

@@ -23,8 +23,12 @@ def test_only_new_or_changed_files_are_loaded_and_the_cursor_remembers_them():
 
 
 def _sensor(tmp_path, instance, cursor=None):
-    settings = RiskModelingSettings(data_dir=str(tmp_path / "data"), drop_folder=str(tmp_path / "incoming"))
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"risk_modeling": settings})
+    settings = RiskModelingSettings(
+        data_dir=str(tmp_path / "data"), drop_folder=str(tmp_path / "incoming")
+    )
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"risk_modeling": settings}
+    )
     return workbook_drop_sensor(context)
 
 
@@ -34,7 +38,9 @@ def test_a_dropped_workbook_launches_one_load_per_file_version(tmp_path):
     with dg.instance_for_test() as instance:
         result = _sensor(tmp_path, instance)
         (request,) = result.run_requests
-        assert request.run_config["ops"]["load_cycle_workbook"]["config"]["workbook_path"] == str(path)
+        assert request.run_config["ops"]["load_cycle_workbook"]["config"]["workbook_path"] == str(
+            path
+        )
         assert request.run_key.startswith("cycle.xlsx:")
         assert isinstance(_sensor(tmp_path, instance, cursor=result.cursor), dg.SkipReason)
 
@@ -61,10 +67,15 @@ def test_loading_a_valid_workbook_registers_the_cycle_and_the_cycle_run_follows(
         assert store.active_cycle().name == cycle
         success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
         context = dg.build_run_status_sensor_context(
-            sensor_name="cycle_after_workbook_load", dagster_event=success, dagster_instance=instance, dagster_run=run
+            sensor_name="cycle_after_workbook_load",
+            dagster_event=success,
+            dagster_instance=instance,
+            dagster_run=run,
         )
         request = cycle_after_workbook_load(context)
-        assert request.partition_key == cycle and request.run_key == f"cycle:{cycle}:{result.run_id}"
+        assert (
+            request.partition_key == cycle and request.run_key == f"cycle:{cycle}:{result.run_id}"
+        )
 
 
 def test_an_invalid_workbook_fails_its_load_with_every_error_and_stores_nothing(tmp_path):

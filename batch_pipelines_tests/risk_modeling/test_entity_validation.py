@@ -57,15 +57,21 @@ def _errors(batch_type: BatchType, state: RiskModelerState) -> list[str]:
 
 
 def test_edm_creation_needs_the_server():
-    assert _errors(B.EDM_CREATION, _state(servers={"other"}, edms=set())) == ['Server "databridge-1" does not exist']
+    assert _errors(B.EDM_CREATION, _state(servers={"other"}, edms=set())) == [
+        'Server "databridge-1" does not exist'
+    ]
 
 
 def test_edm_creation_refuses_an_existing_edm():
-    assert _errors(B.EDM_CREATION, _state(servers={"databridge-1"}, edms={EDM})) == [f'EDM "{EDM}" already exists']
+    assert _errors(B.EDM_CREATION, _state(servers={"databridge-1"}, edms={EDM})) == [
+        f'EDM "{EDM}" already exists'
+    ]
 
 
 def test_edm_creation_passes_on_a_clean_service():
-    assert check_batch(B.EDM_CREATION, SMALL_CYCLE[B.EDM_CREATION], _state(servers={"databridge-1"}, edms=set())).ok
+    assert check_batch(
+        B.EDM_CREATION, SMALL_CYCLE[B.EDM_CREATION], _state(servers={"databridge-1"}, edms=set())
+    ).ok
 
 
 def test_portfolio_creation_needs_the_edm():
@@ -81,8 +87,11 @@ def test_mri_import_needs_the_csv_files_and_the_portfolios():
     state = _state(
         edms={EDM},
         portfolios={EDM: {"P1": PortfolioState("P1")}},
-        files={"Modeling_202503_Moodys_P1_Account.csv", "Modeling_202503_Moodys_P1_Location.csv",
-               "Modeling_202503_Moodys_P2_Account.csv"},
+        files={
+            "Modeling_202503_Moodys_P1_Account.csv",
+            "Modeling_202503_Moodys_P1_Location.csv",
+            "Modeling_202503_Moodys_P2_Account.csv",
+        },
         files_dir="/data/c",
     )
     assert _errors(B.MRI_IMPORT, state) == [
@@ -92,14 +101,22 @@ def test_mri_import_needs_the_csv_files_and_the_portfolios():
 
 
 def test_mri_import_needs_empty_portfolios():
-    state = _state(edms={EDM}, portfolios={EDM: {"P1": PortfolioState("P1", 4, 5), "P2": PortfolioState("P2")}})
-    assert _errors(B.MRI_IMPORT, state) == [f'Portfolio "P1" in EDM "{EDM}" is not empty (4 accounts, 5 locations)']
+    state = _state(
+        edms={EDM}, portfolios={EDM: {"P1": PortfolioState("P1", 4, 5), "P2": PortfolioState("P2")}}
+    )
+    assert _errors(B.MRI_IMPORT, state) == [
+        f'Portfolio "P1" in EDM "{EDM}" is not empty (4 accounts, 5 locations)'
+    ]
 
 
 def test_treaties_need_the_edm_and_no_existing_treaty():
-    assert _errors(B.CREATE_REINSURANCE_TREATIES, _state(edms=set())) == [f'EDM "{EDM}" does not exist']
+    assert _errors(B.CREATE_REINSURANCE_TREATIES, _state(edms=set())) == [
+        f'EDM "{EDM}" does not exist'
+    ]
     state = _state(edms={EDM}, treaties={EDM: {"T2"}})
-    assert _errors(B.CREATE_REINSURANCE_TREATIES, state) == [f'Treaty "T2" already exists in EDM "{EDM}"']
+    assert _errors(B.CREATE_REINSURANCE_TREATIES, state) == [
+        f'Treaty "T2" already exists in EDM "{EDM}"'
+    ]
 
 
 def test_edm_upgrade_needs_the_edm_with_portfolios():
@@ -107,16 +124,27 @@ def test_edm_upgrade_needs_the_edm_with_portfolios():
 
 
 def test_geohaz_needs_portfolios_with_locations():
-    state = _state(edms={EDM}, portfolios={EDM: {"P1": PortfolioState("P1", 1, 0), "P2": PortfolioState("P2", 1, 1)}})
+    state = _state(
+        edms={EDM},
+        portfolios={EDM: {"P1": PortfolioState("P1", 1, 0), "P2": PortfolioState("P2", 1, 1)}},
+    )
     assert _errors(B.GEOHAZ, state) == [f'Portfolio "P1" in EDM "{EDM}" has no locations']
 
 
 def test_portfolio_mapping_needs_base_portfolios_with_accounts_and_no_sub_portfolios():
-    jobs = [{"key": "P1", "edm_name": EDM, "portfolio_name": "P1", "sub_portfolios": ["P1_A"]},
-            {"key": "P2", "edm_name": EDM, "portfolio_name": "P2", "sub_portfolios": []}]
+    jobs = [
+        {"key": "P1", "edm_name": EDM, "portfolio_name": "P1", "sub_portfolios": ["P1_A"]},
+        {"key": "P2", "edm_name": EDM, "portfolio_name": "P2", "sub_portfolios": []},
+    ]
     state = _state(
         edms={EDM},
-        portfolios={EDM: {"P1": PortfolioState("P1", 3, 3), "P1_A": PortfolioState("P1_A"), "P2": PortfolioState("P2")}},
+        portfolios={
+            EDM: {
+                "P1": PortfolioState("P1", 3, 3),
+                "P1_A": PortfolioState("P1_A"),
+                "P2": PortfolioState("P2"),
+            }
+        },
     )
     assert check_batch(B.PORTFOLIO_MAPPING, jobs, state).errors == [
         f'Sub-portfolio "P1_A" already exists in EDM "{EDM}"',
@@ -147,7 +175,11 @@ def test_analysis_needs_portfolios_treaties_and_reference_data():
     state = _analysis_state(
         portfolios={EDM: {"P1": PortfolioState("P1")}},
         treaties={EDM: {"T1"}},
-        reference={"model-profiles": set(), "output-profiles": {"Modeling_Output_Profile"}, "event-rate-schemes": set()},
+        reference={
+            "model-profiles": set(),
+            "output-profiles": {"Modeling_Output_Profile"},
+            "event-rate-schemes": set(),
+        },
     )
     assert _errors(B.ANALYSIS, state) == [
         'Model profile "DLM CBHU v23" does not exist',
@@ -164,7 +196,10 @@ def test_existing_analyses_are_reported_as_existing_not_as_errors():
 
 def test_grouping_needs_its_analyses_and_no_existing_group():
     state = _state(analyses={"A1", "A3"}, groups={"G2"})
-    assert _errors(B.GROUPING, state) == ['Analysis "A2" does not exist', 'Group "G2" already exists']
+    assert _errors(B.GROUPING, state) == [
+        'Analysis "A2" does not exist',
+        'Group "G2" already exists',
+    ]
 
 
 def test_a_rollup_may_name_a_group_created_by_the_same_batch():
@@ -174,7 +209,10 @@ def test_a_rollup_may_name_a_group_created_by_the_same_batch():
 
 def test_export_needs_the_analyses_and_groups_and_no_existing_rdm():
     state = _state(analyses={"A1", "A2", "A3"}, groups={"G1", "G2", "R1"}, rdms={RDM})
-    assert _errors(B.EXPORT_TO_RDM, state) == [f'RDM "{RDM}" already exists', 'Group "R2" does not exist']
+    assert _errors(B.EXPORT_TO_RDM, state) == [
+        f'RDM "{RDM}" already exists',
+        'Group "R2" does not exist',
+    ]
 
 
 def test_data_extraction_has_no_risk_modeler_rules():
@@ -196,11 +234,16 @@ def test_on_a_fresh_simulator_only_edm_creation_validates(sim, tmp_path):
     assert _validate(sim, tmp_path, B.EDM_CREATION).ok
     assert _validate(sim, tmp_path, B.PORTFOLIO_CREATION).errors == [f'EDM "{EDM}" does not exist']
     errors = _validate(sim, tmp_path, B.MRI_IMPORT).errors
-    assert f'Account CSV file "Modeling_202503_Moodys_P1_Account.csv" does not exist in {tmp_path / "data" / CYCLE}' in errors
+    assert (
+        f'Account CSV file "Modeling_202503_Moodys_P1_Account.csv" does not exist in {tmp_path / "data" / CYCLE}'
+        in errors
+    )
     assert _validate(sim, tmp_path, B.EXPORT_TO_RDM).errors[0] == 'Analysis "A1" does not exist'
 
 
-def test_after_a_small_cycle_each_batch_type_reports_what_already_exists(batch_store, sim, tmp_path):
+def test_after_a_small_cycle_each_batch_type_reports_what_already_exists(
+    batch_store, sim, tmp_path
+):
     results = _run_chain(batch_store, sim, tmp_path)
     assert all(result.status == BatchStatus.COMPLETED for _, result in results.values())
     assert _validate(sim, tmp_path, B.EDM_CREATION).errors == [f'EDM "{EDM}" already exists']
@@ -208,13 +251,26 @@ def test_after_a_small_cycle_each_batch_type_reports_what_already_exists(batch_s
         f'Portfolio "P1" already exists in EDM "{EDM}"',
         f'Portfolio "P2" already exists in EDM "{EDM}"',
     ]
-    assert _validate(sim, tmp_path, B.MRI_IMPORT).errors[0].startswith(f'Portfolio "P1" in EDM "{EDM}" is not empty')
-    assert _validate(sim, tmp_path, B.CREATE_REINSURANCE_TREATIES).errors[0] == f'Treaty "T1" already exists in EDM "{EDM}"'
+    assert (
+        _validate(sim, tmp_path, B.MRI_IMPORT)
+        .errors[0]
+        .startswith(f'Portfolio "P1" in EDM "{EDM}" is not empty')
+    )
+    assert (
+        _validate(sim, tmp_path, B.CREATE_REINSURANCE_TREATIES).errors[0]
+        == f'Treaty "T1" already exists in EDM "{EDM}"'
+    )
     assert _validate(sim, tmp_path, B.EDM_DB_UPGRADE).ok and _validate(sim, tmp_path, B.GEOHAZ).ok
     analysis = _validate(sim, tmp_path, B.ANALYSIS)
-    assert analysis.ok and analysis.existing == ['Analysis "A1" already exists', 'Analysis "A2" already exists',
-                                                 'Analysis "A3" already exists']
-    assert _validate(sim, tmp_path, B.GROUPING).errors == ['Group "G1" already exists', 'Group "G2" already exists']
+    assert analysis.ok and analysis.existing == [
+        'Analysis "A1" already exists',
+        'Analysis "A2" already exists',
+        'Analysis "A3" already exists',
+    ]
+    assert _validate(sim, tmp_path, B.GROUPING).errors == [
+        'Group "G1" already exists',
+        'Group "G2" already exists',
+    ]
     assert _validate(sim, tmp_path, B.EXPORT_TO_RDM).errors == [f'RDM "{RDM}" already exists']
 
 
@@ -248,10 +304,18 @@ def test_entity_presence_is_told_per_batch_type_and_unknown_where_nothing_can_be
     )
     assert entity_present("EDM Creation", {"edm_name": "E1"}, state) is True
     assert entity_present("EDM Creation", {"edm_name": "E2"}, state) is False
-    assert entity_present("Portfolio Creation", {"edm_name": "E1", "portfolio_name": "P2"}, state) is True
+    assert (
+        entity_present("Portfolio Creation", {"edm_name": "E1", "portfolio_name": "P2"}, state)
+        is True
+    )
     assert entity_present("MRI Import", {"edm_name": "E1", "portfolio_name": "P2"}, state) is False
     assert entity_present("MRI Import", {"edm_name": "E1", "portfolio_name": "P1"}, state) is True
-    assert entity_present("Create Reinsurance Treaties", {"edm_name": "E1", "treaty_name": "T9"}, state) is False
+    assert (
+        entity_present(
+            "Create Reinsurance Treaties", {"edm_name": "E1", "treaty_name": "T9"}, state
+        )
+        is False
+    )
     assert entity_present("Analysis", {"analysis_name": "A1"}, state) is True
     assert entity_present("Grouping", {"group_name": "G2"}, state) is False
     assert entity_present("GeoHaz", {"edm_name": "E1", "portfolio_name": "P1"}, state) is None
@@ -279,7 +343,9 @@ def test_per_edm_listings_run_side_by_side_within_the_limit_and_land_on_their_ed
             return [{"name": f"P_{edm}", "accountsCount": 3}]
 
     jobs = [{"key": f"k{i}", "edm_name": e, "portfolio_name": f"P_{e}"} for i, e in enumerate(edms)]
-    state = asyncio.run(fetch_state(BatchType.EDM_DB_UPGRADE, jobs, SimpleNamespace(client=Client())))
+    state = asyncio.run(
+        fetch_state(BatchType.EDM_DB_UPGRADE, jobs, SimpleNamespace(client=Client()))
+    )
     assert 1 < Client.most <= EDM_LISTINGS_AT_ONCE
     assert list(state.portfolios) == edms
     assert all(set(state.portfolios[e]) == {f"P_{e}"} for e in edms)

@@ -26,7 +26,12 @@ from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 from batch_pipelines.store.batch_store import BatchStore
 
-FAST = EngineOptions(concurrency=4, poll_interval_seconds=0.02, poll_max_interval_seconds=0.05, control_check_seconds=0.05)
+FAST = EngineOptions(
+    concurrency=4,
+    poll_interval_seconds=0.02,
+    poll_max_interval_seconds=0.05,
+    control_check_seconds=0.05,
+)
 EDM = "RM_EDM_202503_Test"
 CYCLE = "202503_Test"
 RDM = "RM_RDM_202503_Test"
@@ -75,7 +80,9 @@ def _csv_job(name: str) -> dict[str, Any]:
     }
 
 
-def _analysis(name: str, portfolio: str, treaties: list[str], event_rate: str | None = "RMS 2023 Stochastic") -> dict:
+def _analysis(
+    name: str, portfolio: str, treaties: list[str], event_rate: str | None = "RMS 2023 Stochastic"
+) -> dict:
     return {
         "key": name,
         "analysis_name": name,
@@ -118,22 +125,33 @@ SMALL_CYCLE: dict[BatchType, list[dict[str, Any]]] = {
         {"key": EDM, "edm_name": EDM, "edm_data_version": "23.0.0", "target_edm_version": "23"}
     ],
     BatchType.GEOHAZ: [
-        {**_base(p), "geocode_version": "23.0.0", "hazard_version": "23.0.0", "thresholds": []} for p in ("P1", "P2")
+        {**_base(p), "geocode_version": "23.0.0", "hazard_version": "23.0.0", "thresholds": []}
+        for p in ("P1", "P2")
     ],
     BatchType.ANALYSIS: [
         _analysis("A1", "P1", ["T1"]),
         _analysis("A2", "P2", ["T1", "T2"]),
         _analysis("A3", "P2", [], event_rate=None),
     ],
-    BatchType.GROUPING: [_group("G1", [("A1", "analysis"), ("A2", "analysis")]), _group("G2", [("A3", "analysis")])],
+    BatchType.GROUPING: [
+        _group("G1", [("A1", "analysis"), ("A2", "analysis")]),
+        _group("G2", [("A3", "analysis")]),
+    ],
     # R2 rolls up R1 of the same batch: its submission waits for R1 to exist.
     BatchType.GROUPING_ROLLUP: [
         _group("R1", [("G1", "group"), ("G2", "group"), ("A1", "analysis")]),
         _group("R2", [("R1", "group"), ("A3", "analysis")]),
     ],
     BatchType.EXPORT_TO_RDM: _export(
-        [("A1", "analysis"), ("A2", "analysis"), ("A3", "analysis"), ("G1", "group"), ("G2", "group"),
-         ("R1", "group"), ("R2", "group")]
+        [
+            ("A1", "analysis"),
+            ("A2", "analysis"),
+            ("A3", "analysis"),
+            ("G1", "group"),
+            ("G2", "group"),
+            ("R1", "group"),
+            ("R2", "group"),
+        ]
     ),
 }
 
@@ -142,9 +160,13 @@ def write_csvs(cycle_dir: Path, names: list[str], accounts: int = 2, locations: 
     cycle_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         rows = "\n".join(f"ACC{i},{name}" for i in range(accounts))
-        (cycle_dir / f"Modeling_202503_Moodys_{name}_Account.csv").write_text(f"ACCNTNUM,PORTNAME\n{rows}\n")
+        (cycle_dir / f"Modeling_202503_Moodys_{name}_Account.csv").write_text(
+            f"ACCNTNUM,PORTNAME\n{rows}\n"
+        )
         rows = "\n".join(f"ACC{i % accounts},LOC{i}" for i in range(locations))
-        (cycle_dir / f"Modeling_202503_Moodys_{name}_Location.csv").write_text(f"ACCNTNUM,LOCNUM\n{rows}\n")
+        (cycle_dir / f"Modeling_202503_Moodys_{name}_Location.csv").write_text(
+            f"ACCNTNUM,LOCNUM\n{rows}\n"
+        )
 
 
 @pytest.fixture
@@ -163,7 +185,11 @@ def batch_store(tmp_path: Path) -> BatchStore:
 
 def _ctx(client, tmp_path: Path) -> HandlerContext:
     return HandlerContext(
-        client=client, cycle=CYCLE, data_dir=tmp_path / "data", source_database_url="sqlite://", databridge_url="sqlite://"
+        client=client,
+        cycle=CYCLE,
+        data_dir=tmp_path / "data",
+        source_database_url="sqlite://",
+        databridge_url="sqlite://",
     )
 
 
@@ -173,20 +199,30 @@ def _fast(handler: JobHandler) -> JobHandler:
     return handler
 
 
-async def _run_type(store: BatchStore, sim, tmp_path: Path, batch_type: BatchType, jobs: list[dict]):
-    batch_id = store.create_batch(family="risk_modeling", batch_type=batch_type.value, job_configurations=jobs)
+async def _run_type(
+    store: BatchStore, sim, tmp_path: Path, batch_type: BatchType, jobs: list[dict]
+):
+    batch_id = store.create_batch(
+        family="risk_modeling", batch_type=batch_type.value, job_configurations=jobs
+    )
     async with risk_modeler_client(sim) as client:
-        result = await run_batch(store, batch_id, _fast(handler_for(batch_type, _ctx(client, tmp_path))), FAST)
+        result = await run_batch(
+            store, batch_id, _fast(handler_for(batch_type, _ctx(client, tmp_path))), FAST
+        )
     return batch_id, result
 
 
-def _run_chain(store: BatchStore, sim, tmp_path: Path, upto: BatchType | None = None) -> dict[BatchType, Any]:
+def _run_chain(
+    store: BatchStore, sim, tmp_path: Path, upto: BatchType | None = None
+) -> dict[BatchType, Any]:
     write_csvs(tmp_path / "data" / CYCLE, ["P1", "P2"])
     results = {}
     for batch_type in BATCH_TYPE_ORDER:
         if batch_type not in SMALL_CYCLE:
             continue
-        results[batch_type] = asyncio.run(_run_type(store, sim, tmp_path, batch_type, SMALL_CYCLE[batch_type]))
+        results[batch_type] = asyncio.run(
+            _run_type(store, sim, tmp_path, batch_type, SMALL_CYCLE[batch_type])
+        )
         if batch_type == upto:
             break
     return results
@@ -195,11 +231,16 @@ def _run_chain(store: BatchStore, sim, tmp_path: Path, upto: BatchType | None = 
 # ------------------------------------------------------------------------ the whole chain
 
 
-def test_a_small_cycle_reconciles_completed_for_every_rest_batch_type_in_order(batch_store, sim, tmp_path):
+def test_a_small_cycle_reconciles_completed_for_every_rest_batch_type_in_order(
+    batch_store, sim, tmp_path
+):
     results = _run_chain(batch_store, sim, tmp_path)
     for batch_type, (batch_id, result) in results.items():
         jobs = batch_store.list_jobs(batch_id)
-        assert result.status == BatchStatus.COMPLETED, (batch_type, [(j.key, j.last_error) for j in jobs])
+        assert result.status == BatchStatus.COMPLETED, (
+            batch_type,
+            [(j.key, j.last_error) for j in jobs],
+        )
         assert all(j.status == JobStatus.FINISHED for j in jobs), batch_type
 
     async def state():
@@ -214,7 +255,9 @@ def test_a_small_cycle_reconciles_completed_for_every_rest_batch_type_in_order(b
 
     edms, portfolios, treaties, analyses, rdms = asyncio.run(state())
     assert edms[0]["dataVersion"] == "23"
-    assert {p["name"]: (p["accountsCount"], p["locationsCount"], p["geocoded"]) for p in portfolios} == {
+    assert {
+        p["name"]: (p["accountsCount"], p["locationsCount"], p["geocoded"]) for p in portfolios
+    } == {
         "P1": (2, 3, True),
         "P2": (2, 3, True),
     }
@@ -238,30 +281,42 @@ def test_the_mri_import_summary_counts_the_csv_data_rows(batch_store, sim, tmp_p
         async with risk_modeler_client(sim) as client:
             return await client.get_workflow(job.workflow_id)
 
-    assert asyncio.run(workflow()).summary == {"importSummary": "Imported 2 Accounts and 3 Locations"}
+    assert asyncio.run(workflow()).summary == {
+        "importSummary": "Imported 2 Accounts and 3 Locations"
+    }
 
 
 def test_a_missing_csv_is_a_permanent_error_naming_the_file(batch_store, sim, tmp_path):
     _run_chain(batch_store, sim, tmp_path, upto=BatchType.PORTFOLIO_CREATION)
     (tmp_path / "data" / CYCLE / "Modeling_202503_Moodys_P2_Location.csv").unlink()
     batch_id, result = asyncio.run(
-        _run_type(batch_store, sim, tmp_path, BatchType.MRI_IMPORT, SMALL_CYCLE[BatchType.MRI_IMPORT])
+        _run_type(
+            batch_store, sim, tmp_path, BatchType.MRI_IMPORT, SMALL_CYCLE[BatchType.MRI_IMPORT]
+        )
     )
     assert result.status == BatchStatus.ERROR
-    errored = {j.key: j.last_error for j in batch_store.list_jobs(batch_id) if j.status == JobStatus.ERROR}
+    errored = {
+        j.key: j.last_error for j in batch_store.list_jobs(batch_id) if j.status == JobStatus.ERROR
+    }
     assert list(errored) == ["P2"] and "Modeling_202503_Moodys_P2_Location.csv" in errored["P2"]
 
 
-def test_a_group_of_an_analysis_that_does_not_exist_is_an_error_naming_it(batch_store, sim, tmp_path):
+def test_a_group_of_an_analysis_that_does_not_exist_is_an_error_naming_it(
+    batch_store, sim, tmp_path
+):
     _run_chain(batch_store, sim, tmp_path, upto=BatchType.EDM_CREATION)
     batch_id, result = asyncio.run(
-        _run_type(batch_store, sim, tmp_path, BatchType.GROUPING, [_group("G9", [("NOPE", "analysis")])])
+        _run_type(
+            batch_store, sim, tmp_path, BatchType.GROUPING, [_group("G9", [("NOPE", "analysis")])]
+        )
     )
     assert result.status == BatchStatus.ERROR
     assert 'analysis "NOPE"' in batch_store.list_jobs(batch_id)[0].last_error
 
 
-def test_a_join_export_waits_for_the_seed_rdm_and_reports_not_ready_when_it_never_comes(sim, tmp_path):
+def test_a_join_export_waits_for_the_seed_rdm_and_reports_not_ready_when_it_never_comes(
+    sim, tmp_path
+):
     async def scenario():
         async with risk_modeler_client(sim) as client:
             await client.create_edm(EDM, request_id="e")
@@ -269,7 +324,14 @@ def test_a_join_export_waits_for_the_seed_rdm_and_reports_not_ready_when_it_neve
             pf = await client.create_portfolio(EDM, name="P1", number="1", request_id="p")
             profile = (await client.list_reference_data("model-profiles", ["M"]))[0]["id"]
             await client.submit_analysis(
-                pf, {"edm": EDM, "jobName": "A1", "modelProfileId": profile, "outputProfileId": profile}, request_id="a"
+                pf,
+                {
+                    "edm": EDM,
+                    "jobName": "A1",
+                    "modelProfileId": profile,
+                    "outputProfileId": profile,
+                },
+                request_id="a",
             )
             await asyncio.sleep(0.05)
             handler = ExportToRdmHandler(_ctx(client, tmp_path))
@@ -291,10 +353,26 @@ def _job(configuration: dict[str, Any], request_id: str, job_id: int = 1):
 
     now = datetime.now(UTC)
     return JobRecord(
-        id=job_id, batch_id=1, job_configuration_id=job_id, parent_job_id=None, status=JobStatus.INITIATED,
-        skipped=False, skipped_reason=None, request_id=request_id, workflow_id=None, submission_request=None,
-        submission_response=None, last_error=None, submit_attempts=0, created_at=now, submit_requested_at=None,
-        submitted_at=None, finished_at=None, updated_at=now, key=configuration["key"], configuration=configuration,
+        id=job_id,
+        batch_id=1,
+        job_configuration_id=job_id,
+        parent_job_id=None,
+        status=JobStatus.INITIATED,
+        skipped=False,
+        skipped_reason=None,
+        request_id=request_id,
+        workflow_id=None,
+        submission_request=None,
+        submission_response=None,
+        last_error=None,
+        submit_attempts=0,
+        created_at=now,
+        submit_requested_at=None,
+        submitted_at=None,
+        finished_at=None,
+        updated_at=now,
+        key=configuration["key"],
+        configuration=configuration,
     )
 
 
@@ -303,7 +381,9 @@ def _job(configuration: dict[str, Any], request_id: str, job_id: int = 1):
     [t for t in BATCH_TYPE_ORDER if t in SMALL_CYCLE],
     ids=lambda t: t.asset_name,
 )
-def test_submitting_a_job_twice_with_its_request_id_is_accepted_once_and_replayed(batch_store, sim, tmp_path, batch_type):
+def test_submitting_a_job_twice_with_its_request_id_is_accepted_once_and_replayed(
+    batch_store, sim, tmp_path, batch_type
+):
     order = [t for t in BATCH_TYPE_ORDER if t in SMALL_CYCLE]
     previous = order[order.index(batch_type) - 1] if order.index(batch_type) else None
     if previous is not None:
@@ -324,12 +404,20 @@ def test_submitting_a_job_twice_with_its_request_id_is_accepted_once_and_replaye
     stats = sim.stats()
     assert stats["replays_total"] >= 1 and stats["duplicate_acceptances"] == []
     # MRI import: bucket, two files, mapping and the import; treaties: treaty and its lines.
-    assert accepted == {BatchType.MRI_IMPORT: 5, BatchType.CREATE_REINSURANCE_TREATIES: 2}.get(batch_type, 1)
+    assert accepted == {BatchType.MRI_IMPORT: 5, BatchType.CREATE_REINSURANCE_TREATIES: 2}.get(
+        batch_type, 1
+    )
 
 
 def test_step_request_ids_are_stable_and_distinct_per_step():
     assert step_request_id("r", "bucket") == step_request_id("r", "bucket")
-    assert len({step_request_id("r", s) for s in ("bucket", "mapping")} | {step_request_id("q", "bucket")}) == 3
+    assert (
+        len(
+            {step_request_id("r", s) for s in ("bucket", "mapping")}
+            | {step_request_id("q", "bucket")}
+        )
+        == 3
+    )
 
 
 # ------------------------------------------------------------------------ registry

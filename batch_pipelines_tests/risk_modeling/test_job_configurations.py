@@ -77,7 +77,9 @@ def test_edm_creation_and_upgrade_have_one_job_per_database(jobs):
 def test_edm_upgrade_targets_the_major_part_of_the_edm_data_version(write):
     spec = valid_workbook().set_metadata("EDM Data Version", "25.1.3")
 
-    (job, _) = build_batch_job_configurations(load_workbook_configuration(write(spec)), BatchType.EDM_DB_UPGRADE)
+    (job, _) = build_batch_job_configurations(
+        load_workbook_configuration(write(spec)), BatchType.EDM_DB_UPGRADE
+    )
 
     assert (job["edm_data_version"], job["target_edm_version"]) == ("25.1.3", "25")
 
@@ -110,7 +112,11 @@ def test_geohaz_jobs_carry_the_thresholds_of_their_import_file(jobs):
     job = jobs[BatchType.GEOHAZ][2]
 
     assert job["import_file"] == "USEQ"
-    assert [t["geocode_level"] for t in job["thresholds"]] == ["Coordinate", "Street address", "Postcode"]
+    assert [t["geocode_level"] for t in job["thresholds"]] == [
+        "Coordinate",
+        "Street address",
+        "Postcode",
+    ]
     assert (job["geocode_version"], job["hazard_version"]) == ("23.0.0", "23.0.0")
 
 
@@ -138,7 +144,9 @@ def test_analysis_has_one_job_per_analysis_table_row(jobs):
     assert analyses[5]["event_rate_scheme"] is None
 
 
-def test_groups_of_analyses_or_portfolios_are_grouping_groups_of_groups_are_rollups_and_empty_groups_neither(jobs):
+def test_groups_of_analyses_or_portfolios_are_grouping_groups_of_groups_are_rollups_and_empty_groups_neither(
+    jobs,
+):
     assert keys(jobs, BatchType.GROUPING) == [
         "202503_USHU_LT_Group",
         "202503_USEQ_Group",
@@ -173,13 +181,25 @@ def test_a_portfolio_in_a_group_stands_for_that_portfolios_analyses():
     from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
     from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
 
-    config = load_workbook_configuration(valid_workbook().write(Path(tempfile.mkdtemp()) / "w.xlsx"))
+    config = load_workbook_configuration(
+        valid_workbook().write(Path(tempfile.mkdtemp()) / "w.xlsx")
+    )
     portfolio_groups = [g for g in config.groupings if any(i.kind == "portfolio" for i in g.items)]
     assert portfolio_groups, "the sample workbook has a group of portfolios"
     group = portfolio_groups[0]
-    job = next(j for j in build_batch_job_configurations(config, "Grouping") if j["group_name"] == group.name)
+    job = next(
+        j
+        for j in build_batch_job_configurations(config, "Grouping")
+        if j["group_name"] == group.name
+    )
     portfolios = {i.name for i in group.items if i.kind == "portfolio"}
-    expected = [a.name for p in group.items if p.kind == "portfolio" for a in config.analyses if a.portfolio == p.name]
+    expected = [
+        a.name
+        for p in group.items
+        if p.kind == "portfolio"
+        for a in config.analyses
+        if a.portfolio == p.name
+    ]
     assert [i["name"] for i in job["items"] if i.get("via_portfolio")] == expected
     assert {i["via_portfolio"] for i in job["items"] if i.get("via_portfolio")} == portfolios
     assert all(i["kind"] in ("analysis", "group") for i in job["items"])

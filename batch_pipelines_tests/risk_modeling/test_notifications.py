@@ -24,7 +24,14 @@ def _card():
 def test_a_failed_batch_card_names_cycle_type_batch_status_counts_and_links_the_run():
     card = _card()
     text = str(card)
-    for expected in ("202503_Quarterly", "Analysis", "'7'", "FAILED", "Jobs FAILED", "http://127.0.0.1:3000/runs/abc"):
+    for expected in (
+        "202503_Quarterly",
+        "Analysis",
+        "'7'",
+        "FAILED",
+        "Jobs FAILED",
+        "http://127.0.0.1:3000/runs/abc",
+    ):
         assert expected in text
     assert card["type"] == "AdaptiveCard"
 

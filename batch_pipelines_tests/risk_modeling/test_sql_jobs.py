@@ -129,7 +129,10 @@ def _databridge_with_base(path: Path, base: str = "USEQ") -> int:
 def _portfolios(path: Path) -> dict[str, tuple]:
     db = sqlite3.connect(path)
     try:
-        return {row[0]: row[1:] for row in db.execute("SELECT name, id, datasource, description FROM portfolios")}
+        return {
+            row[0]: row[1:]
+            for row in db.execute("SELECT name, id, datasource, description FROM portfolios")
+        }
     finally:
         db.close()
 
@@ -138,7 +141,9 @@ def _portfolios(path: Path) -> dict[str, tuple]:
 
 
 def test_the_sample_source_is_the_same_every_time_and_replaces_its_own_rows(tmp_path):
-    first = create_sample_source(tmp_path / "a.db", ["USEQ", "USHU"], date_value=DATE, accounts_per_file=4)
+    first = create_sample_source(
+        tmp_path / "a.db", ["USEQ", "USHU"], date_value=DATE, accounts_per_file=4
+    )
     create_sample_source(tmp_path / "a.db", ["USEQ", "USHU"], date_value=DATE, accounts_per_file=4)
     create_sample_source(tmp_path / "b.db", ["USEQ", "USHU"], date_value=DATE, accounts_per_file=4)
     dumps = []
@@ -146,8 +151,12 @@ def test_the_sample_source_is_the_same_every_time_and_replaces_its_own_rows(tmp_
         db = sqlite3.connect(tmp_path / name)
         dumps.append(
             (
-                db.execute("SELECT * FROM accounts ORDER BY import_file, account_number").fetchall(),
-                db.execute("SELECT * FROM locations ORDER BY import_file, location_number").fetchall(),
+                db.execute(
+                    "SELECT * FROM accounts ORDER BY import_file, account_number"
+                ).fetchall(),
+                db.execute(
+                    "SELECT * FROM locations ORDER BY import_file, location_number"
+                ).fetchall(),
             )
         )
         db.close()
@@ -163,7 +172,12 @@ def test_the_sample_source_needs_a_date_when_given_only_import_files(tmp_path):
 
 def test_import_file_codes_name_their_peril_and_sub_portfolios_their_segment():
     assert [peril_of(f) for f in ("USEQ", "CBHU", "USFF", "USFL_Other", "USWF", "USST")] == [
-        "EQ", "WS", "EQ", "FL", "FR", "TO"
+        "EQ",
+        "WS",
+        "EQ",
+        "FL",
+        "FR",
+        "TO",
     ]
     assert sub_portfolio_segment("USFL_Other", "USFL_Other_Clay_Home") == "Clay_Home"
     assert sub_portfolio_segment("USEQ", "Condo") == "Condo"
@@ -173,7 +187,13 @@ def test_import_file_codes_name_their_peril_and_sub_portfolios_their_segment():
 
 
 def test_extraction_writes_the_account_and_location_csvs_of_the_import_file(tmp_path):
-    create_sample_source(tmp_path / "source.db", ["USEQ", "USHU"], date_value=DATE, accounts_per_file=5, locations_per_account=3)
+    create_sample_source(
+        tmp_path / "source.db",
+        ["USEQ", "USHU"],
+        date_value=DATE,
+        accounts_per_file=5,
+        locations_per_account=3,
+    )
     handler = DataExtractionHandler(_ctx(tmp_path))
     assert isinstance(handler, JobHandler) and handler.execution == "sync"
 
@@ -192,7 +212,15 @@ def test_extraction_writes_the_account_and_location_csvs_of_the_import_file(tmp_
     accounts, locations = _rows(account_csv), _rows(location_csv)
     assert len(accounts) == 5 and len(locations) == 15
     assert {"ACCNTNUM", "ACCNTNAME", "POLICYNUM", "USERDEF1"} <= set(accounts[0])
-    assert {"LOCNUM", "STATECODE", "LATITUDE", "BLDGCLASS", "OCCTYPE", "YEARBUILT", "EQCV1VAL"} <= set(locations[0])
+    assert {
+        "LOCNUM",
+        "STATECODE",
+        "LATITUDE",
+        "BLDGCLASS",
+        "OCCTYPE",
+        "YEARBUILT",
+        "EQCV1VAL",
+    } <= set(locations[0])
     assert "PERIL" not in locations[0] and "WSCV1VAL" not in locations[0]
     assert {row["USERDEF2"] for row in accounts} == {"USEQ"}
     assert {row["ACCNTNUM"] for row in locations} == {row["ACCNTNUM"] for row in accounts}
@@ -200,7 +228,13 @@ def test_extraction_writes_the_account_and_location_csvs_of_the_import_file(tmp_
 
 
 def test_extraction_values_travel_as_bound_parameters_so_quotes_neither_break_nor_inject(tmp_path):
-    create_sample_source(tmp_path / "source.db", ["O'Brien", "USEQ"], date_value=DATE, accounts_per_file=3, locations_per_account=1)
+    create_sample_source(
+        tmp_path / "source.db",
+        ["O'Brien", "USEQ"],
+        date_value=DATE,
+        accounts_per_file=3,
+        locations_per_account=1,
+    )
     handler = DataExtractionHandler(_ctx(tmp_path))
 
     outcome = _submit(handler, _extraction_job("O'Brien"))
@@ -229,7 +263,10 @@ def test_extraction_replaces_an_existing_file_whole_and_leaves_no_temporary_file
     _submit(handler, _extraction_job("USEQ"))
     second = {p.name: p.read_bytes() for p in cycle_dir.iterdir()}
 
-    assert sorted(first) == ["Modeling_202503_Moodys_USEQ_Account.csv", "Modeling_202503_Moodys_USEQ_Location.csv"]
+    assert sorted(first) == [
+        "Modeling_202503_Moodys_USEQ_Account.csv",
+        "Modeling_202503_Moodys_USEQ_Location.csv",
+    ]
     assert first == second  # idempotent: a rerun writes byte-identical files
     assert first["Modeling_202503_Moodys_USEQ_Account.csv"].startswith(b"ACCNTNUM,")
     assert account_csv.stat().st_mode & 0o777 != 0o600
@@ -351,7 +388,10 @@ def test_mapping_creates_the_sub_portfolios_once_even_when_run_twice(tmp_path):
     ).fetchall()
     members = db.execute("SELECT count(*) FROM sub_portfolio_accounts").fetchone()[0]
     db.close()
-    assert links == [("USEQ_Condo", base_id, "program", "Condo", 3), ("USEQ_Renters", base_id, "program", "Renters", 3)]
+    assert links == [
+        ("USEQ_Condo", base_id, "program", "Condo", 3),
+        ("USEQ_Renters", base_id, "program", "Renters", 3),
+    ]
     assert members == 6
 
 
@@ -359,7 +399,10 @@ def test_mapping_derives_region_sub_portfolios_when_none_are_configured(tmp_path
     _extract(tmp_path, {"USHU": []}, accounts_per_file=8, locations_per_account=2)
     _databridge_with_base(tmp_path / "databridge.db", base="USHU")
     outcome = _submit(PortfolioMappingHandler(_ctx(tmp_path)), _mapping_job("USHU", []))
-    states = {row["STATECODE"] for row in _rows(tmp_path / "data" / CYCLE / "Modeling_202503_Moodys_USHU_Location.csv")}
+    states = {
+        row["STATECODE"]
+        for row in _rows(tmp_path / "data" / CYCLE / "Modeling_202503_Moodys_USHU_Location.csv")
+    }
     assert outcome.request["rule"] == "region"
     assert outcome.response["created_names"] == [f"USHU_{s}" for s in sorted(states)]
 
@@ -375,7 +418,10 @@ def test_mapping_rolls_back_everything_when_one_insert_fails(tmp_path):
     db.commit()
     db.close()
     with pytest.raises(SqlJobError, match="refused"):
-        _submit(PortfolioMappingHandler(_ctx(tmp_path)), _mapping_job("USEQ", ["USEQ_Condo", "USEQ_Renters"]))
+        _submit(
+            PortfolioMappingHandler(_ctx(tmp_path)),
+            _mapping_job("USEQ", ["USEQ_Condo", "USEQ_Renters"]),
+        )
     assert set(_portfolios(tmp_path / "databridge.db")) == {"USEQ"}
 
 
@@ -393,7 +439,12 @@ def test_mapping_names_what_is_missing(tmp_path):
 
 def test_mapping_quotes_in_names_are_data_not_sql(tmp_path):
     base = "O'Brien"
-    _extract(tmp_path, {base: ["x'); DELETE FROM portfolios; --"]}, accounts_per_file=2, locations_per_account=1)
+    _extract(
+        tmp_path,
+        {base: ["x'); DELETE FROM portfolios; --"]},
+        accounts_per_file=2,
+        locations_per_account=1,
+    )
     _databridge_with_base(tmp_path / "databridge.db", base=base)
     sub = "O'Brien_x'); DELETE FROM portfolios; --"
     outcome = _submit(PortfolioMappingHandler(_ctx(tmp_path)), _mapping_job(base, [sub]))
@@ -404,7 +455,9 @@ def test_mapping_quotes_in_names_are_data_not_sql(tmp_path):
 
 async def _simulator_with_base(sim: RiskModelerSimulator) -> httpx.AsyncClient:
     client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=sim.app), base_url="http://sim", headers={"Authorization": sim.api_key}
+        transport=httpx.ASGITransport(app=sim.app),
+        base_url="http://sim",
+        headers={"Authorization": sim.api_key},
     )
     created = await client.post(
         "/riskmodeler/v2/datasources",
@@ -413,14 +466,21 @@ async def _simulator_with_base(sim: RiskModelerSimulator) -> httpx.AsyncClient:
     assert created.status_code == 202, created.text
     assert (await client.get(f"/riskmodeler/v2/datasources/{EDM}")).status_code == 200
     portfolio = await client.post(
-        "/riskmodeler/v2/portfolios", params={"datasource": EDM}, json={"name": "USEQ", "number": "USEQ"}
+        "/riskmodeler/v2/portfolios",
+        params={"datasource": EDM},
+        json={"name": "USEQ", "number": "USEQ"},
     )
     assert portfolio.status_code == 201, portfolio.text
     return client
 
 
 def test_mapping_works_against_the_risk_modeler_simulators_database_while_it_serves(tmp_path):
-    _extract(tmp_path, {"USEQ": ["Condo", "Renters", "Manufactured"]}, accounts_per_file=6, locations_per_account=2)
+    _extract(
+        tmp_path,
+        {"USEQ": ["Condo", "Renters", "Manufactured"]},
+        accounts_per_file=6,
+        locations_per_account=2,
+    )
     sim_db = tmp_path / "sim" / "risk_modeler.db"
     sim = RiskModelerSimulator(sim_db, workflow_seconds=(0, 0, 0))
     handler = PortfolioMappingHandler(_ctx(tmp_path, databridge=sim_db))
@@ -441,7 +501,11 @@ def test_mapping_works_against_the_risk_modeler_simulators_database_while_it_ser
         first, again, items = asyncio.run(scenario())
     finally:
         sim.close()
-    assert (first.response["created"], again.response["created"], again.response["existing"]) == (3, 0, 3)
+    assert (first.response["created"], again.response["created"], again.response["existing"]) == (
+        3,
+        0,
+        3,
+    )
     by_name = {item["name"]: item for item in items}
     assert set(by_name) == {"USEQ", "USEQ_Condo", "USEQ_Renters", "USEQ_Manufactured"}
     assert all(by_name[name]["datasource"] == EDM for name in by_name)

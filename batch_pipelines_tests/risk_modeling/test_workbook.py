@@ -27,7 +27,12 @@ from batch_pipelines.risk_modeling.workbook import (
     validate_workbook,
 )
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "valid_excel_configuration.xlsx"
+FIXTURE = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "fixtures"
+    / "valid_excel_configuration.xlsx"
+)
 
 HU = "RM_EDM_202503_Quarterly_USHU"
 EQ = "RM_EDM_202503_Quarterly_USEQ"
@@ -64,7 +69,10 @@ def test_the_configuration_keeps_excel_types_and_rows(write):
     assert config.metadata.inland_flood_hd_model_version == 1.2
     assert config.metadata.validate_dlm_model_versions is True
     assert config.metadata.validate_hd_model_versions is False
-    assert [(d.name, d.row, d.store_in_data_bridge) for d in config.databases] == [(HU, 2, True), (EQ, 3, False)]
+    assert [(d.name, d.row, d.store_in_data_bridge) for d in config.databases] == [
+        (HU, 2, True),
+        (EQ, 3, False),
+    ]
     treaty = config.treaties[0]
     assert (treaty.inception_date, treaty.expiration_date) == (date(2000, 1, 1), date(2030, 12, 31))
     assert treaty.type == "Working Excess"
@@ -161,80 +169,592 @@ MD, DB, PF, TR, GH, AT, GR, PP, RD, EG = (
 
 FAULTS = [
     # Metadata: 12 required keys, typed values.
-    Fault("metadata key missing", lambda s: s.delete_metadata("Hazard Version"), MD, None, "A", "MISSING_KEY", "Hazard Version"),
-    Fault("metadata key twice", lambda s: s.add_row(MD, ["Cycle Type", "Annual"]), MD, 13, "A", "DUPLICATE", "Cycle Type"),
-    Fault("current date as a number", lambda s: s.set_metadata("Current Date Value", 202503), MD, 1, "B", "WRONG_TYPE", "202503"),
-    Fault("current date not YYYYMM", lambda s: s.set_metadata("Current Date Value", "2025-03"), MD, 1, "B", "PATTERN", "2025-03"),
-    Fault("current date month 13", lambda s: s.set_metadata("Current Date Value", "202513"), MD, 1, "B", "PATTERN", "202513"),
-    Fault("EDM data version as a number", lambda s: s.set_metadata("EDM Data Version", 23), MD, 2, "B", "WRONG_TYPE", "23"),
-    Fault("geocode version not a version", lambda s: s.set_metadata("Geocode Version", "v23"), MD, 3, "B", "PATTERN", "v23"),
-    Fault("hazard version blank", lambda s: s.set_metadata("Hazard Version", None), MD, 4, "B", "REQUIRED", "Hazard Version"),
-    Fault("DLM model version as text", lambda s: s.set_metadata("DLM Model Version", "23"), MD, 5, "B", "WRONG_TYPE", "'23'"),
-    Fault("validate DLM not Y/N", lambda s: s.set_metadata("Validate DLM Model Versions?", "Yes"), MD, 6, "B", "INVALID_CHOICE", "Yes"),
-    Fault("SCS HD version not whole", lambda s: s.set_metadata("SCS HD Model Version", 1.5), MD, 8, "B", "WRONG_TYPE", "1.5"),
-    Fault("inland flood version as text", lambda s: s.set_metadata("Inland Flood HD Model Version", "one"), MD, 9, "B", "WRONG_TYPE", "one"),
-    Fault("export RDM name blank", lambda s: s.set_metadata("Export RDM Name", "  "), MD, 11, "B", "REQUIRED", "Export RDM Name"),
+    Fault(
+        "metadata key missing",
+        lambda s: s.delete_metadata("Hazard Version"),
+        MD,
+        None,
+        "A",
+        "MISSING_KEY",
+        "Hazard Version",
+    ),
+    Fault(
+        "metadata key twice",
+        lambda s: s.add_row(MD, ["Cycle Type", "Annual"]),
+        MD,
+        13,
+        "A",
+        "DUPLICATE",
+        "Cycle Type",
+    ),
+    Fault(
+        "current date as a number",
+        lambda s: s.set_metadata("Current Date Value", 202503),
+        MD,
+        1,
+        "B",
+        "WRONG_TYPE",
+        "202503",
+    ),
+    Fault(
+        "current date not YYYYMM",
+        lambda s: s.set_metadata("Current Date Value", "2025-03"),
+        MD,
+        1,
+        "B",
+        "PATTERN",
+        "2025-03",
+    ),
+    Fault(
+        "current date month 13",
+        lambda s: s.set_metadata("Current Date Value", "202513"),
+        MD,
+        1,
+        "B",
+        "PATTERN",
+        "202513",
+    ),
+    Fault(
+        "EDM data version as a number",
+        lambda s: s.set_metadata("EDM Data Version", 23),
+        MD,
+        2,
+        "B",
+        "WRONG_TYPE",
+        "23",
+    ),
+    Fault(
+        "geocode version not a version",
+        lambda s: s.set_metadata("Geocode Version", "v23"),
+        MD,
+        3,
+        "B",
+        "PATTERN",
+        "v23",
+    ),
+    Fault(
+        "hazard version blank",
+        lambda s: s.set_metadata("Hazard Version", None),
+        MD,
+        4,
+        "B",
+        "REQUIRED",
+        "Hazard Version",
+    ),
+    Fault(
+        "DLM model version as text",
+        lambda s: s.set_metadata("DLM Model Version", "23"),
+        MD,
+        5,
+        "B",
+        "WRONG_TYPE",
+        "'23'",
+    ),
+    Fault(
+        "validate DLM not Y/N",
+        lambda s: s.set_metadata("Validate DLM Model Versions?", "Yes"),
+        MD,
+        6,
+        "B",
+        "INVALID_CHOICE",
+        "Yes",
+    ),
+    Fault(
+        "SCS HD version not whole",
+        lambda s: s.set_metadata("SCS HD Model Version", 1.5),
+        MD,
+        8,
+        "B",
+        "WRONG_TYPE",
+        "1.5",
+    ),
+    Fault(
+        "inland flood version as text",
+        lambda s: s.set_metadata("Inland Flood HD Model Version", "one"),
+        MD,
+        9,
+        "B",
+        "WRONG_TYPE",
+        "one",
+    ),
+    Fault(
+        "export RDM name blank",
+        lambda s: s.set_metadata("Export RDM Name", "  "),
+        MD,
+        11,
+        "B",
+        "REQUIRED",
+        "Export RDM Name",
+    ),
     # Databases: unique names of the EDM pattern, Y/N flag, each with a base portfolio.
-    Fault("database name pattern", lambda s: s.replace_everywhere(EQ, "EDM_202503_USEQ"), DB, 3, "Database", "PATTERN", "EDM_202503_USEQ"),
-    Fault("database name without suffix", lambda s: s.replace_everywhere(EQ, "RM_EDM_202503_"), DB, 3, "Database", "PATTERN", "RM_EDM_202503_"),
+    Fault(
+        "database name pattern",
+        lambda s: s.replace_everywhere(EQ, "EDM_202503_USEQ"),
+        DB,
+        3,
+        "Database",
+        "PATTERN",
+        "EDM_202503_USEQ",
+    ),
+    Fault(
+        "database name without suffix",
+        lambda s: s.replace_everywhere(EQ, "RM_EDM_202503_"),
+        DB,
+        3,
+        "Database",
+        "PATTERN",
+        "RM_EDM_202503_",
+    ),
     Fault("database twice", lambda s: s.add_row(DB, [HU, "N"]), DB, 4, "Database", "DUPLICATE", HU),
-    Fault("store in data bridge not Y/N", lambda s: s.set(DB, 2, "Store in Data Bridge?", "X"), DB, 2, "Store in Data Bridge?", "INVALID_CHOICE", "X"),
-    Fault("database without base portfolio", lambda s: s.set(PF, 5, "Base Portfolio?", "N"), DB, 3, "Database", "NO_BASE_PORTFOLIO", EQ),
+    Fault(
+        "store in data bridge not Y/N",
+        lambda s: s.set(DB, 2, "Store in Data Bridge?", "X"),
+        DB,
+        2,
+        "Store in Data Bridge?",
+        "INVALID_CHOICE",
+        "X",
+    ),
+    Fault(
+        "database without base portfolio",
+        lambda s: s.set(PF, 5, "Base Portfolio?", "N"),
+        DB,
+        3,
+        "Database",
+        "NO_BASE_PORTFOLIO",
+        EQ,
+    ),
     # Portfolios: unique, existing database, import file, Y/N base flag.
-    Fault("portfolio twice", lambda s: s.add_row(PF, ["USHU_Full", HU, "USHU_Full", "N"]), PF, 7, "Portfolio", "DUPLICATE", "USHU_Full"),
-    Fault("portfolio of an unknown database", lambda s: s.add_row(PF, ["X", "RM_EDM_202503_Nope", "X", "N"]), PF, 7, "Database", "UNKNOWN_REFERENCE", "RM_EDM_202503_Nope"),
-    Fault("portfolio without import file", lambda s: s.set(PF, 4, "Import File", None), PF, 4, "Import File", "REQUIRED", "Import File"),
-    Fault("base portfolio flag not Y/N", lambda s: s.set(PF, 4, "Base Portfolio?", "maybe"), PF, 4, "Base Portfolio?", "INVALID_CHOICE", "maybe"),
+    Fault(
+        "portfolio twice",
+        lambda s: s.add_row(PF, ["USHU_Full", HU, "USHU_Full", "N"]),
+        PF,
+        7,
+        "Portfolio",
+        "DUPLICATE",
+        "USHU_Full",
+    ),
+    Fault(
+        "portfolio of an unknown database",
+        lambda s: s.add_row(PF, ["X", "RM_EDM_202503_Nope", "X", "N"]),
+        PF,
+        7,
+        "Database",
+        "UNKNOWN_REFERENCE",
+        "RM_EDM_202503_Nope",
+    ),
+    Fault(
+        "portfolio without import file",
+        lambda s: s.set(PF, 4, "Import File", None),
+        PF,
+        4,
+        "Import File",
+        "REQUIRED",
+        "Import File",
+    ),
+    Fault(
+        "base portfolio flag not Y/N",
+        lambda s: s.set(PF, 4, "Base Portfolio?", "maybe"),
+        PF,
+        4,
+        "Base Portfolio?",
+        "INVALID_CHOICE",
+        "maybe",
+    ),
     # Reinsurance Treaties.
-    Fault("treaty name twice", lambda s: s.add_row(TR, ["XPR_1_95", "TN-9", *s.sheets[TR][2][2:]]), TR, 4, "Treaty Name", "DUPLICATE", "XPR_1_95"),
-    Fault("treaty number twice", lambda s: s.set(TR, 3, "Treaty Number", "TN-0-1"), TR, 3, "Treaty Number", "DUPLICATE", "TN-0-1"),
-    Fault("treaty type unknown", lambda s: s.set(TR, 2, "Type", "Stop Loss"), TR, 2, "Type", "INVALID_CHOICE", "Stop Loss"),
-    Fault("treaty limit as text", lambda s: s.set(TR, 2, "Per-Risk Limit", "3M"), TR, 2, "Per-Risk Limit", "WRONG_TYPE", "3M"),
-    Fault("treaty attachment negative", lambda s: s.set(TR, 3, "Attachment Point", -1), TR, 3, "Attachment Point", "OUT_OF_RANGE", "-1"),
-    Fault("treaty inception not a date", lambda s: s.set(TR, 2, "Inception Date", "someday"), TR, 2, "Inception Date", "WRONG_TYPE", "someday"),
-    Fault("treaty expires before inception", lambda s: s.set(TR, 2, "Expiration Date", datetime(1999, 12, 31)), TR, 2, "Expiration Date", "DATE_ORDER", "1999-12-31"),
-    Fault("treaty expires on inception", lambda s: s.set(TR, 3, "Expiration Date", datetime(2000, 1, 1)), TR, 3, "Expiration Date", "DATE_ORDER", "2000-01-01"),
-    Fault("treaty currency blank", lambda s: s.set(TR, 2, "Currency", None), TR, 2, "Currency", "REQUIRED", "Currency"),
-    Fault("treaty % covered above 100", lambda s: s.set(TR, 2, "% Covered", 120), TR, 2, "% Covered", "OUT_OF_RANGE", "120"),
-    Fault("treaty % place above 100", lambda s: s.set(TR, 2, "% Place", 100.5), TR, 2, "% Place", "OUT_OF_RANGE", "100.5"),
-    Fault("treaty % share below 0", lambda s: s.set(TR, 3, "% Share", -1), TR, 3, "% Share", "OUT_OF_RANGE", "-1"),
-    Fault("treaty % retention above 100", lambda s: s.set(TR, 3, "% Retention", 101), TR, 3, "% Retention", "OUT_OF_RANGE", "101"),
-    Fault("treaty reinstatements not whole", lambda s: s.set(TR, 2, "Reinstatements", 1.5), TR, 2, "Reinstatements", "WRONG_TYPE", "1.5"),
-    Fault("treaty premium as a boolean", lambda s: s.set(TR, 2, "Premium", True), TR, 2, "Premium", "WRONG_TYPE", "TRUE"),
+    Fault(
+        "treaty name twice",
+        lambda s: s.add_row(TR, ["XPR_1_95", "TN-9", *s.sheets[TR][2][2:]]),
+        TR,
+        4,
+        "Treaty Name",
+        "DUPLICATE",
+        "XPR_1_95",
+    ),
+    Fault(
+        "treaty number twice",
+        lambda s: s.set(TR, 3, "Treaty Number", "TN-0-1"),
+        TR,
+        3,
+        "Treaty Number",
+        "DUPLICATE",
+        "TN-0-1",
+    ),
+    Fault(
+        "treaty type unknown",
+        lambda s: s.set(TR, 2, "Type", "Stop Loss"),
+        TR,
+        2,
+        "Type",
+        "INVALID_CHOICE",
+        "Stop Loss",
+    ),
+    Fault(
+        "treaty limit as text",
+        lambda s: s.set(TR, 2, "Per-Risk Limit", "3M"),
+        TR,
+        2,
+        "Per-Risk Limit",
+        "WRONG_TYPE",
+        "3M",
+    ),
+    Fault(
+        "treaty attachment negative",
+        lambda s: s.set(TR, 3, "Attachment Point", -1),
+        TR,
+        3,
+        "Attachment Point",
+        "OUT_OF_RANGE",
+        "-1",
+    ),
+    Fault(
+        "treaty inception not a date",
+        lambda s: s.set(TR, 2, "Inception Date", "someday"),
+        TR,
+        2,
+        "Inception Date",
+        "WRONG_TYPE",
+        "someday",
+    ),
+    Fault(
+        "treaty expires before inception",
+        lambda s: s.set(TR, 2, "Expiration Date", datetime(1999, 12, 31)),
+        TR,
+        2,
+        "Expiration Date",
+        "DATE_ORDER",
+        "1999-12-31",
+    ),
+    Fault(
+        "treaty expires on inception",
+        lambda s: s.set(TR, 3, "Expiration Date", datetime(2000, 1, 1)),
+        TR,
+        3,
+        "Expiration Date",
+        "DATE_ORDER",
+        "2000-01-01",
+    ),
+    Fault(
+        "treaty currency blank",
+        lambda s: s.set(TR, 2, "Currency", None),
+        TR,
+        2,
+        "Currency",
+        "REQUIRED",
+        "Currency",
+    ),
+    Fault(
+        "treaty % covered above 100",
+        lambda s: s.set(TR, 2, "% Covered", 120),
+        TR,
+        2,
+        "% Covered",
+        "OUT_OF_RANGE",
+        "120",
+    ),
+    Fault(
+        "treaty % place above 100",
+        lambda s: s.set(TR, 2, "% Place", 100.5),
+        TR,
+        2,
+        "% Place",
+        "OUT_OF_RANGE",
+        "100.5",
+    ),
+    Fault(
+        "treaty % share below 0",
+        lambda s: s.set(TR, 3, "% Share", -1),
+        TR,
+        3,
+        "% Share",
+        "OUT_OF_RANGE",
+        "-1",
+    ),
+    Fault(
+        "treaty % retention above 100",
+        lambda s: s.set(TR, 3, "% Retention", 101),
+        TR,
+        3,
+        "% Retention",
+        "OUT_OF_RANGE",
+        "101",
+    ),
+    Fault(
+        "treaty reinstatements not whole",
+        lambda s: s.set(TR, 2, "Reinstatements", 1.5),
+        TR,
+        2,
+        "Reinstatements",
+        "WRONG_TYPE",
+        "1.5",
+    ),
+    Fault(
+        "treaty premium as a boolean",
+        lambda s: s.set(TR, 2, "Premium", True),
+        TR,
+        2,
+        "Premium",
+        "WRONG_TYPE",
+        "TRUE",
+    ),
     # GeoHaz Thresholds.
-    Fault("geohaz import file unknown", lambda s: s.set(GH, 2, "Import File", "Nope"), GH, 2, "Import File", "UNKNOWN_REFERENCE", "Nope"),
-    Fault("geohaz threshold above 100", lambda s: s.set(GH, 5, "Threshold %", 150), GH, 5, "Threshold %", "OUT_OF_RANGE", "150"),
-    Fault("geohaz share as text", lambda s: s.set(GH, 3, "% of Grand Total", "high"), GH, 3, "% of Grand Total", "WRONG_TYPE", "high"),
-    Fault("geohaz level blank", lambda s: s.set(GH, 4, "Geocode Level", ""), GH, 4, "Geocode Level", "REQUIRED", "Geocode Level"),
+    Fault(
+        "geohaz import file unknown",
+        lambda s: s.set(GH, 2, "Import File", "Nope"),
+        GH,
+        2,
+        "Import File",
+        "UNKNOWN_REFERENCE",
+        "Nope",
+    ),
+    Fault(
+        "geohaz threshold above 100",
+        lambda s: s.set(GH, 5, "Threshold %", 150),
+        GH,
+        5,
+        "Threshold %",
+        "OUT_OF_RANGE",
+        "150",
+    ),
+    Fault(
+        "geohaz share as text",
+        lambda s: s.set(GH, 3, "% of Grand Total", "high"),
+        GH,
+        3,
+        "% of Grand Total",
+        "WRONG_TYPE",
+        "high",
+    ),
+    Fault(
+        "geohaz level blank",
+        lambda s: s.set(GH, 4, "Geocode Level", ""),
+        GH,
+        4,
+        "Geocode Level",
+        "REQUIRED",
+        "Geocode Level",
+    ),
     # Analysis Table.
-    Fault("analysis of an unknown database", lambda s: s.set(AT, 2, "Database", "RM_EDM_202503_Nope"), AT, 2, "Database", "UNKNOWN_REFERENCE", "RM_EDM_202503_Nope"),
-    Fault("analysis of an unknown portfolio", lambda s: s.set(AT, 2, "Portfolio", "Nope"), AT, 2, "Portfolio", "UNKNOWN_REFERENCE", "Nope"),
-    Fault("analysis portfolio in another database", lambda s: s.set(AT, 2, "Portfolio", "USEQ"), AT, 2, "Portfolio", "DATABASE_MISMATCH", "USEQ"),
-    Fault("analysis name twice", lambda s: s.add_row(AT, _analysis_row("USHU_Full_LT")), AT, 8, "Analysis Name", "DUPLICATE", "USHU_Full_LT"),
-    Fault("analysis profile not in reference data", lambda s: s.set(AT, 3, "Analysis Profile", "DLM X"), AT, 3, "Analysis Profile", "UNKNOWN_REFERENCE", "DLM X"),
-    Fault("output profile not in reference data", lambda s: s.set(AT, 4, "Output Profile", "OP X"), AT, 4, "Output Profile", "UNKNOWN_REFERENCE", "OP X"),
-    Fault("event rate not in reference data", lambda s: s.set(AT, 5, "Event Rate", "ER X"), AT, 5, "Event Rate", "UNKNOWN_REFERENCE", "ER X"),
-    Fault("analysis treaty unknown", lambda s: s.set(AT, 2, "Reinsurance Treaty 2", "T X"), AT, 2, "Reinsurance Treaty 2", "UNKNOWN_REFERENCE", "T X"),
-    Fault("analysis treaty repeated", lambda s: s.set(AT, 2, "Reinsurance Treaty 3", "XPR_1_95"), AT, 2, "Reinsurance Treaty 3", "DUPLICATE", "XPR_1_95"),
-    Fault("analysis tag 1 blank", lambda s: s.set(AT, 6, "Tag 1", None), AT, 6, "Tag 1", "REQUIRED", "Tag 1"),
-    Fault("analysis tag as a date", lambda s: s.set(AT, 6, "Tag 2", datetime(2025, 3, 1)), AT, 6, "Tag 2", "WRONG_TYPE", "2025-03-01"),
+    Fault(
+        "analysis of an unknown database",
+        lambda s: s.set(AT, 2, "Database", "RM_EDM_202503_Nope"),
+        AT,
+        2,
+        "Database",
+        "UNKNOWN_REFERENCE",
+        "RM_EDM_202503_Nope",
+    ),
+    Fault(
+        "analysis of an unknown portfolio",
+        lambda s: s.set(AT, 2, "Portfolio", "Nope"),
+        AT,
+        2,
+        "Portfolio",
+        "UNKNOWN_REFERENCE",
+        "Nope",
+    ),
+    Fault(
+        "analysis portfolio in another database",
+        lambda s: s.set(AT, 2, "Portfolio", "USEQ"),
+        AT,
+        2,
+        "Portfolio",
+        "DATABASE_MISMATCH",
+        "USEQ",
+    ),
+    Fault(
+        "analysis name twice",
+        lambda s: s.add_row(AT, _analysis_row("USHU_Full_LT")),
+        AT,
+        8,
+        "Analysis Name",
+        "DUPLICATE",
+        "USHU_Full_LT",
+    ),
+    Fault(
+        "analysis profile not in reference data",
+        lambda s: s.set(AT, 3, "Analysis Profile", "DLM X"),
+        AT,
+        3,
+        "Analysis Profile",
+        "UNKNOWN_REFERENCE",
+        "DLM X",
+    ),
+    Fault(
+        "output profile not in reference data",
+        lambda s: s.set(AT, 4, "Output Profile", "OP X"),
+        AT,
+        4,
+        "Output Profile",
+        "UNKNOWN_REFERENCE",
+        "OP X",
+    ),
+    Fault(
+        "event rate not in reference data",
+        lambda s: s.set(AT, 5, "Event Rate", "ER X"),
+        AT,
+        5,
+        "Event Rate",
+        "UNKNOWN_REFERENCE",
+        "ER X",
+    ),
+    Fault(
+        "analysis treaty unknown",
+        lambda s: s.set(AT, 2, "Reinsurance Treaty 2", "T X"),
+        AT,
+        2,
+        "Reinsurance Treaty 2",
+        "UNKNOWN_REFERENCE",
+        "T X",
+    ),
+    Fault(
+        "analysis treaty repeated",
+        lambda s: s.set(AT, 2, "Reinsurance Treaty 3", "XPR_1_95"),
+        AT,
+        2,
+        "Reinsurance Treaty 3",
+        "DUPLICATE",
+        "XPR_1_95",
+    ),
+    Fault(
+        "analysis tag 1 blank",
+        lambda s: s.set(AT, 6, "Tag 1", None),
+        AT,
+        6,
+        "Tag 1",
+        "REQUIRED",
+        "Tag 1",
+    ),
+    Fault(
+        "analysis tag as a date",
+        lambda s: s.set(AT, 6, "Tag 2", datetime(2025, 3, 1)),
+        AT,
+        6,
+        "Tag 2",
+        "WRONG_TYPE",
+        "2025-03-01",
+    ),
     # Groupings.
-    Fault("group name twice", lambda s: s.add_row(GR, ["202503_USHU_LT_Group", "USHU_Full_NT"]), GR, 7, "Group_Name", "DUPLICATE", "202503_USHU_LT_Group"),
-    Fault("group named like an analysis", lambda s: s.add_row(GR, ["USHU_Full_NT", "USHU_Full_LT"]), GR, 7, "Group_Name", "DUPLICATE", "USHU_Full_NT"),
-    Fault("group item unknown", lambda s: s.set(GR, 2, "Item2", "Nope"), GR, 2, "Item2", "UNKNOWN_REFERENCE", "Nope"),
-    Fault("group item is a later group", lambda s: s.set(GR, 2, "Item4", "202503_All_Group"), GR, 2, "Item4", "FORWARD_GROUP_REFERENCE", "202503_All_Group"),
-    Fault("group item is the group itself", lambda s: s.set(GR, 3, "Item3", "202503_USEQ_Group"), GR, 3, "Item3", "FORWARD_GROUP_REFERENCE", "202503_USEQ_Group"),
-    Fault("group item is an empty group", lambda s: s.set(GR, 6, "Item4", "202503_Empty_Group"), GR, 6, "Item4", "EMPTY_GROUP_REFERENCE", "202503_Empty_Group"),
-    Fault("group item repeated", lambda s: s.set(GR, 2, "Item50", "USHU_Full_LT"), GR, 2, "Item50", "DUPLICATE", "USHU_Full_LT"),
+    Fault(
+        "group name twice",
+        lambda s: s.add_row(GR, ["202503_USHU_LT_Group", "USHU_Full_NT"]),
+        GR,
+        7,
+        "Group_Name",
+        "DUPLICATE",
+        "202503_USHU_LT_Group",
+    ),
+    Fault(
+        "group named like an analysis",
+        lambda s: s.add_row(GR, ["USHU_Full_NT", "USHU_Full_LT"]),
+        GR,
+        7,
+        "Group_Name",
+        "DUPLICATE",
+        "USHU_Full_NT",
+    ),
+    Fault(
+        "group item unknown",
+        lambda s: s.set(GR, 2, "Item2", "Nope"),
+        GR,
+        2,
+        "Item2",
+        "UNKNOWN_REFERENCE",
+        "Nope",
+    ),
+    Fault(
+        "group item is a later group",
+        lambda s: s.set(GR, 2, "Item4", "202503_All_Group"),
+        GR,
+        2,
+        "Item4",
+        "FORWARD_GROUP_REFERENCE",
+        "202503_All_Group",
+    ),
+    Fault(
+        "group item is the group itself",
+        lambda s: s.set(GR, 3, "Item3", "202503_USEQ_Group"),
+        GR,
+        3,
+        "Item3",
+        "FORWARD_GROUP_REFERENCE",
+        "202503_USEQ_Group",
+    ),
+    Fault(
+        "group item is an empty group",
+        lambda s: s.set(GR, 6, "Item4", "202503_Empty_Group"),
+        GR,
+        6,
+        "Item4",
+        "EMPTY_GROUP_REFERENCE",
+        "202503_Empty_Group",
+    ),
+    Fault(
+        "group item repeated",
+        lambda s: s.set(GR, 2, "Item50", "USHU_Full_LT"),
+        GR,
+        2,
+        "Item50",
+        "DUPLICATE",
+        "USHU_Full_LT",
+    ),
     # Products and Perils.
-    Fault("product of an unknown analysis", lambda s: s.set(PP, 2, "Analysis Name", "Nope"), PP, 2, "Analysis Name", "UNKNOWN_REFERENCE", "Nope"),
-    Fault("peril and product group pair twice", lambda s: s.set(PP, 3, "Product Group", "Other"), PP, 3, "Product Group", "DUPLICATE", "Other"),
+    Fault(
+        "product of an unknown analysis",
+        lambda s: s.set(PP, 2, "Analysis Name", "Nope"),
+        PP,
+        2,
+        "Analysis Name",
+        "UNKNOWN_REFERENCE",
+        "Nope",
+    ),
+    Fault(
+        "peril and product group pair twice",
+        lambda s: s.set(PP, 3, "Product Group", "Other"),
+        PP,
+        3,
+        "Product Group",
+        "DUPLICATE",
+        "Other",
+    ),
     # Moody's Reference Data.
-    Fault("reference data cell holds an Excel error", lambda s: s.set(RD, 6, "Model Profiles", "#N/A"), RD, 6, "Model Profiles", "CELL_ERROR", "#N/A"),
+    Fault(
+        "reference data cell holds an Excel error",
+        lambda s: s.set(RD, 6, "Model Profiles", "#N/A"),
+        RD,
+        6,
+        "Model Profiles",
+        "CELL_ERROR",
+        "#N/A",
+    ),
     # ExposureGroup <-> Portname.
-    Fault("exposure group twice", lambda s: s.set(EG, 3, "ExposureGroup", "USHU_Hurricane_Full"), EG, 3, "ExposureGroup", "DUPLICATE", "USHU_Hurricane_Full"),
-    Fault("portname twice", lambda s: s.set(EG, 3, "Portname", "USHU"), EG, 3, "Portname", "DUPLICATE", "USHU"),
-    Fault("portname blank", lambda s: s.set(EG, 2, "Portname", None), EG, 2, "Portname", "REQUIRED", "Portname"),
+    Fault(
+        "exposure group twice",
+        lambda s: s.set(EG, 3, "ExposureGroup", "USHU_Hurricane_Full"),
+        EG,
+        3,
+        "ExposureGroup",
+        "DUPLICATE",
+        "USHU_Hurricane_Full",
+    ),
+    Fault(
+        "portname twice",
+        lambda s: s.set(EG, 3, "Portname", "USHU"),
+        EG,
+        3,
+        "Portname",
+        "DUPLICATE",
+        "USHU",
+    ),
+    Fault(
+        "portname blank",
+        lambda s: s.set(EG, 2, "Portname", None),
+        EG,
+        2,
+        "Portname",
+        "REQUIRED",
+        "Portname",
+    ),
 ]
 
 
@@ -261,7 +781,9 @@ def test_all_errors_are_collected_at_once_in_sheet_then_row_order(write):
     spec.set("ExposureGroup <-> Portname", 3, "Portname", "USHU")
     spec.set("Groupings", 2, "Item2", "Nope")
     spec.set("Analysis Table", 3, "Event Rate", "ER X").set("Analysis Table", 3, "Tag 1", None)
-    spec.set("Reinsurance Treaties", 2, "% Covered", 120).set("Reinsurance Treaties", 2, "Type", "Stop Loss")
+    spec.set("Reinsurance Treaties", 2, "% Covered", 120).set(
+        "Reinsurance Treaties", 2, "Type", "Stop Loss"
+    )
     spec.set("Portfolios", 4, "Base Portfolio?", "maybe")
     spec.set("Databases", 2, "Store in Data Bridge?", "X")
     spec.set_metadata("DLM Model Version", "x").delete_metadata("Cycle Type")
@@ -283,7 +805,11 @@ def test_all_errors_are_collected_at_once_in_sheet_then_row_order(write):
 
 
 def test_load_raises_workbook_invalid_carrying_every_issue(write):
-    spec = valid_workbook().set("Databases", 2, "Store in Data Bridge?", "X").set("Portfolios", 4, "Import File", None)
+    spec = (
+        valid_workbook()
+        .set("Databases", 2, "Store in Data Bridge?", "X")
+        .set("Portfolios", 4, "Import File", None)
+    )
     path = write(spec)
 
     with pytest.raises(WorkbookInvalid) as raised:
@@ -296,9 +822,14 @@ def test_load_raises_workbook_invalid_carrying_every_issue(write):
 
 
 def test_issue_text_reads_sheet_row_column_code_and_message():
-    issue = WorkbookIssue(sheet="Portfolios", row=5, column="Database", code="UNKNOWN_REFERENCE", message="m")
+    issue = WorkbookIssue(
+        sheet="Portfolios", row=5, column="Database", code="UNKNOWN_REFERENCE", message="m"
+    )
     assert str(issue) == "Portfolios!5 Database: [UNKNOWN_REFERENCE] m"
-    assert str(WorkbookIssue(sheet="Metadata", column="A", code="MISSING_KEY", message="m")) == "Metadata A: [MISSING_KEY] m"
+    assert (
+        str(WorkbookIssue(sheet="Metadata", column="A", code="MISSING_KEY", message="m"))
+        == "Metadata A: [MISSING_KEY] m"
+    )
     assert str(WorkbookIssue(code="FILE_NOT_FOUND", message="m")) == "[FILE_NOT_FOUND] m"
 
 
@@ -401,7 +932,11 @@ def test_rows_of_a_sheet_with_a_missing_column_are_still_checked(write):
 
 
 def test_producer_and_tags_columns_are_optional(write):
-    spec = valid_workbook().remove_column("Reinsurance Treaties", "Tags").remove_column("Reinsurance Treaties", "Producer")
+    spec = (
+        valid_workbook()
+        .remove_column("Reinsurance Treaties", "Tags")
+        .remove_column("Reinsurance Treaties", "Producer")
+    )
 
     assert validate_workbook(write(spec)).valid
 

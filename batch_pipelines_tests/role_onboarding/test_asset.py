@@ -22,7 +22,11 @@ from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.models import ModelSimulator
 from batch_pipelines.store.batch_store import BatchStore
 
-ROLE = RoleInput(partition_key="acme/claims-adjuster", role_name="Claims Adjuster", draup_role_name="Claims Handler")
+ROLE = RoleInput(
+    partition_key="acme/claims-adjuster",
+    role_name="Claims Adjuster",
+    draup_role_name="Claims Handler",
+)
 
 
 def _run(role, sim, published):
@@ -30,7 +34,11 @@ def _run(role, sim, published):
         client = model_client(sim, retry=RetryPolicy(max_retries=0))
         async with client:
             return await run_role_workflow(
-                role, client=client, model="sim-large", publish=lambda r: published.append(r) or "cr-1", run_ref="t"
+                role,
+                client=client,
+                model="sim-large",
+                publish=lambda r: published.append(r) or "cr-1",
+                run_ref="t",
             )
 
     return asyncio.run(go())
@@ -51,7 +59,9 @@ def test_the_workflow_runs_every_step_in_order_and_bills_each_model_call():
 
 def test_skipping_enhancement_workflows_makes_one_model_call():
     sim = ModelSimulator()
-    role = RoleInput(partition_key="acme/actuary", role_name="Actuary", skip_enhancement_workflows=True)
+    role = RoleInput(
+        partition_key="acme/actuary", role_name="Actuary", skip_enhancement_workflows=True
+    )
     result = _run(role, sim, [])
     assert "enhancement_workflows" not in result.steps and sim.stats()["billed_calls"] == 1
 
@@ -80,7 +90,8 @@ def _materialize(tmp_path, instance, partition, config, settings=None):
         resources={
             "batch_store": BatchStoreResource(database_url=f"sqlite:///{tmp_path / 'store.db'}"),
             "models": ModelsResource(),
-            "role_onboarding_settings": settings or RoleOnboardingSettings(dashboard_base_url="https://app.example"),
+            "role_onboarding_settings": settings
+            or RoleOnboardingSettings(dashboard_base_url="https://app.example"),
         },
         raise_on_error=False,
     )
@@ -98,7 +109,9 @@ def test_materializing_a_role_publishes_its_dashboard_and_reports_steps_and_cost
         meta = _metadata(result)
     assert meta["dashboard_url"] == "https://app.example/dashboard/roles/cr-1"
     assert meta["steps"][-1] == "publish_dashboard" and meta["cost"] > 0
-    assert RoleOnboardingStore(BatchStore(f"sqlite:///{tmp_path / 'store.db'}")).get_dashboard("acme/actuary")
+    assert RoleOnboardingStore(BatchStore(f"sqlite:///{tmp_path / 'store.db'}")).get_dashboard(
+        "acme/actuary"
+    )
 
 
 def test_a_ready_role_is_not_redone_unless_force_rerun(tmp_path):
@@ -107,17 +120,24 @@ def test_a_ready_role_is_not_redone_unless_force_rerun(tmp_path):
         again = _metadata(_materialize(tmp_path, instance, "acme/actuary", {}))
         forced = _metadata(_materialize(tmp_path, instance, "acme/actuary", {"force_rerun": True}))
     assert again["already_ready"] is True and again["steps"] == [] and again["cost"] == 0
-    assert forced["steps"][-1] == "publish_dashboard" and forced["dashboard_url"] == again["dashboard_url"]
+    assert (
+        forced["steps"][-1] == "publish_dashboard"
+        and forced["dashboard_url"] == again["dashboard_url"]
+    )
 
 
 def test_an_injected_assessment_failure_is_retried_then_fails_the_run_naming_the_step(tmp_path):
     settings = RoleOnboardingSettings(simulated_assessment_failures="actuary")
     with dg.instance_for_test() as instance:
-        result = _materialize(tmp_path, instance, "acme/actuary", {"role_name": "Actuary", "attempt": 1}, settings)
+        result = _materialize(
+            tmp_path, instance, "acme/actuary", {"role_name": "Actuary", "attempt": 1}, settings
+        )
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         restarts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
-        second = _materialize(tmp_path, instance, "acme/actuary", {"role_name": "Actuary", "attempt": 2}, settings)
+        second = _materialize(
+            tmp_path, instance, "acme/actuary", {"role_name": "Actuary", "attempt": 2}, settings
+        )
     user_failure = failure.step_failure_data.user_failure_data
     assert user_failure.description.startswith("acme/actuary failed at ai_assessment: ")
     assert user_failure.metadata["step"].value == "ai_assessment"

@@ -26,8 +26,19 @@ def _invoke(env, *args, **kwargs):
 
 
 def test_submit_with_role_options_answers_like_the_seed_and_reports_skipped_roles(env):
-    result = _invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--role", "Underwriter=Insurance Underwriter",
-                     "--role", "!!!", "--json")
+    result = _invoke(
+        env,
+        "submit",
+        "--company",
+        "acme",
+        "--role",
+        "Actuary",
+        "--role",
+        "Underwriter=Insurance Underwriter",
+        "--role",
+        "!!!",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     response = json.loads(result.output)
     assert response["status"] == "queued" and response["total_roles"] == 2
@@ -40,7 +51,10 @@ def test_submit_with_role_options_answers_like_the_seed_and_reports_skipped_role
 def test_submit_reads_the_seeds_request_body_from_a_file(env, tmp_path):
     body = {
         "company_id": "liberty-mutual",
-        "roles": [{"role_name": "Claims Adjuster", "draup_role_name": "Claims Handler"}, {"role_name": "Risk Analyst"}],
+        "roles": [
+            {"role_name": "Claims Adjuster", "draup_role_name": "Claims Handler"},
+            {"role_name": "Risk Analyst"},
+        ],
         "options": {"skip_enhancement_workflows": True, "force_rerun": False},
         "created_by": "admin@company.com",
     }
@@ -68,7 +82,9 @@ def test_a_broken_file_is_an_error_naming_the_file_and_line(tmp_path):
 
 def test_submission_is_refused_when_the_feature_flag_is_off(env, monkeypatch):
     monkeypatch.setenv("ROLE_ONBOARDING_BATCH_SUBMISSION_ENABLED", "false")
-    result = CliRunner().invoke(roles, ["submit", "--company", "acme", "--role", "Actuary"], obj=env)
+    result = CliRunner().invoke(
+        roles, ["submit", "--company", "acme", "--role", "Actuary"], obj=env
+    )
     assert result.exit_code == 1
     assert "disabled by its feature flag" in result.output
 
@@ -76,24 +92,35 @@ def test_submission_is_refused_when_the_feature_flag_is_off(env, monkeypatch):
 def test_submit_takes_the_ttl_and_role_estimate_from_the_same_settings_as_the_ui(env, monkeypatch):
     monkeypatch.setenv("ROLE_ONBOARDING_BATCH_TTL_SECONDS", "3600")
     before = datetime.now(UTC)
-    response = json.loads(_invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output)
+    response = json.loads(
+        _invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output
+    )
     batch = env["store"].get_batch(response["batch_id"])
     assert timedelta(minutes=59) < batch.expires_at - before <= timedelta(hours=1, seconds=5)
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("soon", "ROLE_ONBOARDING_BATCH_TTL_SECONDS\" cannot be coerced into an int"), ("-5", "must be a positive number")],
+    [
+        ("soon", 'ROLE_ONBOARDING_BATCH_TTL_SECONDS" cannot be coerced into an int'),
+        ("-5", "must be a positive number"),
+    ],
 )
-def test_a_bad_ttl_variable_is_refused_naming_it_and_nothing_is_stored(env, monkeypatch, value, message):
+def test_a_bad_ttl_variable_is_refused_naming_it_and_nothing_is_stored(
+    env, monkeypatch, value, message
+):
     monkeypatch.setenv("ROLE_ONBOARDING_BATCH_TTL_SECONDS", value)
-    result = CliRunner().invoke(roles, ["submit", "--company", "acme", "--role", "Actuary"], obj=env)
+    result = CliRunner().invoke(
+        roles, ["submit", "--company", "acme", "--role", "Actuary"], obj=env
+    )
     assert result.exit_code == 1
     assert message in result.output and "[BP-" in result.output
     assert env["store"].list_batches(company_id="acme") == []
 
 
-def test_a_refused_submission_leaves_no_dead_instance_behind_for_a_later_definitions_load(tmp_path, monkeypatch):
+def test_a_refused_submission_leaves_no_dead_instance_behind_for_a_later_definitions_load(
+    tmp_path, monkeypatch
+):
     """The CLI resolves its settings while the instance is open. Dagster's plain
     ``process_config_and_initialize`` opens a throwaway instance it never closes; when that
     was garbage-collected it put the closed instance back as the current one, and the next
@@ -103,8 +130,11 @@ def test_a_refused_submission_leaves_no_dead_instance_behind_for_a_later_definit
     monkeypatch.setenv("ROLE_ONBOARDING_BATCH_SUBMISSION_ENABLED", "false")
     store = RoleOnboardingStore(BatchStore(f"sqlite:///{tmp_path / 'store.db'}"))
     with dg.instance_for_test() as instance:
-        result = CliRunner().invoke(roles, ["submit", "--company", "acme", "--role", "Actuary"],
-                                    obj={"store": store, "instance": instance})
+        result = CliRunner().invoke(
+            roles,
+            ["submit", "--company", "acme", "--role", "Actuary"],
+            obj={"store": store, "instance": instance},
+        )
         assert result.exit_code == 1
     del result  # its traceback keeps the throwaway instance alive
     gc.collect()  # collecting it put the closed instance back as the current one
@@ -112,13 +142,18 @@ def test_a_refused_submission_leaves_no_dead_instance_behind_for_a_later_definit
 
 
 def test_status_prints_the_table_and_json_and_an_expired_batch_says_it_expired(env):
-    submitted = json.loads(_invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output)
+    submitted = json.loads(
+        _invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output
+    )
     batch_id = submitted["batch_id"]
     table = _invoke(env, "status", batch_id)
     assert table.exit_code == 0
     assert "state pending: total 1, queued 1" in table.output and "Actuary" in table.output
     as_json = json.loads(_invoke(env, "status", batch_id, "--json").output)
-    assert as_json["state"] == "pending" and as_json["roles"][0]["workflow_id"] == submitted["workflow_ids"][0]
+    assert (
+        as_json["state"] == "pending"
+        and as_json["roles"][0]["workflow_id"] == submitted["workflow_ids"][0]
+    )
     listing = _invoke(env, "list", "--company", "acme")
     assert batch_id in listing.output
 
@@ -130,7 +165,9 @@ def test_status_prints_the_table_and_json_and_an_expired_batch_says_it_expired(e
 
 
 def test_retry_of_a_batch_without_failures_retries_nothing(env):
-    batch_id = json.loads(_invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output)["batch_id"]
+    batch_id = json.loads(
+        _invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output
+    )["batch_id"]
     result = _invoke(env, "retry", batch_id)
     assert result.exit_code == 0 and "No failed role to retry" in result.output
 
@@ -144,7 +181,9 @@ def test_status_watch_redraws_until_the_batch_settles(env, monkeypatch, tmp_path
     from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
     from batch_pipelines.role_onboarding.service import run_request
 
-    batch_id = json.loads(_invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output)["batch_id"]
+    batch_id = json.loads(
+        _invoke(env, "submit", "--company", "acme", "--role", "Actuary", "--json").output
+    )["batch_id"]
     store, instance = env["store"], env["instance"]
 
     def run_the_roles(_seconds):
@@ -152,10 +191,16 @@ def test_status_watch_redraws_until_the_batch_settles(env, monkeypatch, tmp_path
             request = run_request(wf)
             instance.add_dynamic_partitions("role", [wf.partition_key])
             dg.materialize(
-                [role_onboarding], partition_key=wf.partition_key, run_config=request.run_config,
-                tags=request.tags, instance=instance,
-                resources={"batch_store": BatchStoreResource(database_url=str(store.engine.url)),
-                           "models": ModelsResource(), "role_onboarding_settings": RoleOnboardingSettings()},
+                [role_onboarding],
+                partition_key=wf.partition_key,
+                run_config=request.run_config,
+                tags=request.tags,
+                instance=instance,
+                resources={
+                    "batch_store": BatchStoreResource(database_url=str(store.engine.url)),
+                    "models": ModelsResource(),
+                    "role_onboarding_settings": RoleOnboardingSettings(),
+                },
             )
 
     monkeypatch.setattr("batch_pipelines.role_onboarding.cli.pause", run_the_roles)

@@ -41,12 +41,15 @@ def folder(tmp_path):
 
 def _tick(folder, cursor=None):
     context = dg.build_sensor_context(
-        cursor=cursor, resources={"role_onboarding_settings": RoleOnboardingSettings(drop_folder=str(folder))}
+        cursor=cursor,
+        resources={"role_onboarding_settings": RoleOnboardingSettings(drop_folder=str(folder))},
     )
     return role_submissions_drop_sensor(context)
 
 
-def test_a_dropped_push_batch_body_launches_the_submit_job_once_keyed_by_file_name_mtime_and_size(folder):
+def test_a_dropped_push_batch_body_launches_the_submit_job_once_keyed_by_file_name_mtime_and_size(
+    folder,
+):
     path = folder / "liberty.json"
     path.write_text(json.dumps(SEED_BODY))
     stat = path.stat()
@@ -57,7 +60,10 @@ def test_a_dropped_push_batch_body_launches_the_submit_job_once_keyed_by_file_na
     config = request.run_config["ops"]["store_role_batch"]["config"]
     assert config["company_id"] == "liberty-mutual" and config["created_by"] == "admin@company.com"
     assert config["force_rerun"] is True and config["skip_enhancement_workflows"] is False
-    assert config["roles"][1] == {"role_name": "Underwriter", "draup_role_id": "Insurance Underwriter"}
+    assert config["roles"][1] == {
+        "role_name": "Underwriter",
+        "draup_role_id": "Insurance Underwriter",
+    }
     assert isinstance(_tick(folder, first.cursor), dg.SkipReason)
 
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
@@ -65,9 +71,16 @@ def test_a_dropped_push_batch_body_launches_the_submit_job_once_keyed_by_file_na
     assert again.run_key != request.run_key and again.run_key.startswith("liberty.json:")
 
 
-def test_the_launched_run_config_submits_the_batch_and_skips_a_role_without_a_name(folder, tmp_path):
+def test_the_launched_run_config_submits_the_batch_and_skips_a_role_without_a_name(
+    folder, tmp_path
+):
     (folder / "acme.json").write_text(
-        json.dumps({"company_id": "acme", "roles": [{"role_name": "Actuary"}, {"draup_role_name": "Ghost"}]})
+        json.dumps(
+            {
+                "company_id": "acme",
+                "roles": [{"role_name": "Actuary"}, {"draup_role_name": "Ghost"}],
+            }
+        )
     )
     (request,) = _tick(folder).run_requests
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -82,9 +95,13 @@ def test_the_launched_run_config_submits_the_batch_and_skips_a_role_without_a_na
             },
             instance=instance,
         )
-    batch = RoleOnboardingStore(BatchStore(store_url)).get_batch(result.output_for_node("store_role_batch"))
+    batch = RoleOnboardingStore(BatchStore(store_url)).get_batch(
+        result.output_for_node("store_role_batch")
+    )
     assert [w.partition_key for w in batch.workflows] == ["acme/actuary"]
-    assert batch.invalid_roles == [{"index": 1, "role_name": None, "field": "role_name", "reason": "is required"}]
+    assert batch.invalid_roles == [
+        {"index": 1, "role_name": None, "field": "role_name", "reason": "is required"}
+    ]
 
 
 def test_a_broken_file_fails_the_tick_naming_the_file_until_it_is_fixed(folder):
@@ -97,12 +114,18 @@ def test_a_broken_file_fails_the_tick_naming_the_file_until_it_is_fixed(folder):
     assert request.tags[SUBMISSION_FILE_TAG] == "broken.json"
 
 
-def test_an_invalid_file_does_not_hold_up_a_valid_one_and_fails_the_next_tick_naming_its_field(folder):
+def test_an_invalid_file_does_not_hold_up_a_valid_one_and_fails_the_next_tick_naming_its_field(
+    folder,
+):
     (folder / "good.json").write_text(json.dumps(SEED_BODY))
-    (folder / "bad.json").write_text(json.dumps({"company_id": "acme", "roles": [{"role_name": "A"}, {"role_name": 7}]}))
+    (folder / "bad.json").write_text(
+        json.dumps({"company_id": "acme", "roles": [{"role_name": "A"}, {"role_name": 7}]})
+    )
     first = _tick(folder)
     assert [r.tags[SUBMISSION_FILE_TAG] for r in first.run_requests] == ["good.json"]
-    with pytest.raises(ConfigurationError, match=r"bad.json: roles\[1\].role_name: must be a string"):
+    with pytest.raises(
+        ConfigurationError, match=r"bad.json: roles\[1\].role_name: must be a string"
+    ):
         _tick(folder, first.cursor)
     (folder / "bad.json").unlink()
     assert isinstance(_tick(folder, first.cursor), dg.SkipReason)
@@ -115,8 +138,14 @@ def test_an_invalid_file_does_not_hold_up_a_valid_one_and_fails_the_next_tick_na
         ({"company_id": "acme", "roles": [], "priority": 1}, "priority: unknown field"),
         ({"roles": []}, "company_id: required"),
         ({"company_id": "acme", "roles": "Actuary"}, "roles: must be a list"),
-        ({"company_id": "acme", "roles": [{"role_name": "A", "level": "x"}]}, r"roles\[0\].level: unknown field"),
-        ({"company_id": "acme", "roles": [], "options": {"force_rerun": "yes"}}, "options.force_rerun: must be true"),
+        (
+            {"company_id": "acme", "roles": [{"role_name": "A", "level": "x"}]},
+            r"roles\[0\].level: unknown field",
+        ),
+        (
+            {"company_id": "acme", "roles": [], "options": {"force_rerun": "yes"}},
+            "options.force_rerun: must be true",
+        ),
         ({"company_id": "acme", "roles": [], "created_by": 3}, "created_by: must be a string"),
     ],
 )
@@ -125,8 +154,13 @@ def test_a_body_the_submit_jobs_config_cannot_carry_is_refused_naming_its_field(
         submission_run_config(body)
 
 
-def test_a_missing_drop_folder_skips_and_its_location_comes_from_the_environment(tmp_path, monkeypatch):
+def test_a_missing_drop_folder_skips_and_its_location_comes_from_the_environment(
+    tmp_path, monkeypatch
+):
     assert isinstance(_tick(tmp_path / "absent"), dg.SkipReason)
-    assert RoleOnboardingSettings().drop_folder.replace(os.sep, "/") == ".data/role_onboarding/incoming"
+    assert (
+        RoleOnboardingSettings().drop_folder.replace(os.sep, "/")
+        == ".data/role_onboarding/incoming"
+    )
     monkeypatch.setenv("ROLE_ONBOARDING_DROP_FOLDER", str(tmp_path))
     assert isinstance(default_settings().drop_folder, dg.EnvVar)

@@ -33,7 +33,9 @@ def _submit(store, names=("Actuary", "Underwriter"), *, skip=False):
     submission = validate_submission(
         "acme", [{"role_name": n} for n in names], options={"skip_enhancement_workflows": skip}
     )
-    return submit_batch(store, submission, enabled=True, ttl=HOUR, role_seconds=900, concurrency=5).batch
+    return submit_batch(
+        store, submission, enabled=True, ttl=HOUR, role_seconds=900, concurrency=5
+    ).batch
 
 
 def _launch(instance, store_url):
@@ -72,14 +74,19 @@ def test_each_role_run_records_its_run_id_on_the_batch_and_the_status_and_cli_sh
         stored = {w.partition_key: w.run_id for w in store.get_batch(batch.batch_id).workflows}
         status = batch_status(instance, store, batch.batch_id).to_dict()
         shown = CliRunner().invoke(
-            roles, ["status", batch.batch_id, "--json"], obj={"store": store, "instance": instance}, catch_exceptions=False
+            roles,
+            ["status", batch.batch_id, "--json"],
+            obj={"store": store, "instance": instance},
+            catch_exceptions=False,
         )
     assert stored == runs and len(set(runs.values())) == 2
     assert {r["partition_key"]: r["run_id"] for r in status["roles"]} == runs
     assert {r["partition_key"]: r["run_id"] for r in json.loads(shown.output)["roles"]} == runs
 
 
-def test_role_costs_reach_the_ledger_under_the_batchs_shared_batch_and_a_repeated_attempt_bills_once(tmp_path):
+def test_role_costs_reach_the_ledger_under_the_batchs_shared_batch_and_a_repeated_attempt_bills_once(
+    tmp_path,
+):
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     ledger = BatchStore(store_url)
     store = RoleOnboardingStore(ledger)
@@ -87,7 +94,11 @@ def test_role_costs_reach_the_ledger_under_the_batchs_shared_batch_and_a_repeate
     shared = store.ledger_batch_id(batch.batch_id)
     assert shared is not None
     record = ledger.get_batch(shared)
-    assert (record.family, record.batch_type, record.partition_key) == (LEDGER_FAMILY, LEDGER_BATCH_TYPE, batch.batch_id)
+    assert (record.family, record.batch_type, record.partition_key) == (
+        LEDGER_FAMILY,
+        LEDGER_BATCH_TYPE,
+        batch.batch_id,
+    )
     with dg.instance_for_test() as instance:
         (request,) = _launch(instance, store_url)
         instance.add_dynamic_partitions("role", [request.partition_key])
@@ -98,7 +109,10 @@ def test_role_costs_reach_the_ledger_under_the_batchs_shared_batch_and_a_repeate
         again = _execute(instance, store_url, request, forced)
     assert first.success and again.success
     entries = ledger.list_cost_entries(shared)
-    assert len(entries) == 3 and {e.phase for e in entries} == {"ai_assessment", "enhancement_workflows"}
+    assert len(entries) == 3 and {e.phase for e in entries} == {
+        "ai_assessment",
+        "enhancement_workflows",
+    }
     workflow = batch.workflows[0].workflow_id
     assert all(e.call_key.startswith(f"role_onboarding:{workflow}:") for e in entries)
     (mat,) = first.asset_materializations_for_node("role_onboarding")
@@ -119,7 +133,9 @@ class _PartialUsageClient:
 def test_incomplete_usage_is_completed_by_an_estimate_and_flagged_in_the_ledger(tmp_path):
     ledger = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
     recorded = []
-    role = RoleInput(partition_key="acme/actuary", role_name="Actuary", skip_enhancement_workflows=True)
+    role = RoleInput(
+        partition_key="acme/actuary", role_name="Actuary", skip_enhancement_workflows=True
+    )
 
     def run():
         return asyncio.run(
@@ -130,7 +146,11 @@ def test_incomplete_usage_is_completed_by_an_estimate_and_flagged_in_the_ledger(
         )  # fmt: skip
 
     (entry,) = run().costs
-    assert entry.usage.prompt_tokens == 40 and entry.usage.completion_tokens > 0 and entry.usage.estimated
+    assert (
+        entry.usage.prompt_tokens == 40
+        and entry.usage.completion_tokens > 0
+        and entry.usage.estimated
+    )
     run()  # the same attempt again: its call key is in the ledger already
     assert recorded == [1, 0]
 
@@ -140,6 +160,8 @@ def test_usage_keeps_what_the_model_reported_and_estimates_only_what_is_missing(
     prompt, answer = "x" * 400, "y" * 40
     assert usage_from({"prompt_tokens": 7, "completion_tokens": 3}, prompt, answer) == Usage(7, 3)
     assert usage_from({"prompt_tokens": 7}, prompt, answer) == Usage(7, 10, estimated=True)
-    assert usage_from({"prompt_tokens": "7", "completion_tokens": 3}, prompt, answer) == Usage(100, 3, estimated=True)
+    assert usage_from({"prompt_tokens": "7", "completion_tokens": 3}, prompt, answer) == Usage(
+        100, 3, estimated=True
+    )
     assert usage_from(None, prompt, answer) == Usage(100, 10, estimated=True)
     assert usage_from({}, prompt, answer) == Usage(100, 10, estimated=True)

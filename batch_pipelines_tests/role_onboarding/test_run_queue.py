@@ -61,7 +61,9 @@ def test_the_demo_submits_twenty_roles_and_reports_its_one_invalid_role():
         (["pending", "in_progress", "partial"], False),  # the retry did not complete it
     ],
 )
-def test_the_demo_accepts_only_pending_then_in_progress_then_partial_then_completed(states, expected):
+def test_the_demo_accepts_only_pending_then_in_progress_then_partial_then_completed(
+    states, expected
+):
     from batch_pipelines.role_onboarding.demo import states_went_as_expected
 
     assert states_went_as_expected(states) is expected

@@ -74,7 +74,9 @@ def _submit_job(instance, store_url, **settings):
 
 def _sensor(instance, store_url, cursor=None):
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"batch_store": BatchStoreResource(database_url=store_url)}
+        instance=instance,
+        cursor=cursor,
+        resources={"batch_store": BatchStoreResource(database_url=store_url)},
     )
     return role_batch_submissions(context)
 
@@ -91,8 +93,13 @@ def test_the_submit_job_stores_the_batch_adds_partitions_and_reports_skipped_rol
         (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
         response = output.step_output_data.metadata["response"].value
     assert response["status"] == "queued" and response["total_roles"] == 3
-    assert response["invalid_roles"] == [{"index": 3, "role_name": None, "field": "role_name", "reason": "is required"}]
-    assert response["message"] == "Batch submitted: 3 roles queued for processing; 1 invalid role skipped"
+    assert response["invalid_roles"] == [
+        {"index": 3, "role_name": None, "field": "role_name", "reason": "is required"}
+    ]
+    assert (
+        response["message"]
+        == "Batch submitted: 3 roles queued for processing; 1 invalid role skipped"
+    )
 
 
 def test_the_feature_flag_refuses_submissions_and_stores_nothing(store_url):
@@ -100,7 +107,10 @@ def test_the_feature_flag_refuses_submissions_and_stores_nothing(store_url):
         result = _submit_job(instance, store_url, batch_submission_enabled="false")
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-        assert "disabled by its feature flag" in failure.step_failure_data.user_failure_data.description
+        assert (
+            "disabled by its feature flag"
+            in failure.step_failure_data.user_failure_data.description
+        )
         assert RoleOnboardingStore(BatchStore(store_url)).workflows_after(0) == []
 
 
@@ -116,7 +126,9 @@ def test_the_sensor_requests_one_run_per_workflow_once_with_the_queue_and_status
         assert request.tags[BATCH_TAG] == batch_id and request.tags[ROUND_TAG] == f"{batch_id}#1"
         config = request.run_config["ops"]["role_onboarding"]["config"]
         assert config["draup_role_name"] == "Claims Handler" and config["attempt"] == 1
-        assert first.dynamic_partitions_requests[0].partition_keys == [r.partition_key for r in first.run_requests]
+        assert first.dynamic_partitions_requests[0].partition_keys == [
+            r.partition_key for r in first.run_requests
+        ]
         again = _sensor(instance, store_url, cursor=first.cursor)
         assert isinstance(again, dg.SkipReason)
 
@@ -148,7 +160,11 @@ def test_status_follows_the_runs_and_retry_failed_brings_the_batch_to_completed(
         for request in launched.run_requests:
             _execute(instance, store_url, request, **settings)
         status = batch_status(instance, store, batch_id)
-        assert (str(status.view.state), status.view.completed, status.view.failed) == ("partial", 2, 1)
+        assert (str(status.view.state), status.view.completed, status.view.failed) == (
+            "partial",
+            2,
+            1,
+        )
         failed = next(r for r in status.roles if r.status == "failed")
         assert failed.error.startswith("ai_assessment: ")
         ready = next(r for r in status.roles if r.status == "ready")
@@ -159,7 +175,9 @@ def test_status_follows_the_runs_and_retry_failed_brings_the_batch_to_completed(
             resources=_resources(store_url),
             instance=instance,
         ).output_for_node("retry_failed_role_workflows")
-        assert retried["retried_count"] == 1 and retried["retried_workflow_ids"] == [failed.workflow_id]
+        assert retried["retried_count"] == 1 and retried["retried_workflow_ids"] == [
+            failed.workflow_id
+        ]
         assert str(batch_status(instance, store, batch_id).view.state) == "in_progress"
         relaunch = _sensor(instance, store_url, cursor=launched.cursor)
         assert [r.tags[ROUND_TAG] for r in relaunch.run_requests] == [f"{batch_id}#2"]
@@ -174,34 +192,56 @@ def test_status_follows_the_runs_and_retry_failed_brings_the_batch_to_completed(
         ui = {k: v.value for k, v in output.step_output_data.metadata.items()}
     assert (ui["state"], ui["completed"], ui["progress_percent"]) == ("completed", 3, 100.0)
     assert [r.data["status"] for r in ui["roles"].records] == ["ready", "ready", "ready"]
-    assert (str(final.view.state), final.view.completed, final.view.success_rate) == ("completed", 3, 100.0)
-    assert {r.workflow_id for r in final.roles if r.status == "ready"} >= set(retried["new_workflow_ids"])
+    assert (str(final.view.state), final.view.completed, final.view.success_rate) == (
+        "completed",
+        3,
+        100.0,
+    )
+    assert {r.workflow_id for r in final.roles if r.status == "ready"} >= set(
+        retried["new_workflow_ids"]
+    )
 
 
 def test_retry_of_given_workflow_ids_leaves_roles_that_did_not_fail_untouched(store_url):
     store = RoleOnboardingStore(BatchStore(store_url))
     with dg.instance_for_test() as instance:
         submitted = submit_batch(
-            store, validate_submission("acme", [{"role_name": "Actuary"}]), enabled=True, ttl=timedelta(hours=1),
-            role_seconds=900, concurrency=5,
+            store,
+            validate_submission("acme", [{"role_name": "Actuary"}]),
+            enabled=True,
+            ttl=timedelta(hours=1),
+            role_seconds=900,
+            concurrency=5,
         )
         wf = submitted.batch.workflows[0].workflow_id
         response = retry_failed(instance, store, submitted.batch.batch_id, workflow_ids=[wf])
-    assert response["retried_count"] == 0 and response["untouched"][0]["reason"] == "Actuary is queued, only failed roles are retried"
+    assert (
+        response["retried_count"] == 0
+        and response["untouched"][0]["reason"] == "Actuary is queued, only failed roles are retried"
+    )
 
 
 def test_the_cleanup_job_deletes_expired_batches_and_runs_hourly(store_url):
     store = RoleOnboardingStore(BatchStore(store_url))
     submitted = submit_batch(
-        store, validate_submission("acme", [{"role_name": "Actuary"}]), enabled=True, ttl=timedelta(seconds=1),
-        role_seconds=900, concurrency=5, now=__import__("datetime").datetime(2020, 1, 1, tzinfo=__import__("datetime").UTC),
+        store,
+        validate_submission("acme", [{"role_name": "Actuary"}]),
+        enabled=True,
+        ttl=timedelta(seconds=1),
+        role_seconds=900,
+        concurrency=5,
+        now=__import__("datetime").datetime(2020, 1, 1, tzinfo=__import__("datetime").UTC),
     )
     with dg.instance_for_test() as instance:
-        result = cleanup_expired_role_batches.execute_in_process(resources=_resources(store_url), instance=instance)
+        result = cleanup_expired_role_batches.execute_in_process(
+            resources=_resources(store_url), instance=instance
+        )
     assert result.output_for_node("delete_expired_role_batches") == [submitted.batch.batch_id]
     with pytest.raises(BatchExpired):
         store.get_batch(submitted.batch.batch_id)
-    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 1, 1, 10, 17))
+    context = dg.build_schedule_context(
+        scheduled_execution_time=__import__("datetime").datetime(2026, 1, 1, 10, 17)
+    )
     assert role_batch_cleanup_schedule.cron_schedule == "17 * * * *"
     assert role_batch_cleanup_schedule.evaluate_tick(context).run_requests
 
@@ -222,7 +262,12 @@ def test_the_family_code_location_serves_its_jobs_sensor_schedule_and_settings()
     from batch_pipelines.role_onboarding.code_location import defs
 
     d = defs()
-    for job in ("submit_role_batch", "retry_failed_roles", "role_batch_status", "cleanup_expired_role_batches"):
+    for job in (
+        "submit_role_batch",
+        "retry_failed_roles",
+        "role_batch_status",
+        "cleanup_expired_role_batches",
+    ):
         assert d.resolve_job_def(job).name == job
     assert d.resolve_job_def("role_onboarding_job").partitions_def.name == "role"
     assert d.resolve_sensor_def("role_batch_submissions")
@@ -236,11 +281,16 @@ def test_the_feature_flag_is_read_from_its_environment_variable_at_run_time(stor
 
     monkeypatch.setenv("ROLE_ONBOARDING_BATCH_SUBMISSION_ENABLED", "false")
     settings = default_settings()
-    assert "false" not in repr(settings.batch_submission_enabled)  # an EnvVar reference, not its value
+    assert "false" not in repr(
+        settings.batch_submission_enabled
+    )  # an EnvVar reference, not its value
     with dg.instance_for_test() as instance:
         result = submit_role_batch.execute_in_process(
             run_config={"ops": {"store_role_batch": {"config": SUBMISSION}}},
-            resources={"batch_store": BatchStoreResource(database_url=store_url), "role_onboarding_settings": settings},
+            resources={
+                "batch_store": BatchStoreResource(database_url=store_url),
+                "role_onboarding_settings": settings,
+            },
             instance=instance,
             raise_on_error=False,
         )

@@ -23,22 +23,52 @@ T0 = datetime(2026, 1, 15, 10, 30, tzinfo=UTC)
 
 def _batch(n: int, retried: dict[int, int] | None = None) -> RoleBatchRecord:
     workflows = [
-        WorkflowRecord(f"wf-{i}-1", "batch-abc123def456", i, 1, f"acme/role-{i}", f"Role {i}", None, {}, id=i + 1)
+        WorkflowRecord(
+            f"wf-{i}-1",
+            "batch-abc123def456",
+            i,
+            1,
+            f"acme/role-{i}",
+            f"Role {i}",
+            None,
+            {},
+            id=i + 1,
+        )
         for i in range(n)
     ]
     for i, round_number in (retried or {}).items():
         workflows.append(
             WorkflowRecord(
-                f"wf-{i}-{round_number}", "batch-abc123def456", i, round_number, f"acme/role-{i}", f"Role {i}", None,
-                {}, retry_of=f"wf-{i}-1", id=100 + i,
+                f"wf-{i}-{round_number}",
+                "batch-abc123def456",
+                i,
+                round_number,
+                f"acme/role-{i}",
+                f"Role {i}",
+                None,
+                {},
+                retry_of=f"wf-{i}-1",
+                id=100 + i,
             )
         )
-    return RoleBatchRecord("batch-abc123def456", "acme", "me@acme.com", {}, [], 1, T0, T0 + timedelta(days=1), workflows)
+    return RoleBatchRecord(
+        "batch-abc123def456",
+        "acme",
+        "me@acme.com",
+        {},
+        [],
+        1,
+        T0,
+        T0 + timedelta(days=1),
+        workflows,
+    )
 
 
 def _runs(statuses: list[str | None], round_number: int = 1) -> dict:
     return {
-        (round_number, f"acme/role-{i}"): RunView(f"run-{i}", s, 0.0, 10.0 if s in ("SUCCESS", "FAILURE") else None)
+        (round_number, f"acme/role-{i}"): RunView(
+            f"run-{i}", s, 0.0, 10.0 if s in ("SUCCESS", "FAILURE") else None
+        )
         for i, s in enumerate(statuses)
         if s is not None
     }
@@ -54,10 +84,20 @@ def test_the_status_counts_roles_by_their_runs_and_shows_dashboards_and_errors()
     batch = _batch(5)
     runs = _runs(["SUCCESS", "FAILURE", "STARTED", "QUEUED", None])
     batch.workflows[1].error = "ai_assessment: timeout"
-    status = compute_batch_status(batch, runs, {"acme/role-0": "/dashboard/roles/cr-7"}, concurrency=5)
+    status = compute_batch_status(
+        batch, runs, {"acme/role-0": "/dashboard/roles/cr-7"}, concurrency=5
+    )
     d = status.to_dict()
-    assert (d["total"], d["queued"], d["in_progress"], d["completed"], d["failed"]) == (5, 2, 1, 1, 1)
-    assert d["state"] == "in_progress" and d["progress_percent"] == 40.0 and d["success_rate"] == 50.0
+    assert (d["total"], d["queued"], d["in_progress"], d["completed"], d["failed"]) == (
+        5,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert (
+        d["state"] == "in_progress" and d["progress_percent"] == 40.0 and d["success_rate"] == 50.0
+    )
     assert d["created_at"] == "2026-01-15T10:30:00Z"
     roles = d["roles"]
     assert [r["status"] for r in roles] == ["ready", "failed", "running", "queued", "queued"]
@@ -66,8 +106,14 @@ def test_the_status_counts_roles_by_their_runs_and_shows_dashboards_and_errors()
 
 
 def test_all_settled_with_a_failure_is_partial_and_without_is_completed():
-    assert str(compute_batch_status(_batch(2), _runs(["SUCCESS", "FAILURE"]), {}).view.state) == "partial"
-    assert str(compute_batch_status(_batch(2), _runs(["SUCCESS", "SUCCESS"]), {}).view.state) == "completed"
+    assert (
+        str(compute_batch_status(_batch(2), _runs(["SUCCESS", "FAILURE"]), {}).view.state)
+        == "partial"
+    )
+    assert (
+        str(compute_batch_status(_batch(2), _runs(["SUCCESS", "SUCCESS"]), {}).view.state)
+        == "completed"
+    )
 
 
 def test_a_run_that_died_without_reporting_a_step_still_says_why_the_role_failed():
@@ -129,7 +175,9 @@ def test_peak_concurrency_counts_overlaps_but_not_back_to_back_intervals():
     assert peak_concurrency([]) == 0
 
 
-STATUSES = st.sampled_from([None, "QUEUED", "STARTING", "STARTED", "SUCCESS", "FAILURE", "CANCELED"])
+STATUSES = st.sampled_from(
+    [None, "QUEUED", "STARTING", "STARTED", "SUCCESS", "FAILURE", "CANCELED"]
+)
 
 
 @given(st.lists(STATUSES, min_size=1, max_size=40))

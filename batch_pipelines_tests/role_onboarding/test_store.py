@@ -19,10 +19,19 @@ def test_a_batch_is_stored_with_one_workflow_per_valid_role_and_its_skipped_role
     roles = RoleOnboardingStore(store)
     batch_id = new_batch_id()
     batch = roles.create_batch(batch_id, _submission(), now=NOW)
-    assert batch.batch_id == batch_id and batch.company_id == "acme" and batch.created_by == "me@acme.com"
+    assert (
+        batch.batch_id == batch_id
+        and batch.company_id == "acme"
+        and batch.created_by == "me@acme.com"
+    )
     assert batch.created_at == NOW and batch.expires_at == NOW + timedelta(hours=24)
-    assert [w.partition_key for w in batch.current_workflows()] == ["acme/actuary", "acme/underwriter"]
-    assert batch.invalid_roles == [{"index": 2, "role_name": None, "field": "role_name", "reason": "is required"}]
+    assert [w.partition_key for w in batch.current_workflows()] == [
+        "acme/actuary",
+        "acme/underwriter",
+    ]
+    assert batch.invalid_roles == [
+        {"index": 2, "role_name": None, "field": "role_name", "reason": "is required"}
+    ]
     assert roles.get_batch(batch_id, now=NOW) == batch
 
 
@@ -30,8 +39,12 @@ def test_a_retry_round_joins_the_batch_and_replaces_only_the_retried_roles(store
     roles = RoleOnboardingStore(store)
     batch = roles.create_batch(new_batch_id(), _submission(), now=NOW)
     first, second = batch.current_workflows()
-    new = roles.add_retry_round(batch.batch_id, [second.workflow_id], {"force_rerun": True}, now=NOW)
-    assert [(w.round, w.retry_of, w.options["force_rerun"]) for w in new] == [(2, second.workflow_id, True)]
+    new = roles.add_retry_round(
+        batch.batch_id, [second.workflow_id], {"force_rerun": True}, now=NOW
+    )
+    assert [(w.round, w.retry_of, w.options["force_rerun"]) for w in new] == [
+        (2, second.workflow_id, True)
+    ]
     current = roles.get_batch(batch.batch_id, now=NOW).current_workflows()
     assert [w.workflow_id for w in current] == [first.workflow_id, new[0].workflow_id]
     with pytest.raises(NotFound, match="role-onboard-nope"):
@@ -41,7 +54,9 @@ def test_a_retry_round_joins_the_batch_and_replaces_only_the_retried_roles(store
 def test_an_expired_batch_is_deleted_on_read_and_says_it_expired_unlike_an_unknown_one(store):
     roles = RoleOnboardingStore(store)
     batch = roles.create_batch(new_batch_id(), _submission(), ttl=timedelta(hours=1), now=NOW)
-    assert roles.get_batch(batch.batch_id, now=NOW + timedelta(minutes=59)).batch_id == batch.batch_id
+    assert (
+        roles.get_batch(batch.batch_id, now=NOW + timedelta(minutes=59)).batch_id == batch.batch_id
+    )
     ids = [w.id for w in batch.workflows]
     with pytest.raises(BatchExpired, match="expired"):
         roles.get_batch(batch.batch_id, now=NOW + timedelta(hours=1))
@@ -57,16 +72,27 @@ def test_the_cleanup_deletes_only_expired_batches_and_the_company_list_skips_the
     roles = RoleOnboardingStore(store)
     # Own company ids: the PostgreSQL database is shared by the session's tests.
     acme, globex = f"acme-{new_batch_id()}", f"globex-{new_batch_id()}"
-    old = roles.create_batch(new_batch_id(), _submission(company=acme), ttl=timedelta(hours=1), now=NOW)
-    fresh = roles.create_batch(new_batch_id(), _submission(company=acme), now=NOW + timedelta(minutes=30))
-    other = roles.create_batch(new_batch_id(), _submission(company=globex), ttl=timedelta(hours=1), now=NOW)
-    newest = roles.create_batch(new_batch_id(), _submission(company=acme), now=NOW + timedelta(minutes=40))
+    old = roles.create_batch(
+        new_batch_id(), _submission(company=acme), ttl=timedelta(hours=1), now=NOW
+    )
+    fresh = roles.create_batch(
+        new_batch_id(), _submission(company=acme), now=NOW + timedelta(minutes=30)
+    )
+    other = roles.create_batch(
+        new_batch_id(), _submission(company=globex), ttl=timedelta(hours=1), now=NOW
+    )
+    newest = roles.create_batch(
+        new_batch_id(), _submission(company=acme), now=NOW + timedelta(minutes=40)
+    )
     later = NOW + timedelta(hours=2)
     listed = roles.list_batches(acme, now=later)
     assert [b.batch_id for b in listed] == [newest.batch_id, fresh.batch_id]
     # Each listed batch carries its own workflows, as reading it alone does.
     assert all(b.workflows for b in listed)
-    assert listed == [roles.get_batch(newest.batch_id, now=later), roles.get_batch(fresh.batch_id, now=later)]
+    assert listed == [
+        roles.get_batch(newest.batch_id, now=later),
+        roles.get_batch(fresh.batch_id, now=later),
+    ]
     gone = roles.delete_expired(now=later)
     assert other.batch_id in gone and old.batch_id not in gone  # the listing already removed it
     assert fresh.batch_id not in gone
@@ -113,7 +139,12 @@ def test_a_republished_dashboard_keeps_its_id(store):
     roles = RoleOnboardingStore(store)
     company = f"acme-{new_batch_id()}"
     key = f"{company}/actuary"
-    kwargs = dict(company_id=company, role_name="Actuary", taxonomy_role_id="dr-1", taxonomy_role_name="Actuary")
+    kwargs = dict(
+        company_id=company,
+        role_name="Actuary",
+        taxonomy_role_id="dr-1",
+        taxonomy_role_name="Actuary",
+    )
     first = roles.publish_dashboard(partition_key=key, record={"v": 1}, workflow="wf-1", **kwargs)
     second = roles.publish_dashboard(partition_key=key, record={"v": 2}, workflow="wf-2", **kwargs)
     assert first.dashboard_id == second.dashboard_id and second.record == {"v": 2}

@@ -40,7 +40,9 @@ def test_the_seeds_example_submission_is_valid_and_keys_roles_by_company_and_slu
 
 
 def test_draup_role_id_is_accepted_as_an_alias_of_draup_role_name():
-    result = validate_submission("acme", [{"role_name": "Actuary", "draup_role_id": "Pricing Actuary"}])
+    result = validate_submission(
+        "acme", [{"role_name": "Actuary", "draup_role_id": "Pricing Actuary"}]
+    )
     assert result.valid[0].draup_role_name == "Pricing Actuary"
 
 

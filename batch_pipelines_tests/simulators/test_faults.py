@@ -68,7 +68,9 @@ def test_retry_after_is_a_decimal_number_of_seconds():
     assert FaultInjector(FaultPlan(retry_after_seconds=0.25)).retry_after_header() == "0.25"
 
 
-def test_the_latency_counts_from_arrival_so_work_before_the_answer_is_inside_it(monkeypatch) -> None:
+def test_the_latency_counts_from_arrival_so_work_before_the_answer_is_inside_it(
+    monkeypatch,
+) -> None:
     import asyncio
 
     slept: list[float] = []

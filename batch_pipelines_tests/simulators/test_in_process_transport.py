@@ -53,7 +53,9 @@ APP = Starlette(
 
 def _send(method: str, url: str, **kwargs) -> httpx.Response:
     async def go() -> httpx.Response:
-        async with httpx.AsyncClient(transport=InProcessTransport(APP), base_url="http://sim") as client:
+        async with httpx.AsyncClient(
+            transport=InProcessTransport(APP), base_url="http://sim"
+        ) as client:
             return await client.request(method, url, **kwargs)
 
     return asyncio.run(go())
@@ -63,8 +65,13 @@ def test_the_app_gets_method_path_query_body_and_headers_and_the_answer_comes_ba
     response = _send("POST", "/echo/x?a=1&b=two", json={"n": 1}, headers={"x-key": "k1"})
     assert response.status_code == 201
     assert response.headers["location"] == "/things/7"
-    assert response.json() == {"method": "POST", "path": "/echo/x", "query": {"a": "1", "b": "two"},
-                               "body": '{"n":1}', "key": "k1"}
+    assert response.json() == {
+        "method": "POST",
+        "path": "/echo/x",
+        "query": {"a": "1", "b": "two"},
+        "body": '{"n":1}',
+        "key": "k1",
+    }
 
 
 def test_a_streamed_answer_that_listens_for_disconnect_arrives_whole() -> None:

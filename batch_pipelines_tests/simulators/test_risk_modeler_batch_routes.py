@@ -15,9 +15,14 @@ AUTH = {"authorization": "sim-key"}
 
 
 async def _edm_and_portfolio(http, clock) -> int:
-    await http.post("/riskmodeler/v2/datasources", params={"datasourcename": "E", "servername": "databridge-1", "operation": "CREATE"})
+    await http.post(
+        "/riskmodeler/v2/datasources",
+        params={"datasourcename": "E", "servername": "databridge-1", "operation": "CREATE"},
+    )
     clock.advance(10)
-    answer = await http.post("/riskmodeler/v2/portfolios", params={"datasource": "E"}, json={"name": "P", "number": "1"})
+    answer = await http.post(
+        "/riskmodeler/v2/portfolios", params={"datasource": "E"}, json={"name": "P", "number": "1"}
+    )
     return answer.json()["id"]
 
 
@@ -25,7 +30,11 @@ async def test_a_geohaz_on_a_missing_portfolio_is_404_in_the_service_error_shape
     sim = RiskModelerSimulator(tmp_path / "rm.db", clock=clock)
     async with client_for(sim.app, **AUTH) as http:
         await _edm_and_portfolio(http, clock)
-        answer = await http.post("/riskmodeler/v2/portfolios/77/geohaz", params={"datasource": "E"}, json=[{"type": "geocode"}])
+        answer = await http.post(
+            "/riskmodeler/v2/portfolios/77/geohaz",
+            params={"datasource": "E"},
+            json=[{"type": "geocode"}],
+        )
     assert answer.status_code == 404 and set(answer.json()) == {"code", "message", "logId"}
     assert answer.json()["code"] == "PORTFOLIO_NOT_FOUND"
 
@@ -36,7 +45,13 @@ async def test_an_analysis_naming_a_treaty_of_another_edm_is_refused(tmp_path, c
         pf = await _edm_and_portfolio(http, clock)
         answer = await http.post(
             f"/riskmodeler/v2/portfolios/{pf}/process",
-            json={"edm": "E", "jobName": "A", "modelProfileId": 1, "outputProfileId": 1, "treaties": [5]},
+            json={
+                "edm": "E",
+                "jobName": "A",
+                "modelProfileId": 1,
+                "outputProfileId": 1,
+                "treaties": [5],
+            },
         )
     assert answer.status_code == 404 and answer.json()["code"] == "TREATY_NOT_FOUND"
 
@@ -45,20 +60,31 @@ async def test_a_second_seed_export_while_the_first_still_runs_is_a_conflict(tmp
     sim = RiskModelerSimulator(tmp_path / "rm.db", clock=clock)
     async with client_for(sim.app, **AUTH) as http:
         pf = await _edm_and_portfolio(http, clock)
-        await http.post(f"/riskmodeler/v2/portfolios/{pf}/process", json={"edm": "E", "jobName": "A", "modelProfileId": 1, "outputProfileId": 1})
+        await http.post(
+            f"/riskmodeler/v2/portfolios/{pf}/process",
+            json={"edm": "E", "jobName": "A", "modelProfileId": 1, "outputProfileId": 1},
+        )
         clock.advance(10)
-        body = {"exportType": "RDM_DATABRIDGE", "resourceType": "analyses", "resourceUris": ["/x/1"],
-                "settings": {"serverId": 1, "rdmName": "R"}}
+        body = {
+            "exportType": "RDM_DATABRIDGE",
+            "resourceType": "analyses",
+            "resourceUris": ["/x/1"],
+            "settings": {"serverId": 1, "rdmName": "R"},
+        }
         first = await http.post("/platform/export/v1/jobs", json=body)
         second = await http.post("/platform/export/v1/jobs", json=body)
         polled = await http.get(first.headers["location"])
-    assert first.status_code == 202 and first.headers["location"].startswith("/platform/export/v1/jobs/")
+    assert first.status_code == 202 and first.headers["location"].startswith(
+        "/platform/export/v1/jobs/"
+    )
     assert second.status_code == 409 and second.json()["code"] == "RDM_EXISTS"
     assert polled.json()["type"] == "EXPORT"
 
 
 async def test_fault_injection_applies_to_the_new_routes(tmp_path, clock):
-    sim = RiskModelerSimulator(tmp_path / "rm.db", clock=clock, faults=FaultPlan(seed=1, server_error_rate=1.0))
+    sim = RiskModelerSimulator(
+        tmp_path / "rm.db", clock=clock, faults=FaultPlan(seed=1, server_error_rate=1.0)
+    )
     async with client_for(sim.app, **AUTH) as http:
         answers = [
             await http.post("/riskmodeler/v1/storage", json={}),
@@ -77,7 +103,9 @@ async def test_a_file_from_an_older_simulator_gains_the_new_portfolio_columns(tm
         "CREATE TABLE portfolios (id INTEGER PRIMARY KEY AUTOINCREMENT, datasource TEXT NOT NULL, name TEXT NOT NULL, "
         "number TEXT NOT NULL, description TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (datasource, name))"
     )
-    conn.execute("INSERT INTO portfolios (datasource, name, number, description, created_at) VALUES ('E', 'P', '1', '', 0)")
+    conn.execute(
+        "INSERT INTO portfolios (datasource, name, number, description, created_at) VALUES ('E', 'P', '1', '', 0)"
+    )
     conn.commit()
     conn.close()
     sim = RiskModelerSimulator(path, clock=clock)
@@ -94,9 +122,14 @@ async def test_a_sub_portfolio_written_straight_into_the_table_is_listed(tmp_pat
         await _edm_and_portfolio(http, clock)
         sim.close()
         conn = sqlite3.connect(tmp_path / "rm.db")
-        conn.execute("INSERT INTO portfolios (datasource, name, number, description, created_at) VALUES ('E', 'P_SUB', 'S', '', 0)")
+        conn.execute(
+            "INSERT INTO portfolios (datasource, name, number, description, created_at) VALUES ('E', 'P_SUB', 'S', '', 0)"
+        )
         conn.commit()
         conn.close()
         listed = await http.get("/riskmodeler/v2/portfolios", params={"datasource": "E"})
     sim.close()
-    assert [(p["name"], p["accountsCount"]) for p in listed.json()["searchItems"]] == [("P", 0), ("P_SUB", 0)]
+    assert [(p["name"], p["accountsCount"]) for p in listed.json()["searchItems"]] == [
+        ("P", 0),
+        ("P_SUB", 0),
+    ]

@@ -29,7 +29,9 @@ def _advance(store: BatchStore, job_id: int, *path: JobStatus) -> None:
         current = status
 
 
-def test_creating_a_batch_creates_one_initiated_job_per_configuration_with_its_own_request_id(store):
+def test_creating_a_batch_creates_one_initiated_job_per_configuration_with_its_own_request_id(
+    store,
+):
     batch_id = _batch(store, 4)
     jobs = store.list_jobs(batch_id)
     assert [j.key for j in jobs] == ["edm-0", "edm-1", "edm-2", "edm-3"]
@@ -43,7 +45,9 @@ def test_a_batch_with_duplicate_keys_stores_nothing(store):
     with sa.create_engine(store.engine.url).connect() as conn:
         before = conn.execute(sa.text("select count(*) from batches")).scalar_one()
     with pytest.raises(Exception, match="duplicate"):
-        store.create_batch(family="test", batch_type="x", job_configurations=[{"key": "a"}, {"key": "a"}])
+        store.create_batch(
+            family="test", batch_type="x", job_configurations=[{"key": "a"}, {"key": "a"}]
+        )
     with sa.create_engine(store.engine.url).connect() as conn:
         assert conn.execute(sa.text("select count(*) from batches")).scalar_one() == before
 
@@ -72,7 +76,11 @@ def test_concurrent_claimers_split_the_jobs_without_overlap(store):
     results: dict[str, list[int]] = {}
 
     def claim(owner: str) -> None:
-        other = BatchStore(engine=sa.create_engine(store.engine.url)) if store.dialect == "postgresql" else store
+        other = (
+            BatchStore(engine=sa.create_engine(store.engine.url))
+            if store.dialect == "postgresql"
+            else store
+        )
         got: list[int] = []
         while batch := other.claim_jobs(batch_id, owner, limit=7, lease_seconds=60):
             got.extend(j.id for j in batch)
@@ -90,8 +98,12 @@ def test_concurrent_claimers_split_the_jobs_without_overlap(store):
 def test_a_change_applies_only_while_the_job_is_in_the_expected_status(store):
     batch_id = _batch(store, 1)
     job = store.list_jobs(batch_id)[0]
-    store.apply_job_changes([JobChange(job.id, JobStatus.INITIATED, JobStatus.SUBMITTED, workflow_id="wf-1")])
-    store.apply_job_changes([JobChange(job.id, JobStatus.SUBMITTED, JobStatus.RUNNING, service_status="RUNNING")])
+    store.apply_job_changes(
+        [JobChange(job.id, JobStatus.INITIATED, JobStatus.SUBMITTED, workflow_id="wf-1")]
+    )
+    store.apply_job_changes(
+        [JobChange(job.id, JobStatus.SUBMITTED, JobStatus.RUNNING, service_status="RUNNING")]
+    )
     # A stale tracker that still thinks the job is SUBMITTED must not move it back or sideways,
     # and hears that its change was not applied (nor logged), while the others in the batch are.
     other = store.list_jobs(_batch(store, 1))[0]
@@ -127,7 +139,15 @@ def test_tracking_changes_are_logged_per_job(store):
     job = store.list_jobs(batch_id)[0]
     _advance(store, job.id, JobStatus.SUBMITTED)
     store.apply_job_changes(
-        [JobChange(job.id, JobStatus.SUBMITTED, JobStatus.FINISHED, service_status="FINISHED", progress=100.0)]
+        [
+            JobChange(
+                job.id,
+                JobStatus.SUBMITTED,
+                JobStatus.FINISHED,
+                service_status="FINISHED",
+                progress=100.0,
+            )
+        ]
     )
     log = store.tracking_log(job.id)
     assert [(r["status"], r["progress"]) for r in log] == [("FINISHED", 100.0)]
@@ -168,7 +188,9 @@ def test_resubmitting_with_a_replacement_configuration_links_both_ways(store):
     _advance(store, job.id, JobStatus.SUBMITTED, JobStatus.FAILED)
     with pytest.raises(JobError, match="override reason"):
         store.resubmit_jobs([job.id], configuration_data={"name": "EDM_FIXED"})
-    (new_id,) = store.resubmit_jobs([job.id], configuration_data={"name": "EDM_FIXED"}, override_reason="typo")
+    (new_id,) = store.resubmit_jobs(
+        [job.id], configuration_data={"name": "EDM_FIXED"}, override_reason="typo"
+    )
     old_cfg, new_cfg = store.list_job_configurations(batch_id)
     assert old_cfg.skipped and old_cfg.overridden_by_job_configuration_id == new_cfg.id
     assert new_cfg.parent_job_configuration_id == old_cfg.id and new_cfg.override_reason == "typo"
@@ -206,16 +228,22 @@ def test_a_run_never_claims_again_the_jobs_it_already_holds(store):
     assert [j.key for j in again] == ["edm-2"]
 
 
-def test_registering_a_cycle_archives_the_active_one_and_only_the_active_one_takes_configurations(store):
+def test_registering_a_cycle_archives_the_active_one_and_only_the_active_one_takes_configurations(
+    store,
+):
     from batch_pipelines.core.errors import BatchError, CycleNotActive
 
     store.register_cycle("202503_Quarterly")
-    store.save_configuration(cycle_name="202503_Quarterly", family="risk_modeling", name="a.xlsx", content={"v": 1})
+    store.save_configuration(
+        cycle_name="202503_Quarterly", family="risk_modeling", name="a.xlsx", content={"v": 1}
+    )
     store.register_cycle("202506_Quarterly")
     assert store.get_cycle("202503_Quarterly").status == "ARCHIVED"
     assert store.active_cycle().name == "202506_Quarterly"
     with pytest.raises(CycleNotActive, match="not active"):
-        store.save_configuration(cycle_name="202503_Quarterly", family="risk_modeling", name="b", content={})
+        store.save_configuration(
+            cycle_name="202503_Quarterly", family="risk_modeling", name="b", content={}
+        )
     with pytest.raises(BatchError, match="already exists"):
         store.register_cycle("202506_Quarterly")
 
@@ -224,17 +252,27 @@ def test_a_configuration_can_be_replaced_until_batches_exist_for_it(store):
     from batch_pipelines.core.errors import BatchError
 
     store.register_cycle("C1")
-    first = store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 1})
-    second = store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 2})
+    first = store.save_configuration(
+        cycle_name="C1", family="risk_modeling", name="a", content={"v": 1}
+    )
+    second = store.save_configuration(
+        cycle_name="C1", family="risk_modeling", name="a", content={"v": 2}
+    )
     assert second.id == first.id and second.content == {"v": 2}
-    store.create_batch(family="risk_modeling", batch_type="x", configuration_id=first.id, job_configurations=[])
+    store.create_batch(
+        family="risk_modeling", batch_type="x", configuration_id=first.id, job_configurations=[]
+    )
     with pytest.raises(BatchError, match="cannot be replaced"):
-        store.save_configuration(cycle_name="C1", family="risk_modeling", name="a", content={"v": 3})
+        store.save_configuration(
+            cycle_name="C1", family="risk_modeling", name="a", content={"v": 3}
+        )
     assert store.configuration_for_cycle("C1", "risk_modeling").content == {"v": 2}
 
 
 def test_two_runs_of_one_partition_find_the_same_batch(store):
-    first = store.find_or_create_batch(family="f", batch_type="t", partition_key="P1", job_configurations=[{"key": "a"}])
+    first = store.find_or_create_batch(
+        family="f", batch_type="t", partition_key="P1", job_configurations=[{"key": "a"}]
+    )
     # a racing creator loses on the unique constraint and reads the winner's batch
     from batch_pipelines.store.batch_store import BatchStore
 
@@ -247,7 +285,9 @@ def test_two_runs_of_one_partition_find_the_same_batch(store):
 
     BatchStore.find_batches = stale_then_real
     try:
-        second = store.find_or_create_batch(family="f", batch_type="t", partition_key="P1", job_configurations=[{"key": "a"}])
+        second = store.find_or_create_batch(
+            family="f", batch_type="t", partition_key="P1", job_configurations=[{"key": "a"}]
+        )
     finally:
         BatchStore.find_batches = original
     assert second == first
@@ -257,8 +297,16 @@ def test_two_runs_of_one_partition_find_the_same_batch(store):
 def test_a_job_held_by_a_live_run_or_already_resubmitted_cannot_be_resubmitted_again(store):
     batch_id = _batch(store, 2)
     a, b = store.list_jobs(batch_id)
-    store.apply_job_changes([JobChange(a.id, JobStatus.INITIATED, JobStatus.ERROR, last_error="timeout")])
-    store.claim_jobs(batch_id, "live-run", limit=5, lease_seconds=60, errored_before=a.updated_at.replace(year=2100))
+    store.apply_job_changes(
+        [JobChange(a.id, JobStatus.INITIATED, JobStatus.ERROR, last_error="timeout")]
+    )
+    store.claim_jobs(
+        batch_id,
+        "live-run",
+        limit=5,
+        lease_seconds=60,
+        errored_before=a.updated_at.replace(year=2100),
+    )
     with pytest.raises(JobError, match="another run"):
         store.resubmit_jobs([a.id])
     store.release_claims("live-run")

@@ -118,8 +118,14 @@ def test_the_database_sum_of_a_ledger_equals_the_entry_by_entry_sum_to_the_last_
     # Odd token counts give costs with all eight decimals in use; floats summed naively
     # would drift from the exact total over a few thousand entries.
     entries = [
-        _entry(batch_id, f"{i}:call", item=str(i), pt=rng.randint(1, 5000), ct=rng.randint(0, 3000),
-               model=rng.choice(["sim-large", "sim-small"]))
+        _entry(
+            batch_id,
+            f"{i}:call",
+            item=str(i),
+            pt=rng.randint(1, 5000),
+            ct=rng.randint(0, 3000),
+            model=rng.choice(["sim-large", "sim-small"]),
+        )
         for i in range(3000)
     ]
     store.record_cost_entries(entries)
@@ -136,10 +142,17 @@ def test_the_per_item_database_sums_equal_the_entry_by_entry_sums(store):
     rng = random.Random(11)
     batch_id = _batch(store)
     entries = [
-        _entry(batch_id, f"{i}:call", item="0" if i % 100 else str(i // 100 % 2 + 1), pt=rng.randint(1, 5000),
-               ct=rng.randint(0, 3000))
+        _entry(
+            batch_id,
+            f"{i}:call",
+            item="0" if i % 100 else str(i // 100 % 2 + 1),
+            pt=rng.randint(1, 5000),
+            ct=rng.randint(0, 3000),
+        )
         for i in range(6000)
     ]
     store.record_cost_entries(entries)
     exact = store.cost_totals(batch_id).by_item
-    assert DocumentJobStore(store).cost_by_item(batch_id, [0, 1, 2]) == {int(k): exact[k] for k in ("0", "1", "2")}
+    assert DocumentJobStore(store).cost_by_item(batch_id, [0, 1, 2]) == {
+        int(k): exact[k] for k in ("0", "1", "2")
+    }

@@ -71,7 +71,10 @@ def test_the_store_and_dagster_can_share_one_postgres_database(postgres_url, tmp
     BatchStore(postgres_url).dispose()
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(
+        Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "dagster.yaml",
+        home / "dagster.yaml",
+    )
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
     instance = dg.DagsterInstance.from_config(str(home))
     instance.dispose()
@@ -79,20 +82,31 @@ def test_the_store_and_dagster_can_share_one_postgres_database(postgres_url, tmp
     with store.engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
     store.dispose()
-    assert {"batches", "jobs", "runs", "event_logs", "batch_pipelines_schema_version", "alembic_version"} <= tables
+    assert {
+        "batches",
+        "jobs",
+        "runs",
+        "event_logs",
+        "batch_pipelines_schema_version",
+        "alembic_version",
+    } <= tables
 
 
 def test_passwords_in_the_query_of_a_sql_server_url_are_masked_too():
     from sqlalchemy.engine import make_url
 
-    url = make_url("mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BSERVER%3Ddb%3BUID%3Du%3BPWD%3Dhunter2")
+    url = make_url(
+        "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BSERVER%3Ddb%3BUID%3Du%3BPWD%3Dhunter2"
+    )
     assert "hunter2" not in redacted(url)
 
 
 def test_resource_reprs_never_show_keys_urls_or_passwords():
     from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 
-    text = repr(RiskModelerResource(base_url="https://x.invalid", api_key="SECRETKEY")) + repr(
-        TeamsResource(webhook_url="https://hooks.invalid/SECRETHOOK")
-    ) + repr(BatchStoreResource(database_url="postgresql://u:SECRETPW@h/db"))
+    text = (
+        repr(RiskModelerResource(base_url="https://x.invalid", api_key="SECRETKEY"))
+        + repr(TeamsResource(webhook_url="https://hooks.invalid/SECRETHOOK"))
+        + repr(BatchStoreResource(database_url="postgresql://u:SECRETPW@h/db"))
+    )
     assert "SECRET" not in text

@@ -12,7 +12,10 @@ from batch_pipelines.store.schema import VERSION_TABLE, metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
-    connection=connection, target_metadata=metadata, render_as_batch=True, version_table=VERSION_TABLE
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,
+    version_table=VERSION_TABLE,
 )
 with context.begin_transaction():
     context.run_migrations()

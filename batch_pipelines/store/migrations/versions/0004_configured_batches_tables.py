@@ -20,7 +20,9 @@ depends_on = None
 def upgrade() -> None:
     # A fresh database already has these from the baseline (which builds today's schema);
     # one migrated earlier gets them here.
-    metadata.create_all(bind=op.get_bind(), tables=configured_batches_tables.TABLES, checkfirst=True)
+    metadata.create_all(
+        bind=op.get_bind(), tables=configured_batches_tables.TABLES, checkfirst=True
+    )
 
 
 def downgrade() -> None:
