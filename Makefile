@@ -27,6 +27,8 @@ dagster-home:
 test: install
 	$(BIN)/python -m pytest -q
 	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/ruff check batch_pipelines batch_pipelines_tests benchmarks
+	$(BIN)/ruff format --check batch_pipelines batch_pipelines_tests benchmarks
 
 demo: install
 	$(BIN)/batch-pipelines demo
@@ -39,6 +41,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check batch_pipelines batch_pipelines_tests benchmarks
+	$(BIN)/ruff format --check batch_pipelines batch_pipelines_tests benchmarks
 
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml

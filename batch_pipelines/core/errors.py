@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+# Values echoed in a message: enough to recognise one, never a whole cell or file.
+SHOWN_CHARS = 80
+
+
+def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters with the full length said, for messages
+    that name a user's value (a 32 KB workbook cell must not be echoed whole)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    length = f" ({len(value)} characters)" if isinstance(value, str | bytes) else ""
+    return f"{text[: limit - 1]}…{length}"
+
 
 class BatchPipelinesError(Exception):
     """Base of every error the project raises on purpose."""
