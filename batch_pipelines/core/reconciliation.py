@@ -9,7 +9,8 @@ The rules follow the Risk Modeler batch design (seed 003) and are evaluated over
 non-skipped configurations and non-skipped jobs only, in this order:
 
 1. no non-skipped jobs and no non-skipped configurations -> COMPLETED (nothing to do);
-2. no non-skipped jobs -> ACTIVE (work exists but nothing has been submitted yet);
+2. no non-skipped jobs -> ACTIVE (work exists but nothing has been submitted yet), unless
+   every configuration already has a FINISHED job (rule 7);
 3. any non-terminal job -> ACTIVE (never settle a batch while something still runs);
 4. every job CANCELLED -> CANCELLED;
 5. any ERROR -> ERROR (a submission failure outranks a failed run: it is ours to fix);
@@ -19,7 +20,11 @@ non-skipped configurations and non-skipped jobs only, in this order:
    without a FINISHED job: someone has to resubmit or cancel them).
 
 Skipped jobs are history (a resubmission marks the old job skipped), so they never count
-toward a status or toward fulfilling a configuration.
+toward a status (rules 3-6 speak of non-skipped jobs only). Rule 7 is the seed's own words,
+"all job configurations have at least one FINISHED job", which do not say non-skipped: a
+configuration whose FINISHED job was later superseded by a resubmission (its entity was
+gone, or it was redone by hand) has had its work done once, so that job still fulfils it. A
+superseding job that fails or still runs decides the status by rules 3-6 first.
 """
 
 from __future__ import annotations
@@ -142,8 +147,9 @@ def reconcile(
     live_configs = [c for c in configs if not c.skipped]
     live_jobs = [j for j in all_jobs if not j.skipped]
 
+    # Any FINISHED job, superseded (skipped) or not, fulfils its configuration (rule 7).
     finished_config_ids = {
-        j.job_configuration_id for j in live_jobs if j.status is JobStatus.FINISHED
+        j.job_configuration_id for j in all_jobs if j.status is JobStatus.FINISHED
     }
     live_config_ids = sorted(c.id for c in live_configs)
     fulfilled = [cid for cid in live_config_ids if cid in finished_config_ids]
@@ -185,6 +191,8 @@ def _decide(summary: ReconciliationSummary, counts: Counter[JobStatus]) -> tuple
 
     if n_jobs == 0 and n_configs == 0:
         return BatchStatus.COMPLETED, "nothing to run: no jobs and no configurations"
+    if n_jobs == 0 and summary.unfulfilled_configurations == 0:
+        return BatchStatus.COMPLETED, _all_fulfilled(n_configs)
     if n_jobs == 0:
         return (
             BatchStatus.ACTIVE,
@@ -200,18 +208,19 @@ def _decide(summary: ReconciliationSummary, counts: Counter[JobStatus]) -> tuple
     if counts[JobStatus.FAILED]:
         return BatchStatus.FAILED, f"{counts[JobStatus.FAILED]} {of_jobs} FAILED"
     if summary.unfulfilled_configurations == 0:
-        return (
-            BatchStatus.COMPLETED,
-            f"all {n_configs} {_configs_word(n_configs)} have a FINISHED job"
-            if n_configs != 1
-            else "the one configuration has a FINISHED job",
-        )
+        return BatchStatus.COMPLETED, _all_fulfilled(n_configs)
     missing = summary.unfulfilled_configurations
     return (
         BatchStatus.ACTIVE,
         f"{missing} of {n_configs} {_configs_word(n_configs)} have no FINISHED job "
         "and nothing is running",
     )
+
+
+def _all_fulfilled(n_configs: int) -> str:
+    if n_configs == 1:
+        return "the one configuration has a FINISHED job"
+    return f"all {n_configs} {_configs_word(n_configs)} have a FINISHED job"
 
 
 def _reject_duplicates(what: str, ids: list[int]) -> None:

@@ -49,8 +49,8 @@ def test_configurations_without_any_job_keep_the_batch_active():
     assert "2 configurations" in result.reason
 
 
-def test_a_configuration_whose_only_job_was_skipped_keeps_the_batch_active():
-    result = reconcile(configs(1), jobs((1, F, True)))
+def test_a_configuration_whose_only_job_was_skipped_unfinished_keeps_the_batch_active():
+    result = reconcile(configs(1), jobs((1, X, True)))
     assert result.status is BatchStatus.ACTIVE
 
 
@@ -111,10 +111,31 @@ def test_a_failed_job_resubmitted_and_finished_completes_the_batch():
     assert result.summary.failed_job_ids == []
 
 
-def test_a_skipped_finished_job_does_not_fulfil_its_configuration():
+def test_a_finished_job_superseded_by_a_cancelled_resubmission_still_fulfils_its_configuration():
+    # Seed 003: "COMPLETED: All job configurations have at least one FINISHED job" - the
+    # words do not say non-skipped, and the work of configuration 2 was done once.
     result = reconcile(configs(1, 2), jobs((1, F), (2, F, True), (2, C)))
-    assert result.status is BatchStatus.ACTIVE
-    assert result.summary.unfulfilled_configuration_ids == [2]
+    assert result.status is BatchStatus.COMPLETED
+    assert result.summary.fulfilled_configuration_ids == [1, 2]
+    assert result.summary.unfulfilled_configuration_ids == []
+
+
+def test_a_superseded_finished_job_fulfils_its_configuration_even_without_a_live_job():
+    result = reconcile(configs(1), jobs((1, F, True)))
+    assert result.status is BatchStatus.COMPLETED
+    assert result.reason == "the one configuration has a FINISHED job"
+
+
+def test_a_superseded_finished_job_does_not_hide_a_failed_or_running_resubmission():
+    assert reconcile(configs(1), jobs((1, F, True), (1, X))).status is BatchStatus.FAILED
+    running = reconcile(configs(1), jobs((1, F, True), (1, JobStatus.RUNNING)))
+    assert running.status is BatchStatus.ACTIVE
+
+
+def test_a_skipped_configuration_is_not_fulfilled_by_its_finished_job():
+    result = reconcile(configs(1, 2, skipped=(1,)), jobs((1, F, True), (2, C)))
+    assert result.status is BatchStatus.CANCELLED
+    assert result.summary.fulfilled_configuration_ids == []
 
 
 def test_a_skipped_configuration_without_jobs_does_not_block_completion():
@@ -202,11 +223,15 @@ def test_the_result_does_not_depend_on_the_order_of_jobs_or_configurations(batch
 
 @PROPERTY
 @given(batches(), st.sampled_from(list(JobStatus)), st.integers(min_value=1, max_value=6))
-def test_adding_a_skipped_job_never_changes_the_status(batch, status, config_id):
+def test_adding_a_skipped_job_never_changes_the_status_unless_it_finished(batch, status, config_id):
     cfgs, js = batch
     before = reconcile(cfgs, js)
     after = reconcile(cfgs, [*js, JobView(len(js) + 1, config_id, status, skipped=True)])
-    assert after.status is before.status
+    if status is JobStatus.FINISHED and after.status is not before.status:
+        # A superseded FINISHED job can only fulfil a configuration (rule 7).
+        assert (before.status, after.status) == (BatchStatus.ACTIVE, BatchStatus.COMPLETED)
+    else:
+        assert after.status is before.status
     assert after.summary.job_status_counts.get("SKIPPED", 0) == (
         before.summary.job_status_counts.get("SKIPPED", 0) + 1
     )
