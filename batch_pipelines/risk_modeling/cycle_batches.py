@@ -8,7 +8,8 @@ driven by the assets, the CLI and tests alike:
 3. FAILED jobs of an earlier run are resubmitted as new jobs (history kept), and so are
    FINISHED jobs whose entity is gone from the service;
 4. jobs never submitted are validated against the Risk Modeler's current state first — a
-   validation error submits nothing; existing analyses wait for the user's decision;
+   validation error submits nothing; existing analyses and groups wait for the user's
+   decision;
 5. the engine submits, tracks and reconciles.
 """
 
@@ -36,7 +37,8 @@ class BatchValidationFailed(BatchError):
 
 
 class AnalysesAwaitDecision(BatchError):
-    """Some analyses already exist: the user decides per analysis (skip / delete and resubmit)."""
+    """Some analyses (or analysis groups) already exist: the user decides per entity (skip /
+    delete and resubmit) with the ``analysis_decisions`` job."""
 
     code = "BP-ANALYSES-EXIST"
 
@@ -174,9 +176,11 @@ async def materialize_batch_type(
                 details={"errors": validation.errors, "batch_id": batch_id},
             )
         if validation.existing:
+            what = "analyses" if batch_type == BatchType.ANALYSIS else "analysis groups"
             raise AnalysesAwaitDecision(
-                f"{len(validation.existing)} analyses already exist in the Risk Modeler; decide per analysis "
-                "(skip or delete and resubmit) with the analysis_decisions job",
+                f"{len(validation.existing)} {what} already exist in the Risk Modeler; decide per "
+                f"entity (skip or delete and resubmit) with the analysis_decisions job "
+                f"(batch_type: {batch_type.value})",
                 details={"existing": validation.existing, "batch_id": batch_id},
             )
     run = await run_batch(

@@ -6,8 +6,10 @@ and empty portfolios; treaties need EDMs and no existing treaties; EDM upgrade a
 need EDMs and portfolios (GeoHaz: with locations); portfolio mapping needs base portfolios
 with accounts and no sub-portfolios; analysis needs EDMs, portfolios, treaties, valid
 reference data and no existing analyses (existing ones are reported in ``existing``, not as
-errors: the analyst decides skip or delete-and-resubmit); grouping needs its analyses/groups
-and no existing groups; export needs the analyses/groups and no existing RDM.
+errors: the analyst decides skip or delete-and-resubmit); grouping needs its analyses/groups,
+and an existing group is reported in ``existing`` too (the seed deletes groups for
+resubmission, ``delete_groups_for_jobs``); export needs the analyses/groups and no existing
+RDM. ``delete_existing`` deletes what the analyst chose to redo.
 
 Two parts: ``fetch_state`` reads what a batch type needs with a few listing calls (one per
 kind, or per EDM; never one per job), and ``check_batch`` is the pure decision, a function
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch_pipelines.clients.risk_modeler import DEFAULT_SERVER_NAME
+from batch_pipelines.clients.risk_modeler import DEFAULT_SERVER_NAME, RiskModelerClient
 from batch_pipelines.core.concurrency import map_bounded
 from batch_pipelines.risk_modeling.batch_types import BatchType
 from batch_pipelines.risk_modeling.context import HandlerContext
@@ -206,13 +208,13 @@ def _check_analysis(
 
 
 def _check_grouping(
-    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors
+    jobs: Sequence[JobConfiguration], state: RiskModelerState, errors: _Errors, existing: _Errors
 ) -> None:
     # Groups created by this batch (a rollup of a rollup) count as present for its items.
     created_here = {job["group_name"] for job in jobs}
     for job in jobs:
         if state.groups is not None and job["group_name"] in state.groups:
-            errors.add(f'Group "{job["group_name"]}" already exists')
+            existing.add(f'Group "{job["group_name"]}" already exists')
         for item in job.get("items") or []:
             name, kind = item["name"], item.get("kind", "analysis")
             if kind == "group":
@@ -252,6 +254,8 @@ def check_batch(
     errors, existing = _Errors(), _Errors()
     if batch_type == BatchType.ANALYSIS:
         _check_analysis(jobs, state, errors, existing)
+    elif batch_type in DECIDED_BATCH_TYPES:
+        _check_grouping(jobs, state, errors, existing)
     elif (check := _CHECKS.get(batch_type)) is not None:
         check(jobs, state, errors)
     return EntityValidation(errors=errors.list(), existing=existing.list())
@@ -265,10 +269,12 @@ _CHECKS = {
     BatchType.EDM_DB_UPGRADE: _check_edm_upgrade,
     BatchType.GEOHAZ: _check_geohaz,
     BatchType.PORTFOLIO_MAPPING: _check_portfolio_mapping,
-    BatchType.GROUPING: _check_grouping,
-    BatchType.GROUPING_ROLLUP: _check_grouping,
     BatchType.EXPORT_TO_RDM: _check_export,
 }
+
+# Batch types whose existing entities wait for the analyst's decision (skip or delete and
+# resubmit) instead of failing validation: analyses, and groups of them (seed 003).
+DECIDED_BATCH_TYPES = frozenset({BatchType.ANALYSIS, BatchType.GROUPING, BatchType.GROUPING_ROLLUP})
 
 
 # --------------------------------------------------------------------------- fetching
@@ -417,3 +423,26 @@ async def finished_jobs_missing_their_entity(
     return [
         job["key"] for job in job_configurations if entity_present(batch_type, job, state) is False
     ]
+
+
+# ------------------------------------------------------------- existing entities redone
+async def delete_existing(
+    batch_type: BatchType | str, job: JobConfiguration, client: RiskModelerClient
+) -> int:
+    """Delete the existing analysis or group a job would create, so that the job can be
+    submitted afresh (the analyst's delete-and-resubmit decision); return how many were
+    deleted. Groups live outside EDMs and are deleted through the analysis-groups API."""
+    batch_type = BatchType(batch_type)
+    if batch_type == BatchType.ANALYSIS:
+        found = await client.list_analyses(
+            names=[job["analysis_name"]], edm=job["edm_name"], is_group=False
+        )
+        for analysis in found:
+            await client.delete_analysis(analysis["id"])
+        return len(found)
+    if batch_type in (BatchType.GROUPING, BatchType.GROUPING_ROLLUP):
+        found = await client.list_analysis_groups(names=[job["group_name"]])
+        for group in found:
+            await client.delete_analysis_group(group["id"])
+        return len(found)
+    raise ValueError(f"{batch_type} has no existing entities to decide on")

@@ -11,6 +11,7 @@ from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource
 from batch_pipelines.risk_modeling.batch_types import BatchType
 from batch_pipelines.risk_modeling.cycle_batches import ensure_batch, store_cycle_configuration
+from batch_pipelines.risk_modeling.entity_validation import delete_existing
 from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sample_source import create_sample_source
@@ -68,6 +69,11 @@ class AnalysisDecision(dg.Config):
 class AnalysisDecisionsConfig(dg.Config):
     cycle: str
     decisions: list[AnalysisDecision]
+    batch_type: Literal["Analysis", "Grouping", "Grouping Rollup"] = Field(
+        default="Analysis",
+        description="Whose existing entities are decided on: analyses, or analysis groups "
+        "(then each decision's analysis_name names a group).",
+    )
 
 
 @dg.op
@@ -77,10 +83,12 @@ def apply_analysis_decisions(
     batch_store: BatchStoreResource,
     risk_modeler: RiskModelerResource,
 ) -> None:
-    """Skip an existing analysis's job, or delete the analysis so the job submits afresh."""
+    """Skip an existing analysis's (or group's) job, or delete the entity so the job submits
+    afresh."""
     store = batch_store.get_store()
     store.require_active_cycle(config.cycle)
-    batch_id = ensure_batch(store, config.cycle, BatchType.ANALYSIS)
+    batch_type = BatchType(config.batch_type)
+    batch_id = ensure_batch(store, config.cycle, batch_type)
     jobs = {j.key: j for j in store.list_jobs(batch_id, skipped=False)}
     unknown = [d.analysis_name for d in config.decisions if d.analysis_name not in jobs]
     if unknown:
@@ -100,9 +108,7 @@ def apply_analysis_decisions(
     async def delete_all() -> None:
         async with risk_modeler.client() as client:
             for name in to_delete:
-                edm = jobs[name].configuration["edm_name"]
-                for analysis in await client.list_analyses(names=[name], edm=edm, is_group=False):
-                    await client.delete_analysis(analysis["id"])
+                await delete_existing(batch_type, jobs[name].configuration, client)
 
     if to_delete:
         asyncio.run(delete_all())
@@ -113,7 +119,8 @@ def apply_analysis_decisions(
 
 
 @dg.job(
-    description="Per existing analysis: skip its job, or delete it in the Risk Modeler and resubmit."
+    description="Per existing analysis or analysis group: skip its job, or delete it in the "
+    "Risk Modeler and resubmit."
 )
 def analysis_decisions():
     apply_analysis_decisions()

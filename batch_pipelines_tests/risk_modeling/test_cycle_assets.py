@@ -23,6 +23,7 @@ from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
 from batch_pipelines.store.batch_store import BatchStore
 
 ANALYSIS_INDEX = BATCH_TYPE_ORDER.index(BatchType.ANALYSIS)
+GROUPING_INDEX = BATCH_TYPE_ORDER.index(BatchType.GROUPING)
 
 
 @pytest.fixture
@@ -164,6 +165,66 @@ def test_existing_analyses_wait_for_a_decision_and_the_decision_job_applies_it(c
     after = {j.key: j for j in store.list_jobs(_batch(store, second, BatchType.ANALYSIS).id)}
     assert after[keep].skipped and after[redo].status == JobStatus.FINISHED
     assert _batch(store, second, BatchType.ANALYSIS).status.value == "COMPLETED"
+
+
+def test_existing_groups_wait_for_a_decision_and_delete_and_resubmit_recreates_the_group(cycle):
+    import asyncio
+
+    name, store, resources, instance, tmp_path = cycle
+    assert _materialize(
+        risk_modeling_assets[: GROUPING_INDEX + 1], name, resources, instance
+    ).success
+    # A second cycle over the same service: its analyses and groups already exist there.
+    configuration = load_workbook_configuration(
+        valid_workbook().set_metadata("Cycle Type", "Rerun").write(tmp_path / "b.xlsx")
+    )
+    second, _ = store_cycle_configuration(store, configuration, source="b.xlsx")
+    instance.add_dynamic_partitions(CYCLES.name, [second])
+    grouping = [risk_modeling_assets[GROUPING_INDEX]]
+    blocked = _materialize(grouping, second, resources, instance)
+    assert not blocked.success
+    failure = blocked.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "analysis groups already exist" in failure.description
+    assert "batch_type: Grouping" in failure.description
+    batch_id = _batch(store, second, BatchType.GROUPING).id
+    jobs = store.list_jobs(batch_id)
+    assert len(jobs) >= 2
+    keep, redo = jobs[0].key, jobs[1].key
+
+    async def group_ids():
+        async with resources["risk_modeler"].client() as client:
+            return {g["name"]: g["id"] for g in await client.list_analysis_groups()}
+
+    before = asyncio.run(group_ids())
+    decided = analysis_decisions.execute_in_process(
+        run_config={
+            "ops": {
+                "apply_analysis_decisions": {
+                    "config": {
+                        "cycle": second,
+                        "batch_type": "Grouping",
+                        "decisions": [
+                            {
+                                "analysis_name": j.key,
+                                "decision": "skip" if j.key != redo else "delete_and_resubmit",
+                            }
+                            for j in jobs
+                        ],
+                    }
+                }
+            }
+        },
+        resources=resources,
+        instance=instance,
+    )
+    assert decided.success
+    assert redo not in asyncio.run(group_ids())  # deleted in the Risk Modeler
+    assert _materialize(grouping, second, resources, instance).success
+    after_ids = asyncio.run(group_ids())
+    assert after_ids[keep] == before[keep] and after_ids[redo] != before[redo]
+    after = {j.key: j for j in store.list_jobs(batch_id)}
+    assert after[keep].skipped and after[redo].status == JobStatus.FINISHED
+    assert _batch(store, second, BatchType.GROUPING).status.value == "COMPLETED"
 
 
 def test_a_finished_job_whose_entity_is_gone_is_resubmitted_and_the_others_are_not(cycle):

@@ -194,12 +194,11 @@ def test_existing_analyses_are_reported_as_existing_not_as_errors():
     assert result.ok and result.existing == ['Analysis "A2" already exists']
 
 
-def test_grouping_needs_its_analyses_and_no_existing_group():
+def test_grouping_needs_its_analyses_and_reports_an_existing_group_for_a_decision():
     state = _state(analyses={"A1", "A3"}, groups={"G2"})
-    assert _errors(B.GROUPING, state) == [
-        'Analysis "A2" does not exist',
-        'Group "G2" already exists',
-    ]
+    result = check_batch(B.GROUPING, SMALL_CYCLE[B.GROUPING], state)
+    assert result.errors == ['Analysis "A2" does not exist']
+    assert result.existing == ['Group "G2" already exists']
 
 
 def test_a_rollup_may_name_a_group_created_by_the_same_batch():
@@ -267,7 +266,8 @@ def test_after_a_small_cycle_each_batch_type_reports_what_already_exists(
         'Analysis "A2" already exists',
         'Analysis "A3" already exists',
     ]
-    assert _validate(sim, tmp_path, B.GROUPING).errors == [
+    grouping = _validate(sim, tmp_path, B.GROUPING)
+    assert grouping.ok and grouping.existing == [
         'Group "G1" already exists',
         'Group "G2" already exists',
     ]
