@@ -11,7 +11,11 @@ from batch_pipelines.resources import check_production_settings, default_resourc
 from batch_pipelines.risk_modeling.assets import risk_modeling_assets, risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.jobs import analysis_decisions, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
-from batch_pipelines.risk_modeling.sensors import cycle_after_workbook_load, workbook_drop_sensor
+from batch_pipelines.risk_modeling.sensors import (
+    cycle_after_workbook_load,
+    failed_batch_notifications,
+    workbook_drop_sensor,
+)
 from batch_pipelines.role_onboarding.definitions import role_onboarding_definitions
 
 
@@ -27,7 +31,7 @@ def defs() -> dg.Definitions:
             load_workbook,
             analysis_decisions,
         ],
-        sensors=[workbook_drop_sensor, cycle_after_workbook_load],
+        sensors=[workbook_drop_sensor, cycle_after_workbook_load, failed_batch_notifications],
         resources={
             **default_resources(),
             "risk_modeling": RiskModelingSettings(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -77,11 +78,12 @@ def adaptive_card(
     facts: list[tuple[str, str]],
     *,
     link: tuple[str, str] | None = None,
+    links: Sequence[tuple[str, str]] = (),
     text: str | None = None,
 ) -> dict[str, Any]:
-    """A small Adaptive Card: a bold title, optional text, a fact table and an optional
-    "open" button (``link`` = (button title, url)). Version 1.4 is what Teams renders
-    everywhere, including mobile."""
+    """A small Adaptive Card: a bold title, optional text, a fact table and optional "open"
+    buttons (``link`` and each of ``links`` = (button title, url)). Version 1.4 is what
+    Teams renders everywhere, including mobile."""
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True}
     ]
@@ -96,8 +98,11 @@ def adaptive_card(
         "version": "1.4",
         "body": body,
     }
-    if link is not None:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": link[0], "url": link[1]}]
+    buttons = [link, *links] if link is not None else list(links)
+    if buttons:
+        card["actions"] = [
+            {"type": "Action.OpenUrl", "title": title, "url": url} for title, url in buttons
+        ]
     return card
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import dagster as dg
 
-from batch_pipelines.clients.teams import notify_batch
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
@@ -24,7 +23,7 @@ from batch_pipelines.risk_modeling.cycle_batches import (
     BatchValidationFailed,
     materialize_batch_type,
 )
-from batch_pipelines.risk_modeling.notifications import NOTIFY_ON, batch_card
+from batch_pipelines.risk_modeling.notifications import NOTIFY_ON, notify_failed_batch
 from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 
@@ -141,22 +140,14 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
         result = outcome.run
         rec = result.reconciliation
         summary = rec.summary
-        run_url = f"{risk_modeling.dagster_url.rstrip('/')}/runs/{context.run_id}"
         if result.status in NOTIFY_ON:
-            card = batch_card(
-                cycle=cycle,
-                batch_type=batch_type.value,
-                batch_id=outcome.batch_id,
-                status=result.status,
-                counts=result.counts,
-                run_url=run_url,
-            )
-            delivered = asyncio.run(notify_batch(teams.client(), card))
-            store.add_batch_event(
+            # Once per failure: the failed_batch_notifications sensor skips what this sent.
+            delivered = notify_failed_batch(
+                store,
+                teams.client(),
                 outcome.batch_id,
-                "Teams notification " + ("sent" if delivered else "NOT delivered"),
-                level="WARNING",
-                data={"card": card, "delivered": delivered},
+                dagster_url=risk_modeling.dagster_url,
+                run_id=context.run_id,
             )
             context.log.warning(
                 f"batch {outcome.batch_id} {result.status}: Teams notified={delivered}"

@@ -4,7 +4,8 @@ The drop-folder sensor only notices new or changed files (cheap: a directory lis
 launches the `load_workbook` job for each, with a run key per file version. Validation and
 the store writes happen in that run, so an invalid workbook is a failed run whose error
 lists every problem, visible in the UI. When a load succeeds, `cycle_after_workbook_load`
-launches the cycle's run.
+launches the cycle's run. `failed_batch_notifications` sends the Teams card of a batch that
+ended FAILED, ERROR or CANCELLED outside its asset's run (see ``notifications``).
 """
 
 from pathlib import Path
@@ -12,9 +13,17 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.drop_folders import scan
+from batch_pipelines.resources import BatchStoreResource, TeamsResource
 from batch_pipelines.risk_modeling.assets import risk_modeling_cycle_job
+from batch_pipelines.risk_modeling.cycle_batches import FAMILY
 from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
+from batch_pipelines.risk_modeling.notifications import (
+    batches_to_notify,
+    notify_failed_batch,
+    sensor_window_start,
+)
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+from batch_pipelines.store.batch_store import utcnow
 
 
 @dg.sensor(
@@ -55,3 +64,32 @@ def cycle_after_workbook_load(context: dg.RunStatusSensorContext) -> dg.RunReque
     if not cycle:
         return dg.SkipReason(f"run {context.dagster_run.run_id} loaded no cycle")
     return dg.RunRequest(run_key=f"cycle:{cycle}:{context.dagster_run.run_id}", partition_key=cycle)
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sends the Teams card of each risk-modeling batch that ends FAILED, ERROR or "
+    "CANCELLED, also outside an asset run (CLI, batch_control); once per failure.",
+)
+def failed_batch_notifications(
+    context: dg.SensorEvaluationContext,
+    batch_store: BatchStoreResource,
+    teams: TeamsResource,
+    risk_modeling: RiskModelingSettings,
+) -> dg.SkipReason:
+    store = batch_store.get_store()
+    now = utcnow()
+    since = sensor_window_start(context.cursor, now)
+    notified = [
+        batch.id
+        for batch in batches_to_notify(store.find_batches(family=FAMILY), since)
+        if notify_failed_batch(
+            store, teams.client(), batch.id, dagster_url=risk_modeling.dagster_url
+        )
+        is not None
+    ]
+    context.update_cursor(now.isoformat())
+    if notified:
+        return dg.SkipReason(f"Teams cards sent for batches {notified}")
+    return dg.SkipReason("no batch failed since the last tick")

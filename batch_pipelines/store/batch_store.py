@@ -527,6 +527,49 @@ class BatchStore:
                 )
             )
 
+    def add_batch_event_once(
+        self,
+        batch_id: int,
+        message: str,
+        *,
+        key: str,
+        level: str = "INFO",
+        data: dict | None = None,
+    ) -> bool:
+        """Add the event unless the batch already has one with this ``message`` and ``key``
+        (kept as ``data["key"]``); True when this call added it.
+
+        Callers that must act once per fact (one Teams card per failure, however many places
+        notice it) claim the fact here first. The batch row is written before the check, so
+        concurrent claimers of one batch queue behind each other: a row lock on PostgreSQL,
+        the database's write lock on SQLite.
+        """
+        with self.engine.begin() as conn:
+            touched = conn.execute(
+                t.batches.update()
+                .where(t.batches.c.id == batch_id)
+                .values(updated_at=t.batches.c.updated_at)
+            ).rowcount
+            if touched != 1:
+                raise NotFound(f"batch {batch_id} does not exist")
+            earlier = conn.execute(
+                sa.select(t.batch_events.c.data).where(
+                    t.batch_events.c.batch_id == batch_id, t.batch_events.c.message == message
+                )
+            ).scalars()
+            if any(isinstance(d, dict) and d.get("key") == key for d in earlier):
+                return False
+            conn.execute(
+                t.batch_events.insert().values(
+                    batch_id=batch_id,
+                    level=level,
+                    message=message,
+                    data={**(data or {}), "key": key},
+                    created_at=utcnow(),
+                )
+            )
+        return True
+
     def batch_events(self, batch_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -85,7 +85,7 @@ def test_injected_failures_fail_the_batch_notify_teams_and_resubmission_complete
     evaluations = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert evaluations.get("reconciled_completed") is False, evaluations
     (notice,) = [
-        e for e in store.batch_events(batch.id) if e["message"].startswith("Teams notification")
+        e for e in store.batch_events(batch.id) if e["message"] == "Teams notification sent"
     ]
     assert notice["data"]["delivered"] is True
     assert "Analysis batch FAILED" in str(notice["data"]["card"])

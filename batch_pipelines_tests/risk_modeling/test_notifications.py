@@ -1,13 +1,29 @@
-"""Teams cards for failed batches, delivered to the webhook sink; failures never raise."""
+"""Teams cards for failed batches, delivered to the webhook sink; failures never raise; one
+card per failure whether the asset, the sensor or both notice it."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import dagster as dg
 
 from batch_pipelines.clients.teams import notify_batch
-from batch_pipelines.core.statuses import BatchStatus
-from batch_pipelines.risk_modeling.notifications import batch_card
+from batch_pipelines.core.statuses import BatchStatus, JobStatus
+from batch_pipelines.resources import BatchStoreResource, TeamsResource
+from batch_pipelines.risk_modeling.cycle_batches import FAMILY
+from batch_pipelines.risk_modeling.notifications import (
+    SENSOR_OVERLAP,
+    batch_card,
+    batches_to_notify,
+    notify_failed_batch,
+    sensor_window_start,
+)
+from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+from batch_pipelines.risk_modeling.sensors import failed_batch_notifications
 from batch_pipelines.simulators.embedded import teams_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.teams import TeamsSimulator
+from batch_pipelines.store.batch_store import BatchStore, JobChange
 
 
 def _card():
@@ -36,6 +52,14 @@ def test_a_failed_batch_card_names_cycle_type_batch_status_counts_and_links_the_
     assert card["type"] == "AdaptiveCard"
 
 
+def test_a_failed_batch_card_shows_the_cycle_stage_and_step_as_the_seeds_card_does():
+    facts = {f["title"]: f["value"] for f in _card()["body"][1]["facts"]}
+    assert facts["Cycle"] == "202503_Quarterly"
+    assert facts["Stage"] == "09 of 12"  # Analysis is the ninth of the cycle's batch types
+    assert facts["Step"] == "risk_modeling/analysis"
+    assert facts["Batch type"] == "Analysis"
+
+
 def test_the_card_is_recorded_by_the_webhook():
     sink = TeamsSimulator()
     assert asyncio.run(notify_batch(teams_client(sink), _card())) is True
@@ -51,3 +75,143 @@ def test_an_undeliverable_notification_is_logged_and_never_raises(caplog):
     assert asyncio.run(notify_batch(client, _card())) is False
     assert "not delivered" in caplog.text
     assert sink.cards() == []
+
+
+# ------------------------------------------------- one card per failure, from any caller
+
+CYCLE = "202503_Quarterly"
+DAGSTER = "http://dagster.example:3000"
+
+
+def _failed_batch(store: BatchStore, *, batch_type: str = "Analysis") -> int:
+    batch_id = store.create_batch(
+        family=FAMILY,
+        batch_type=batch_type,
+        partition_key=CYCLE,
+        job_configurations=[{"key": "A1", "data": {}}, {"key": "A2", "data": {}}],
+    )
+    jobs = store.list_jobs(batch_id)
+    path = (JobStatus.SUBMITTED, JobStatus.RUNNING)
+    for job, last in zip(jobs, (JobStatus.FINISHED, JobStatus.FAILED), strict=True):
+        current = job.status
+        for status in (*path, last):
+            store.apply_job_changes([JobChange(job_id=job.id, expected=current, status=status)])
+            current = status
+    assert store.reconcile_batch(batch_id).status is BatchStatus.FAILED
+    return batch_id
+
+
+def _sent(store: BatchStore, batch_id: int) -> list[dict]:
+    return [e for e in store.batch_events(batch_id) if e["message"] == "Teams notification sent"]
+
+
+def test_a_failure_gets_one_card_however_many_callers_notice_it(tmp_path):
+    store = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sink = TeamsSimulator()
+    batch_id = _failed_batch(store)
+    first = notify_failed_batch(
+        store, teams_client(sink), batch_id, dagster_url=DAGSTER, run_id="run-1"
+    )
+    again = notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER)
+    assert (first, again) == (True, None)
+    (card,) = sink.cards()
+    assert f"{DAGSTER}/runs/run-1" in str(card)
+    assert f"{DAGSTER}/assets/risk_modeling/analysis" in str(card)
+    assert len(_sent(store, batch_id)) == 1
+    store.dispose()
+
+
+def test_a_batch_that_fails_again_after_a_resubmission_gets_a_second_card(tmp_path):
+    store = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sink = TeamsSimulator()
+    batch_id = _failed_batch(store)
+    assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER)
+    (failed,) = store.list_jobs(batch_id, skipped=False, statuses=[JobStatus.FAILED])
+    (new_id,) = store.resubmit_jobs([failed.id])
+    for expected, status in (
+        (JobStatus.INITIATED, JobStatus.SUBMITTED),
+        (JobStatus.SUBMITTED, JobStatus.FAILED),
+    ):
+        store.apply_job_changes([JobChange(job_id=new_id, expected=expected, status=status)])
+    assert store.reconcile_batch(batch_id).status is BatchStatus.FAILED
+    assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER)
+    assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER) is None
+    assert len(sink.cards()) == 2
+    store.dispose()
+
+
+def test_a_batch_that_is_not_failed_or_not_risk_modeling_gets_no_card(tmp_path):
+    store = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sink = TeamsSimulator()
+    active = store.create_batch(
+        family=FAMILY, batch_type="Analysis", job_configurations=[{"key": "A1", "data": {}}]
+    )
+    other = store.create_batch(
+        family="document_ai", batch_type="docs", job_configurations=[{"key": "d", "data": {}}]
+    )
+    store.set_batch_status(other, BatchStatus.ACTIVE)
+    store.set_batch_status(other, BatchStatus.CANCELLED)
+    for batch_id in (active, other):
+        assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER) is None
+    assert sink.cards() == []
+    store.dispose()
+
+
+def test_a_batch_cancelled_outside_an_asset_run_is_notified_once_by_the_sensor(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = BatchStore(url)
+    batch_id = store.create_batch(
+        family=FAMILY,
+        batch_type="Grouping",
+        partition_key=CYCLE,
+        job_configurations=[{"key": "G1", "data": {}}],
+    )
+    # What `batch-pipelines batch cancel` and the batch_control job do: only the store.
+    store.set_batch_status(batch_id, BatchStatus.ACTIVE)
+    store.set_batch_status(batch_id, BatchStatus.CANCELLED)
+    resources = {
+        "batch_store": BatchStoreResource(database_url=url),
+        "teams": TeamsResource(),
+        "risk_modeling": RiskModelingSettings(dagster_url=DAGSTER),
+    }
+    with dg.build_sensor_context(resources=resources) as context:
+        first = failed_batch_notifications(context)
+        cursor = context.cursor
+    with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+        second = failed_batch_notifications(context)
+    assert f"[{batch_id}]" in first.skip_message
+    assert "no batch failed" in second.skip_message
+    # The resource handed to the sensor is its own copy, with its own sink: read what the
+    # store recorded as delivered.
+    (sent,) = _sent(store, batch_id)
+    card = sent["data"]["card"]
+    assert sent["data"]["delivered"] is True
+    facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+    assert facts["Status"] == "CANCELLED" and facts["Cycle"] == CYCLE
+    assert (facts["Stage"], facts["Step"]) == ("10 of 12", "risk_modeling/grouping")
+    store.dispose()
+
+
+def test_the_sensor_looks_back_from_its_last_tick_and_starts_at_now_on_its_first():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    last = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    assert sensor_window_start(None, now) == now - SENSOR_OVERLAP
+    assert sensor_window_start(last.isoformat(), now) == last - SENSOR_OVERLAP
+    assert sensor_window_start("garbage", now) == now - SENSOR_OVERLAP
+
+
+def test_only_failed_batches_settled_in_the_window_are_due():
+    since = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def batch(status, settled):
+        return SimpleNamespace(status=status, settled_at=settled)
+
+    before, after = since - timedelta(seconds=1), since + timedelta(seconds=1)
+    due = batch(BatchStatus.ERROR, after)
+    candidates = [
+        due,
+        batch(BatchStatus.FAILED, before),
+        batch(BatchStatus.COMPLETED, after),
+        batch(BatchStatus.ACTIVE, None),
+    ]
+    assert batches_to_notify(candidates, since) == [due]

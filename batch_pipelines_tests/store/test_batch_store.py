@@ -314,3 +314,22 @@ def test_a_job_held_by_a_live_run_or_already_resubmitted_cannot_be_resubmitted_a
     with pytest.raises(JobError):
         store.resubmit_jobs([a.id])
     assert store.get_job(child).parent_job_id == a.id
+
+
+def test_concurrent_claims_of_one_event_key_let_exactly_one_through(store):
+    batch_id = _batch(store, 1)
+    results: list[bool] = []
+    start = threading.Barrier(6)
+
+    def claim() -> None:
+        start.wait()
+        results.append(store.add_batch_event_once(batch_id, "claimed", key="FAILED@t1"))
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 5 + [True]
+    assert store.add_batch_event_once(batch_id, "claimed", key="FAILED@t2") is True
+    assert [e["data"]["key"] for e in store.batch_events(batch_id)] == ["FAILED@t1", "FAILED@t2"]
