@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from batch_pipelines.clients.http import TransientServiceError
 from batch_pipelines.core.errors import JobError
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.engine.handlers import JobHandler
@@ -23,9 +26,13 @@ from batch_pipelines.risk_modeling.sample_source import (
     sub_portfolio_segment,
 )
 from batch_pipelines.risk_modeling.sql_jobs import (
+    ACCOUNTS_SQL,
+    LOCATIONS_SQL,
+    SQL_DIR,
     DataExtractionHandler,
     PortfolioMappingHandler,
     SqlJobError,
+    database_url,
     plan_sub_portfolios,
 )
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
@@ -34,6 +41,7 @@ from batch_pipelines.store.batch_store import JobRecord
 DATE = "202503"
 CYCLE = "202503_Quarterly"
 EDM = "RM_EDM_202503_Quarterly_USEQ"
+SQL_SERVER_URL = "mssql+pymssql://extract:password@sqlserver.example:1433/warehouse"
 
 
 def _job(configuration: dict[str, Any], job_id: int = 1) -> JobRecord:
@@ -248,6 +256,72 @@ def test_extraction_values_travel_as_bound_parameters_so_quotes_neither_break_no
     db = sqlite3.connect(tmp_path / "source.db")
     assert db.execute("SELECT count(*) FROM accounts").fetchone()[0] == 6
     db.close()
+
+
+def test_extraction_sends_its_values_to_the_database_only_as_bound_parameters(tmp_path):
+    import_file = "USEQ_bound_check"
+    create_sample_source(tmp_path / "source.db", [import_file], date_value=DATE)
+    executed: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        executed.append((statement, parameters))
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        _submit(DataExtractionHandler(_ctx(tmp_path)), _extraction_job(import_file))
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
+    selects = [
+        (sql, params)
+        for sql, params in executed
+        if "FROM accounts" in sql or "FROM locations" in sql
+    ]
+    assert len(selects) == 2
+    for sql, params in selects:
+        # The statement the driver receives holds placeholders, never the values.
+        assert import_file not in sql and DATE not in sql
+        assert list(params) == [import_file, DATE]  # SQLite's driver takes them by position
+
+
+@pytest.mark.parametrize("name", [ACCOUNTS_SQL, LOCATIONS_SQL])
+def test_the_shipped_extraction_sql_binds_exactly_the_import_file_and_the_date(name):
+    statement = sa.text((SQL_DIR / name).read_text(encoding="utf-8"))
+    assert set(statement.compile().params) == {"import_file", "date_value"}
+    # Compiled for SQL Server's driver the values stay out of the text as well.
+    compiled = statement.compile(dialect=sa.create_engine(SQL_SERVER_URL).dialect)
+    assert "%(import_file)s" in str(compiled) and "%(date_value)s" in str(compiled)
+
+
+def _readme_sql_server_url() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (url,) = re.findall(r"`(mssql\+pymssql://[^`]+)`", readme)
+    return url
+
+
+def test_the_readme_sql_server_url_form_is_accepted_and_loads_the_maintained_driver():
+    url = database_url(_readme_sql_server_url(), what="source database")
+    assert (url.get_backend_name(), url.get_driver_name()) == ("mssql", "pymssql")
+    engine = sa.create_engine(url)  # imports the DB-API driver of the sqlserver extra
+    assert engine.dialect.driver == "pymssql"
+    assert url.port == 1433 and url.database
+    engine.dispose()
+
+
+def test_an_unreachable_sql_server_is_a_transient_error_that_never_shows_the_password(tmp_path):
+    ctx = HandlerContext(
+        client=None,  # type: ignore[arg-type]
+        cycle=CYCLE,
+        data_dir=tmp_path / "data",
+        source_database_url="mssql+pymssql://extract:s3cr3t-pw@127.0.0.1:1/warehouse?login_timeout=2",
+        databridge_url=f"sqlite:///{tmp_path / 'databridge.db'}",
+    )
+    handler = DataExtractionHandler(ctx)
+    try:
+        with pytest.raises(TransientServiceError) as caught:
+            _submit(handler, _extraction_job("USEQ"))
+    finally:
+        handler.close()
+    assert "s3cr3t-pw" not in str(caught.value)
 
 
 def test_extraction_replaces_an_existing_file_whole_and_leaves_no_temporary_files(tmp_path):
