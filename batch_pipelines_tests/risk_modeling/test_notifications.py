@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import dagster as dg
 
+from batch_pipelines.batch_actions.jobs import batch_control
 from batch_pipelines.clients.teams import notify_batch
 from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.resources import BatchStoreResource, TeamsResource
@@ -189,6 +190,40 @@ def test_a_batch_cancelled_outside_an_asset_run_is_notified_once_by_the_sensor(t
     facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
     assert facts["Status"] == "CANCELLED" and facts["Cycle"] == CYCLE
     assert (facts["Stage"], facts["Step"]) == ("10 of 12", "risk_modeling/grouping")
+    store.dispose()
+
+
+def test_a_batch_cancelled_by_the_batch_control_job_gets_its_card_from_the_sensor(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = BatchStore(url)
+    batch_id = _failed_batch(store)
+    store.resubmit_jobs(
+        [j.id for j in store.list_jobs(batch_id, skipped=False, statuses=[JobStatus.FAILED])]
+    )
+    resources = {
+        "batch_store": BatchStoreResource(database_url=url),
+        "teams": TeamsResource(),
+        "risk_modeling": RiskModelingSettings(dagster_url=DAGSTER),
+    }
+    with dg.instance_for_test() as instance:
+        assert batch_control.execute_in_process(
+            run_config={
+                "ops": {
+                    "change_batch_status": {"config": {"batch_id": batch_id, "action": "cancel"}}
+                }
+            },
+            resources={"batch_store": resources["batch_store"]},
+            instance=instance,
+        ).success
+    with dg.build_sensor_context(resources=resources) as context:
+        failed_batch_notifications(context)
+    (sent,) = _sent(store, batch_id)
+    facts = {f["title"]: f["value"] for f in sent["data"]["card"]["body"][1]["facts"]}
+    assert (facts["Status"], facts["Stage"], facts["Step"]) == (
+        "CANCELLED",
+        "09 of 12",
+        "risk_modeling/analysis",
+    )
     store.dispose()
 
 
