@@ -345,6 +345,17 @@ def load_job_configuration(path: str | Path) -> tuple[list[JobConfig], list[JobP
     source = path.name
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        # A binary file (a spreadsheet, an archive) given by mistake: say so, not a traceback.
+        return [], [
+            JobProblem(
+                source,
+                None,
+                None,
+                f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "the job file is JSON text",
+            )
+        ]
     except OSError as exc:
         return [], [
             JobProblem(

@@ -86,3 +86,15 @@ def test_seed_demo_data_fills_an_empty_store_once(tmp_path):
     assert first.exit_code == 0 and "30 users (30 new" in first.output
     again = runner.invoke(main, ["jobs", "seed-demo-data", "--users", "30", "--database-url", url])
     assert "30 users (0 new" in again.output
+
+
+def test_validate_on_a_binary_file_prints_one_line_naming_the_file(tmp_path):
+    binary = tmp_path / "jobs.xlsx"
+    binary.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xff\xfe\x00\x00")
+    result = CliRunner().invoke(main, ["jobs", "validate", str(binary)])
+    assert result.exit_code == 1 and not isinstance(result.exception, UnicodeDecodeError)
+    errors = [line for line in result.output.splitlines() if line.startswith("ERROR")]
+    assert errors == [
+        "ERROR jobs.xlsx: not a UTF-8 text file (byte 0xff at offset 10); the job file is JSON text"
+    ]
+    assert "Traceback" not in result.output
