@@ -45,6 +45,8 @@ from batch_pipelines.resources import BatchStoreResource, ModelsResource
 GROUP = "configured_batches"
 CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "configured_batches"}
 CHECK_NAME = "all_requests_succeeded"
+# Warns when a batch had nothing to do (no users, no items, an empty group).
+PROCESSED_CHECK_NAME = "batch_processed_requests"
 REQUEST_TABLE_ROWS = 200
 STATUS_TABLE_ROWS = 200
 
@@ -152,20 +154,54 @@ def _result(
         "requests": _requests_table(requests),
         **(extra or {}),
     }
-    context.log.info(
-        f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded"
-    )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CHECK_NAME,
-                passed=not result.failed_keys,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"failed_requests": dg.MetadataValue.json(result.failed_keys[:100])},
-            )
-        ],
-    )
+    metadata["nothing_to_do"] = bool(result.nothing_to_do)
+    if result.nothing_to_do:
+        metadata["nothing_to_do_reason"] = result.nothing_to_do
+        context.log.warning(f"{result.batch_key}: nothing to do: {result.nothing_to_do}")
+    else:
+        context.log.info(
+            f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded"
+        )
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results(result))
+
+
+def check_results(result: BatchRunResult) -> list[dg.AssetCheckResult]:
+    """The batch's checks. Zero requests is not "all succeeded": both checks warn, with the
+    reason, so an empty store or a filter that matches nothing is seen, not counted as done."""
+    reason = {"reason": result.nothing_to_do} if result.nothing_to_do else {}
+    return [
+        dg.AssetCheckResult(
+            check_name=CHECK_NAME,
+            passed=result.requests_total > 0 and not result.failed_keys,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "requests_total": result.requests_total,
+                "failed_requests": dg.MetadataValue.json(result.failed_keys[:100]),
+                **reason,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=PROCESSED_CHECK_NAME,
+            passed=result.requests_total > 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"requests_total": result.requests_total, **reason},
+        ),
+    ]
+
+
+def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset=asset,
+            description="Every request of the batch succeeded (fails on a batch of no requests).",
+        ),
+        dg.AssetCheckSpec(
+            PROCESSED_CHECK_NAME,
+            asset=asset,
+            description="The batch had something to do: warns, with the reason, when it planned no requests.",
+        ),
+    ]
 
 
 def _bounded(context: dict[str, Any], limit: int = 200) -> dict[str, Any]:
@@ -257,13 +293,7 @@ def build_configured_batch_asset(
         group_name=GROUP,
         kinds={"python"},
         op_tags=CONCURRENCY_TAG,
-        check_specs=[
-            dg.AssetCheckSpec(
-                CHECK_NAME,
-                asset="configured_batch",
-                description="Every request of the batch succeeded.",
-            )
-        ],
+        check_specs=_check_specs("configured_batch"),
         description=description,
     )
     def configured_batch(
@@ -288,13 +318,7 @@ def build_configured_batch_asset(
     group_name=GROUP,
     kinds={"python"},
     op_tags=CONCURRENCY_TAG,
-    check_specs=[
-        dg.AssetCheckSpec(
-            CHECK_NAME,
-            asset="preference_batch",
-            description="Every request of the batch succeeded.",
-        )
-    ],
+    check_specs=_check_specs("preference_batch"),
     description=(
         "One preference group's batch for one tick: the group's members, each with their own "
         "preference and template overrides, processed by the preference job of the group's feature type."

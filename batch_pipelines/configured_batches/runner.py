@@ -197,6 +197,34 @@ def _drop_references(item: Any, valid: set[str]) -> _Item:
     )
 
 
+def nothing_to_do_reason(job: JobConfig, gathered: Gathered, group: GroupMembers | None) -> str:
+    """Why a batch planned no requests, in words an operator can act on: no users or
+    members, none of them valid, categories missing or without matching items.
+
+    A batch with nothing to do is not a success to be counted among the others (an empty
+    store, a filter that no longer matches, a group emptied by preference changes look
+    exactly like "all done" otherwise), so the run says why it did nothing."""
+    if job.type.data_source == "users" or job.type.is_preference:
+        total = gathered.users.get("total", 0)
+        if total == 0:
+            if group is not None:
+                return f"preference group {group.partition_key} has no members"
+            if job.user_ids:
+                return "the job lists no user ids"
+            return f"no users match the job's filters {job.filters or {}} (is system_users empty?)"
+        if gathered.users.get("valid", 0) == 0:
+            return f"none of the {total} users is an active user of system_users"
+    if job.type.data_source == "categories":
+        if not gathered.valid:
+            return f"none of the job's categories {job.category_names} exists or could be read"
+        if not any(gathered.inputs.items_by_category.values()):
+            return (
+                f"the categories {gathered.valid} have no items matching the job's filters "
+                f"{job.filters or {}}"
+            )
+    return "the job's strategy planned no requests for what was gathered"
+
+
 @dataclass(frozen=True)
 class BatchRunResult:
     batch_id: int
@@ -217,6 +245,8 @@ class BatchRunResult:
     # What this run stored per request and per user, for run metadata without reading it back.
     request_results: list[dict[str, Any]] = field(default_factory=list)
     user_results: list[ContextWrite] = field(default_factory=list)
+    # Why the batch planned no requests; empty when it had work (see nothing_to_do_reason).
+    nothing_to_do: str = ""
 
 
 def run_batch(
@@ -266,6 +296,9 @@ def run_batch(
     log(
         f"{batch_key}: {len(requests)} requests ({strategy_for(job)}), {len(gathered.invalid_user_ids)} invalid users dropped"
     )
+    nothing_to_do = "" if requests else nothing_to_do_reason(job, gathered, group)
+    if nothing_to_do:
+        store.add_batch_event(batch_id, f"nothing to do: {nothing_to_do}", level="WARNING")
 
     earlier = {
         r.key.rsplit("/", 1)[-1]: r.data
@@ -301,6 +334,8 @@ def run_batch(
         "priority": job.priority,
         "distribution": {"recipients": valid_recipients, "invalid_recipients": invalid_recipients},
     }
+    if nothing_to_do:
+        metadata["nothing_to_do"] = nothing_to_do
     if group is not None:
         metadata["feature_type"] = job.feature_type
         metadata["preference_group"] = group.partition_key
@@ -382,6 +417,7 @@ def run_batch(
         by_feature_type=by_feature_type,
         request_results=list(results.values()),
         user_results=[w for w in result_writes if w.kind == USER_RESULT],
+        nothing_to_do=nothing_to_do,
     )
 
 

@@ -2,6 +2,8 @@
 resumed run, an invalid job file made visible in the UI, the fallbacks taken when the config
 or category source is down, and the status by feature type and user in the metadata."""
 
+import logging
+
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -68,8 +70,9 @@ def test_a_static_jobs_tick_runs_its_batch_and_reports_the_seeds_context(store_u
         "tenant_a": {"users": 10, "succeeded": 10, "failed": 0},
         "tenant_b": {"users": 10, "succeeded": 10, "failed": 0},
     }
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"all_requests_succeeded": True, "batch_processed_requests": True}
+    assert meta["nothing_to_do"] is False
     store = BatchStore(store_url)
     assert ContextStore(store.engine).status_by_user(ACTIVE_USERS[0])[0]["tick"] == tick
 
@@ -489,3 +492,43 @@ def test_without_default_preferences_a_down_source_keeps_each_members_grouped_pr
         "preference_source_error": "",
         "preference_members_left_out": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("job_id", "reason"),
+    [
+        ("user_welcome_notes", "no users match the job's filters"),
+        ("product_descriptions", "none of the job's categories ['product_category'] exists"),
+    ],
+)
+def test_a_batch_on_an_empty_store_says_it_had_nothing_to_do_and_its_checks_warn(
+    tmp_path, job_id, reason
+):
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [_configured_batch()],
+        partition_key=job_id,
+        instance=instance,
+        resources=_resources(empty),
+        run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T07:30+01:00"}}}},
+    )
+    assert result.success
+    meta = _metadata(result)
+    assert meta["requests_total"] == 0 and meta["nothing_to_do"] is True
+    assert reason in meta["nothing_to_do_reason"]
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {name: e.passed for name, e in evaluations.items()} == {
+        "all_requests_succeeded": False,
+        "batch_processed_requests": False,
+    }
+    assert {e.severity for e in evaluations.values()} == {dg.AssetCheckSeverity.WARN}
+    warnings = [
+        e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
+    ]
+    assert any("nothing to do" in m and reason in m for m in warnings)
+    store = BatchStore(empty)
+    (batch,) = store.find_batches(family="configured_batches")
+    assert any(
+        e["level"] == "WARNING" and reason in e["message"] for e in store.batch_events(batch.id)
+    )
