@@ -29,7 +29,7 @@ from batch_pipelines.configured_batches.groups import GroupKey
 from batch_pipelines.configured_batches.job_config import JobConfig
 from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient, Preference
-from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
+from batch_pipelines.configured_batches.repositories import UserRepository
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import (
     BatchRunResult,
@@ -217,12 +217,12 @@ def _run(
     tick: str,
     batch_store: BatchStoreResource,
     models: ModelsResource,
+    configured_jobs: ConfiguredJobsResource,
     group: GroupMembers | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     store = batch_store.get_store()
-    # Snapshots kept in the store: a later run falls back on what this one read.
-    categories = CategoryRepository(store.engine, durable_snapshots=True)
+    categories = configured_jobs.category_repository(store.engine)
     try:
         result = run_batch(
             store,
@@ -240,8 +240,12 @@ def _run(
         context.log.warning(
             f"{categories.fallbacks} category reads served from the last good snapshot ({categories.last_error})"
         )
-    fallbacks = {"category_fallbacks": categories.fallbacks}
-    return _result(context, result, {**fallbacks, **(extra or {})})
+    settings = {
+        "category_fallbacks": categories.fallbacks,
+        "chunk_size": job.chunk_size,
+        "category_cache_ttl_seconds": categories.ttl_seconds,
+    }
+    return _result(context, result, {**settings, **(extra or {})})
 
 
 def current_preferences(
@@ -308,7 +312,7 @@ def build_configured_batch_asset(
         except BatchPipelinesError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         tick = resolve_tick(config.tick, context.run.tags, TICK_TAG)
-        return _run(context, job, tick, batch_store, models)
+        return _run(context, job, tick, batch_store, models, configured_jobs)
 
     return configured_batch
 
@@ -354,7 +358,9 @@ def preference_batch(
         )
     group = GroupMembers(partition_key, preferences)
     tick = resolve_tick(config.tick, context.run.tags, PREFERENCE_TICK_TAG)
-    return _run(context, job, tick, batch_store, models, group, preference_metadata)
+    return _run(
+        context, job, tick, batch_store, models, configured_jobs, group, preference_metadata
+    )
 
 
 preference_batch_job = dg.define_asset_job(

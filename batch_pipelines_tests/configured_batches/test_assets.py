@@ -532,3 +532,50 @@ def test_a_batch_on_an_empty_store_says_it_had_nothing_to_do_and_its_checks_warn
     assert any(
         e["level"] == "WARNING" and reason in e["message"] for e in store.batch_events(batch.id)
     )
+
+
+def test_chunk_size_and_category_cache_ttl_come_from_the_environment_through_the_resource(
+    store_url, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BATCH_CHUNK_SIZE", "7")
+    monkeypatch.setenv("CATEGORY_CACHE_TTL", "0")
+
+    def without_chunk_size(raw):
+        next(j for j in raw["jobs"] if j["job_id"] == "team_activity_digest").pop("chunk_size")
+
+    path = str(job_file(tmp_path, without_chunk_size))
+    defs = configured_batches_definitions(path)
+    configured_jobs = defs.resources["configured_jobs"]
+    # Read through dg.EnvVar: the UI shows the variable's name, not a value fixed at load.
+    assert configured_jobs.chunk_size.env_var_name == "BATCH_CHUNK_SIZE"
+    assert configured_jobs.category_cache_ttl_seconds.env_var_name == "CATEGORY_CACHE_TTL"
+    asset = next(a for a in defs.assets if a.key.path == ["configured_batch"])
+
+    def run(job_id: str) -> dict:
+        result = dg.materialize(
+            [asset],
+            partition_key=job_id,
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={**_resources(store_url), "configured_jobs": configured_jobs},
+            run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T08:00Z"}}}},
+        )
+        return _metadata(result)
+
+    meta = run("team_activity_digest")  # BATCH_USERS over 20 users, in chunks of 7
+    assert (meta["chunk_size"], meta["requests_total"]) == (7, 3)
+    assert meta["category_cache_ttl_seconds"] == 0
+    # A job that sets its own chunk size keeps it.
+    monkeypatch.setenv("BATCH_CHUNK_SIZE", "3")
+    defs = configured_batches_definitions(str(SAMPLE_JOBS_FILE))
+    configured_jobs = defs.resources["configured_jobs"]
+    asset = next(a for a in defs.assets if a.key.path == ["configured_batch"])
+    assert run("team_activity_digest")["chunk_size"] == 50
+
+
+def test_a_chunk_size_from_the_environment_out_of_bounds_is_refused_naming_the_variable():
+    from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
+    from batch_pipelines.core.errors import ConfigurationError
+
+    resource = ConfiguredJobsResource(chunk_size=0)
+    with pytest.raises(ConfigurationError, match="BATCH_CHUNK_SIZE must be between 1 and 10000"):
+        resource.job("audience_trend_analysis")
