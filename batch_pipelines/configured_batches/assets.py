@@ -40,7 +40,7 @@ from batch_pipelines.configured_batches.runner import (
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
-from batch_pipelines.resources import BatchStoreResource, ModelsResource
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 
 GROUP = "configured_batches"
 CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "configured_batches"}
@@ -218,6 +218,7 @@ def _run(
     batch_store: BatchStoreResource,
     models: ModelsResource,
     configured_jobs: ConfiguredJobsResource,
+    teams: TeamsResource,
     group: GroupMembers | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
@@ -233,6 +234,7 @@ def _run(
             categories=categories,
             group=group,
             log=context.log.info,
+            delivery_client_factory=teams.client,
         )
     except BatchPipelinesError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -240,7 +242,15 @@ def _run(
         context.log.warning(
             f"{categories.fallbacks} category reads served from the last good snapshot ({categories.last_error})"
         )
+    if result.deliveries.failed:
+        context.log.warning(
+            f"{result.deliveries.failed} result deliveries failed (recorded; the batch is not failed "
+            f"by them, a rerun of the tick retries them): {result.deliveries.failures[:5]}"
+        )
     settings = {
+        "deliveries_sent": result.deliveries.sent,
+        "deliveries_failed": result.deliveries.failed,
+        "deliveries_already_delivered": result.deliveries.already_delivered,
         "category_fallbacks": categories.fallbacks,
         "chunk_size": job.chunk_size,
         "category_cache_ttl_seconds": categories.ttl_seconds,
@@ -306,13 +316,14 @@ def build_configured_batch_asset(
         batch_store: BatchStoreResource,
         models: ModelsResource,
         configured_jobs: ConfiguredJobsResource,
+        teams: TeamsResource,
     ) -> dg.MaterializeResult:
         try:
             job = configured_jobs.job(context.partition_key)
         except BatchPipelinesError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         tick = resolve_tick(config.tick, context.run.tags, TICK_TAG)
-        return _run(context, job, tick, batch_store, models, configured_jobs)
+        return _run(context, job, tick, batch_store, models, configured_jobs, teams)
 
     return configured_batch
 
@@ -335,6 +346,7 @@ def preference_batch(
     models: ModelsResource,
     configured_jobs: ConfiguredJobsResource,
     config_service: ConfigServiceResource,
+    teams: TeamsResource,
 ) -> dg.MaterializeResult:
     partition_key = context.partition_key
     try:
@@ -359,7 +371,7 @@ def preference_batch(
     group = GroupMembers(partition_key, preferences)
     tick = resolve_tick(config.tick, context.run.tags, PREFERENCE_TICK_TAG)
     return _run(
-        context, job, tick, batch_store, models, configured_jobs, group, preference_metadata
+        context, job, tick, batch_store, models, configured_jobs, teams, group, preference_metadata
     )
 
 

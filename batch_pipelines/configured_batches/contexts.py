@@ -29,6 +29,8 @@ USER_RESULT = "user_result"
 TENANT_RESULT = "tenant_result"
 FEATURE_TYPE_RESULT = "feature_type_result"
 BATCH_REFERENCE = "batch_reference"
+# A card with results sent to one recipient (see delivery.py): delivered or failed.
+DELIVERY = "result_delivery"
 # The last good items of a category selection, served when the category source fails.
 CATEGORY_SNAPSHOT = "category_snapshot"
 KINDS = (
@@ -38,6 +40,7 @@ KINDS = (
     TENANT_RESULT,
     FEATURE_TYPE_RESULT,
     BATCH_REFERENCE,
+    DELIVERY,
     CATEGORY_SNAPSHOT,
 )
 
@@ -160,6 +163,18 @@ class ContextStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(c.c.data).where(c.c.kind == kind, c.c.key == key)).first()
         return None if row is None else row.data
+
+    def get_many(self, kind: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The contexts of ``kind`` among ``keys`` that exist, by key (chunked queries)."""
+        c = t.contexts
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(keys)), 500):
+                rows = conn.execute(
+                    sa.select(c.c.key, c.c.data).where(c.c.kind == kind, c.c.key.in_(chunk))
+                )
+                found.update((r.key, r.data) for r in rows)
+        return found
 
     def find(
         self, kind: str, key_prefix: str = "", limit: int | None = None

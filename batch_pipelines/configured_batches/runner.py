@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from batch_pipelines.configured_batches.contexts import (
@@ -32,6 +32,13 @@ from batch_pipelines.configured_batches.contexts import (
     ContextStore,
     ContextWrite,
     batch_context,
+)
+from batch_pipelines.configured_batches.delivery import (
+    BatchOutcome,
+    DeliveryReport,
+    deliver,
+    delivered_keys,
+    plan_deliveries,
 )
 from batch_pipelines.configured_batches.job_config import JobConfig
 from batch_pipelines.configured_batches.strategies import (
@@ -247,6 +254,8 @@ class BatchRunResult:
     user_results: list[ContextWrite] = field(default_factory=list)
     # Why the batch planned no requests; empty when it had work (see nothing_to_do_reason).
     nothing_to_do: str = ""
+    # The results' delivery to recipients (see delivery.py); never a reason to fail.
+    deliveries: DeliveryReport = field(default_factory=DeliveryReport)
 
 
 def run_batch(
@@ -259,8 +268,12 @@ def run_batch(
     categories: CategoriesSource,
     group: GroupMembers | None = None,
     log: Callable[[str], None] = lambda message: None,
+    delivery_client_factory: Callable[[], Any] | None = None,
 ) -> BatchRunResult:
-    """Run one batch of ``job`` for ``tick`` (and ``group``) to a settled state."""
+    """Run one batch of ``job`` for ``tick`` (and ``group``) to a settled state.
+
+    With ``delivery_client_factory`` (a Teams client), the results are then delivered to
+    their recipients (``delivery.py``); a delivery failure is recorded, never raised."""
     contexts = ContextStore(store.engine)
     batch_key = batch_key_for(job, tick, group.partition_key if group else None)
     gathered = gather(job, users, categories, group)
@@ -394,6 +407,40 @@ def run_batch(
     ]
     contexts.put_many(writes)
     costs = _record_costs(store, job, batch_id, outcomes)
+    deliveries = DeliveryReport()
+    if delivery_client_factory is not None and requests:
+        deliveries = _deliver_results(
+            delivery_client_factory,
+            contexts,
+            users,
+            job,
+            BatchOutcome(
+                job.job_id,
+                job.description or job.job_id,
+                batch_key,
+                tick,
+                summary["status"],
+                succeeded,
+                len(requests),
+            ),
+            batch_id,
+            requests,
+            results,
+            valid_recipients,
+            gathered,
+            group,
+        )
+        log(
+            f"{batch_key}: {deliveries.sent} result cards delivered, {deliveries.failed} failed, "
+            f"{deliveries.already_delivered} delivered earlier"
+        )
+        if deliveries.failed:
+            store.add_batch_event(
+                batch_id,
+                f"{deliveries.failed} result deliveries failed (recorded; a rerun of the tick retries them)",
+                level="WARNING",
+                data={"failures": [list(f) for f in deliveries.failures[:100]]},
+            )
     status = BatchStatus.COMPLETED if not failed_keys else BatchStatus.FAILED
     _move(store, batch_id, status)
     store.add_batch_event(
@@ -418,7 +465,54 @@ def run_batch(
         request_results=list(results.values()),
         user_results=[w for w in result_writes if w.kind == USER_RESULT],
         nothing_to_do=nothing_to_do,
+        deliveries=deliveries,
     )
+
+
+def _deliver_results(
+    client_factory: Callable[[], Any],
+    contexts: ContextStore,
+    users: UsersSource,
+    job: JobConfig,
+    outcome: BatchOutcome,
+    batch_id: int,
+    requests: Sequence[Request],
+    results: Mapping[str, Mapping[str, Any]],
+    recipients: Sequence[str],
+    gathered: Gathered,
+    group: GroupMembers | None,
+) -> DeliveryReport:
+    """Deliver the batch's succeeded results: all of them to the distribution recipients,
+    and (preference batches) each member's own to that member."""
+    succeeded = [r for r in requests if results[r.key]["status"] == "succeeded"]
+    own: dict[str, list[str]] = {}
+    if group is not None:
+        for request in succeeded:
+            for uid in request.user_ids:
+                own.setdefault(uid, []).append(results[request.key].get("result") or "")
+    everyone = list(dict.fromkeys([*recipients, *own]))
+    if not everyone:
+        return DeliveryReport()
+    records = {str(u["id"]): u for u in gathered.inputs.users}
+    if missing := [uid for uid in recipients if uid not in records]:
+        records.update(users.get_users(missing))
+    planned, done = plan_deliveries(
+        outcome,
+        recipients=recipients,
+        batch_results=[results[r.key].get("result") or "" for r in succeeded],
+        own_results=own,
+        users=records,
+        already_delivered=delivered_keys(contexts, everyone, outcome.batch_key),
+    )
+    report = deliver(
+        client_factory,
+        planned,
+        contexts,
+        batch_id=batch_id,
+        job_id=job.job_id,
+        tick=outcome.tick,
+    )
+    return replace(report, already_delivered=done)
 
 
 def failures_first(

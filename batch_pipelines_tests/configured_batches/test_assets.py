@@ -17,7 +17,12 @@ from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE
 from batch_pipelines.configured_batches.monitors import configured_jobs_problems
 from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
-from batch_pipelines.resources import BatchStoreResource, ModelsResource, default_resources
+from batch_pipelines.resources import (
+    BatchStoreResource,
+    ModelsResource,
+    TeamsResource,
+    default_resources,
+)
 from batch_pipelines.store.batch_store import BatchStore
 
 from .batch_data import ACTIVE_USERS, INACTIVE_USER, add_preferences, job_file, seed
@@ -38,6 +43,7 @@ def _resources(store_url: str, jobs_file: str = "") -> dict:
         "models": ModelsResource(),
         "configured_jobs": ConfiguredJobsResource(jobs_file=jobs_file),
         "config_service": ConfigServiceResource(),
+        "teams": TeamsResource(),
     }
 
 
