@@ -92,6 +92,74 @@ def batch_context(
     }
 
 
+def _deep_merge(existing: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``existing`` updated with ``new``: nested objects merged key by key, anything else
+    (numbers, strings, lists) taken from ``new``."""
+    merged = dict(existing)
+    for key, value in new.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_batch_contexts(
+    existing: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The batch context after a new generation (another run of the same batch: the same
+    job, tick and group), merged into the one stored, as the seed's ContextManager merges
+    contexts instead of replacing them.
+
+    - ``metadata``: merged key by key, nested objects too; the new run's values win (its
+      tick, distribution, fallbacks); ``generation`` counts the runs that wrote it.
+    - ``items``: ids keep what they were unless the new run says otherwise. An id the new
+      run validated is valid, one it found invalid is invalid (and no longer valid); ids it
+      did not look at keep the earlier generation's verdict, so a user served by an earlier
+      run stays listed with their result.
+    - ``progress``: the new run's, which the caller counts over every request of the batch,
+      earlier generations' included (``runner.run_batch`` carries them over).
+    - ``validation``: for user batches the counts of the merged lists; for category batches
+      (where it counts user references) the new run's, its latest check.
+    """
+    new_results = new["results"]
+    if not existing or "results" not in existing:
+        merged = {"results": {**new_results}}
+        merged["results"]["metadata"] = {**new_results["metadata"], "generation": 1}
+        return merged
+    old_results = existing["results"]
+    metadata = _deep_merge(old_results.get("metadata", {}), new_results["metadata"])
+    metadata["generation"] = int(old_results.get("metadata", {}).get("generation") or 1) + 1
+
+    items: dict[str, list[str]] = {}
+    for kind in ("users", "categories"):
+        valid_key, invalid_key = f"valid_{kind}", f"invalid_{kind}"
+        if valid_key not in new_results["items"] and valid_key not in old_results.get("items", {}):
+            continue
+        new_valid = list(new_results["items"].get(valid_key, []))
+        new_invalid = list(new_results["items"].get(invalid_key, []))
+        decided = set(new_valid) | set(new_invalid)
+        old_items = old_results.get("items", {})
+        kept_valid = [i for i in old_items.get(valid_key, []) if i not in decided]
+        kept_invalid = [i for i in old_items.get(invalid_key, []) if i not in decided]
+        items[valid_key] = kept_valid + new_valid
+        items[invalid_key] = kept_invalid + new_invalid
+    if "valid_users" in items and new_results["metadata"].get("data_source_type") != "categories":
+        valid, invalid = len(items["valid_users"]), len(items["invalid_users"])
+        validation = {"total": valid + invalid, "valid": valid, "invalid": invalid}
+    else:
+        validation = dict(new_results["validation"])
+    return {
+        "results": {
+            "metadata": metadata,
+            "items": items,
+            "progress": dict(new_results["progress"]),
+            "validation": validation,
+        }
+    }
+
+
 @dataclass(frozen=True)
 class ContextRecord:
     kind: str

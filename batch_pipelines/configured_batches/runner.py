@@ -32,6 +32,7 @@ from batch_pipelines.configured_batches.contexts import (
     ContextStore,
     ContextWrite,
     batch_context,
+    merge_batch_contexts,
 )
 from batch_pipelines.configured_batches.delivery import (
     BatchOutcome,
@@ -309,12 +310,9 @@ def run_batch(
     log(
         f"{batch_key}: {len(requests)} requests ({strategy_for(job)}), {len(gathered.invalid_user_ids)} invalid users dropped"
     )
-    nothing_to_do = "" if requests else nothing_to_do_reason(job, gathered, group)
-    if nothing_to_do:
-        store.add_batch_event(batch_id, f"nothing to do: {nothing_to_do}", level="WARNING")
-
+    # What earlier generations of this batch (runs of the same job, tick and group) did.
     earlier = {
-        r.key.rsplit("/", 1)[-1]: r.data
+        r.key[len(batch_key) + 1 :]: r.data
         for r in contexts.find(REQUEST, f"{batch_key}/")
         if r.data.get("status") == "succeeded"
     }
@@ -331,6 +329,13 @@ def run_batch(
             results[request.key] = _request_context(
                 job, batch_key, tick, request, by_key[request.key]
             )
+    # An earlier generation's succeeded request this run did not plan again (its user left
+    # the group, was deactivated...) stays part of the batch: its result was produced.
+    planned = {r.key for r in requests}
+    results.update({key: data for key, data in earlier.items() if key not in planned})
+    nothing_to_do = "" if results else nothing_to_do_reason(job, gathered, group)
+    if nothing_to_do:
+        store.add_batch_event(batch_id, f"nothing to do: {nothing_to_do}", level="WARNING")
 
     succeeded = sum(1 for r in results.values() if r["status"] == "succeeded")
     failed_keys = [k for k, r in results.items() if r["status"] != "succeeded"]
@@ -347,8 +352,8 @@ def run_batch(
         "priority": job.priority,
         "distribution": {"recipients": valid_recipients, "invalid_recipients": invalid_recipients},
     }
-    if nothing_to_do:
-        metadata["nothing_to_do"] = nothing_to_do
+    # Always written, so a generation that had work clears an earlier one's reason.
+    metadata["nothing_to_do"] = nothing_to_do
     if group is not None:
         metadata["feature_type"] = job.feature_type
         metadata["preference_group"] = group.partition_key
@@ -356,18 +361,19 @@ def run_batch(
             **gathered.users,
             "invalid_ids": [u for u in gathered.invalid_user_ids if u in group.preferences],
         }
-    context = batch_context(
+    this_generation = batch_context(
         metadata=metadata,
         data_source_type=job.type.data_source,
         valid=gathered.valid,
         invalid=gathered.invalid,
         succeeded=succeeded,
         failed=len(failed_keys),
-        total=len(requests),
+        total=len(results),
         validation=gathered.validation,
         category_type=",".join(job.category_names) or None,
         user_references=gathered.user_references,
     )
+    context = merge_batch_contexts(contexts.get(BATCH, batch_key), this_generation)
     writes = [ContextWrite(BATCH, batch_key, context, batch_id)]
     writes += [
         ContextWrite(REQUEST, f"{batch_key}/{key}", data, batch_id) for key, data in results.items()
@@ -421,7 +427,7 @@ def run_batch(
                 tick,
                 summary["status"],
                 succeeded,
-                len(requests),
+                len(results),
             ),
             batch_id,
             requests,
@@ -445,7 +451,7 @@ def run_batch(
     _move(store, batch_id, status)
     store.add_batch_event(
         batch_id,
-        f"{succeeded}/{len(requests)} requests succeeded",
+        f"{succeeded}/{len(results)} requests succeeded",
         data={"failed": failed_keys[:100]},
     )
     return BatchRunResult(
@@ -453,9 +459,9 @@ def run_batch(
         batch_key=batch_key,
         status=status,
         context=context,
-        requests_total=len(requests),
+        requests_total=len(results),
         sent_this_run=len(to_send),
-        reused=len(requests) - len(to_send),
+        reused=len(results) - len(to_send),
         failed_keys=failed_keys,
         recipients=valid_recipients,
         invalid_recipients=invalid_recipients,
