@@ -160,6 +160,12 @@ def delivered_keys(contexts: ContextStore, recipients: Sequence[str], batch_key:
     }
 
 
+def _reason(exc: Exception) -> str:
+    """Why a card failed, for the record (the project's client errors never carry the
+    webhook URL; the type says whether it was the service, the card or the setting)."""
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
 def deliver(
     client_factory: Callable[[], Any],
     deliveries: Sequence[Delivery],
@@ -176,35 +182,38 @@ def deliver(
     if not deliveries:
         return DeliveryReport()
 
-    async def run() -> list[tuple[Delivery, str | None, int]]:
-        client = client_factory()
+    def record(delivery: Delivery, error: str | None) -> tuple[Delivery, str | None]:
+        contexts.put(
+            DELIVERY,
+            delivery.key,
+            {
+                "recipient": delivery.recipient,
+                "job_id": job_id,
+                "batch_key": delivery.batch_key,
+                "tick": tick,
+                "kind": delivery.kind,
+                "channel": "teams",
+                "status": FAILED if error else DELIVERED,
+                "error": error,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            batch_id,
+        )
+        return delivery, error
 
-        async def one(delivery: Delivery) -> tuple[Delivery, str | None, int]:
-            attempts = 1
+    async def run() -> list[tuple[Delivery, str | None]]:
+        try:
+            client = client_factory()
+        except Exception as exc:  # noqa: BLE001 - a delivery never fails the batch
+            # No client (a malformed webhook setting): every card fails, for that reason.
+            return [record(d, _reason(exc)) for d in deliveries]
+
+        async def one(delivery: Delivery) -> tuple[Delivery, str | None]:
             try:
                 await client.send_card(delivery.card)
-                error = None
             except Exception as exc:  # noqa: BLE001 - a delivery never fails the batch
-                error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                attempts = int(getattr(exc, "attempts", 1) or 1)
-            contexts.put(
-                DELIVERY,
-                delivery.key,
-                {
-                    "recipient": delivery.recipient,
-                    "job_id": job_id,
-                    "batch_key": delivery.batch_key,
-                    "tick": tick,
-                    "kind": delivery.kind,
-                    "channel": "teams",
-                    "status": FAILED if error else DELIVERED,
-                    "error": error,
-                    "attempts": attempts,
-                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-                batch_id,
-            )
-            return delivery, error, attempts
+                return record(delivery, _reason(exc))
+            return record(delivery, None)
 
         try:
             return await map_bounded(one, list(deliveries), DELIVERY_CONCURRENCY)
@@ -213,7 +222,7 @@ def deliver(
                 await client.aclose()
 
     outcomes = asyncio.run(run())
-    failures = tuple((d.recipient, error) for d, error, _ in outcomes if error)
+    failures = tuple((d.recipient, error) for d, error in outcomes if error)
     return DeliveryReport(
         sent=len(outcomes) - len(failures), failed=len(failures), failures=failures
     )

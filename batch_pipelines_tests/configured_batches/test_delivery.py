@@ -176,3 +176,22 @@ def test_the_asset_reports_its_deliveries_in_metadata(store, tmp_path):
     (materialization,) = result.asset_materializations_for_node("configured_batch")
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["deliveries_sent"], meta["deliveries_failed"]) == (2, 0)
+
+
+def test_a_delivery_client_that_cannot_be_built_fails_the_cards_not_the_batch(store):
+    from batch_pipelines.clients.teams import TeamsClient
+
+    result = run_batch(
+        store,
+        JOBS["team_activity_digest"],
+        tick=TICK,
+        client_factory=ModelsResource().client,
+        users=UserRepository(store.engine),
+        categories=CategoryRepository(store.engine),
+        delivery_client_factory=lambda: TeamsClient("not a url"),
+    )
+    assert result.status == BatchStatus.COMPLETED
+    assert (result.deliveries.sent, result.deliveries.failed) == (0, 2)
+    recorded = ContextStore(store.engine).get(DELIVERY, f"user_0001/team_activity_digest/{TICK}")
+    assert recorded["status"] == "failed" and "ConfigurationError" in recorded["error"]
+    assert "not a url" not in recorded["error"]
