@@ -29,7 +29,7 @@ from batch_pipelines.configured_batches.groups import GroupKey
 from batch_pipelines.configured_batches.job_config import JobConfig
 from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.preferences import ConfigDatabaseClient, Preference
-from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
+from batch_pipelines.configured_batches.repositories import UserRepository
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import (
     BatchRunResult,
@@ -40,11 +40,13 @@ from batch_pipelines.configured_batches.runner import (
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
-from batch_pipelines.resources import BatchStoreResource, ModelsResource
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 
 GROUP = "configured_batches"
 CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "configured_batches"}
 CHECK_NAME = "all_requests_succeeded"
+# Warns when a batch had nothing to do (no users, no items, an empty group).
+PROCESSED_CHECK_NAME = "batch_processed_requests"
 REQUEST_TABLE_ROWS = 200
 STATUS_TABLE_ROWS = 200
 
@@ -152,20 +154,54 @@ def _result(
         "requests": _requests_table(requests),
         **(extra or {}),
     }
-    context.log.info(
-        f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded"
-    )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CHECK_NAME,
-                passed=not result.failed_keys,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"failed_requests": dg.MetadataValue.json(result.failed_keys[:100])},
-            )
-        ],
-    )
+    metadata["nothing_to_do"] = bool(result.nothing_to_do)
+    if result.nothing_to_do:
+        metadata["nothing_to_do_reason"] = result.nothing_to_do
+        context.log.warning(f"{result.batch_key}: nothing to do: {result.nothing_to_do}")
+    else:
+        context.log.info(
+            f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded"
+        )
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results(result))
+
+
+def check_results(result: BatchRunResult) -> list[dg.AssetCheckResult]:
+    """The batch's checks. Zero requests is not "all succeeded": both checks warn, with the
+    reason, so an empty store or a filter that matches nothing is seen, not counted as done."""
+    reason = {"reason": result.nothing_to_do} if result.nothing_to_do else {}
+    return [
+        dg.AssetCheckResult(
+            check_name=CHECK_NAME,
+            passed=result.requests_total > 0 and not result.failed_keys,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "requests_total": result.requests_total,
+                "failed_requests": dg.MetadataValue.json(result.failed_keys[:100]),
+                **reason,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=PROCESSED_CHECK_NAME,
+            passed=result.requests_total > 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"requests_total": result.requests_total, **reason},
+        ),
+    ]
+
+
+def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            CHECK_NAME,
+            asset=asset,
+            description="Every request of the batch succeeded (fails on a batch of no requests).",
+        ),
+        dg.AssetCheckSpec(
+            PROCESSED_CHECK_NAME,
+            asset=asset,
+            description="The batch had something to do: warns, with the reason, when it planned no requests.",
+        ),
+    ]
 
 
 def _bounded(context: dict[str, Any], limit: int = 200) -> dict[str, Any]:
@@ -181,12 +217,13 @@ def _run(
     tick: str,
     batch_store: BatchStoreResource,
     models: ModelsResource,
+    configured_jobs: ConfiguredJobsResource,
+    teams: TeamsResource,
     group: GroupMembers | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     store = batch_store.get_store()
-    # Snapshots kept in the store: a later run falls back on what this one read.
-    categories = CategoryRepository(store.engine, durable_snapshots=True)
+    categories = configured_jobs.category_repository(store.engine)
     try:
         result = run_batch(
             store,
@@ -197,6 +234,7 @@ def _run(
             categories=categories,
             group=group,
             log=context.log.info,
+            delivery_client_factory=teams.client,
         )
     except BatchPipelinesError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -204,8 +242,20 @@ def _run(
         context.log.warning(
             f"{categories.fallbacks} category reads served from the last good snapshot ({categories.last_error})"
         )
-    fallbacks = {"category_fallbacks": categories.fallbacks}
-    return _result(context, result, {**fallbacks, **(extra or {})})
+    if result.deliveries.failed:
+        context.log.warning(
+            f"{result.deliveries.failed} result deliveries failed (recorded; the batch is not failed "
+            f"by them, a rerun of the tick retries them): {result.deliveries.failures[:5]}"
+        )
+    settings = {
+        "deliveries_sent": result.deliveries.sent,
+        "deliveries_failed": result.deliveries.failed,
+        "deliveries_already_delivered": result.deliveries.already_delivered,
+        "category_fallbacks": categories.fallbacks,
+        "chunk_size": job.chunk_size,
+        "category_cache_ttl_seconds": categories.ttl_seconds,
+    }
+    return _result(context, result, {**settings, **(extra or {})})
 
 
 def current_preferences(
@@ -257,13 +307,7 @@ def build_configured_batch_asset(
         group_name=GROUP,
         kinds={"python"},
         op_tags=CONCURRENCY_TAG,
-        check_specs=[
-            dg.AssetCheckSpec(
-                CHECK_NAME,
-                asset="configured_batch",
-                description="Every request of the batch succeeded.",
-            )
-        ],
+        check_specs=_check_specs("configured_batch"),
         description=description,
     )
     def configured_batch(
@@ -272,13 +316,14 @@ def build_configured_batch_asset(
         batch_store: BatchStoreResource,
         models: ModelsResource,
         configured_jobs: ConfiguredJobsResource,
+        teams: TeamsResource,
     ) -> dg.MaterializeResult:
         try:
             job = configured_jobs.job(context.partition_key)
         except BatchPipelinesError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         tick = resolve_tick(config.tick, context.run.tags, TICK_TAG)
-        return _run(context, job, tick, batch_store, models)
+        return _run(context, job, tick, batch_store, models, configured_jobs, teams)
 
     return configured_batch
 
@@ -288,13 +333,7 @@ def build_configured_batch_asset(
     group_name=GROUP,
     kinds={"python"},
     op_tags=CONCURRENCY_TAG,
-    check_specs=[
-        dg.AssetCheckSpec(
-            CHECK_NAME,
-            asset="preference_batch",
-            description="Every request of the batch succeeded.",
-        )
-    ],
+    check_specs=_check_specs("preference_batch"),
     description=(
         "One preference group's batch for one tick: the group's members, each with their own "
         "preference and template overrides, processed by the preference job of the group's feature type."
@@ -307,6 +346,7 @@ def preference_batch(
     models: ModelsResource,
     configured_jobs: ConfiguredJobsResource,
     config_service: ConfigServiceResource,
+    teams: TeamsResource,
 ) -> dg.MaterializeResult:
     partition_key = context.partition_key
     try:
@@ -330,7 +370,9 @@ def preference_batch(
         )
     group = GroupMembers(partition_key, preferences)
     tick = resolve_tick(config.tick, context.run.tags, PREFERENCE_TICK_TAG)
-    return _run(context, job, tick, batch_store, models, group, preference_metadata)
+    return _run(
+        context, job, tick, batch_store, models, configured_jobs, teams, group, preference_metadata
+    )
 
 
 preference_batch_job = dg.define_asset_job(

@@ -1,5 +1,5 @@
-"""`batch-pipelines jobs ...`: check the job file, list its jobs, and see batch status by
-user, tenant or feature type (read from the contexts every batch run writes)."""
+"""`batch-pipelines jobs ...`: check the job file, list its jobs, run one now, and see batch
+status by user, tenant or feature type (read from the contexts every batch run writes)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from batch_pipelines.cli_options import database_url_option, json_option, open_store
+from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
+from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 
 _jobs_file = click.option(
     "--file",
@@ -149,6 +150,138 @@ def status(
         click.echo(
             f"reference: {ref['batch_key']} ({ref['job_id']}) {s['status']} {s['succeeded']}/{s['total']} requests"
         )
+
+
+MANUAL_TRIGGER_TAG = "batch_pipelines/trigger"
+
+
+@jobs.command("run")
+@click.argument("job_id")
+@click.option(
+    "--tick",
+    default="",
+    help="The tick to run (ISO time); default: now. A tick that ran before is resumed: "
+    "only its failed requests are sent again.",
+)
+@click.option(
+    "--group",
+    "group_key",
+    default=None,
+    help="Preference jobs: the preference group (partition key) to run, as `jobs status` or the UI shows it.",
+)
+def run_now(job_id: str, tick: str, group_key: str | None) -> None:
+    """Run job JOB_ID of the job file now, as its schedule would (the seed's manual trigger).
+
+    The run goes through Dagster on the project's instance (DAGSTER_HOME), with the code
+    location's resources (the same environment variables), so it shows in the UI like a
+    scheduled one; it prints the run, the batch and where to look. Exit 1 when the run fails.
+    """
+    import os
+
+    import dagster as dg
+
+    from batch_pipelines.configured_batches.assets import resolve_tick
+    from batch_pipelines.configured_batches.configured_jobs import configured_jobs_resource
+    from batch_pipelines.configured_batches.definitions import configured_batches_definitions
+    from batch_pipelines.configured_batches.groups import TICK_TAG as PREFERENCE_TICK_TAG
+    from batch_pipelines.configured_batches.groups import GroupKey
+    from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
+    from batch_pipelines.configured_batches.runner import batch_key_for
+    from batch_pipelines.resources import default_resources, resolved
+
+    try:
+        job = resolved(configured_jobs_resource()).job(job_id)
+        if job.type.is_preference:
+            if not group_key:
+                raise ConfigurationError(
+                    f"job {job_id} is a {job.type} job: it runs per preference group; give --group KEY "
+                    f"(its groups are the preference_group partitions of feature type {job.feature_type})"
+                )
+            if GroupKey.parse(group_key).feature_type != job.feature_type:
+                raise ConfigurationError(
+                    f"preference group {group_key!r} is not of job {job_id}'s feature type {job.feature_type!r}"
+                )
+        elif group_key:
+            raise ConfigurationError(
+                f"job {job_id} is a static {job.type} job: --group does not apply"
+            )
+        if not os.environ.get("DAGSTER_HOME"):
+            raise ConfigurationError(
+                "DAGSTER_HOME is not set: the run is recorded on the project's Dagster instance "
+                "(make sets it to .dagster_home; or export DAGSTER_HOME)"
+            )
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
+    tick = resolve_tick(tick, {}, "")
+    defs = dg.Definitions.merge(
+        dg.Definitions(resources=default_resources()), configured_batches_definitions()
+    )
+    tags = {MANUAL_TRIGGER_TAG: "manual"}
+    with dg.DagsterInstance.get() as instance:
+        if job.type.is_preference:
+            if not instance.has_dynamic_partition(PREFERENCE_GROUPS.name, str(group_key)):
+                raise cli_error(
+                    ConfigurationError(
+                        f"preference group {group_key!r} is not a partition on this instance "
+                        "(the preference_change_sensor adds groups as preferences arrive)"
+                    )
+                )
+            partition, dagster_job = str(group_key), "preference_batch_job"
+            tags[PREFERENCE_TICK_TAG] = tick
+            run_config: dict = {}
+        else:
+            partition, dagster_job = job_id, "configured_batch_job"
+            run_config = {"ops": {"configured_batch": {"config": {"tick": tick}}}}
+        # The console shows the run's warnings (nothing to do, failed deliveries), not its
+        # debug stream; the whole log is on the run's page.
+        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        click.echo(f"running {job_id} ({job.type.value}) for tick {tick} ...")
+        result = defs.resolve_job_def(dagster_job).execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            run_config=run_config,
+            tags=tags,
+            raise_on_error=False,
+        )
+    metadata = {}
+    for event in result.all_events:
+        if event.is_step_materialization:
+            metadata = {
+                k: v.value
+                for k, v in event.step_materialization_data.materialization.metadata.items()
+            }
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    batch_key = metadata.get("batch_key") or batch_key_for(
+        job, tick, group_key if job.type.is_preference else None
+    )
+    click.echo(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    if metadata:
+        click.echo(
+            f"batch {metadata['batch_id']} ({batch_key}): {metadata['batch_status']}, "
+            f"{metadata['requests_succeeded']}/{metadata['requests_total']} requests succeeded, "
+            f"{metadata.get('deliveries_sent', 0)} result cards delivered, "
+            f"{metadata.get('deliveries_failed', 0)} failed"
+        )
+        if metadata.get("nothing_to_do_reason"):
+            click.echo(f"nothing to do: {metadata['nothing_to_do_reason']}")
+        click.echo(
+            "checks: " + ", ".join(f"{k} {'passed' if v else 'WARN'}" for k, v in checks.items())
+        )
+    else:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        if failure is not None and failure.step_failure_data.error is not None:
+            click.echo(f"error: {failure.step_failure_data.error.message.strip()}", err=True)
+    asset = "preference_batch" if job.type.is_preference else "configured_batch"
+    click.echo("where to look:")
+    click.echo(
+        f"  the run:        make dev, then Runs > {result.run_id} (tag {MANUAL_TRIGGER_TAG}=manual)"
+    )
+    click.echo(f"  the asset:      {asset}, partition {partition} (metadata, checks)")
+    if metadata:
+        click.echo(f"  the batch:      batch-pipelines batch status {metadata['batch_id']}")
+    click.echo("  results:        batch-pipelines jobs status --user USER | --tenant TENANT")
+    if not result.success:
+        raise SystemExit(1)
 
 
 @jobs.command("seed-demo-data")

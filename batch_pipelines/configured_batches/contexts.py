@@ -29,6 +29,8 @@ USER_RESULT = "user_result"
 TENANT_RESULT = "tenant_result"
 FEATURE_TYPE_RESULT = "feature_type_result"
 BATCH_REFERENCE = "batch_reference"
+# A card with results sent to one recipient (see delivery.py): delivered or failed.
+DELIVERY = "result_delivery"
 # The last good items of a category selection, served when the category source fails.
 CATEGORY_SNAPSHOT = "category_snapshot"
 KINDS = (
@@ -38,6 +40,7 @@ KINDS = (
     TENANT_RESULT,
     FEATURE_TYPE_RESULT,
     BATCH_REFERENCE,
+    DELIVERY,
     CATEGORY_SNAPSHOT,
 )
 
@@ -85,6 +88,74 @@ def batch_context(
             "items": items,
             "progress": progress(succeeded, failed, total),
             "validation": {k: int(validation[k]) for k in ("total", "valid", "invalid")},
+        }
+    }
+
+
+def _deep_merge(existing: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``existing`` updated with ``new``: nested objects merged key by key, anything else
+    (numbers, strings, lists) taken from ``new``."""
+    merged = dict(existing)
+    for key, value in new.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_batch_contexts(
+    existing: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The batch context after a new generation (another run of the same batch: the same
+    job, tick and group), merged into the one stored, as the seed's ContextManager merges
+    contexts instead of replacing them.
+
+    - ``metadata``: merged key by key, nested objects too; the new run's values win (its
+      tick, distribution, fallbacks); ``generation`` counts the runs that wrote it.
+    - ``items``: ids keep what they were unless the new run says otherwise. An id the new
+      run validated is valid, one it found invalid is invalid (and no longer valid); ids it
+      did not look at keep the earlier generation's verdict, so a user served by an earlier
+      run stays listed with their result.
+    - ``progress``: the new run's, which the caller counts over every request of the batch,
+      earlier generations' included (``runner.run_batch`` carries them over).
+    - ``validation``: for user batches the counts of the merged lists; for category batches
+      (where it counts user references) the new run's, its latest check.
+    """
+    new_results = new["results"]
+    if not existing or "results" not in existing:
+        merged = {"results": {**new_results}}
+        merged["results"]["metadata"] = {**new_results["metadata"], "generation": 1}
+        return merged
+    old_results = existing["results"]
+    metadata = _deep_merge(old_results.get("metadata", {}), new_results["metadata"])
+    metadata["generation"] = int(old_results.get("metadata", {}).get("generation") or 1) + 1
+
+    items: dict[str, list[str]] = {}
+    for kind in ("users", "categories"):
+        valid_key, invalid_key = f"valid_{kind}", f"invalid_{kind}"
+        if valid_key not in new_results["items"] and valid_key not in old_results.get("items", {}):
+            continue
+        new_valid = list(new_results["items"].get(valid_key, []))
+        new_invalid = list(new_results["items"].get(invalid_key, []))
+        decided = set(new_valid) | set(new_invalid)
+        old_items = old_results.get("items", {})
+        kept_valid = [i for i in old_items.get(valid_key, []) if i not in decided]
+        kept_invalid = [i for i in old_items.get(invalid_key, []) if i not in decided]
+        items[valid_key] = kept_valid + new_valid
+        items[invalid_key] = kept_invalid + new_invalid
+    if "valid_users" in items and new_results["metadata"].get("data_source_type") != "categories":
+        valid, invalid = len(items["valid_users"]), len(items["invalid_users"])
+        validation = {"total": valid + invalid, "valid": valid, "invalid": invalid}
+    else:
+        validation = dict(new_results["validation"])
+    return {
+        "results": {
+            "metadata": metadata,
+            "items": items,
+            "progress": dict(new_results["progress"]),
+            "validation": validation,
         }
     }
 
@@ -160,6 +231,18 @@ class ContextStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(c.c.data).where(c.c.kind == kind, c.c.key == key)).first()
         return None if row is None else row.data
+
+    def get_many(self, kind: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The contexts of ``kind`` among ``keys`` that exist, by key (chunked queries)."""
+        c = t.contexts
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(keys)), 500):
+                rows = conn.execute(
+                    sa.select(c.c.key, c.c.data).where(c.c.kind == kind, c.c.key.in_(chunk))
+                )
+                found.update((r.key, r.data) for r in rows)
+        return found
 
     def find(
         self, kind: str, key_prefix: str = "", limit: int | None = None

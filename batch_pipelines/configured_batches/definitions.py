@@ -16,7 +16,10 @@ from batch_pipelines.configured_batches.assets import (
     preference_batch,
     preference_batch_job,
 )
-from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
+from batch_pipelines.configured_batches.configured_jobs import (
+    ConfiguredJobsResource,
+    configured_jobs_resource,
+)
 from batch_pipelines.configured_batches.job_config import JobProblem
 from batch_pipelines.configured_batches.monitors import (
     configured_batches_queue_promotion,
@@ -25,7 +28,6 @@ from batch_pipelines.configured_batches.monitors import (
 from batch_pipelines.configured_batches.resources import config_service_resource
 from batch_pipelines.configured_batches.schedules import build_schedules
 from batch_pipelines.configured_batches.sensors import PREFERENCE_SENSORS
-from batch_pipelines.resources import env_or
 
 
 def problems_note(problems: list[JobProblem]) -> str:
@@ -42,12 +44,10 @@ def configured_batches_definitions(jobs_file: str | None = None) -> dg.Definitio
     definitions; resources added here must have names no other family uses.
     ``jobs_file`` overrides ``CONFIGURED_JOBS_FILE`` (tests).
     """
+    resource = configured_jobs_resource(jobs_file)
     if jobs_file is None:
-        resource = ConfiguredJobsResource(jobs_file=env_or("CONFIGURED_JOBS_FILE", ""))
         # The resource resolves its dg.EnvVar at run time; the schedules need the file now.
         jobs_file = os.environ.get("CONFIGURED_JOBS_FILE", "")
-    else:
-        resource = ConfiguredJobsResource(jobs_file=jobs_file)
     jobs, problems = ConfiguredJobsResource(jobs_file=jobs_file).load()
     static_jobs = [j for j in jobs if not j.type.is_preference]
     configured_batch = build_configured_batch_asset(static_jobs, problems_note(problems))

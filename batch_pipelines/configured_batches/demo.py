@@ -31,7 +31,7 @@ from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import batch_key_for
 from batch_pipelines.configured_batches.sensors import preference_change_sensor
-from batch_pipelines.resources import BatchStoreResource, ModelsResource
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
 
 SEED_KEYS = {"metadata", "items", "progress", "validation"}
@@ -97,6 +97,7 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
         "models": ModelsResource(),
         "configured_jobs": ConfiguredJobsResource(),
         "config_service": ConfigServiceResource(),
+        "teams": TeamsResource(),
     }
     _group_preferences(echo, instance, resources)
 

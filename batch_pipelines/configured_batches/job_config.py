@@ -23,6 +23,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SAMPLE_JOBS_FILE = Path(__file__).with_name("sample_jobs.json")
+MAX_CHUNK_SIZE = 10_000
 
 # Job ids become schedule names and partition keys: Dagster names allow letters, digits and
 # underscores only.
@@ -195,7 +196,7 @@ class JobConfig(BaseModel):
     model: str = "sim-small"
     concurrency: int = Field(default=5, ge=1, le=100)
     retry_limit: int = Field(default=3, ge=0, le=10)
-    chunk_size: int = Field(default=100, ge=1, le=10_000)
+    chunk_size: int = Field(default=100, ge=1, le=MAX_CHUNK_SIZE)
     distribution: Distribution = Field(default_factory=Distribution)
 
     @field_validator("schedule", mode="before")
@@ -345,6 +346,17 @@ def load_job_configuration(path: str | Path) -> tuple[list[JobConfig], list[JobP
     source = path.name
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        # A binary file (a spreadsheet, an archive) given by mistake: say so, not a traceback.
+        return [], [
+            JobProblem(
+                source,
+                None,
+                None,
+                f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "the job file is JSON text",
+            )
+        ]
     except OSError as exc:
         return [], [
             JobProblem(

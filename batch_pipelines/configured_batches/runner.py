@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from batch_pipelines.configured_batches.contexts import (
@@ -32,6 +32,14 @@ from batch_pipelines.configured_batches.contexts import (
     ContextStore,
     ContextWrite,
     batch_context,
+    merge_batch_contexts,
+)
+from batch_pipelines.configured_batches.delivery import (
+    BatchOutcome,
+    DeliveryReport,
+    deliver,
+    delivered_keys,
+    plan_deliveries,
 )
 from batch_pipelines.configured_batches.job_config import JobConfig
 from batch_pipelines.configured_batches.strategies import (
@@ -197,6 +205,34 @@ def _drop_references(item: Any, valid: set[str]) -> _Item:
     )
 
 
+def nothing_to_do_reason(job: JobConfig, gathered: Gathered, group: GroupMembers | None) -> str:
+    """Why a batch planned no requests, in words an operator can act on: no users or
+    members, none of them valid, categories missing or without matching items.
+
+    A batch with nothing to do is not a success to be counted among the others (an empty
+    store, a filter that no longer matches, a group emptied by preference changes look
+    exactly like "all done" otherwise), so the run says why it did nothing."""
+    if job.type.data_source == "users" or job.type.is_preference:
+        total = gathered.users.get("total", 0)
+        if total == 0:
+            if group is not None:
+                return f"preference group {group.partition_key} has no members"
+            if job.user_ids:
+                return "the job lists no user ids"
+            return f"no users match the job's filters {job.filters or {}} (is system_users empty?)"
+        if gathered.users.get("valid", 0) == 0:
+            return f"none of the {total} users is an active user of system_users"
+    if job.type.data_source == "categories":
+        if not gathered.valid:
+            return f"none of the job's categories {job.category_names} exists or could be read"
+        if not any(gathered.inputs.items_by_category.values()):
+            return (
+                f"the categories {gathered.valid} have no items matching the job's filters "
+                f"{job.filters or {}}"
+            )
+    return "the job's strategy planned no requests for what was gathered"
+
+
 @dataclass(frozen=True)
 class BatchRunResult:
     batch_id: int
@@ -217,6 +253,10 @@ class BatchRunResult:
     # What this run stored per request and per user, for run metadata without reading it back.
     request_results: list[dict[str, Any]] = field(default_factory=list)
     user_results: list[ContextWrite] = field(default_factory=list)
+    # Why the batch planned no requests; empty when it had work (see nothing_to_do_reason).
+    nothing_to_do: str = ""
+    # The results' delivery to recipients (see delivery.py); never a reason to fail.
+    deliveries: DeliveryReport = field(default_factory=DeliveryReport)
 
 
 def run_batch(
@@ -229,8 +269,12 @@ def run_batch(
     categories: CategoriesSource,
     group: GroupMembers | None = None,
     log: Callable[[str], None] = lambda message: None,
+    delivery_client_factory: Callable[[], Any] | None = None,
 ) -> BatchRunResult:
-    """Run one batch of ``job`` for ``tick`` (and ``group``) to a settled state."""
+    """Run one batch of ``job`` for ``tick`` (and ``group``) to a settled state.
+
+    With ``delivery_client_factory`` (a Teams client), the results are then delivered to
+    their recipients (``delivery.py``); a delivery failure is recorded, never raised."""
     contexts = ContextStore(store.engine)
     batch_key = batch_key_for(job, tick, group.partition_key if group else None)
     gathered = gather(job, users, categories, group)
@@ -266,9 +310,9 @@ def run_batch(
     log(
         f"{batch_key}: {len(requests)} requests ({strategy_for(job)}), {len(gathered.invalid_user_ids)} invalid users dropped"
     )
-
+    # What earlier generations of this batch (runs of the same job, tick and group) did.
     earlier = {
-        r.key.rsplit("/", 1)[-1]: r.data
+        r.key[len(batch_key) + 1 :]: r.data
         for r in contexts.find(REQUEST, f"{batch_key}/")
         if r.data.get("status") == "succeeded"
     }
@@ -285,6 +329,13 @@ def run_batch(
             results[request.key] = _request_context(
                 job, batch_key, tick, request, by_key[request.key]
             )
+    # An earlier generation's succeeded request this run did not plan again (its user left
+    # the group, was deactivated...) stays part of the batch: its result was produced.
+    planned = {r.key for r in requests}
+    results.update({key: data for key, data in earlier.items() if key not in planned})
+    nothing_to_do = "" if results else nothing_to_do_reason(job, gathered, group)
+    if nothing_to_do:
+        store.add_batch_event(batch_id, f"nothing to do: {nothing_to_do}", level="WARNING")
 
     succeeded = sum(1 for r in results.values() if r["status"] == "succeeded")
     failed_keys = [k for k, r in results.items() if r["status"] != "succeeded"]
@@ -301,6 +352,8 @@ def run_batch(
         "priority": job.priority,
         "distribution": {"recipients": valid_recipients, "invalid_recipients": invalid_recipients},
     }
+    # Always written, so a generation that had work clears an earlier one's reason.
+    metadata["nothing_to_do"] = nothing_to_do
     if group is not None:
         metadata["feature_type"] = job.feature_type
         metadata["preference_group"] = group.partition_key
@@ -308,18 +361,19 @@ def run_batch(
             **gathered.users,
             "invalid_ids": [u for u in gathered.invalid_user_ids if u in group.preferences],
         }
-    context = batch_context(
+    this_generation = batch_context(
         metadata=metadata,
         data_source_type=job.type.data_source,
         valid=gathered.valid,
         invalid=gathered.invalid,
         succeeded=succeeded,
         failed=len(failed_keys),
-        total=len(requests),
+        total=len(results),
         validation=gathered.validation,
         category_type=",".join(job.category_names) or None,
         user_references=gathered.user_references,
     )
+    context = merge_batch_contexts(contexts.get(BATCH, batch_key), this_generation)
     writes = [ContextWrite(BATCH, batch_key, context, batch_id)]
     writes += [
         ContextWrite(REQUEST, f"{batch_key}/{key}", data, batch_id) for key, data in results.items()
@@ -359,11 +413,45 @@ def run_batch(
     ]
     contexts.put_many(writes)
     costs = _record_costs(store, job, batch_id, outcomes)
+    deliveries = DeliveryReport()
+    if delivery_client_factory is not None and requests:
+        deliveries = _deliver_results(
+            delivery_client_factory,
+            contexts,
+            users,
+            job,
+            BatchOutcome(
+                job.job_id,
+                job.description or job.job_id,
+                batch_key,
+                tick,
+                summary["status"],
+                succeeded,
+                len(results),
+            ),
+            batch_id,
+            requests,
+            results,
+            valid_recipients,
+            gathered,
+            group,
+        )
+        log(
+            f"{batch_key}: {deliveries.sent} result cards delivered, {deliveries.failed} failed, "
+            f"{deliveries.already_delivered} delivered earlier"
+        )
+        if deliveries.failed:
+            store.add_batch_event(
+                batch_id,
+                f"{deliveries.failed} result deliveries failed (recorded; a rerun of the tick retries them)",
+                level="WARNING",
+                data={"failures": [list(f) for f in deliveries.failures[:100]]},
+            )
     status = BatchStatus.COMPLETED if not failed_keys else BatchStatus.FAILED
     _move(store, batch_id, status)
     store.add_batch_event(
         batch_id,
-        f"{succeeded}/{len(requests)} requests succeeded",
+        f"{succeeded}/{len(results)} requests succeeded",
         data={"failed": failed_keys[:100]},
     )
     return BatchRunResult(
@@ -371,9 +459,9 @@ def run_batch(
         batch_key=batch_key,
         status=status,
         context=context,
-        requests_total=len(requests),
+        requests_total=len(results),
         sent_this_run=len(to_send),
-        reused=len(requests) - len(to_send),
+        reused=len(results) - len(to_send),
         failed_keys=failed_keys,
         recipients=valid_recipients,
         invalid_recipients=invalid_recipients,
@@ -382,7 +470,55 @@ def run_batch(
         by_feature_type=by_feature_type,
         request_results=list(results.values()),
         user_results=[w for w in result_writes if w.kind == USER_RESULT],
+        nothing_to_do=nothing_to_do,
+        deliveries=deliveries,
     )
+
+
+def _deliver_results(
+    client_factory: Callable[[], Any],
+    contexts: ContextStore,
+    users: UsersSource,
+    job: JobConfig,
+    outcome: BatchOutcome,
+    batch_id: int,
+    requests: Sequence[Request],
+    results: Mapping[str, Mapping[str, Any]],
+    recipients: Sequence[str],
+    gathered: Gathered,
+    group: GroupMembers | None,
+) -> DeliveryReport:
+    """Deliver the batch's succeeded results: all of them to the distribution recipients,
+    and (preference batches) each member's own to that member."""
+    succeeded = [r for r in requests if results[r.key]["status"] == "succeeded"]
+    own: dict[str, list[str]] = {}
+    if group is not None:
+        for request in succeeded:
+            for uid in request.user_ids:
+                own.setdefault(uid, []).append(results[request.key].get("result") or "")
+    everyone = list(dict.fromkeys([*recipients, *own]))
+    if not everyone:
+        return DeliveryReport()
+    records = {str(u["id"]): u for u in gathered.inputs.users}
+    if missing := [uid for uid in recipients if uid not in records]:
+        records.update(users.get_users(missing))
+    planned, done = plan_deliveries(
+        outcome,
+        recipients=recipients,
+        batch_results=[results[r.key].get("result") or "" for r in succeeded],
+        own_results=own,
+        users=records,
+        already_delivered=delivered_keys(contexts, everyone, outcome.batch_key),
+    )
+    report = deliver(
+        client_factory,
+        planned,
+        contexts,
+        batch_id=batch_id,
+        job_id=job.job_id,
+        tick=outcome.tick,
+    )
+    return replace(report, already_delivered=done)
 
 
 def failures_first(

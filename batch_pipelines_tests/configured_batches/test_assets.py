@@ -2,6 +2,8 @@
 resumed run, an invalid job file made visible in the UI, the fallbacks taken when the config
 or category source is down, and the status by feature type and user in the metadata."""
 
+import logging
+
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -15,7 +17,12 @@ from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE
 from batch_pipelines.configured_batches.monitors import configured_jobs_problems
 from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
-from batch_pipelines.resources import BatchStoreResource, ModelsResource, default_resources
+from batch_pipelines.resources import (
+    BatchStoreResource,
+    ModelsResource,
+    TeamsResource,
+    default_resources,
+)
 from batch_pipelines.store.batch_store import BatchStore
 
 from .batch_data import ACTIVE_USERS, INACTIVE_USER, add_preferences, job_file, seed
@@ -36,6 +43,7 @@ def _resources(store_url: str, jobs_file: str = "") -> dict:
         "models": ModelsResource(),
         "configured_jobs": ConfiguredJobsResource(jobs_file=jobs_file),
         "config_service": ConfigServiceResource(),
+        "teams": TeamsResource(),
     }
 
 
@@ -68,8 +76,9 @@ def test_a_static_jobs_tick_runs_its_batch_and_reports_the_seeds_context(store_u
         "tenant_a": {"users": 10, "succeeded": 10, "failed": 0},
         "tenant_b": {"users": 10, "succeeded": 10, "failed": 0},
     }
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"all_requests_succeeded": True, "batch_processed_requests": True}
+    assert meta["nothing_to_do"] is False
     store = BatchStore(store_url)
     assert ContextStore(store.engine).status_by_user(ACTIVE_USERS[0])[0]["tick"] == tick
 
@@ -489,3 +498,90 @@ def test_without_default_preferences_a_down_source_keeps_each_members_grouped_pr
         "preference_source_error": "",
         "preference_members_left_out": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("job_id", "reason"),
+    [
+        ("user_welcome_notes", "no users match the job's filters"),
+        ("product_descriptions", "none of the job's categories ['product_category'] exists"),
+    ],
+)
+def test_a_batch_on_an_empty_store_says_it_had_nothing_to_do_and_its_checks_warn(
+    tmp_path, job_id, reason
+):
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [_configured_batch()],
+        partition_key=job_id,
+        instance=instance,
+        resources=_resources(empty),
+        run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T07:30+01:00"}}}},
+    )
+    assert result.success
+    meta = _metadata(result)
+    assert meta["requests_total"] == 0 and meta["nothing_to_do"] is True
+    assert reason in meta["nothing_to_do_reason"]
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {name: e.passed for name, e in evaluations.items()} == {
+        "all_requests_succeeded": False,
+        "batch_processed_requests": False,
+    }
+    assert {e.severity for e in evaluations.values()} == {dg.AssetCheckSeverity.WARN}
+    warnings = [
+        e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
+    ]
+    assert any("nothing to do" in m and reason in m for m in warnings)
+    store = BatchStore(empty)
+    (batch,) = store.find_batches(family="configured_batches")
+    assert any(
+        e["level"] == "WARNING" and reason in e["message"] for e in store.batch_events(batch.id)
+    )
+
+
+def test_chunk_size_and_category_cache_ttl_come_from_the_environment_through_the_resource(
+    store_url, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BATCH_CHUNK_SIZE", "7")
+    monkeypatch.setenv("CATEGORY_CACHE_TTL", "0")
+
+    def without_chunk_size(raw):
+        next(j for j in raw["jobs"] if j["job_id"] == "team_activity_digest").pop("chunk_size")
+
+    path = str(job_file(tmp_path, without_chunk_size))
+    defs = configured_batches_definitions(path)
+    configured_jobs = defs.resources["configured_jobs"]
+    # Read through dg.EnvVar: the UI shows the variable's name, not a value fixed at load.
+    assert configured_jobs.chunk_size.env_var_name == "BATCH_CHUNK_SIZE"
+    assert configured_jobs.category_cache_ttl_seconds.env_var_name == "CATEGORY_CACHE_TTL"
+    asset = next(a for a in defs.assets if a.key.path == ["configured_batch"])
+
+    def run(job_id: str) -> dict:
+        result = dg.materialize(
+            [asset],
+            partition_key=job_id,
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={**_resources(store_url), "configured_jobs": configured_jobs},
+            run_config={"ops": {"configured_batch": {"config": {"tick": "2026-11-24T08:00Z"}}}},
+        )
+        return _metadata(result)
+
+    meta = run("team_activity_digest")  # BATCH_USERS over 20 users, in chunks of 7
+    assert (meta["chunk_size"], meta["requests_total"]) == (7, 3)
+    assert meta["category_cache_ttl_seconds"] == 0
+    # A job that sets its own chunk size keeps it.
+    monkeypatch.setenv("BATCH_CHUNK_SIZE", "3")
+    defs = configured_batches_definitions(str(SAMPLE_JOBS_FILE))
+    configured_jobs = defs.resources["configured_jobs"]
+    asset = next(a for a in defs.assets if a.key.path == ["configured_batch"])
+    assert run("team_activity_digest")["chunk_size"] == 50
+
+
+def test_a_chunk_size_from_the_environment_out_of_bounds_is_refused_naming_the_variable():
+    from batch_pipelines.configured_batches.configured_jobs import ConfiguredJobsResource
+    from batch_pipelines.core.errors import ConfigurationError
+
+    resource = ConfiguredJobsResource(chunk_size=0)
+    with pytest.raises(ConfigurationError, match="BATCH_CHUNK_SIZE must be between 1 and 10000"):
+        resource.job("audience_trend_analysis")

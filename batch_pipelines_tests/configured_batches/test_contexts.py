@@ -8,12 +8,15 @@ from batch_pipelines.configured_batches.contexts import (
     ContextStore,
     ContextWrite,
     batch_context,
+    merge_batch_contexts,
     progress,
 )
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
+from batch_pipelines.configured_batches.preferences import Preference
 from batch_pipelines.configured_batches.repositories import CategoryRepository, UserRepository
-from batch_pipelines.configured_batches.runner import run_batch
+from batch_pipelines.configured_batches.runner import GroupMembers, run_batch
 from batch_pipelines.resources import ModelsResource
+from batch_pipelines.store.batch_store import BatchStore
 
 from .batch_data import ACTIVE_USERS, GHOST_USER, INACTIVE_USER, seed
 
@@ -149,3 +152,119 @@ def test_a_batchs_user_results_come_failures_first_capped_with_their_total():
         ("u4", "failed"),
         ("u1", "succeeded"),
     ]
+
+
+def _users_context(valid, invalid, succeeded, total, **metadata):
+    return batch_context(
+        metadata={"job_id": "j", **metadata},
+        data_source_type="users",
+        valid=valid,
+        invalid=invalid,
+        succeeded=succeeded,
+        failed=total - succeeded,
+        total=total,
+        validation={
+            "total": len(valid) + len(invalid),
+            "valid": len(valid),
+            "invalid": len(invalid),
+        },
+    )
+
+
+def test_a_new_generation_merges_into_the_stored_context_instead_of_replacing_it():
+    first = merge_batch_contexts(
+        None,
+        _users_context(["u1", "u2"], ["x"], 1, 2, tick="t", distribution={"recipients": ["r1"]}),
+    )
+    assert first["results"]["metadata"]["generation"] == 1
+    second = merge_batch_contexts(
+        first,
+        _users_context(
+            ["u2", "x", "u3"], ["u4"], 3, 3, distribution={"invalid_recipients": ["r9"]}
+        ),
+    )
+    r = second["results"]
+    assert set(r) == SEED_KEYS
+    # Metadata merged key by key (nested too), the new generation's values winning.
+    assert r["metadata"]["tick"] == "t" and r["metadata"]["generation"] == 2
+    assert r["metadata"]["distribution"] == {"recipients": ["r1"], "invalid_recipients": ["r9"]}
+    # u1 kept from the first generation; x now valid; u4 new and invalid.
+    assert r["items"] == {"valid_users": ["u1", "u2", "x", "u3"], "invalid_users": ["u4"]}
+    assert r["validation"] == {"total": 5, "valid": 4, "invalid": 1}
+    assert r["progress"] == progress(3, 0, 3)
+    third = merge_batch_contexts(second, _users_context(["u4"], ["u1"], 1, 1))
+    assert third["results"]["items"] == {
+        "valid_users": ["u2", "x", "u3", "u4"],
+        "invalid_users": ["u1"],
+    }
+    assert third["results"]["metadata"]["generation"] == 3
+
+
+def test_a_category_contexts_generation_keeps_its_categories_and_takes_the_latest_reference_check():
+    def categories(valid, invalid, refs):
+        return batch_context(
+            metadata={"job_id": "c"},
+            data_source_type="categories",
+            valid=valid,
+            invalid=invalid,
+            succeeded=1,
+            failed=0,
+            total=1,
+            validation=refs,
+            category_type="a,b",
+            user_references=refs,
+        )
+
+    first = merge_batch_contexts(
+        None, categories(["a"], ["b"], {"total": 4, "valid": 3, "invalid": 1})
+    )
+    second = merge_batch_contexts(
+        first, categories(["b"], [], {"total": 2, "valid": 2, "invalid": 0})
+    )
+    r = second["results"]
+    assert r["items"] == {"valid_categories": ["a", "b"], "invalid_categories": []}
+    assert r["validation"] == {"total": 2, "valid": 2, "invalid": 0}
+    assert r["metadata"]["user_references"] == {"total": 2, "valid": 2, "invalid": 0}
+
+
+def test_a_rerun_of_a_groups_tick_with_changed_members_merges_into_its_context(tmp_path):
+    store = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
+    seed(store.engine)
+    job = next(
+        j
+        for j in load_job_configuration(SAMPLE_JOBS_FILE)[0]
+        if j.job_id == "personal_daily_digest"
+    )
+    key = "daily_digest|daily|*|09:00|UTC"
+
+    def run(members):
+        preferences = {
+            uid: Preference.parse(
+                {"tenant_id": "tenant_a", "user_id": uid, "feature_type": "daily_digest"},
+                where="test",
+            )
+            for uid in members
+        }
+        return run_batch(
+            store,
+            job,
+            tick="2026-12-01T09:00Z",
+            client_factory=ModelsResource().client,
+            users=UserRepository(store.engine),
+            categories=CategoryRepository(store.engine),
+            group=GroupMembers(key, preferences),
+        )
+
+    run(ACTIVE_USERS[:2])
+    # user_0001 left the group and user_0003 joined before the tick was run again.
+    again = run([ACTIVE_USERS[1], ACTIVE_USERS[2], INACTIVE_USER])
+    assert again.sent_this_run == 1 and again.requests_total == 3
+    stored = ContextStore(store.engine).get(BATCH, again.batch_key)["results"]
+    assert stored == again.context["results"]
+    assert stored["metadata"]["generation"] == 2
+    assert stored["items"] == {
+        "valid_users": ACTIVE_USERS[:3],
+        "invalid_users": [INACTIVE_USER],
+    }
+    assert stored["progress"] == progress(3, 0, 3)
+    store.dispose()

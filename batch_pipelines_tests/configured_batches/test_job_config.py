@@ -130,3 +130,12 @@ def test_a_monthly_day_is_accepted_exactly_when_every_month_has_it(day):
     jobs, problems = parse_jobs({"jobs": [entry]})
     assert bool(jobs) == (1 <= day <= 28)
     assert all(p.field == "schedule.day" for p in problems)
+
+
+def test_a_binary_file_is_one_problem_naming_the_file_not_a_decode_error(tmp_path):
+    binary = tmp_path / "jobs.xlsx"
+    binary.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xff\xfe\x00\x00")
+    jobs, problems = load_job_configuration(binary)
+    (problem,) = problems
+    assert jobs == [] and problem.source == "jobs.xlsx"
+    assert "not a UTF-8 text file" in problem.message and "offset 10" in problem.message
