@@ -10,8 +10,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
 from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.failures import final_failure
 from batch_pipelines.resources import BatchStoreResource
 
 _ACTION_TARGET = {
@@ -42,8 +43,14 @@ class ResubmitJobsConfig(dg.Config):
 def change_batch_status(
     context: dg.OpExecutionContext, config: BatchActionConfig, batch_store: BatchStoreResource
 ) -> None:
+    """Move the batch to the action's status. A refused action (an unknown batch, an
+    illegal transition) fails the run for good: a retry would be refused the same way. A
+    store that cannot be reached is not caught here: that run is worth retrying."""
     store = batch_store.get_store()
-    batch = store.set_batch_status(config.batch_id, _ACTION_TARGET[config.action])
+    try:
+        batch = store.set_batch_status(config.batch_id, _ACTION_TARGET[config.action])
+    except (IllegalTransition, NotFound) as exc:
+        raise final_failure(exc) from None
     context.log.info(f"batch {batch.id} ({batch.batch_type}) is now {batch.status}")
 
 
