@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from batch_pipelines.cli_options import database_url_option, json_option, open_store
+from batch_pipelines.cli_options import cli_group, database_url_option, json_option, open_store
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 
 _jobs_file = click.option(
@@ -21,7 +21,7 @@ _jobs_file = click.option(
 )
 
 
-@click.group()
+@cli_group()
 def jobs() -> None:
     """Configured and preference-driven batches: status by user, tenant or feature type."""
 

@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
+from batch_pipelines.cli_options import (
+    cli_error,
+    cli_group,
+    database_url_option,
+    json_option,
+    open_store,
+)
 from batch_pipelines.core.errors import BatchPipelinesError
 
 _pipelines_dir = click.option(
@@ -105,7 +111,7 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
     return jobs.get_job(job.id)
 
 
-@click.group()
+@cli_group()
 def docs() -> None:
     """Document AI batch jobs: submit, steer and inspect."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import cli_error, database_url_option, json_option
+from batch_pipelines.cli_options import cli_error, cli_group, database_url_option, json_option
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 
 # How --watch waits between redraws (a name of its own, so a test can replace it).
@@ -49,7 +49,7 @@ def _instance(ctx: click.Context, *, required: bool = True):
     return dg.DagsterInstance.get()
 
 
-@click.group()
+@cli_group()
 def roles() -> None:
     """Role onboarding batches: submit, status, retry failed roles."""
 
