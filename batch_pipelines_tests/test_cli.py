@@ -14,7 +14,19 @@ def test_demo_runs_end_to_end_and_says_where_to_look(tmp_path, monkeypatch):
     assert "EDM Creation after resubmission: batch 1 reconciled COMPLETED" in result.output
     assert "Portfolio Creation: batch 2 reconciled COMPLETED" in result.output
     assert "duplicate acceptances: none" in result.output
-    assert "Where to look" in result.output
+    assert "Every part ended as expected." in result.output
+    # It reads like the README: the demo's own lines, no raw Dagster log, every part saying
+    # where to look, commands as the README writes them.
+    assert " - dagster - " not in result.output
+    import re
+
+    parts = re.split(r"\n(\d)\. ", result.output)
+    headings = dict(zip(parts[1::2], (p.splitlines()[0] for p in parts[2::2]), strict=True))
+    assert list(headings) == ["1", "2", "3", "4", "5", "6", "7"]
+    assert headings["5"] == "Document AI"
+    for number, text in zip(parts[1::2], parts[2::2], strict=True):
+        assert "where to look" in text, f"part {number} does not say where to look"
+    assert not re.search(r"(?<!\.venv/bin/)batch-pipelines ", result.output)
 
 
 def test_batch_status_list_pause_and_resubmit_from_the_command_line(store, database_url):
