@@ -160,3 +160,18 @@ def test_batch_list_has_a_header_and_says_when_a_batch_has_no_jobs(store, databa
     assert "{}" not in out.output and "{'" not in out.output
     (full_row,) = [r for r in rows if r.split()[0] == str(full)]
     assert full_row.rstrip().endswith("2") and "{" not in full_row
+
+
+def test_paging_options_take_1_to_100_entries(tmp_path):
+    url = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
+    for args in (
+        ["docs", "results", "some-job"],
+        ["jobs", "status", "--user", "u1"],
+    ):
+        for bad in ("0", "101", "-5"):
+            out = CliRunner().invoke(main, [*args, "--limit", bad, *url])
+            assert out.exit_code == 2 and "1<=x<=100" in out.output, (args, bad, out.output)
+    out = CliRunner().invoke(main, ["docs", "results", "some-job", "--offset", "-1", *url])
+    assert out.exit_code == 2 and "--offset" in out.output
+    ok = CliRunner().invoke(main, ["jobs", "status", "--user", "u1", "--limit", "100", *url])
+    assert ok.exit_code == 0, ok.output

@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from batch_pipelines.cli_options import (
+    OFFSET,
+    PAGE_SIZE,
     cli_error,
     cli_group,
     database_url_option,
@@ -249,8 +251,8 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
 
 @docs.command()
 @click.argument("job")
-@click.option("--offset", type=int, default=0)
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--offset", type=OFFSET, default=0)
+@click.option("--limit", type=PAGE_SIZE, default=20, show_default=True, help="Items shown (1-100).")
 @database_url_option
 @_pipelines_dir
 @json_option
