@@ -207,8 +207,10 @@ def resubmit(
     override_reason: str | None,
 ) -> None:
     """Resubmit FAILED/ERROR/CANCELLED jobs as new jobs; the originals are kept, skipped."""
-    data = json.loads(configuration_json) if configuration_json else None
+    from batch_pipelines.batch_actions.jobs import parse_configuration_json
+
     try:
+        data = parse_configuration_json(configuration_json, "--configuration-json")
         new_ids = open_store(database_url).resubmit_jobs(
             list(job_ids), configuration_data=data, override_reason=override_reason
         )

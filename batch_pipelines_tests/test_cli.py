@@ -175,3 +175,15 @@ def test_paging_options_take_1_to_100_entries(tmp_path):
     assert out.exit_code == 2 and "--offset" in out.output
     ok = CliRunner().invoke(main, ["jobs", "status", "--user", "u1", "--limit", "100", *url])
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_replacement_configuration_that_is_not_a_json_object_is_a_clear_error(
+    store, database_url
+):
+    for bad, said in (("{bad", "not valid JSON"), ("[1]", "must be a JSON object")):
+        out = CliRunner().invoke(
+            main,
+            ["batch", "resubmit", "1", "--configuration-json", bad, "--database-url", database_url],
+        )
+        line = _one_line_error(out, "BP-CONFIG")
+        assert "--configuration-json" in line and said in line

@@ -22,6 +22,22 @@ _ACTION_TARGET = {
 }
 
 
+def parse_configuration_json(text: str | None, field: str = "configuration_json") -> dict | None:
+    """A replacement job configuration as given (a JSON object), or None when not given;
+    anything else is a ConfigurationError naming ``field``."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{field} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{field} must be a JSON object, not {type(data).__name__}")
+    return data
+
+
 class BatchActionConfig(dg.Config):
     batch_id: int = Field(description="The batch to act on (see `batch-pipelines batch list`).")
     action: Literal["pause", "resume", "cancel"] = Field(description="pause | resume | cancel")
