@@ -7,7 +7,16 @@ import sys
 
 import click
 
-from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
+from batch_pipelines.cli_options import (
+    ErrorReportingGroup,
+    cli_error,
+    cli_group,
+    database_url_option,
+    debug_option,
+    format_counts,
+    json_option,
+    open_store,
+)
 from batch_pipelines.configured_batches.cli import jobs
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
@@ -17,9 +26,13 @@ from batch_pipelines.role_onboarding.cli import roles
 from batch_pipelines.simulators.cli import simulate
 
 
-@click.group()
+@cli_group(cls=ErrorReportingGroup)
+@debug_option
 def main() -> None:
-    """Batch pipelines: observable, restartable batches against outside services."""
+    """Batch pipelines: observable, restartable batches against outside services.
+
+    An error prints one line with its code (exit 1); --debug shows its traceback instead.
+    """
 
 
 main.add_command(simulate)
@@ -37,9 +50,12 @@ def demo() -> None:
     sys.exit(run_demo(click.echo))
 
 
-@main.group()
+@cli_group()
 def batch() -> None:
     """Inspect and steer batches of any family."""
+
+
+main.add_command(batch)
 
 
 @batch.command("list")
@@ -63,10 +79,25 @@ def list_batches(database_url: str, family: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    for r in rows:
-        click.echo(
-            f"{r['id']:>6}  {r['status']:<10} {r['family']:<14} {r['batch_type']:<28} {r['partition'] or '-':<10} {r['jobs']}"
+    click.echo("\n".join(batch_table(rows)))
+
+
+def batch_table(rows: list[dict]) -> list[str]:
+    """``batch list``'s text: a header, then one line per batch; jobs as ``STATUS count``."""
+    if not rows:
+        return ["no batches"]
+    line = "{:>6}  {:<10} {:<14} {:<28} {:<10} {}"
+    return [line.format("id", "status", "family", "batch type", "partition", "jobs")] + [
+        line.format(
+            r["id"],
+            r["status"],
+            r["family"],
+            r["batch_type"],
+            r["partition"] or "-",
+            format_counts(r["jobs"]),
         )
+        for r in rows
+    ]
 
 
 @batch.command()
@@ -119,7 +150,7 @@ def status(batch_id: int, database_url: str, as_json: bool) -> None:
         click.echo(
             f"last reconciliation: {recon[-1]['status']} - {recon[-1]['summary'].get('reason', '')}"
         )
-    click.echo(f"jobs: {store.job_status_counts(batch_id)}")
+    click.echo(f"jobs: {format_counts(store.job_status_counts(batch_id))}")
     for j in jobs:
         flag = " (skipped)" if j.skipped else ""
         err = f"  {j.last_error}" if j.last_error and not j.skipped else ""
@@ -176,8 +207,10 @@ def resubmit(
     override_reason: str | None,
 ) -> None:
     """Resubmit FAILED/ERROR/CANCELLED jobs as new jobs; the originals are kept, skipped."""
-    data = json.loads(configuration_json) if configuration_json else None
+    from batch_pipelines.batch_actions.jobs import parse_configuration_json
+
     try:
+        data = parse_configuration_json(configuration_json, "--configuration-json")
         new_ids = open_store(database_url).resubmit_jobs(
             list(job_ids), configuration_data=data, override_reason=override_reason
         )

@@ -2,9 +2,92 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
-from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.core.errors import (
+    BatchPipelinesError,
+    UnexpectedError,
+    hide_secrets,
+)
+
+# The distribution whose version `--version` prints.
+PACKAGE = "batch_pipelines"
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+_DEBUG = "batch_pipelines.debug"
+
+
+def debugging() -> bool:
+    """Whether the running command was given the global ``--debug`` (show tracebacks)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get(_DEBUG))
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta[_DEBUG] = value
+
+
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show the traceback of an error instead of its one-line message.",
+)
+
+
+class ErrorReportingGroup(click.Group):
+    """The top-level group: every error that escapes a command becomes one line with its
+    code (exit 1) unless ``--debug`` is given. Project errors keep their code; anything
+    else is BP-UNEXPECTED with its type and its first line, credentials hidden."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get(_DEBUG):
+                raise
+            raise click.ClickException(str(as_project_error(exc))) from None
+
+
+def as_project_error(exc: Exception) -> BatchPipelinesError:
+    """``exc`` as a project error: itself, or BP-UNEXPECTED saying its type and the first
+    line of its text, with URL credentials and secret parameters hidden."""
+    if isinstance(exc, BatchPipelinesError):
+        return exc
+    first = str(exc).strip().split("\n", 1)[0]
+    detail = f": {hide_secrets(first, limit=200)}" if first else ""
+    return UnexpectedError(
+        f"unexpected {type(exc).__name__}{detail} (run with --debug for the traceback)"
+    )
+
+
+# Listings show 1 to 100 entries at a time, as the seeds' list calls allow.
+MAX_PAGE_SIZE = 100
+PAGE_SIZE = click.IntRange(1, MAX_PAGE_SIZE)
+OFFSET = click.IntRange(min=0)
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """``FINISHED 9, FAILED 3`` for a status-count mapping; ``-`` when there is none."""
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "-"
+
+
+def cli_group(**kwargs: Any) -> Callable[[Callable[..., Any]], click.Group]:
+    """``click.group`` with ``-h`` as ``--help`` and ``--version``: the top-level command
+    and every subgroup are made with it, so each answers both the same way."""
+
+    def decorate(f: Callable[..., Any]) -> click.Group:
+        f = click.version_option(package_name=PACKAGE, message="%(prog)s %(version)s")(f)
+        return click.group(context_settings=CONTEXT_SETTINGS, **kwargs)(f)
+
+    return decorate
+
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -33,7 +116,10 @@ def open_store(database_url: str):
     return BatchStore(database_url or None)
 
 
-def cli_error(exc: BatchPipelinesError) -> click.ClickException:
+def cli_error(exc: BatchPipelinesError) -> Exception:
     """How every command reports a project error: its code and message on one line (exit 1,
-    no traceback), the same in every command group, so scripts can match on the code."""
+    no traceback), the same in every command group, so scripts can match on the code. With
+    the global ``--debug`` it is the error itself, so its traceback shows."""
+    if debugging():
+        return exc
     return click.ClickException(str(exc))

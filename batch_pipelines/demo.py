@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from batch_pipelines.cli_options import format_counts
 from batch_pipelines.core.backoff import RetryPolicy
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
@@ -35,13 +36,28 @@ DEMO_DIR = Path(".data") / "demo"
 CYCLE = "202503"
 EDMS = 12
 PORTFOLIOS_PER_EDM = 4
+CLI = ".venv/bin/batch-pipelines"
+# The other families' demos: (folder, heading).
+FAMILY_DEMOS = (
+    ("document_ai", "Document AI"),
+    ("configured_batches", "Configured batches"),
+    ("role_onboarding", "Role onboarding"),
+)
+
+
+def where_to_look(echo: Callable[[str], None], entries: list[tuple[str, str]]) -> None:
+    """A part's closing "where to look" block: labels aligned, one entry a line."""
+    width = max(len(label) for label, _ in entries) + 1
+    echo("  where to look:")
+    for label, value in entries:
+        echo(f"    {label + ':':<{width}}  {value}")
 
 
 def _print_result(echo: Callable[[str], None], title: str, result: BatchRunResult) -> None:
     rec = result.reconciliation
     s = rec.summary
     echo(f"  {title}: batch {result.batch_id} reconciled {rec.status} - {rec.reason}")
-    echo(f"    jobs by status: {s.job_status_counts}")
+    echo(f"    jobs by status: {format_counts(s.job_status_counts)}")
     echo(
         f"    configurations fulfilled {s.fulfilled_configurations}/{s.non_skipped_configurations}"
         f"; failed job ids {s.failed_job_ids or '-'}; error job ids {s.error_job_ids or '-'}"
@@ -59,8 +75,14 @@ async def _run(
         progress_interval_seconds=1.0,
     )
 
+    last: list[str] = []
+
     def progress(report: ProgressReport) -> None:
-        echo(f"    progress: {report.message()}")
+        # The engine reports on a timer; a report that says nothing new is not repeated.
+        message = report.message()
+        if last != [message]:
+            last[:] = [message]
+            echo(f"    progress: {message}")
 
     retry = RetryPolicy(max_retries=6, backoff_base_seconds=0.05, backoff_max_seconds=1.0)
     async with risk_modeler_client(sim, timeout_seconds=2.0, retry=retry) as client:
@@ -84,19 +106,17 @@ def _run_family_demos(
     from batch_pipelines.document_ai.demo import run_demo as document_ai_demo
     from batch_pipelines.role_onboarding.demo import run_demo as role_onboarding_demo
 
+    demos = {
+        "document_ai": document_ai_demo,
+        "configured_batches": configured_batches_demo,
+        "role_onboarding": role_onboarding_demo,
+    }
     results = []
-    for number, (name, demo) in enumerate(
-        [
-            ("document_ai", document_ai_demo),
-            ("configured_batches", configured_batches_demo),
-            ("role_onboarding", role_onboarding_demo),
-        ],
-        start=5,
-    ):
+    for number, (name, heading) in enumerate(FAMILY_DEMOS, start=5):
         folder = directory / name
         folder.mkdir()
-        echo(f"\n{number}. {name.replace('_', ' ').capitalize()}")
-        results.append(demo(echo, folder, instance) == 0)
+        echo(f"\n{number}. {heading}")
+        results.append(demos[name](echo, folder, instance) == 0)
     return all(results)
 
 
@@ -138,6 +158,18 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     echo("\n1. EDM Creation (async workflows, tracked until terminal)")
     first = asyncio.run(_run(store, sim, edm_batch, EdmCreationHandler, echo))
     _print_result(echo, "EDM Creation", first)
+    inspect_edms = f"{CLI} batch status {edm_batch} --database-url {store_url}"
+    where_to_look(
+        echo,
+        [
+            ("the batch and its jobs", inspect_edms),
+            (
+                "the store (SQLite)",
+                f"{directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)",
+            ),
+            ("the simulator's state", str(directory / "risk_modeler_simulator.db")),
+        ],
+    )
 
     failed = [
         j.id
@@ -157,6 +189,7 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
         store.resubmit_jobs(failed)
         second = asyncio.run(_run(store, sim, edm_batch, EdmCreationHandler, echo))
         _print_result(echo, "EDM Creation after resubmission", second)
+        where_to_look(echo, [("the new jobs, with their parents skipped", inspect_edms)])
 
     portfolio_batch = store.create_batch(
         family="risk_modeling",
@@ -178,13 +211,20 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     echo("\n3. Portfolio Creation (synchronous calls)")
     third = asyncio.run(_run(store, sim, portfolio_batch, PortfolioCreationHandler, echo))
     _print_result(echo, "Portfolio Creation", third)
-
     stats = sim.stats()
     echo(
-        "\nSimulator's own count: "
+        "  the simulator's own count: "
         f"{stats['accepted_total']} submissions accepted, {stats['replays_total']} idempotent replays, "
         f"duplicate acceptances: {stats['duplicate_acceptances'] or 'none'}"
     )
+    where_to_look(
+        echo,
+        [
+            ("the batch", f"{CLI} batch status {portfolio_batch} --database-url {store_url}"),
+            ("every batch", f"{CLI} batch list --database-url {store_url}"),
+        ],
+    )
+
     echo(
         "\n4. A whole risk-modeling cycle from a generated workbook (12 batch types as Dagster assets)"
     )
@@ -194,25 +234,32 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     cycle_dir.mkdir()
     with _dagster_instance() as instance:
         cycle_ok = run_cycle_demo(echo, cycle_dir, instance) == 0
+        where_to_look(
+            echo,
+            [
+                (
+                    "the cycle's batches",
+                    f"{CLI} batch list --database-url sqlite:///{cycle_dir / 'batch_store.db'}",
+                ),
+                ("its files", str(cycle_dir / "risk_modeling")),
+                (
+                    "the Dagster UI",
+                    "make dev, then the risk_modeling asset group (metadata, checks)",
+                ),
+            ],
+        )
         families_ok = _run_family_demos(echo, directory, instance)
 
-    echo("\nWhere to look:")
-    echo(
-        f"  store (SQLite):      {directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)"
-    )
-    echo(f"  simulator state:     {directory / 'risk_modeler_simulator.db'}")
-    echo(
-        f"  inspect a batch:     .venv/bin/batch-pipelines batch status {edm_batch} --database-url {store_url}"
-    )
-    echo(
-        f"  the cycle's store:   {cycle_dir / 'batch_store.db'};  its files: {cycle_dir / 'risk_modeling'}"
-    )
-    echo("  the Dagster UI:      make dev  (then open http://127.0.0.1:3000: Runs, and the")
-    echo("                       risk_modeling asset group with its metadata and checks)")
+    if os.environ.get("DAGSTER_HOME"):
+        echo(
+            "\nThe runs of parts 4 to 6 are on the project's Dagster instance: make dev, then "
+            "http://127.0.0.1:3000 (Runs, Assets)."
+        )
     ok = (
         cycle_ok
         and families_ok
         and all(r.status.value == "COMPLETED" for r in ([second] if failed else [first]) + [third])
     )
+    echo("Every part ended as expected." if ok else "Some part did NOT end as expected (above).")
     store.dispose()
     return 0 if ok else 1

@@ -14,7 +14,19 @@ def test_demo_runs_end_to_end_and_says_where_to_look(tmp_path, monkeypatch):
     assert "EDM Creation after resubmission: batch 1 reconciled COMPLETED" in result.output
     assert "Portfolio Creation: batch 2 reconciled COMPLETED" in result.output
     assert "duplicate acceptances: none" in result.output
-    assert "Where to look" in result.output
+    assert "Every part ended as expected." in result.output
+    # It reads like the README: the demo's own lines, no raw Dagster log, every part saying
+    # where to look, commands as the README writes them.
+    assert " - dagster - " not in result.output
+    import re
+
+    parts = re.split(r"\n(\d)\. ", result.output)
+    headings = dict(zip(parts[1::2], (p.splitlines()[0] for p in parts[2::2]), strict=True))
+    assert list(headings) == ["1", "2", "3", "4", "5", "6", "7"]
+    assert headings["5"] == "Document AI"
+    for number, text in zip(parts[1::2], parts[2::2], strict=True):
+        assert "where to look" in text, f"part {number} does not say where to look"
+    assert not re.search(r"(?<!\.venv/bin/)batch-pipelines ", result.output)
 
 
 def test_batch_status_list_pause_and_resubmit_from_the_command_line(store, database_url):
@@ -53,3 +65,125 @@ def test_every_command_group_reports_a_project_error_with_its_code(store, databa
         assert out.exit_code == 1, out.output
         assert out.output.startswith("Error: [BP-"), out.output
         assert "Traceback" not in out.output
+
+
+UNREACHABLE = "postgresql://postgres:hunter2@127.0.0.1:9/nowhere"  # port 9: nothing listens
+
+
+def _one_line_error(out, code: str) -> str:
+    assert out.exit_code == 1, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: [{code}]"), out.output
+    assert "Traceback" not in out.output and "hunter2" not in out.output
+    return lines[0]
+
+
+def test_an_unreachable_store_is_one_line_naming_the_setting_without_the_password(tmp_path):
+    for args in (
+        ["batch", "list"],
+        ["docs", "list"],
+        ["roles", "submit", "--company", "acme", "--role", "Underwriter"],
+    ):
+        out = CliRunner().invoke(main, [*args, "--database-url", UNREACHABLE])
+        line = _one_line_error(out, "BP-STORE")
+        assert "BATCH_PIPELINES_DATABASE_URL" in line and "postgres:***@127.0.0.1:9" in line
+
+
+def test_a_wrong_database_user_is_one_line_saying_so(postgres_url):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url).set(username="no_such_user_bp").render_as_string(False)
+    out = CliRunner().invoke(main, ["batch", "list", "--database-url", url])
+    assert 'role "no_such_user_bp" does not exist' in _one_line_error(out, "BP-STORE")
+
+
+def test_debug_shows_the_traceback_of_a_project_error():
+    out = CliRunner().invoke(main, ["--debug", "batch", "list", "--database-url", UNREACHABLE])
+    assert out.exit_code == 1
+    assert type(out.exception).__name__ == "StoreError"
+    assert "hunter2" not in str(out.exception)
+
+
+def test_a_models_url_with_credentials_is_refused_without_echoing_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELS_BASE_URL", "https://bob:hunter2@models.example.invalid/v1")
+    reference = tmp_path / "notes.md"
+    reference.write_text("Paris is in France.", encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    out = CliRunner().invoke(
+        main, ["docs", "add-references", "p1", str(reference), "--database-url", url]
+    )
+    assert "user name or password" in _one_line_error(out, "BP-CONFIG")
+
+
+def test_an_unexpected_exception_is_one_line_with_credentials_hidden_unless_debugging():
+    import click
+
+    from batch_pipelines.cli_options import ErrorReportingGroup, debug_option
+
+    @click.group(cls=ErrorReportingGroup)
+    @debug_option
+    def top() -> None:
+        pass
+
+    @top.command()
+    def boom() -> None:
+        raise ValueError("bad URL https://bob:hunter2@example.invalid/x\nsecond line")
+
+    out = CliRunner().invoke(top, ["boom"])
+    line = _one_line_error(out, "BP-UNEXPECTED")
+    assert "ValueError" in line and "https://***@example.invalid/x" in line and "--debug" in line
+    debug = CliRunner().invoke(top, ["--debug", "boom"])
+    assert isinstance(debug.exception, ValueError)
+
+
+def test_every_group_answers_dash_h_and_version():
+    from importlib.metadata import version
+
+    runner = CliRunner()
+    for group in ([], ["batch"], ["docs"], ["jobs"], ["roles"], ["config"], ["simulate"]):
+        helped = runner.invoke(main, [*group, "-h"])
+        assert helped.exit_code == 0 and "Usage:" in helped.output, group
+        versioned = runner.invoke(main, [*group, "--version"])
+        assert versioned.exit_code == 0 and version("batch_pipelines") in versioned.output, group
+    assert runner.invoke(main, ["docs", "submit", "-h"]).exit_code == 0
+
+
+def test_batch_list_has_a_header_and_says_when_a_batch_has_no_jobs(store, database_url):
+    store.create_batch(family="test", batch_type="Empty", job_configurations=[])
+    full = store.create_batch(
+        family="test", batch_type="EDM Creation", job_configurations=[{"key": "a"}, {"key": "b"}]
+    )
+    out = CliRunner().invoke(main, ["batch", "list", "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    header, *rows = out.output.strip().splitlines()
+    assert header.split() == ["id", "status", "family", "batch", "type", "partition", "jobs"]
+    assert "{}" not in out.output and "{'" not in out.output
+    (full_row,) = [r for r in rows if r.split()[0] == str(full)]
+    assert full_row.rstrip().endswith("2") and "{" not in full_row
+
+
+def test_paging_options_take_1_to_100_entries(tmp_path):
+    url = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
+    for args in (
+        ["docs", "results", "some-job"],
+        ["jobs", "status", "--user", "u1"],
+    ):
+        for bad in ("0", "101", "-5"):
+            out = CliRunner().invoke(main, [*args, "--limit", bad, *url])
+            assert out.exit_code == 2 and "1<=x<=100" in out.output, (args, bad, out.output)
+    out = CliRunner().invoke(main, ["docs", "results", "some-job", "--offset", "-1", *url])
+    assert out.exit_code == 2 and "--offset" in out.output
+    ok = CliRunner().invoke(main, ["jobs", "status", "--user", "u1", "--limit", "100", *url])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_a_replacement_configuration_that_is_not_a_json_object_is_a_clear_error(
+    store, database_url
+):
+    for bad, said in (("{bad", "not valid JSON"), ("[1]", "must be a JSON object")):
+        out = CliRunner().invoke(
+            main,
+            ["batch", "resubmit", "1", "--configuration-json", bad, "--database-url", database_url],
+        )
+        line = _one_line_error(out, "BP-CONFIG")
+        assert "--configuration-json" in line and said in line

@@ -10,8 +10,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
 from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.failures import final_failure
 from batch_pipelines.resources import BatchStoreResource
 
 _ACTION_TARGET = {
@@ -19,6 +20,22 @@ _ACTION_TARGET = {
     "resume": BatchStatus.ACTIVE,
     "cancel": BatchStatus.CANCELLED,
 }
+
+
+def parse_configuration_json(text: str | None, field: str = "configuration_json") -> dict | None:
+    """A replacement job configuration as given (a JSON object), or None when not given;
+    anything else is a ConfigurationError naming ``field``."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{field} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{field} must be a JSON object, not {type(data).__name__}")
+    return data
 
 
 class BatchActionConfig(dg.Config):
@@ -42,8 +59,14 @@ class ResubmitJobsConfig(dg.Config):
 def change_batch_status(
     context: dg.OpExecutionContext, config: BatchActionConfig, batch_store: BatchStoreResource
 ) -> None:
+    """Move the batch to the action's status. A refused action (an unknown batch, an
+    illegal transition) fails the run for good: a retry would be refused the same way. A
+    store that cannot be reached is not caught here: that run is worth retrying."""
     store = batch_store.get_store()
-    batch = store.set_batch_status(config.batch_id, _ACTION_TARGET[config.action])
+    try:
+        batch = store.set_batch_status(config.batch_id, _ACTION_TARGET[config.action])
+    except (IllegalTransition, NotFound) as exc:
+        raise final_failure(exc) from None
     context.log.info(f"batch {batch.id} ({batch.batch_type}) is now {batch.status}")
 
 

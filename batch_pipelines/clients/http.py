@@ -373,6 +373,13 @@ class ServiceClient:
             ) from None
         if not url.is_absolute_url:
             raise ConfigurationError(f"{service_name}: base URL must be absolute (scheme and host)")
+        if url.userinfo:
+            # The services authenticate with a key; the transport refuses URL credentials
+            # with an error quoting the whole URL, password included.
+            raise ConfigurationError(
+                f"{service_name}: the base URL must not carry a user name or password "
+                "(give the key in the service's API key setting)"
+            )
         # Hidden too: for a webhook the URL itself is the credential.
         self._base = Secret(url)
         self.timeout_seconds = float(timeout_seconds)

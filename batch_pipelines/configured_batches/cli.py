@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
+from batch_pipelines.cli_options import (
+    PAGE_SIZE,
+    cli_error,
+    cli_group,
+    database_url_option,
+    json_option,
+    open_store,
+)
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 
@@ -22,7 +29,7 @@ _jobs_file = click.option(
 )
 
 
-@click.group()
+@cli_group()
 def jobs() -> None:
     """Configured and preference-driven batches: status by user, tenant or feature type."""
 
@@ -89,7 +96,9 @@ def list_jobs(jobs_file: str, as_json: bool) -> None:
 @click.option("--user", "user_id", default=None, help="Results of one user.")
 @click.option("--tenant", "tenant_id", default=None, help="Results per batch of one tenant.")
 @click.option("--feature-type", default=None, help="Preference batches of one feature type.")
-@click.option("--limit", default=20, show_default=True, help="Newest entries shown.")
+@click.option(
+    "--limit", type=PAGE_SIZE, default=20, show_default=True, help="Newest entries shown (1-100)."
+)
 @json_option
 def status(
     database_url: str,

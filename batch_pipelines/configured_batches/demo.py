@@ -10,6 +10,8 @@ seed's shape; the demo checks that shape and prints where to look.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +62,10 @@ def _group_preferences(
     """One evaluation of the preference-change sensor, with its partition changes applied
     (the daemon does that in `make dev`)."""
     context = dg.build_sensor_context(instance=instance, resources=resources)
-    result = preference_change_sensor(context)
+    # The sensor's log line goes to Dagster's console logger (stderr) in its raw format;
+    # the demo says the same below in its own words.
+    with contextlib.redirect_stderr(io.StringIO()):
+        result = preference_change_sensor(context)
     for request in result.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
+from batch_pipelines.core.errors import hide_secrets as redact
 from batch_pipelines.core.sequences import chunks
 from batch_pipelines.store.configured_batches_tables import user_preferences
 
@@ -439,17 +439,6 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 # --------------------------------------------------------------------------- client
-
-
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
-_SECRET_PARAMS = re.compile(r"(?i)\b(api[_-]?key|key|token|secret|password)=[^&\s]+")
-
-
-def redact(message: str, limit: int = 300) -> str:
-    """``message`` without credentials in URLs or secret query parameters, cut to ``limit``
-    characters: safe for run metadata."""
-    message = _URL_CREDENTIALS.sub(r"\1***@", message)
-    return _SECRET_PARAMS.sub(r"\1=***", message)[:limit]
 
 
 @dataclass

@@ -6,6 +6,7 @@ they never change meaning once published. Messages must never contain secrets.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Values echoed in a message: enough to recognise one, never a whole cell or file.
@@ -20,6 +21,18 @@ def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
         return text
     length = f" ({len(value)} characters)" if isinstance(value, str | bytes) else ""
     return f"{text[: limit - 1]}…{length}"
+
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_SECRET_PARAMS = re.compile(r"(?i)\b(api[_-]?key|key|token|secret|password)=[^&\s]+")
+
+
+def hide_secrets(message: str, limit: int = 300) -> str:
+    """``message`` without credentials in URLs (``scheme://user:password@``) or secret query
+    parameters, cut to ``limit`` characters: safe for run metadata and for an unexpected
+    error's text shown to a user (a library's message may quote the URL it was given)."""
+    message = _URL_CREDENTIALS.sub(r"\1***@", message)
+    return _SECRET_PARAMS.sub(r"\1=***", message)[:limit]
 
 
 class BatchPipelinesError(Exception):
@@ -79,3 +92,10 @@ class NotFound(BatchPipelinesError):
 
 class StoreError(BatchPipelinesError):
     code = "BP-STORE"
+
+
+class UnexpectedError(BatchPipelinesError):
+    """An exception the code did not expect, as the command line reports it (the
+    traceback only with --debug)."""
+
+    code = "BP-UNEXPECTED"

@@ -16,7 +16,15 @@ from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import cli_error, database_url_option, json_option, open_store
+from batch_pipelines.cli_options import (
+    OFFSET,
+    PAGE_SIZE,
+    cli_error,
+    cli_group,
+    database_url_option,
+    json_option,
+    open_store,
+)
 from batch_pipelines.core.errors import BatchPipelinesError
 
 _pipelines_dir = click.option(
@@ -63,10 +71,15 @@ def _settings():
     return resolved(document_ai_settings())
 
 
-def run_job_here(jobs, job, template, echo=click.echo) -> Any:
-    """Work a RUNNING job to the end (or to a pause) in this process; return the job."""
+def run_job_here(jobs, job, template, echo=click.echo, *, show_progress: bool = True) -> Any:
+    """Work a RUNNING job to the end (or to a pause) in this process; return the job.
+
+    Each phase's progress shows as a live bar with rate and ETA in a terminal, as plain
+    lines otherwise (``batch_pipelines.progress``); ``show_progress=False`` for --json.
+    """
     from batch_pipelines.document_ai.rag import ReferenceLibrary
     from batch_pipelines.document_ai.runner import DocumentJobRunner, RunnerOptions
+    from batch_pipelines.progress import ProgressReporter
 
     settings = _settings()
     prices = settings.price_table()
@@ -92,12 +105,18 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
                 options=RunnerOptions(validator_model=settings.validator_model),
             )
             return await runner.run_all(
-                on_progress=lambda r: echo(
-                    f"  {r.phase}: {r.done_before + r.processed}/{r.items_total} items, cost this run {r.cost}"
+                on_progress=lambda r: progress.update(
+                    r.phase,
+                    r.done_before + r.processed,
+                    r.items_total,
+                    baseline=r.done_before,
+                    detail=f"cost this run {r.cost}",
                 ),
             )
 
-    for report in asyncio.run(go()):
+    with ProgressReporter(enabled=show_progress) as progress:
+        reports = asyncio.run(go())
+    for report in reports:
         echo(
             f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
             + (f" - stopped: {report.stopped}" if report.stopped else "")
@@ -105,7 +124,7 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
     return jobs.get_job(job.id)
 
 
-@click.group()
+@cli_group()
 def docs() -> None:
     """Document AI batch jobs: submit, steer and inspect."""
 
@@ -177,7 +196,11 @@ def submit(
         job = jobs.create_job(spec, pipelines[pipeline])
         if run_here and job.status.value == "RUNNING":
             job = run_job_here(
-                jobs, job, pipelines[pipeline], echo=(lambda _: None) if as_json else click.echo
+                jobs,
+                job,
+                pipelines[pipeline],
+                echo=(lambda _: None) if as_json else click.echo,
+                show_progress=not as_json,
             )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
@@ -228,8 +251,8 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
 
 @docs.command()
 @click.argument("job")
-@click.option("--offset", type=int, default=0)
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--offset", type=OFFSET, default=0)
+@click.option("--limit", type=PAGE_SIZE, default=20, show_default=True, help="Items shown (1-100).")
 @database_url_option
 @_pipelines_dir
 @json_option

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from batch_pipelines.cli_options import format_counts
 from batch_pipelines.document_ai.assets import JOB_TAG, build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import add_reference_documents, submit_document_job
 from batch_pipelines.document_ai.pipelines import load_pipelines
@@ -66,12 +67,19 @@ def _resources(directory: Path, store_url: str) -> dict:
     }
 
 
+# Dagster's console log (every event at DEBUG) is for the UI and the event log; the demo
+# says what happened in its own lines.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
 def _launch(job_def, resources, instance, op: str, config: dict) -> dg.ExecuteInProcessResult:
     return (
         dg.Definitions(jobs=[job_def], resources=resources)
         .resolve_job_def(job_def.name)
         .execute_in_process(
-            run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+            run_config={**QUIET, "ops": {op: {"config": config}}},
+            instance=instance,
+            raise_on_error=False,
         )
     )
 
@@ -148,7 +156,11 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
         assets, asset_job, _ = build_pipeline_definitions(template)
         defs = dg.Definitions(assets=assets, jobs=[asset_job], resources=resources)
         result = defs.resolve_job_def(asset_job.name).execute_in_process(
-            partition_key=job.key, instance=instance, tags={JOB_TAG: job.key}, raise_on_error=False
+            partition_key=job.key,
+            instance=instance,
+            tags={JOB_TAG: job.key},
+            run_config=QUIET,
+            raise_on_error=False,
         )
         job = jobs.get_job(job.id)
         status = job_status(jobs, job, template)
@@ -177,12 +189,13 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
                 echo(f"    retrieved for it: {', '.join(x['document'] for x in used)}")
         stats = analytics(jobs, job, template)
         echo(
-            f"    cost by phase: {stats['cost_by_phase']}; success rate {stats['success_rate'] if stats['success_rate'] is not None else '-'}%"
+            f"    cost by phase: {format_counts(stats['cost_by_phase'])}; success rate "
+            + (f"{stats['success_rate']}%" if stats["success_rate"] is not None else "-")
         )
         expected = "PAUSED" if "cost_budget" in extra else "COMPLETED"
         ok = ok and job.status.value == expected
 
-    echo("  Where to look:")
+    echo("  where to look:")
     echo(f"    .venv/bin/batch-pipelines docs list --database-url {store_url}")
     echo(
         f"    .venv/bin/batch-pipelines docs status <job> / results / analytics --database-url {store_url}"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from batch_pipelines.cli_options import json_option
+from batch_pipelines.cli_options import cli_group, json_option
 from batch_pipelines.risk_modeling.workbook import validate_workbook
 
 
-@click.group(name="config")
+@cli_group(name="config")
 def config() -> None:
     """Risk-modeling master configuration workbooks."""
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import cli_error, database_url_option, json_option
+from batch_pipelines.cli_options import cli_error, cli_group, database_url_option, json_option
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
+from batch_pipelines.progress import ProgressReporter
 
 # How --watch waits between redraws (a name of its own, so a test can replace it).
 pause = time.sleep
@@ -49,7 +49,7 @@ def _instance(ctx: click.Context, *, required: bool = True):
     return dg.DagsterInstance.get()
 
 
-@click.group()
+@cli_group()
 def roles() -> None:
     """Role onboarding batches: submit, status, retry failed roles."""
 
@@ -240,29 +240,29 @@ def status(
         base = _settings().dashboard_base_url
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
-    while True:
-        try:
-            view = batch_status(instance, store, batch_id, dashboard_base_url=base).to_dict()
-        except BatchPipelinesError as exc:
-            raise cli_error(exc) from None
-        settled = view["state"] in ("completed", "partial")
-        if as_json:
-            click.echo(json.dumps(view, indent=2) if not watch else json.dumps(view))
-        elif watch:
-            # One live line; the table once the batch settles.
-            sys.stdout.write(
-                f"\r{view['batch_id']} {view['state']:<11} {progress_bar(view['progress_percent'])} "
-                f"done {view['completed']}/{view['total']} failed {view['failed']} running {view['in_progress']}  "
-            )
-            sys.stdout.flush()
-            if settled:
-                click.echo("")
-                click.echo("\n".join(render_status(view)))
-        else:
-            click.echo("\n".join(render_status(view)))
-        if not watch or settled:
-            return
-        pause(interval)
+    # Under --watch: a live bar with rate and ETA (plain lines when not a terminal), then
+    # the table once the batch settles.
+    with ProgressReporter(unit="roles", enabled=watch and not as_json) as progress:
+        while True:
+            try:
+                view = batch_status(instance, store, batch_id, dashboard_base_url=base).to_dict()
+            except BatchPipelinesError as exc:
+                raise cli_error(exc) from None
+            settled = view["state"] in ("completed", "partial")
+            if as_json:
+                click.echo(json.dumps(view, indent=2) if not watch else json.dumps(view))
+            elif watch:
+                progress.update(
+                    view["batch_id"],
+                    view["completed"] + view["failed"],
+                    view["total"],
+                    detail=f"{view['state']}, {view['failed']} failed, {view['in_progress']} running",
+                )
+            if not watch or settled:
+                break
+            pause(interval)
+    if not as_json:
+        click.echo("\n".join(render_status(view)))
 
 
 @roles.command(name="list")

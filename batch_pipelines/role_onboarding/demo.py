@@ -104,7 +104,7 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
     )
     echo(f"  {final.view.completed}/{final.view.total} roles ready in {result.seconds:.0f}s")
     echo(
-        f"  inspect: DAGSTER_HOME={(directory / 'dagster_home').resolve()} batch-pipelines roles status {result.batch_id} "
+        f"  where to look: DAGSTER_HOME={(directory / 'dagster_home').resolve()} .venv/bin/batch-pipelines roles status {result.batch_id} "
         f"--database-url sqlite:///{directory / 'batch_store.db'}"
     )
     return 0 if ok_states and ok_limit and ok_final else 1

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from batch_pipelines.cli_options import cli_group
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.simulators.faults import FaultPlan
 
@@ -88,7 +89,7 @@ def serve(app: Any, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **extra)
 
 
-@click.group()
+@cli_group()
 def simulate() -> None:
     """Run a simulator of an outside service as a local HTTP server."""
 

@@ -44,7 +44,7 @@ from batch_pipelines.core.statuses import (
     check_job_transition,
 )
 from batch_pipelines.store import schema as t
-from batch_pipelines.store.database import create_engine, insert_new_rows, migrate
+from batch_pipelines.store.database import insert_new_rows, migrate, open_engine
 
 
 def utcnow() -> datetime:
@@ -249,9 +249,20 @@ def insert_cost_entries(
 class BatchStore:
     """Batches, job configurations, jobs, tracking and reconciliation history."""
 
-    def __init__(self, url: str | None = None, *, engine: sa.Engine | None = None):
-        self.engine = engine or create_engine(url)
-        migrate(self.engine)
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: sa.Engine | None = None,
+        setting: str = "BATCH_PIPELINES_DATABASE_URL",
+    ):
+        """Open (and migrate) the store at ``url``; one that cannot be reached is a
+        StoreError naming ``setting``, where the URL came from."""
+        if engine is None:
+            self.engine = open_engine(url, setting)
+        else:
+            self.engine = engine
+            migrate(engine)
 
     @property
     def dialect(self) -> str:

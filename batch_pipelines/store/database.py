@@ -17,8 +17,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from batch_pipelines.core.errors import StoreError
 from batch_pipelines.store.schema import VERSION_TABLE
-from batch_pipelines.store.urls import normalize_database_url
+from batch_pipelines.store.urls import normalize_database_url, redacted
 
 _MIGRATED: set[str] = set()
 _MIGRATE_LOCK = threading.Lock()
@@ -57,6 +58,44 @@ def create_engine(url: str | None) -> sa.Engine:
             "keepalives_count": 3,
         },
     )
+
+
+def unreachable_store(
+    exc: sa.exc.DBAPIError, url: sa.URL, setting: str = "BATCH_PIPELINES_DATABASE_URL"
+) -> StoreError:
+    """The one-line error for a store that cannot be opened (server down, wrong user or
+    password, missing database, unwritable SQLite file): it names the setting and the URL
+    without its password, and keeps the driver's first line, which says what went wrong.
+
+    The driver's full text spans lines (hints, the SQL) and SQLAlchemy adds a link; a user
+    needs the reason, and a password must never show, even if a driver echoes it.
+    """
+    reason = " ".join(str(exc.orig).split("\n", 1)[0].split()) or type(exc.orig).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return StoreError(
+        f"cannot open the store {redacted(url)} (setting {setting}): {reason}",
+        details={"setting": setting},
+    )
+
+
+def open_engine(url: str | None, setting: str = "BATCH_PIPELINES_DATABASE_URL") -> sa.Engine:
+    """``create_engine`` and ``migrate``, with a store that cannot be reached reported as a
+    StoreError (see ``unreachable_store``) instead of the driver's exception."""
+    try:
+        engine = create_engine(url)
+    except OSError as exc:  # the SQLite file's folder cannot be created
+        raise StoreError(
+            f"cannot open the store {redacted(normalize_database_url(url))} (setting {setting}): "
+            f"{exc.strerror or type(exc).__name__}",
+            details={"setting": setting},
+        ) from None
+    try:
+        migrate(engine)
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise unreachable_store(exc, engine.url, setting) from None
+    return engine
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

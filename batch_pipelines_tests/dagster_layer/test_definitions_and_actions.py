@@ -101,3 +101,23 @@ def test_bad_replacement_json_is_a_clear_error(store, database_url):
             },
             resources={"batch_store": BatchStoreResource(database_url=database_url)},
         )
+
+
+def test_a_refused_batch_action_is_a_final_failure_that_run_retries_leave_alone(
+    store, database_url
+):
+    batch_id = _batch(store)
+    store.set_batch_status(batch_id, BatchStatus.CANCELLED)
+    for refused in (batch_id, 987654):  # an illegal transition, an unknown batch
+        result = batch_control.execute_in_process(
+            run_config={
+                "ops": {"change_batch_status": {"config": {"batch_id": refused, "action": "pause"}}}
+            },
+            resources={"batch_store": BatchStoreResource(database_url=database_url)},
+            raise_on_error=False,
+        )
+        assert not result.success
+        failure = result.failure_data_for_node("change_batch_status").user_failure_data
+        assert failure is not None, "an unexpected exception would be retried twice"
+        assert failure.metadata["retryable"].value is False
+        assert failure.metadata["error_code"].value in ("BP-TRANSITION", "BP-NOT-FOUND")

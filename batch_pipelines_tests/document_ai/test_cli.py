@@ -164,3 +164,20 @@ def test_job_options_out_of_range_are_refused_naming_the_option_and_the_value(tm
     )
     assert out.exit_code != 0
     assert "invalid job options: concurrency:" in out.output and "got 0" in out.output
+
+
+def test_running_a_job_here_shows_each_phases_progress_with_rate_and_eta(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    items = tmp_path / "papers.jsonl"
+    items.write_text("\n".join(json.dumps({"content": f"{TEXT} {i}."}) for i in range(4)) + "\n")
+    out = _invoke(
+        "submit", str(items), "--pipeline", "document_pipeline", "--run", "--database-url", db
+    )
+    assert out.exit_code == 0, out.output
+    finals = [line for line in out.output.splitlines() if "4/4 items (100%)" in line]
+    assert [line.split(":")[0].strip() for line in finals] == [
+        "ocr_extraction",
+        "summarization",
+        "categorization",
+    ]
+    assert all("items/s" in line and "ETA" in line for line in finals), out.output

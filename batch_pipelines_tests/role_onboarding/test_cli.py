@@ -210,6 +210,7 @@ def test_status_watch_redraws_until_the_batch_settles(env, monkeypatch, tmp_path
     assert result.exit_code == 0
     assert "pending" in result.output and "completed" in result.output
     assert "[" + "#" * 30 + "] 100.0%" in result.output
+    assert "1/1 roles (100%)" in result.output and "roles/s, ETA" in result.output
     assert "https://dash.example.invalid/dashboard/roles/cr-" in result.output
 
 
