@@ -12,6 +12,11 @@ from pydantic import Field
 
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.failures import (
+    NO_RUN_RETRY_ON_STEP_FAILURE,
+    TRANSIENT_FAULT_RETRIES,
+    user_errors_are_final,
+)
 from batch_pipelines.resources import BatchStoreResource
 
 _ACTION_TARGET = {
@@ -47,10 +52,18 @@ def change_batch_status(
     context.log.info(f"batch {batch.id} ({batch.batch_type}) is now {batch.status}")
 
 
-@dg.op
+@dg.op(retry_policy=TRANSIENT_FAULT_RETRIES)
 def resubmit_batch_jobs(
     context: dg.OpExecutionContext, config: ResubmitJobsConfig, batch_store: BatchStoreResource
 ) -> list[int]:
+    # An unknown or non-resubmittable job, or bad JSON, is final: a retry fails the same way.
+    with user_errors_are_final():
+        new_ids = _resubmit(config, batch_store)
+    context.log.info(f"resubmitted jobs {config.job_ids} as {new_ids}; the batch is ACTIVE again")
+    return new_ids
+
+
+def _resubmit(config: ResubmitJobsConfig, batch_store: BatchStoreResource) -> list[int]:
     data = None
     if config.configuration_json:
         try:
@@ -61,11 +74,9 @@ def resubmit_batch_jobs(
             ) from None
         if not isinstance(data, dict):
             raise ConfigurationError("configuration_json must be a JSON object")
-    new_ids = batch_store.get_store().resubmit_jobs(
+    return batch_store.get_store().resubmit_jobs(
         config.job_ids, configuration_data=data, override_reason=config.override_reason
     )
-    context.log.info(f"resubmitted jobs {config.job_ids} as {new_ids}; the batch is ACTIVE again")
-    return new_ids
 
 
 @dg.job(description="Pause, resume or cancel a batch of any family.")
@@ -73,6 +84,9 @@ def batch_control():
     change_batch_status()
 
 
-@dg.job(description="Resubmit failed jobs as new jobs (history kept; the originals are skipped).")
+@dg.job(
+    description="Resubmit failed jobs as new jobs (history kept; the originals are skipped).",
+    tags=NO_RUN_RETRY_ON_STEP_FAILURE,
+)
 def resubmit_jobs():
     resubmit_batch_jobs()

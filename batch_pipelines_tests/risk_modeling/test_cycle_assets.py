@@ -209,3 +209,36 @@ def test_a_failed_batch_blocks_the_next_batch_types_of_the_cycle(cycle):
         )
         == []
     )
+
+
+def test_a_decision_on_an_unknown_analysis_is_final_and_not_retried(cycle):
+    name, store, resources, _, _ = cycle
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        result = analysis_decisions.execute_in_process(
+            run_config={
+                "ops": {
+                    "apply_analysis_decisions": {
+                        "config": {
+                            "cycle": name,
+                            "decisions": [
+                                {"analysis_name": "No Such Analysis", "decision": "skip"}
+                            ],
+                        }
+                    }
+                }
+            },
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert instance.get_run_by_id(result.run_id).tags["dagster/will_retry"] == "false"
+    assert not result.success
+    failure = result.failure_data_for_node("apply_analysis_decisions").user_failure_data
+    assert "No Such Analysis" in failure.description
+    assert failure.metadata["retryable"].value is False
+    assert "No Such Analysis" in failure.metadata["errors"].value
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    # nothing was skipped by the refused decisions
+    assert not any(j.skipped for j in store.list_jobs(_batch(store, name, BatchType.ANALYSIS).id))
