@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batch_pipelines.core.errors import BatchError, NotFound
+from batch_pipelines.core.names import check_name
 from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
 from batch_pipelines.risk_modeling.batch_types import BatchType
@@ -51,9 +52,13 @@ class BatchTypeOutcome:
 
 
 def cycle_name_of(configuration: MasterConfiguration) -> str:
-    """A cycle is named by the workbook's date and type, as its EDM names are (202503_Quarterly)."""
+    """A cycle is named by the workbook's date and type, as its EDM names are (202503_Quarterly).
+
+    The name is a partition key and the folder of the cycle's files, so it must be a safe
+    name (the workbook's validation already checks the Cycle Type; this guards any other
+    way a configuration arrives)."""
     meta = configuration.metadata
-    return f"{meta.current_date_value}_{meta.cycle_type}".replace(" ", "_")
+    return check_name(f"{meta.current_date_value}_{meta.cycle_type}".replace(" ", "_"), "cycle")
 
 
 def configuration_checksum(configuration: MasterConfiguration) -> str:

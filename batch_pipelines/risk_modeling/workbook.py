@@ -23,7 +23,11 @@ Issue codes (stable; see ``ISSUE_CODES`` for the one-line meaning of each):
 FILE_NOT_FOUND, UNREADABLE_FILE, NOT_XLSX, EMPTY_WORKBOOK, MISSING_SHEET, EMPTY_SHEET,
 MISSING_COLUMN, MISSING_KEY, NO_ROWS, REQUIRED, WRONG_TYPE, CELL_ERROR, PATTERN,
 INVALID_CHOICE, OUT_OF_RANGE, DATE_ORDER, DUPLICATE, UNKNOWN_REFERENCE, DATABASE_MISMATCH,
-NO_BASE_PORTFOLIO, FORWARD_GROUP_REFERENCE, EMPTY_GROUP_REFERENCE.
+NO_BASE_PORTFOLIO, FORWARD_GROUP_REFERENCE, EMPTY_GROUP_REFERENCE, UNSAFE_NAME.
+
+Values that become folder, file or partition names (Cycle Type, database and RDM names,
+import files) must also be safe names (``core.names``): a Cycle Type of ``../../outside``
+would otherwise make Data Extraction write outside the data folder.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from typing import Any
 import openpyxl
 from pydantic import BaseModel, ConfigDict
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
+from batch_pipelines.core.names import MAX_NAME_LENGTH, name_problem
 from batch_pipelines.risk_modeling.models import (
     Analysis,
     Database,
@@ -191,7 +196,12 @@ ISSUE_CODES: dict[str, str] = {
     "NO_BASE_PORTFOLIO": "A database has no base portfolio.",
     "FORWARD_GROUP_REFERENCE": "A group names itself or a group defined in a later row.",
     "EMPTY_GROUP_REFERENCE": "A group names a group that has no items (and is never created).",
+    "UNSAFE_NAME": "A value that becomes a folder, file or partition name is not a safe name "
+    "(letters, digits, spaces, '_', '-', '.'; no '/' or '..').",
 }
+
+# "YYYYMM_" before the Cycle Type in the cycle's name (see cycle_batches.cycle_name_of).
+CYCLE_PREFIX_LENGTH = len("202503_")
 
 _EXCEL_ERRORS = frozenset(
     {
@@ -431,6 +441,22 @@ class _Cell:
         if isinstance(value, str) and value.strip() in _EXCEL_ERRORS:
             return self.issue(
                 "CELL_ERROR", column, f"{label} holds the Excel error {value.strip()}"
+            )
+        return value
+
+    def safe_name(self, column: str, value: Any, *, max_length: int = MAX_NAME_LENGTH) -> Any:
+        """``value`` when it can become a folder, file or partition name, else an issue."""
+        if value is BAD or value is None:
+            return value
+        problem = name_problem(value)
+        if problem is None and len(value) > max_length:
+            problem = f"is {len(value)} characters long; at most {max_length} fit here"
+        if problem is not None:
+            return self.issue(
+                "UNSAFE_NAME",
+                column,
+                f"{self.label(column)} {shorten(value)} becomes part of folder and file names "
+                f"and {problem}",
             )
         return value
 
@@ -821,6 +847,11 @@ class _Sheets:
             return cell.issue(
                 "PATTERN", "B", f"{key} must be a version string such as '23.0.0', found {value!r}"
             )
+        if key == "Cycle Type":
+            # The cycle ("202503_Quarterly") is a partition key and the folder of its files.
+            return cell.safe_name("B", value, max_length=MAX_NAME_LENGTH - CYCLE_PREFIX_LENGTH)
+        if key == "Export RDM Name":
+            return cell.safe_name("B", value)
         return value
 
     # ---------------------------------------------------------------- Reference data
@@ -909,6 +940,9 @@ class _Sheets:
                     f"Database {name!r} must look like RM_EDM_YYYYMM_name, RMS_EDM_YYYYMM_name "
                     "or TEST_EDM_YYYYMM_name",
                 )
+            else:
+                # Reported, but kept as the name other sheets refer to (one issue, not many).
+                cell.safe_name("Database", name)
             self._unique(cell, "Database", name, seen, "Database")
             flag = cell.yes_no("Store in Data Bridge?")
             if self._all_ok(name, flag):
@@ -940,6 +974,8 @@ class _Sheets:
             self._unique(cell, "Portfolio", name, seen, "Portfolio")
             database = self._known_database(cell)
             import_file = cell.text("Import File")
+            # Data Extraction names its CSV files after the import file.
+            cell.safe_name("Import File", import_file)
             is_base = cell.yes_no("Base Portfolio?")
             if name is not BAD and name not in by_name:
                 by_name[name] = (cell.row, database)
