@@ -332,6 +332,25 @@ FAULTS = [
         "UNSAFE_NAME",
         "'../../x'",
     ),
+    # A formula whose result was never saved is not an empty cell.
+    Fault(
+        "metadata formula without a saved value",
+        lambda s: s.set_metadata("Hazard Version", "=B2"),
+        MD,
+        4,
+        "B",
+        "FORMULA_WITHOUT_VALUE",
+        "formula '=B2'",
+    ),
+    Fault(
+        "table formula without a saved value",
+        lambda s: s.set(TR, 2, "Currency", '=CONCAT("U","SD")'),
+        TR,
+        2,
+        "Currency",
+        "FORMULA_WITHOUT_VALUE",
+        "Currency holds the formula",
+    ),
     # Databases: unique names of the EDM pattern, Y/N flag, each with a base portfolio.
     Fault(
         "database name pattern",
@@ -1042,3 +1061,29 @@ def test_fixture_workbook_gives_the_published_job_counts():
         "Export to RDM": 189,
     }
     assert sum(result.job_counts.values()) == 465
+
+
+def test_an_oversized_cell_is_echoed_shortened_with_its_length(write):
+    huge = "ER " + "x" * 32_000  # near the 32,767 characters a cell holds
+    result = validate_workbook(write(valid_workbook().set(AT, 2, "Event Rate", huge)))
+
+    (issue,) = result.issues
+    assert where(issue) == (AT, 2, "Event Rate", "UNKNOWN_REFERENCE")
+    assert "(32003 characters)" in issue.message
+    assert len(issue.message) < 300
+
+
+def test_a_workbook_without_formulas_is_read_once(write, monkeypatch):
+    calls = []
+    real = openpyxl.load_workbook
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("data_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(openpyxl, "load_workbook", counting)
+    spec = valid_workbook().set(TR, 2, "Currency", None)  # an empty cell, not a formula
+
+    (issue,) = validate_workbook(write(spec)).issues
+
+    assert issue.code == "REQUIRED" and calls == [True]
