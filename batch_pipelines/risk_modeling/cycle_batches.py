@@ -36,6 +36,27 @@ class BatchValidationFailed(BatchError):
     code = "BP-BATCH-VALIDATION"
 
 
+# What to do when the service already holds what the batch would create: most often a
+# workbook loaded again after the batch store was reset while the Risk Modeler (or its
+# simulator, whose state is a file of its own) kept everything created before.
+ALREADY_EXISTS_HINT = (
+    "the Risk Modeler already holds entities this batch would create, e.g. from an earlier "
+    "load of this workbook: delete them there or load it with another Cycle Type; with the "
+    "embedded simulator, reset its state too when you reset the batch store "
+    "(`batch-pipelines simulate reset-risk-modeler`, or remove .data/risk_modeler_simulator.db)"
+)
+
+
+def validation_failure_message(batch_type: BatchType, cycle: str, errors: list[str]) -> str:
+    """The one-line summary of a failed validation, with what to do when it says what to do."""
+    message = (
+        f"{batch_type} for cycle {cycle}: {len(errors)} validation errors; nothing was submitted"
+    )
+    if any(error.endswith("already exists") or " already exists in " in error for error in errors):
+        message += f"; {ALREADY_EXISTS_HINT}"
+    return message
+
+
 class AnalysesAwaitDecision(BatchError):
     """Some analyses already exist: the user decides per analysis (skip / delete and resubmit)."""
 
@@ -175,7 +196,7 @@ async def materialize_batch_type(
                 data={"errors": validation.errors},
             )
             raise BatchValidationFailed(
-                f"{batch_type} for cycle {cycle}: {len(validation.errors)} validation errors; nothing was submitted",
+                validation_failure_message(batch_type, cycle, validation.errors),
                 details={"errors": validation.errors, "batch_id": batch_id},
             )
         if validation.existing:

@@ -242,3 +242,42 @@ def test_a_decision_on_an_unknown_analysis_is_final_and_not_retried(cycle):
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     # nothing was skipped by the refused decisions
     assert not any(j.skipped for j in store.list_jobs(_batch(store, name, BatchType.ANALYSIS).id))
+
+
+def test_a_workbook_reloaded_after_a_store_reset_says_to_reset_the_simulator_and_then_loads(
+    cycle,
+):
+    from click.testing import CliRunner
+
+    from batch_pipelines.simulators.cli import simulate
+
+    name, store, resources, instance, tmp_path = cycle
+    edm_creation = [risk_modeling_assets[BATCH_TYPE_ORDER.index(BatchType.EDM_CREATION)]]
+    assert _materialize(edm_creation, name, resources, instance).success
+    # The batch store is reset (a new file) while the simulator keeps its EDMs.
+    fresh_url = f"sqlite:///{tmp_path / 'fresh-store.db'}"
+    fresh = BatchStore(fresh_url)
+    configuration = load_workbook_configuration(tmp_path / "cycle.xlsx")
+    store_cycle_configuration(fresh, configuration, source="cycle.xlsx")
+    reset_resources = {
+        **resources,
+        "batch_store": cycle_resources(tmp_path, fresh_url)["batch_store"],
+    }
+
+    blocked = _materialize(edm_creation, name, reset_resources, instance)
+    assert not blocked.success
+    failure = blocked.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "already exists" in failure.description
+    assert "batch-pipelines simulate reset-risk-modeler" in failure.description
+
+    simulator_db = resources["risk_modeler"].simulator_db
+    reset = CliRunner().invoke(simulate, ["reset-risk-modeler", "--db", simulator_db])
+    assert reset.exit_code == 0, reset.output
+    assert _materialize(edm_creation, name, reset_resources, instance).success
+    fresh.dispose()
+
+
+def test_the_reset_command_defaults_to_the_embedded_simulators_state():
+    from batch_pipelines.simulators.cli import EMBEDDED_RISK_MODELER_DB
+
+    assert str(EMBEDDED_RISK_MODELER_DB) == RiskModelerResource().simulator_db
