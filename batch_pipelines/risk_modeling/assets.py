@@ -102,7 +102,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                     cycle=cycle,
                     data_dir=Path(risk_modeling.data_dir),
                     source_database_url=risk_modeling.source_url(),
-                    databridge_url=risk_modeling.databridge(risk_modeler.simulator_db),
+                    databridge_url=risk_modeling.databridge(risk_modeler),
                 )
                 return await materialize_batch_type(
                     store,
