@@ -9,7 +9,7 @@ not only in its text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
@@ -62,12 +62,10 @@ TRANSIENT_FAULT_RETRIES = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Ba
 
 
 @contextmanager
-def user_errors_are_final(
-    errors_of: Callable[[BaseException], Sequence[str]] | None = None,
-) -> Iterator[None]:
-    """Turn a user's error raised inside the block (``USER_ERRORS``) into a ``final_failure``,
-    with ``errors_of(exc)`` as its listed errors; other exceptions pass unchanged."""
+def user_errors_are_final() -> Iterator[None]:
+    """Turn a user's error raised inside the block (``USER_ERRORS``) into a ``final_failure``
+    listing it; other exceptions (transient faults) pass unchanged, to be retried."""
     try:
         yield
     except USER_ERRORS as exc:
-        raise final_failure(exc, errors_of(exc) if errors_of else ()) from None
+        raise final_failure(exc, [exc.message]) from None

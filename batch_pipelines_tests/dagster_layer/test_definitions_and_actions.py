@@ -123,6 +123,7 @@ def test_resubmitting_an_unknown_job_fails_once_and_is_not_retried(store, databa
     assert "424242" in failure.description
     assert failure.metadata["retryable"].value is False
     assert failure.metadata["error_code"].value == "BP-NOT-FOUND"
+    assert "424242" in failure.metadata["errors"].value
     assert tags["dagster/will_retry"] == "false"  # the instance's run_retries leave it alone
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
 
