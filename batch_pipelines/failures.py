@@ -69,3 +69,11 @@ def user_errors_are_final() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         raise final_failure(exc, [exc.message]) from None
+
+
+def refuse_run_retries(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
+    """Mark the current run so run retries leave it alone, before raising a final failure
+    from a step whose job does not carry ``NO_RUN_RETRY_ON_STEP_FAILURE`` (an asset
+    materialized from the UI runs in an ad-hoc asset job). Run retries read the run's tags
+    when it fails, and ignore a failure's ``allow_retries``."""
+    context.instance.add_run_tags(context.run_id, NO_RUN_RETRY_ON_STEP_FAILURE)

@@ -15,6 +15,7 @@ import dagster as dg
 from batch_pipelines.clients.teams import notify_batch
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
+from batch_pipelines.failures import refuse_run_retries
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
@@ -118,6 +119,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
         try:
             outcome = asyncio.run(run())
         except BatchValidationFailed as exc:
+            refuse_run_retries(context)
             errors = exc.details.get("errors", [])
             raise dg.Failure(
                 description=f"{exc.message}\n" + "\n".join(f"- {e}" for e in errors[:50]),
@@ -128,6 +130,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 allow_retries=False,  # a retry cannot fix the configuration or the service's state
             ) from None
         except AnalysesAwaitDecision as exc:
+            refuse_run_retries(context)
             existing = exc.details.get("existing", [])
             raise dg.Failure(
                 description=f"{exc.message}:\n" + "\n".join(f"- {name}" for name in existing[:100]),

@@ -281,3 +281,24 @@ def test_the_reset_command_defaults_to_the_embedded_simulators_state():
     from batch_pipelines.simulators.cli import EMBEDDED_RISK_MODELER_DB
 
     assert str(EMBEDDED_RISK_MODELER_DB) == RiskModelerResource().simulator_db
+
+
+def test_a_batch_that_fails_validation_is_not_retried_by_the_instances_run_retries(cycle):
+    name, store, resources, _, tmp_path = cycle
+    edm_creation = [risk_modeling_assets[BATCH_TYPE_ORDER.index(BatchType.EDM_CREATION)]]
+    # Materialized from the UI: an ad-hoc asset job, without the cycle job's tags.
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        instance.add_dynamic_partitions(CYCLES.name, [name])
+        assert _materialize(edm_creation, name, resources, instance).success
+        second = load_workbook_configuration(
+            valid_workbook().set_metadata("Cycle Type", "Again").write(tmp_path / "again.xlsx")
+        )
+        again, _ = store_cycle_configuration(store, second, source="again.xlsx")
+        instance.add_dynamic_partitions(CYCLES.name, [again])
+
+        blocked = _materialize(edm_creation, again, resources, instance)
+
+        assert not blocked.success  # its EDMs exist already: a validation error
+        assert instance.get_run_by_id(blocked.run_id).tags["dagster/will_retry"] == "false"
