@@ -15,7 +15,7 @@ import dagster as dg
 from batch_pipelines.clients.teams import notify_batch
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
-from batch_pipelines.failures import refuse_run_retries
+from batch_pipelines.failures import USER_ERRORS, final_failure, refuse_run_retries
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
@@ -140,6 +140,10 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 },
                 allow_retries=False,
             ) from None
+        except USER_ERRORS as exc:
+            # An archived cycle, a cancelled batch, a missing configuration: final too.
+            refuse_run_retries(context)
+            raise final_failure(exc, [exc.message]) from None
 
         result = outcome.run
         rec = result.reconciliation

@@ -302,3 +302,20 @@ def test_a_batch_that_fails_validation_is_not_retried_by_the_instances_run_retri
 
         assert not blocked.success  # its EDMs exist already: a validation error
         assert instance.get_run_by_id(blocked.run_id).tags["dagster/will_retry"] == "false"
+
+
+def test_materializing_an_archived_cycle_fails_once_with_the_reason(cycle):
+    name, store, resources, _, tmp_path = cycle
+    newer = load_workbook_configuration(
+        valid_workbook().set_metadata("Cycle Type", "Newer").write(tmp_path / "newer.xlsx")
+    )
+    store_cycle_configuration(store, newer, source="newer.xlsx")  # archives the cycle
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        instance.add_dynamic_partitions(CYCLES.name, [name])
+        result = _materialize(risk_modeling_assets[:1], name, resources, instance)
+        assert instance.get_run_by_id(result.run_id).tags["dagster/will_retry"] == "false"
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert name in failure.description
+    assert failure.metadata["retryable"].value is False
