@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,10 +232,13 @@ def test_extraction_refuses_to_write_outside_the_data_folder(tmp_path):
     # The cycle a Cycle Type of "/../../../../../outside/pwn" used to make.
     create_sample_source(tmp_path / "source.db", ["USEQ"], date_value=DATE, accounts_per_file=2)
     (tmp_path / "a" / "b" / "c" / "d").mkdir(parents=True)
-    ctx = dataclasses.replace(
-        _ctx(tmp_path / "a" / "b" / "c" / "d"), cycle="202503_/../../../../../outside/pwn"
+    ctx = HandlerContext(
+        client=None,  # type: ignore[arg-type] -- the SQL handlers never call the Risk Modeler
+        cycle="202503_/../../../../../outside/pwn",
+        data_dir=tmp_path / "a" / "b" / "c" / "d" / "data",
+        source_database_url=f"sqlite:///{tmp_path / 'source.db'}",
+        databridge_url=f"sqlite:///{tmp_path / 'databridge.db'}",
     )
-    ctx = dataclasses.replace(ctx, source_database_url=f"sqlite:///{tmp_path / 'source.db'}")
     with pytest.raises(UnsafeName, match="outside"):
         _submit(DataExtractionHandler(ctx), _extraction_job("USEQ"))
     # and a file name from an overridden configuration cannot climb out of the cycle either
