@@ -51,6 +51,14 @@ PRODUCTION_SETTINGS = (
 )
 
 
+# Settings another setting makes necessary even without BATCH_PIPELINES_REQUIRE_SERVICES:
+# with a real Risk Modeler, Data Bridge is its SQL Server, and the embedded default (the
+# simulator's own database file) would put every Portfolio Mapping job in ERROR.
+REQUIRED_WITH: dict[str, tuple[str, ...]] = {
+    "RISK_MODELER_BASE_URL": ("RISK_MODELING_DATABRIDGE_URL",),
+}
+
+
 def real_services_required(env: Mapping[str, str]) -> bool:
     """Whether ``env`` is a deployment's: ``BATCH_PIPELINES_REQUIRE_SERVICES`` set true."""
     return parse_flag(env.get(REQUIRE_SERVICES_ENV), name=REQUIRE_SERVICES_ENV, default=False)
@@ -64,13 +72,31 @@ def missing_production_settings(env: Mapping[str, str]) -> list[str]:
     return [name for name in PRODUCTION_SETTINGS if not env.get(name, "").strip()]
 
 
+def missing_companion_settings(env: Mapping[str, str]) -> dict[str, list[str]]:
+    """Per set setting of ``REQUIRED_WITH``, the settings it needs that ``env`` leaves unset."""
+    missing: dict[str, list[str]] = {}
+    for name, needed in REQUIRED_WITH.items():
+        unset = [n for n in needed if not env.get(n, "").strip()]
+        if env.get(name, "").strip() and unset:
+            missing[name] = unset
+    return missing
+
+
 def check_production_settings(env: Mapping[str, str]) -> None:
-    """Refuse to load a deployment that requires real services but does not name them all."""
+    """Refuse to load a deployment that requires real services but does not name them all,
+    or that names a real service without the settings it needs."""
     if missing := missing_production_settings(env):
         raise ConfigurationError(
             f"{REQUIRE_SERVICES_ENV} is set, so the embedded defaults (SQLite store, simulators, sample "
             f"SQL sources) are refused; set: {', '.join(missing)}",
             details={"missing": missing},
+        )
+    if companions := missing_companion_settings(env):
+        (name, unset), *_ = companions.items()
+        raise ConfigurationError(
+            f"{name} is set, so the embedded default of {', '.join(unset)} (the simulator's "
+            f"database) cannot serve it; set: {', '.join(unset)}",
+            details={"missing": [n for needed in companions.values() for n in needed]},
         )
 
 

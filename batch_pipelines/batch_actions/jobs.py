@@ -10,9 +10,13 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.statuses import BatchStatus
-from batch_pipelines.failures import final_failure
+from batch_pipelines.failures import (
+    NO_RUN_RETRY_ON_STEP_FAILURE,
+    TRANSIENT_FAULT_RETRIES,
+    user_errors_are_final,
+)
 from batch_pipelines.resources import BatchStoreResource
 
 _ACTION_TARGET = {
@@ -55,47 +59,48 @@ class ResubmitJobsConfig(dg.Config):
     )
 
 
-@dg.op
+@dg.op(retry_policy=TRANSIENT_FAULT_RETRIES)
 def change_batch_status(
     context: dg.OpExecutionContext, config: BatchActionConfig, batch_store: BatchStoreResource
 ) -> None:
     """Move the batch to the action's status. A refused action (an unknown batch, an
     illegal transition) fails the run for good: a retry would be refused the same way. A
-    store that cannot be reached is not caught here: that run is worth retrying."""
+    store that cannot be reached is not caught here: the op retries it."""
     store = batch_store.get_store()
-    try:
+    with user_errors_are_final():
         batch = store.set_batch_status(config.batch_id, _ACTION_TARGET[config.action])
-    except (IllegalTransition, NotFound) as exc:
-        raise final_failure(exc) from None
     context.log.info(f"batch {batch.id} ({batch.batch_type}) is now {batch.status}")
 
 
-@dg.op
+@dg.op(retry_policy=TRANSIENT_FAULT_RETRIES)
 def resubmit_batch_jobs(
     context: dg.OpExecutionContext, config: ResubmitJobsConfig, batch_store: BatchStoreResource
 ) -> list[int]:
-    data = None
-    if config.configuration_json:
-        try:
-            data = json.loads(config.configuration_json)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(
-                f"configuration_json is not valid JSON: {exc.msg} at line {exc.lineno}"
-            ) from None
-        if not isinstance(data, dict):
-            raise ConfigurationError("configuration_json must be a JSON object")
-    new_ids = batch_store.get_store().resubmit_jobs(
-        config.job_ids, configuration_data=data, override_reason=config.override_reason
-    )
+    # An unknown or non-resubmittable job, or bad JSON, is final: a retry fails the same way.
+    with user_errors_are_final():
+        new_ids = _resubmit(config, batch_store)
     context.log.info(f"resubmitted jobs {config.job_ids} as {new_ids}; the batch is ACTIVE again")
     return new_ids
 
 
-@dg.job(description="Pause, resume or cancel a batch of any family.")
+def _resubmit(config: ResubmitJobsConfig, batch_store: BatchStoreResource) -> list[int]:
+    data = parse_configuration_json(config.configuration_json)
+    return batch_store.get_store().resubmit_jobs(
+        config.job_ids, configuration_data=data, override_reason=config.override_reason
+    )
+
+
+@dg.job(
+    description="Pause, resume or cancel a batch of any family.",
+    tags=NO_RUN_RETRY_ON_STEP_FAILURE,
+)
 def batch_control():
     change_batch_status()
 
 
-@dg.job(description="Resubmit failed jobs as new jobs (history kept; the originals are skipped).")
+@dg.job(
+    description="Resubmit failed jobs as new jobs (history kept; the originals are skipped).",
+    tags=NO_RUN_RETRY_ON_STEP_FAILURE,
+)
 def resubmit_jobs():
     resubmit_batch_jobs()

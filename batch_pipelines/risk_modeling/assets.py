@@ -14,6 +14,7 @@ import dagster as dg
 
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
+from batch_pipelines.failures import USER_ERRORS, final_failure, refuse_run_retries
 from batch_pipelines.metadata import ERROR_CHARS, metadata_table
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
@@ -101,7 +102,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                     cycle=cycle,
                     data_dir=Path(risk_modeling.data_dir),
                     source_database_url=risk_modeling.source_url(),
-                    databridge_url=risk_modeling.databridge(risk_modeler.simulator_db),
+                    databridge_url=risk_modeling.databridge(risk_modeler),
                 )
                 return await materialize_batch_type(
                     store,
@@ -117,6 +118,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
         try:
             outcome = asyncio.run(run())
         except BatchValidationFailed as exc:
+            refuse_run_retries(context)
             errors = exc.details.get("errors", [])
             raise dg.Failure(
                 description=f"{exc.message}\n" + "\n".join(f"- {e}" for e in errors[:50]),
@@ -127,6 +129,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 allow_retries=False,  # a retry cannot fix the configuration or the service's state
             ) from None
         except AnalysesAwaitDecision as exc:
+            refuse_run_retries(context)
             existing = exc.details.get("existing", [])
             raise dg.Failure(
                 description=f"{exc.message}:\n" + "\n".join(f"- {name}" for name in existing[:100]),
@@ -136,6 +139,10 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 },
                 allow_retries=False,
             ) from None
+        except USER_ERRORS as exc:
+            # An archived cycle, a cancelled batch, a missing configuration: final too.
+            refuse_run_retries(context)
+            raise final_failure(exc, [exc.message]) from None
 
         result = outcome.run
         rec = result.reconciliation

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch_pipelines.clients.risk_modeler import RiskModelerClient
+from batch_pipelines.core.names import path_under
 
 
 @dataclass(frozen=True)
@@ -26,4 +27,10 @@ class HandlerContext:
 
     @property
     def cycle_dir(self) -> Path:
-        return self.data_dir / self.cycle
+        """The cycle's folder, refused (``UnsafeName``) if the cycle would lead outside
+        ``data_dir``; files in it are placed with ``cycle_file``."""
+        return path_under(self.data_dir, self.cycle)
+
+    def cycle_file(self, name: str) -> Path:
+        """A file of the cycle, refused if ``name`` would lead outside the cycle's folder."""
+        return path_under(self.cycle_dir, name)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batch_pipelines.core.errors import BatchError, NotFound
+from batch_pipelines.core.names import check_name
 from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
 from batch_pipelines.risk_modeling.batch_types import BatchType
@@ -34,6 +35,27 @@ FAMILY = "risk_modeling"
 
 class BatchValidationFailed(BatchError):
     code = "BP-BATCH-VALIDATION"
+
+
+# What to do when the service already holds what the batch would create: most often a
+# workbook loaded again after the batch store was reset while the Risk Modeler (or its
+# simulator, whose state is a file of its own) kept everything created before.
+ALREADY_EXISTS_HINT = (
+    "the Risk Modeler already holds entities this batch would create, e.g. from an earlier "
+    "load of this workbook: delete them there or load it with another Cycle Type; with the "
+    "embedded simulator, reset its state too when you reset the batch store "
+    "(`batch-pipelines simulate reset-risk-modeler`, or remove .data/risk_modeler_simulator.db)"
+)
+
+
+def validation_failure_message(batch_type: BatchType, cycle: str, errors: list[str]) -> str:
+    """The one-line summary of a failed validation, with what to do when it says what to do."""
+    message = (
+        f"{batch_type} for cycle {cycle}: {len(errors)} validation errors; nothing was submitted"
+    )
+    if any(error.endswith("already exists") or " already exists in " in error for error in errors):
+        message += f"; {ALREADY_EXISTS_HINT}"
+    return message
 
 
 class AnalysesAwaitDecision(BatchError):
@@ -53,9 +75,13 @@ class BatchTypeOutcome:
 
 
 def cycle_name_of(configuration: MasterConfiguration) -> str:
-    """A cycle is named by the workbook's date and type, as its EDM names are (202503_Quarterly)."""
+    """A cycle is named by the workbook's date and type, as its EDM names are (202503_Quarterly).
+
+    The name is a partition key and the folder of the cycle's files, so it must be a safe
+    name (the workbook's validation already checks the Cycle Type; this guards any other
+    way a configuration arrives)."""
     meta = configuration.metadata
-    return f"{meta.current_date_value}_{meta.cycle_type}".replace(" ", "_")
+    return check_name(f"{meta.current_date_value}_{meta.cycle_type}".replace(" ", "_"), "cycle")
 
 
 def configuration_checksum(configuration: MasterConfiguration) -> str:
@@ -172,7 +198,7 @@ async def materialize_batch_type(
                 data={"errors": validation.errors},
             )
             raise BatchValidationFailed(
-                f"{batch_type} for cycle {cycle}: {len(validation.errors)} validation errors; nothing was submitted",
+                validation_failure_message(batch_type, cycle, validation.errors),
                 details={"errors": validation.errors, "batch_id": batch_id},
             )
         if validation.existing:

@@ -263,7 +263,7 @@ class MriImportHandler(RiskModelerHandler):
     execution = "async"
 
     def _csv(self, file_name: str, what: str) -> bytes:
-        path: Path = self.ctx.cycle_dir / file_name
+        path: Path = self.ctx.cycle_file(file_name)
         try:
             return path.read_bytes()
         except FileNotFoundError:

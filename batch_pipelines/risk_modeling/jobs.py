@@ -1,4 +1,9 @@
-"""Actions analysts take from the UI: load a workbook as a cycle, decide on existing analyses."""
+"""Actions analysts take from the UI: load a workbook as a cycle, decide on existing analyses.
+
+An invalid workbook or a refused decision is final (``final_failure``): run retries would
+only fail the same way twice more. Transient faults (a locked store) are retried by the
+op's own retry policy, so the jobs turn off run retries of failed steps.
+"""
 
 import asyncio
 from typing import Literal
@@ -6,8 +11,14 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from batch_pipelines.core.errors import ConfigurationError, JobError
+from batch_pipelines.core.errors import JobError, shorten
 from batch_pipelines.core.statuses import JobStatus
+from batch_pipelines.failures import (
+    NO_RUN_RETRY_ON_STEP_FAILURE,
+    TRANSIENT_FAULT_RETRIES,
+    final_failure,
+    user_errors_are_final,
+)
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource
 from batch_pipelines.risk_modeling.batch_types import BatchType
 from batch_pipelines.risk_modeling.cycle_batches import ensure_batch, store_cycle_configuration
@@ -15,7 +26,7 @@ from batch_pipelines.risk_modeling.entity_validation import delete_existing
 from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sample_source import create_sample_source
-from batch_pipelines.risk_modeling.workbook import validate_workbook
+from batch_pipelines.risk_modeling.workbook import WorkbookInvalid, validate_workbook
 
 CYCLE_TAG = "batch_pipelines/cycle"
 
@@ -26,7 +37,7 @@ class LoadWorkbookConfig(dg.Config):
     )
 
 
-@dg.op
+@dg.op(retry_policy=TRANSIENT_FAULT_RETRIES)
 def load_cycle_workbook(
     context: dg.OpExecutionContext,
     config: LoadWorkbookConfig,
@@ -35,13 +46,14 @@ def load_cycle_workbook(
 ) -> str:
     validation = validate_workbook(config.workbook_path)
     if not validation.valid:
-        listing = "\n".join(f"- {issue}" for issue in validation.issues[:100])
-        raise ConfigurationError(
-            f"{config.workbook_path}: {len(validation.issues)} errors, nothing stored\n{listing}"
+        raise final_failure(
+            WorkbookInvalid(config.workbook_path, validation.issues),
+            [str(issue) for issue in validation.issues],
         )
-    cycle, _ = store_cycle_configuration(
-        batch_store.get_store(), validation.configuration, source=config.workbook_path
-    )
+    with user_errors_are_final():
+        cycle, _ = store_cycle_configuration(
+            batch_store.get_store(), validation.configuration, source=config.workbook_path
+        )
     if not risk_modeling.source_database_url:
         # Embedded default: no exposure warehouse is configured, so Data Extraction reads a
         # generated sample for this cycle's import files (production sets the URL).
@@ -56,7 +68,10 @@ def load_cycle_workbook(
     return cycle
 
 
-@dg.job(description="Validate a master configuration workbook, register its cycle and store it.")
+@dg.job(
+    description="Validate a master configuration workbook, register its cycle and store it.",
+    tags=NO_RUN_RETRY_ON_STEP_FAILURE,
+)
 def load_workbook():
     load_cycle_workbook()
 
@@ -76,7 +91,7 @@ class AnalysisDecisionsConfig(dg.Config):
     )
 
 
-@dg.op
+@dg.op(retry_policy=TRANSIENT_FAULT_RETRIES)
 def apply_analysis_decisions(
     context: dg.OpExecutionContext,
     config: AnalysisDecisionsConfig,
@@ -86,20 +101,29 @@ def apply_analysis_decisions(
     """Skip an existing analysis's (or group's) job, or delete the entity so the job submits
     afresh."""
     store = batch_store.get_store()
-    store.require_active_cycle(config.cycle)
     batch_type = BatchType(config.batch_type)
-    batch_id = ensure_batch(store, config.cycle, batch_type)
+    with user_errors_are_final():
+        store.require_active_cycle(config.cycle)
+        batch_id = ensure_batch(store, config.cycle, batch_type)
     jobs = {j.key: j for j in store.list_jobs(batch_id, skipped=False)}
     unknown = [d.analysis_name for d in config.decisions if d.analysis_name not in jobs]
     if unknown:
-        raise JobError(f"no analysis job named {unknown} in cycle {config.cycle}")
+        raise final_failure(
+            JobError(f"no analysis job named {shorten(unknown)} in cycle {config.cycle}"),
+            [f"no analysis job named {shorten(name)}" for name in unknown],
+        )
+    not_pending = [
+        f"analysis {shorten(d.analysis_name)} is {jobs[d.analysis_name].status}"
+        for d in config.decisions
+        if jobs[d.analysis_name].status != JobStatus.INITIATED
+    ]
+    if not_pending:
+        raise final_failure(
+            JobError(f"{not_pending[0]}; decisions apply to jobs not yet submitted"), not_pending
+        )
     to_delete = []
     for d in config.decisions:
         job = jobs[d.analysis_name]
-        if job.status != JobStatus.INITIATED:
-            raise JobError(
-                f"analysis {d.analysis_name} is {job.status}; decisions apply to jobs not yet submitted"
-            )
         if d.decision == "skip":
             store.skip_job(job.id, "analysis already exists; kept by decision")
         else:
@@ -120,7 +144,8 @@ def apply_analysis_decisions(
 
 @dg.job(
     description="Per existing analysis or analysis group: skip its job, or delete it in the "
-    "Risk Modeler and resubmit."
+    "Risk Modeler and resubmit.",
+    tags=NO_RUN_RETRY_ON_STEP_FAILURE,
 )
 def analysis_decisions():
     apply_analysis_decisions()

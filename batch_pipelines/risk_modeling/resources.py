@@ -4,7 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from batch_pipelines.resources import DATA_DIR
+from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.resources import DATA_DIR, RiskModelerResource
 
 
 class RiskModelingSettings(dg.ConfigurableResource):
@@ -26,5 +27,14 @@ class RiskModelingSettings(dg.ConfigurableResource):
     def source_url(self) -> str:
         return self.source_database_url or f"sqlite:///{Path(self.data_dir) / 'exposure_source.db'}"
 
-    def databridge(self, simulator_db: str) -> str:
-        return self.databridge_url or f"sqlite:///{simulator_db}"
+    def databridge(self, risk_modeler: RiskModelerResource) -> str:
+        """The Data Bridge URL; the simulator's database only when the Risk Modeler is the
+        simulator (the code location refuses to load otherwise, this guards run config)."""
+        if self.databridge_url:
+            return self.databridge_url
+        if not risk_modeler.is_simulated:
+            raise ConfigurationError(
+                "RISK_MODELING_DATABRIDGE_URL is not set: a real Risk Modeler's Data Bridge is "
+                "its SQL Server, not the simulator's database; set it to that server's URL"
+            )
+        return f"sqlite:///{risk_modeler.simulator_db}"

@@ -306,8 +306,9 @@ class DataExtractionHandler(_SqlHandler):
         import_file = str(cfg["import_file"])
         date_value = str(cfg["date_value"])
         default_account, default_location = csv_file_names(date_value, import_file)
-        account_path = self.ctx.cycle_dir / str(cfg.get("account_csv") or default_account)
-        location_path = self.ctx.cycle_dir / str(cfg.get("location_csv") or default_location)
+        # Checked before anything is read: the names come from the workbook or an override.
+        account_path = self.ctx.cycle_file(str(cfg.get("account_csv") or default_account))
+        location_path = self.ctx.cycle_file(str(cfg.get("location_csv") or default_location))
         url = database_url(self.ctx.source_database_url, what="source database")
         _require_sqlite_file(url, "source database")
         params = {"import_file": import_file, "date_value": date_value}
@@ -454,8 +455,8 @@ class PortfolioMappingHandler(_SqlHandler):
         import_file = str(cfg["import_file"])
         date_value = str(cfg["date_value"])
         default_account, default_location = csv_file_names(date_value, import_file)
-        account_path = self.ctx.cycle_dir / str(cfg.get("account_csv") or default_account)
-        location_path = self.ctx.cycle_dir / str(cfg.get("location_csv") or default_location)
+        account_path = self.ctx.cycle_file(str(cfg.get("account_csv") or default_account))
+        location_path = self.ctx.cycle_file(str(cfg.get("location_csv") or default_location))
         for path in (account_path, location_path):
             if not path.is_file():
                 raise SqlJobError(

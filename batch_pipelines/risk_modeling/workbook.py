@@ -23,7 +23,13 @@ Issue codes (stable; see ``ISSUE_CODES`` for the one-line meaning of each):
 FILE_NOT_FOUND, UNREADABLE_FILE, NOT_XLSX, EMPTY_WORKBOOK, MISSING_SHEET, EMPTY_SHEET,
 MISSING_COLUMN, MISSING_KEY, NO_ROWS, REQUIRED, WRONG_TYPE, CELL_ERROR, PATTERN,
 INVALID_CHOICE, OUT_OF_RANGE, DATE_ORDER, DUPLICATE, UNKNOWN_REFERENCE, DATABASE_MISMATCH,
-NO_BASE_PORTFOLIO, FORWARD_GROUP_REFERENCE, EMPTY_GROUP_REFERENCE.
+NO_BASE_PORTFOLIO, FORWARD_GROUP_REFERENCE, EMPTY_GROUP_REFERENCE, UNSAFE_NAME,
+FORMULA_WITHOUT_VALUE.
+
+Values that become folder, file or partition names (Cycle Type, database and RDM names,
+import files) must also be safe names (``core.names``): a Cycle Type of ``../../outside``
+would otherwise make Data Extraction write outside the data folder. Values echoed in
+messages are shortened (``core.errors.shorten``): a 32 KB cell is not repeated whole.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import io
 import math
 import re
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -41,7 +48,8 @@ from typing import Any
 import openpyxl
 from pydantic import BaseModel, ConfigDict
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
+from batch_pipelines.core.names import MAX_NAME_LENGTH, name_problem
 from batch_pipelines.risk_modeling.models import (
     Analysis,
     Database,
@@ -191,7 +199,14 @@ ISSUE_CODES: dict[str, str] = {
     "NO_BASE_PORTFOLIO": "A database has no base portfolio.",
     "FORWARD_GROUP_REFERENCE": "A group names itself or a group defined in a later row.",
     "EMPTY_GROUP_REFERENCE": "A group names a group that has no items (and is never created).",
+    "UNSAFE_NAME": "A value that becomes a folder, file or partition name is not a safe name "
+    "(letters, digits, spaces, '_', '-', '.'; no '/' or '..').",
+    "FORMULA_WITHOUT_VALUE": "A cell holds a formula whose result was never saved (the file "
+    "was not last saved by Excel), so there is no value to read.",
 }
+
+# "YYYYMM_" before the Cycle Type in the cycle's name (see cycle_batches.cycle_name_of).
+CYCLE_PREFIX_LENGTH = len("202503_")
 
 _EXCEL_ERRORS = frozenset(
     {
@@ -358,13 +373,75 @@ def _describe(value: Any) -> str:
     if isinstance(value, int | float):
         return f"the number {_number_text(value)}"
     if isinstance(value, str):
-        return f"the text {value!r}"
+        return f"the text {shorten(value)}"
     return repr(value)
 
 
+class _Formulas:
+    """The formulas of the workbook, read only when a cell turns out empty.
+
+    The values are read with ``data_only=True``, which gives a formula's result as Excel
+    last saved it, and None when none was saved (a file written by a program rather than
+    saved in Excel). Such a cell is not empty: the analyst wrote something there. A second,
+    formula-reading pass is made only for a workbook that has formulas at all.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._present: bool | None = None
+        self._workbook: Any = None
+        self._rows: dict[str, list[tuple[Any, ...]]] = {}
+
+    def _has_formulas(self) -> bool:
+        if self._present is None:
+            try:
+                with zipfile.ZipFile(io.BytesIO(self._data)) as archive:
+                    self._present = any(
+                        name.startswith("xl/worksheets/")
+                        and name.endswith(".xml")
+                        and (b"<f>" in (xml := archive.read(name)) or b"<f " in xml)
+                        for name in archive.namelist()
+                    )
+            except (zipfile.BadZipFile, OSError):
+                self._present = False
+        return self._present
+
+    def at(self, sheet: str, row: int, column: int) -> str | None:
+        """The formula in the cell (1-based Excel ``row``, 0-based ``column``), if any."""
+        if not self._has_formulas():
+            return None
+        if sheet not in self._rows:
+            if self._workbook is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._workbook = openpyxl.load_workbook(
+                        io.BytesIO(self._data), read_only=True, data_only=False, keep_links=False
+                    )
+            self._rows[sheet] = (
+                list(self._workbook[sheet].iter_rows(values_only=True))
+                if sheet in self._workbook.sheetnames
+                else []
+            )
+        rows = self._rows[sheet]
+        if row > len(rows) or column >= len(rows[row - 1]):
+            return None
+        value = rows[row - 1][column]
+        if isinstance(value, str) and value.startswith("="):
+            return value
+        text = getattr(value, "text", None)  # array and data-table formulas
+        return text if isinstance(text, str) else None
+
+    def close(self) -> None:
+        if self._workbook is not None:
+            self._workbook.close()
+
+
 class _Issues:
-    def __init__(self) -> None:
+    """The issues found so far, and the workbook's formulas to explain an empty cell."""
+
+    def __init__(self, formulas: _Formulas | None = None) -> None:
         self.items: list[WorkbookIssue] = []
+        self.formulas = formulas
 
     def add(
         self,
@@ -403,6 +480,8 @@ class _Cell:
     # How messages name a column; on the headerless Metadata sheet the column is "B" but the
     # message must name the setting.
     labels: dict[str, str] | None = None
+    # The sheet's column index of values[0] (Metadata cells are given column B alone).
+    first_column: int = 0
 
     def label(self, column: str) -> str:
         return self.labels.get(column, column) if self.labels else column
@@ -423,6 +502,14 @@ class _Cell:
             return BAD
         label = self.label(column)
         if _blank(value):
+            formula = self._formula(column) if value is None else None
+            if formula is not None:
+                return self.issue(
+                    "FORMULA_WITHOUT_VALUE",
+                    column,
+                    f"{label} holds the formula {shorten(formula)} but no saved result (the "
+                    "file was not last saved by Excel): open and save it in Excel, or type the value",
+                )
             return (
                 self.issue("REQUIRED", column, f"{label} is required but the cell is empty")
                 if required
@@ -431,6 +518,29 @@ class _Cell:
         if isinstance(value, str) and value.strip() in _EXCEL_ERRORS:
             return self.issue(
                 "CELL_ERROR", column, f"{label} holds the Excel error {value.strip()}"
+            )
+        return value
+
+    def _formula(self, column: str) -> str | None:
+        formulas = self.issues.formulas
+        index = self.columns.get(column)
+        if formulas is None or index is None:
+            return None
+        return formulas.at(self.sheet, self.row, self.first_column + index)
+
+    def safe_name(self, column: str, value: Any, *, max_length: int = MAX_NAME_LENGTH) -> Any:
+        """``value`` when it can become a folder, file or partition name, else an issue."""
+        if value is BAD or value is None:
+            return value
+        problem = name_problem(value)
+        if problem is None and len(value) > max_length:
+            problem = f"is {len(value)} characters long; at most {max_length} fit here"
+        if problem is not None:
+            return self.issue(
+                "UNSAFE_NAME",
+                column,
+                f"{self.label(column)} {shorten(value)} becomes part of folder and file names "
+                f"and {problem}",
             )
         return value
 
@@ -499,7 +609,9 @@ class _Cell:
             )
         flag = value.strip().upper()
         if flag not in ("Y", "N"):
-            return self.issue("INVALID_CHOICE", column, f"{label} must be Y or N, found {value!r}")
+            return self.issue(
+                "INVALID_CHOICE", column, f"{label} must be Y or N, found {shorten(value)}"
+            )
         return flag == "Y"
 
     def choice(self, column: str, options: Sequence[str]) -> Any:
@@ -515,7 +627,9 @@ class _Cell:
         for option in options:
             if _norm(option) == _norm(value):
                 return option
-        return self.issue("INVALID_CHOICE", column, f"{label} must be {allowed}, found {value!r}")
+        return self.issue(
+            "INVALID_CHOICE", column, f"{label} must be {allowed}, found {shorten(value)}"
+        )
 
     def date(self, column: str) -> Any:
         value = self._present(column, True)
@@ -575,6 +689,8 @@ class _Parser:
                 configuration = self._parse(workbook)
         finally:
             workbook.close()
+            if self.issues.formulas is not None:
+                self.issues.formulas.close()
         issues = self.issues.sorted(self.sheet_rank)
         return (configuration if not issues else None), issues
 
@@ -613,9 +729,11 @@ class _Parser:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return openpyxl.load_workbook(
+                workbook = openpyxl.load_workbook(
                     io.BytesIO(data), read_only=True, data_only=True, keep_links=False
                 )
+            self.issues.formulas = _Formulas(data)
+            return workbook
         except Exception as exc:  # openpyxl raises many types for malformed archives
             self.issues.add(
                 "NOT_XLSX",
@@ -657,12 +775,14 @@ class _Parser:
         metadata_rows: tuple[str, list[tuple[Any, ...]]] | None = None
         for spec, value in raw.items():
             if value is None:
-                self.issues.add("MISSING_SHEET", f"the sheet {spec!r} is missing", sheet=spec)
+                self.issues.add(
+                    "MISSING_SHEET", f"the sheet {shorten(spec)} is missing", sheet=spec
+                )
                 tables[spec] = None
                 continue
             title, rows = value
             if not has_content(rows):
-                self.issues.add("EMPTY_SHEET", f"the sheet {title!r} is empty", sheet=title)
+                self.issues.add("EMPTY_SHEET", f"the sheet {shorten(title)} is empty", sheet=title)
                 tables[spec] = None
                 continue
             if spec == METADATA:
@@ -686,7 +806,7 @@ class _Parser:
             elif column in REQUIRED_COLUMNS[spec]:
                 self.issues.add(
                     "MISSING_COLUMN",
-                    f"the sheet {title!r} has no {column!r} column in row 1",
+                    f"the sheet {shorten(title)} has no {shorten(column)} column in row 1",
                     sheet=title,
                     row=1,
                     column=column,
@@ -766,7 +886,7 @@ class _Sheets:
             if key in found:
                 self.issues.add(
                     "DUPLICATE",
-                    f"the key {key!r} appears again (first in row {found[key][0]})",
+                    f"the key {shorten(key)} appears again (first in row {found[key][0]})",
                     sheet=title,
                     row=offset + 1,
                     column="A",
@@ -779,14 +899,16 @@ class _Sheets:
             if key not in found:
                 self.issues.add(
                     "MISSING_KEY",
-                    f"the key {key!r} is missing from column A",
+                    f"the key {shorten(key)} is missing from column A",
                     sheet=title,
                     column="A",
                 )
                 values[field_name] = BAD
                 continue
             excel_row, value = found[key]
-            cell = _Cell(self.issues, title, excel_row, (value,), {"B": 0}, labels={"B": key})
+            cell = _Cell(
+                self.issues, title, excel_row, (value,), {"B": 0}, labels={"B": key}, first_column=1
+            )
             values[field_name] = self._metadata_value(key, cell)
         if any(v is BAD for v in values.values()):
             return None
@@ -815,12 +937,19 @@ class _Sheets:
             return cell.issue(
                 "PATTERN",
                 "B",
-                f"{key} must be a year and month as YYYYMM text such as '202503', found {value!r}",
+                f"{key} must be a year and month as YYYYMM text such as '202503', found {shorten(value)}",
             )
         if strict and key != "Current Date Value" and not VERSION_PATTERN.match(value):
             return cell.issue(
-                "PATTERN", "B", f"{key} must be a version string such as '23.0.0', found {value!r}"
+                "PATTERN",
+                "B",
+                f"{key} must be a version string such as '23.0.0', found {shorten(value)}",
             )
+        if key == "Cycle Type":
+            # The cycle ("202503_Quarterly") is a partition key and the folder of its files.
+            return cell.safe_name("B", value, max_length=MAX_NAME_LENGTH - CYCLE_PREFIX_LENGTH)
+        if key == "Export RDM Name":
+            return cell.safe_name("B", value)
         return value
 
     # ---------------------------------------------------------------- Reference data
@@ -867,7 +996,9 @@ class _Sheets:
             return
         if value in seen:
             cell.issue(
-                "DUPLICATE", column, f"{what} {value!r} is already defined in row {seen[value]}"
+                "DUPLICATE",
+                column,
+                f"{what} {shorten(value)} is already defined in row {seen[value]}",
             )
         else:
             seen[value] = cell.row
@@ -882,7 +1013,7 @@ class _Sheets:
             return cell.issue(
                 "UNKNOWN_REFERENCE",
                 "Database",
-                f"Database {database!r} is not listed on the Databases sheet",
+                f"Database {shorten(database)} is not listed on the Databases sheet",
             )
         return database
 
@@ -906,9 +1037,12 @@ class _Sheets:
                 cell.issue(
                     "PATTERN",
                     "Database",
-                    f"Database {name!r} must look like RM_EDM_YYYYMM_name, RMS_EDM_YYYYMM_name "
+                    f"Database {shorten(name)} must look like RM_EDM_YYYYMM_name, RMS_EDM_YYYYMM_name "
                     "or TEST_EDM_YYYYMM_name",
                 )
+            else:
+                # Reported, but kept as the name other sheets refer to (one issue, not many).
+                cell.safe_name("Database", name)
             self._unique(cell, "Database", name, seen, "Database")
             flag = cell.yes_no("Store in Data Bridge?")
             if self._all_ok(name, flag):
@@ -940,6 +1074,8 @@ class _Sheets:
             self._unique(cell, "Portfolio", name, seen, "Portfolio")
             database = self._known_database(cell)
             import_file = cell.text("Import File")
+            # Data Extraction names its CSV files after the import file.
+            cell.safe_name("Import File", import_file)
             is_base = cell.yes_no("Base Portfolio?")
             if name is not BAD and name not in by_name:
                 by_name[name] = (cell.row, database)
@@ -975,7 +1111,7 @@ class _Sheets:
             if name not in self.databases_with_base and name not in self.databases_unsure:
                 self.issues.add(
                     "NO_BASE_PORTFOLIO",
-                    f"Database {name!r} has no base portfolio: mark one of its portfolios "
+                    f"Database {shorten(name)} has no base portfolio: mark one of its portfolios "
                     "with Base Portfolio? = Y on the Portfolios sheet",
                     sheet=table.sheet,
                     row=row,
@@ -1058,7 +1194,7 @@ class _Sheets:
                 cell.issue(
                     "UNKNOWN_REFERENCE",
                     "Import File",
-                    f"Import File {import_file!r} is not the import file of any portfolio",
+                    f"Import File {shorten(import_file)} is not the import file of any portfolio",
                 )
             share = cell.number("% of Grand Total", minimum=0, maximum=100)
             threshold = cell.number("Threshold %", minimum=0, maximum=100)
@@ -1091,14 +1227,14 @@ class _Sheets:
                     cell.issue(
                         "UNKNOWN_REFERENCE",
                         "Portfolio",
-                        f"Portfolio {portfolio!r} is not listed on the Portfolios sheet",
+                        f"Portfolio {shorten(portfolio)} is not listed on the Portfolios sheet",
                     )
                 elif database is not BAD and known[1] is not BAD and known[1] != database:
                     cell.issue(
                         "DATABASE_MISMATCH",
                         "Portfolio",
-                        f"Portfolio {portfolio!r} belongs to database {known[1]!r} (Portfolios row "
-                        f"{known[0]}), not {database!r}",
+                        f"Portfolio {shorten(portfolio)} belongs to database {shorten(known[1])} (Portfolios row "
+                        f"{known[0]}), not {shorten(database)}",
                     )
             name = cell.text("Analysis Name")
             self._unique(cell, "Analysis Name", name, names, "Analysis Name")
@@ -1122,11 +1258,13 @@ class _Sheets:
                     treaty = cell.issue(
                         "UNKNOWN_REFERENCE",
                         column,
-                        f"{column} {treaty!r} is not listed on the Reinsurance Treaties sheet",
+                        f"{column} {shorten(treaty)} is not listed on the Reinsurance Treaties sheet",
                     )
                 elif treaty in treaties:
                     treaty = cell.issue(
-                        "DUPLICATE", column, f"{column} repeats treaty {treaty!r} of this row"
+                        "DUPLICATE",
+                        column,
+                        f"{column} repeats treaty {shorten(treaty)} of this row",
                     )
                 treaties.append(treaty)
             tags = [cell.text(f"Tag {i}", required=i == 1) for i in range(1, TAG_SLOTS + 1)]
@@ -1159,7 +1297,7 @@ class _Sheets:
             return cell.issue(
                 "UNKNOWN_REFERENCE",
                 column,
-                f"{column} {value!r} is not in the {list_name} list of Moody's Reference Data",
+                f"{column} {shorten(value)} is not in the {list_name} list of Moody's Reference Data",
             )
         return value
 
@@ -1202,7 +1340,7 @@ class _Sheets:
                 cell.issue(
                     "DUPLICATE",
                     "Group_Name",
-                    f"Group_Name {name!r} is also the name of the analysis in Analysis Table row "
+                    f"Group_Name {shorten(name)} is also the name of the analysis in Analysis Table row "
                     f"{self.analysis_rows[name]}; groups and analyses share one namespace",
                 )
                 name = BAD
@@ -1221,7 +1359,7 @@ class _Sheets:
                         item = cell.issue(
                             "DUPLICATE",
                             column,
-                            f"{column} repeats {value!r}, already in {seen_items[value]}",
+                            f"{column} repeats {shorten(value)}, already in {seen_items[value]}",
                         )
                     else:
                         seen_items[value] = column
@@ -1245,14 +1383,14 @@ class _Sheets:
     ) -> Any:
         if value == group:
             return cell.issue(
-                "FORWARD_GROUP_REFERENCE", column, f"{column} {value!r} is the group itself"
+                "FORWARD_GROUP_REFERENCE", column, f"{column} {shorten(value)} is the group itself"
             )
         if value in defined and value != group:
             if value in empty:
                 return cell.issue(
                     "EMPTY_GROUP_REFERENCE",
                     column,
-                    f"{column} {value!r} is a group with no items (row {defined[value]}), which is never created",
+                    f"{column} {shorten(value)} is a group with no items (row {defined[value]}), which is never created",
                 )
             return GroupItem(name=value, kind="group")
         if self.analysis_rows is not None and value in self.analysis_rows:
@@ -1263,7 +1401,7 @@ class _Sheets:
             return cell.issue(
                 "FORWARD_GROUP_REFERENCE",
                 column,
-                f"{column} {value!r} is a group defined later, in row {all_groups[value]}; "
+                f"{column} {shorten(value)} is a group defined later, in row {all_groups[value]}; "
                 "a group may only contain groups from earlier rows",
             )
         if self.analysis_rows is None or self.portfolio_by_name is None:
@@ -1271,7 +1409,7 @@ class _Sheets:
         return cell.issue(
             "UNKNOWN_REFERENCE",
             column,
-            f"{column} {value!r} is not a portfolio, an analysis or a group from an earlier row",
+            f"{column} {shorten(value)} is not a portfolio, an analysis or a group from an earlier row",
         )
 
     # ---------------------------------------------------------------- Products and Perils
@@ -1294,7 +1432,7 @@ class _Sheets:
                 cell.issue(
                     "UNKNOWN_REFERENCE",
                     "Analysis Name",
-                    f"Analysis Name {name!r} is neither an analysis of the Analysis Table nor a group",
+                    f"Analysis Name {shorten(name)} is neither an analysis of the Analysis Table nor a group",
                 )
                 name = BAD
             peril = cell.text("Peril", required=False)
@@ -1304,7 +1442,7 @@ class _Sheets:
                     product = cell.issue(
                         "DUPLICATE",
                         "Product Group",
-                        f"the pair Peril {peril!r} / Product Group {product!r} is already used in row "
+                        f"the pair Peril {shorten(peril)} / Product Group {shorten(product)} is already used in row "
                         f"{pairs[(peril, product)]}",
                     )
                 else:

@@ -94,15 +94,58 @@ def simulate() -> None:
     """Run a simulator of an outside service as a local HTTP server."""
 
 
+# The state of a served simulator, and of the one the code location embeds when no
+# RISK_MODELER_BASE_URL is set (RiskModelerResource.simulator_db).
+SERVED_RISK_MODELER_DB = Path(".data/simulators/risk_modeler.sqlite")
+EMBEDDED_RISK_MODELER_DB = Path(".data/risk_modeler_simulator.db")
+
+
+def reset_risk_modeler_state(db_path: Path) -> None:
+    """Empty the simulator's state in ``db_path`` (datasources, portfolios, workflows, ...),
+    so a workbook can be loaded again after the batch store was reset; ids are never reused."""
+    from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
+
+    sim = RiskModelerSimulator(db_path)
+    try:
+        sim.reset()
+    finally:
+        sim.close()
+
+
+@simulate.command("reset-risk-modeler")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=EMBEDDED_RISK_MODELER_DB,
+    show_default=True,
+    help=f"The simulator's SQLite file ({SERVED_RISK_MODELER_DB} for `simulate risk-modeler`).",
+)
+def reset_risk_modeler(db_path: Path) -> None:
+    """Forget everything the Risk Modeler simulator holds (by default the embedded one the
+    Dagster code location uses). Reset it whenever you reset the batch store, or reloading
+    a workbook fails with "EDM ... already exists"."""
+    if not db_path.is_file():
+        click.echo(f"{db_path}: no simulator state, nothing to reset", err=True)
+        return
+    reset_risk_modeler_state(db_path)
+    click.echo(f"{db_path}: risk-modeler simulator state reset", err=True)
+
+
 @simulate.command("risk-modeler")
 @_fault_options
 @click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(".data/simulators/risk_modeler.sqlite"),
+    default=SERVED_RISK_MODELER_DB,
     show_default=True,
     help="SQLite file holding the simulator's state (survives restarts).",
+)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Forget the state kept in --db from earlier runs before serving.",
 )
 @click.option(
     "--api-key",
@@ -125,11 +168,14 @@ def risk_modeler(
     db_path: Path,
     api_key: str,
     workflow_seconds: tuple[float, float, float],
+    reset: bool,
     **faults: Any,
 ) -> None:
     """Moody's Risk Modeler (datasources, portfolios, workflows)."""
     from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 
+    if reset:
+        reset_risk_modeler_state(db_path)
     sim = RiskModelerSimulator(
         db_path, api_key=api_key, faults=_plan(**faults), workflow_seconds=workflow_seconds
     )

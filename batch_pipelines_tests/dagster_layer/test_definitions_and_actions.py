@@ -1,9 +1,9 @@
 """The code location loads, and the batch actions launched from the UI change the store."""
 
+import dagster as dg
 import pytest
 
 from batch_pipelines.batch_actions.jobs import batch_control, resubmit_jobs
-from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.definitions import defs
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, default_resources
@@ -90,7 +90,7 @@ def test_resubmitting_from_the_ui_creates_a_child_job_and_reopens_the_batch(stor
 
 
 def test_bad_replacement_json_is_a_clear_error(store, database_url):
-    with pytest.raises(ConfigurationError, match="not valid JSON"):
+    with pytest.raises(dg.Failure, match="not valid JSON"):
         resubmit_jobs.execute_in_process(
             run_config={
                 "ops": {
@@ -103,20 +103,61 @@ def test_bad_replacement_json_is_a_clear_error(store, database_url):
         )
 
 
+def _resubmit_with_run_retries(job_ids, database_url):
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        result = resubmit_jobs.execute_in_process(
+            run_config={"ops": {"resubmit_batch_jobs": {"config": {"job_ids": job_ids}}}},
+            resources={"batch_store": BatchStoreResource(database_url=database_url)},
+            instance=instance,
+            raise_on_error=False,
+        )
+        return result, instance.get_run_by_id(result.run_id).tags
+
+
+def test_resubmitting_an_unknown_job_fails_once_and_is_not_retried(store, database_url):
+    result, tags = _resubmit_with_run_retries([424242], database_url)
+    assert not result.success
+    failure = result.failure_data_for_node("resubmit_batch_jobs").user_failure_data
+    assert "424242" in failure.description
+    assert failure.metadata["retryable"].value is False
+    assert failure.metadata["error_code"].value == "BP-NOT-FOUND"
+    assert "424242" in failure.metadata["errors"].value
+    assert tags["dagster/will_retry"] == "false"  # the instance's run_retries leave it alone
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_an_unreachable_store_is_a_transient_fault_the_op_retries(tmp_path):
+    # A PostgreSQL port nothing listens on: the connection is refused at once.
+    result, _ = _resubmit_with_run_retries([1], "postgresql+psycopg2://postgres@127.0.0.1:9/none")
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2
+
+
 def test_a_refused_batch_action_is_a_final_failure_that_run_retries_leave_alone(
     store, database_url
 ):
     batch_id = _batch(store)
     store.set_batch_status(batch_id, BatchStatus.CANCELLED)
     for refused in (batch_id, 987654):  # an illegal transition, an unknown batch
-        result = batch_control.execute_in_process(
-            run_config={
-                "ops": {"change_batch_status": {"config": {"batch_id": refused, "action": "pause"}}}
-            },
-            resources={"batch_store": BatchStoreResource(database_url=database_url)},
-            raise_on_error=False,
-        )
+        with dg.instance_for_test(
+            overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+        ) as instance:
+            result = batch_control.execute_in_process(
+                run_config={
+                    "ops": {
+                        "change_batch_status": {"config": {"batch_id": refused, "action": "pause"}}
+                    }
+                },
+                resources={"batch_store": BatchStoreResource(database_url=database_url)},
+                instance=instance,
+                raise_on_error=False,
+            )
+            tags = instance.get_run_by_id(result.run_id).tags
         assert not result.success
+        assert tags["dagster/will_retry"] == "false"  # the instance's run_retries leave it alone
         failure = result.failure_data_for_node("change_batch_status").user_failure_data
         assert failure is not None, "an unexpected exception would be retried twice"
         assert failure.metadata["retryable"].value is False

@@ -99,3 +99,34 @@ def test_a_variable_that_does_not_fit_its_field_is_a_configuration_error_naming_
         and "cannot be coerced into an int" in message
     )
     assert "fast-please" not in message and "Stack Trace" not in message
+
+
+def test_a_real_risk_modeler_without_a_data_bridge_url_is_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from batch_pipelines.definitions import defs
+
+    for name in (*PRODUCTION_SETTINGS, REQUIRE_SERVICES_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RISK_MODELER_BASE_URL", "https://api-euw1.rms.com")
+    with pytest.raises(ConfigurationError) as info:
+        defs()
+    assert info.value.details["missing"] == ["RISK_MODELING_DATABRIDGE_URL"]
+    assert "RISK_MODELING_DATABRIDGE_URL" in str(info.value)
+    assert "https://api-euw1.rms.com" not in str(info.value)
+
+    monkeypatch.setenv("RISK_MODELING_DATABRIDGE_URL", "mssql+pyodbc://databridge/edms")
+    assert defs().resolve_job_def("load_workbook")
+
+
+def test_the_simulators_database_is_data_bridge_only_for_the_simulated_risk_modeler(tmp_path):
+    from batch_pipelines.resources import RiskModelerResource
+    from batch_pipelines.risk_modeling.resources import RiskModelingSettings
+
+    simulated = RiskModelerResource(simulator_db=str(tmp_path / "sim.db"))
+    assert RiskModelingSettings().databridge(simulated) == f"sqlite:///{tmp_path / 'sim.db'}"
+    real = RiskModelerResource(base_url="https://api-euw1.rms.com", api_key="k")
+    with pytest.raises(ConfigurationError, match="RISK_MODELING_DATABRIDGE_URL"):
+        RiskModelingSettings().databridge(real)
+    configured = RiskModelingSettings(databridge_url="mssql+pyodbc://databridge/edms")
+    assert configured.databridge(real) == "mssql+pyodbc://databridge/edms"

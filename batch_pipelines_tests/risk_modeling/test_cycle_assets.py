@@ -270,3 +270,113 @@ def test_a_failed_batch_blocks_the_next_batch_types_of_the_cycle(cycle):
         )
         == []
     )
+
+
+def test_a_decision_on_an_unknown_analysis_is_final_and_not_retried(cycle):
+    name, store, resources, _, _ = cycle
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        result = analysis_decisions.execute_in_process(
+            run_config={
+                "ops": {
+                    "apply_analysis_decisions": {
+                        "config": {
+                            "cycle": name,
+                            "decisions": [
+                                {"analysis_name": "No Such Analysis", "decision": "skip"}
+                            ],
+                        }
+                    }
+                }
+            },
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert instance.get_run_by_id(result.run_id).tags["dagster/will_retry"] == "false"
+    assert not result.success
+    failure = result.failure_data_for_node("apply_analysis_decisions").user_failure_data
+    assert "No Such Analysis" in failure.description
+    assert failure.metadata["retryable"].value is False
+    assert "No Such Analysis" in failure.metadata["errors"].value
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    # nothing was skipped by the refused decisions
+    assert not any(j.skipped for j in store.list_jobs(_batch(store, name, BatchType.ANALYSIS).id))
+
+
+def test_a_workbook_reloaded_after_a_store_reset_says_to_reset_the_simulator_and_then_loads(
+    cycle,
+):
+    from click.testing import CliRunner
+
+    from batch_pipelines.simulators.cli import simulate
+
+    name, store, resources, instance, tmp_path = cycle
+    edm_creation = [risk_modeling_assets[BATCH_TYPE_ORDER.index(BatchType.EDM_CREATION)]]
+    assert _materialize(edm_creation, name, resources, instance).success
+    # The batch store is reset (a new file) while the simulator keeps its EDMs.
+    fresh_url = f"sqlite:///{tmp_path / 'fresh-store.db'}"
+    fresh = BatchStore(fresh_url)
+    configuration = load_workbook_configuration(tmp_path / "cycle.xlsx")
+    store_cycle_configuration(fresh, configuration, source="cycle.xlsx")
+    reset_resources = {
+        **resources,
+        "batch_store": cycle_resources(tmp_path, fresh_url)["batch_store"],
+    }
+
+    blocked = _materialize(edm_creation, name, reset_resources, instance)
+    assert not blocked.success
+    failure = blocked.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "already exists" in failure.description
+    assert "batch-pipelines simulate reset-risk-modeler" in failure.description
+
+    simulator_db = resources["risk_modeler"].simulator_db
+    reset = CliRunner().invoke(simulate, ["reset-risk-modeler", "--db", simulator_db])
+    assert reset.exit_code == 0, reset.output
+    assert _materialize(edm_creation, name, reset_resources, instance).success
+    fresh.dispose()
+
+
+def test_the_reset_command_defaults_to_the_embedded_simulators_state():
+    from batch_pipelines.simulators.cli import EMBEDDED_RISK_MODELER_DB
+
+    assert str(EMBEDDED_RISK_MODELER_DB) == RiskModelerResource().simulator_db
+
+
+def test_a_batch_that_fails_validation_is_not_retried_by_the_instances_run_retries(cycle):
+    name, store, resources, _, tmp_path = cycle
+    edm_creation = [risk_modeling_assets[BATCH_TYPE_ORDER.index(BatchType.EDM_CREATION)]]
+    # Materialized from the UI: an ad-hoc asset job, without the cycle job's tags.
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        instance.add_dynamic_partitions(CYCLES.name, [name])
+        assert _materialize(edm_creation, name, resources, instance).success
+        second = load_workbook_configuration(
+            valid_workbook().set_metadata("Cycle Type", "Again").write(tmp_path / "again.xlsx")
+        )
+        again, _ = store_cycle_configuration(store, second, source="again.xlsx")
+        instance.add_dynamic_partitions(CYCLES.name, [again])
+
+        blocked = _materialize(edm_creation, again, resources, instance)
+
+        assert not blocked.success  # its EDMs exist already: a validation error
+        assert instance.get_run_by_id(blocked.run_id).tags["dagster/will_retry"] == "false"
+
+
+def test_materializing_an_archived_cycle_fails_once_with_the_reason(cycle):
+    name, store, resources, _, tmp_path = cycle
+    newer = load_workbook_configuration(
+        valid_workbook().set_metadata("Cycle Type", "Newer").write(tmp_path / "newer.xlsx")
+    )
+    store_cycle_configuration(store, newer, source="newer.xlsx")  # archives the cycle
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        instance.add_dynamic_partitions(CYCLES.name, [name])
+        result = _materialize(risk_modeling_assets[:1], name, resources, instance)
+        assert instance.get_run_by_id(result.run_id).tags["dagster/will_retry"] == "false"
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert name in failure.description
+    assert failure.metadata["retryable"].value is False

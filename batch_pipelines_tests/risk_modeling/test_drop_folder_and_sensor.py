@@ -2,10 +2,8 @@
 stores; a successful load launches the cycle run; an invalid workbook fails its load run."""
 
 import dagster as dg
-import pytest
 
 from batch_pipelines.core.drop_folder import changed_files
-from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
@@ -78,16 +76,29 @@ def test_loading_a_valid_workbook_registers_the_cycle_and_the_cycle_run_follows(
         )
 
 
-def test_an_invalid_workbook_fails_its_load_with_every_error_and_stores_nothing(tmp_path):
+def test_an_invalid_workbook_fails_its_load_once_with_every_error_and_stores_nothing(tmp_path):
     path = valid_workbook().remove_sheet("Databases").write(tmp_path / "broken.xlsx")
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    with dg.instance_for_test() as instance, pytest.raises(ConfigurationError, match="Databases"):
-        load_workbook.execute_in_process(
+    # The instance retries failed runs, as dagster.yaml does; an invalid workbook is final.
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 2}}
+    ) as instance:
+        result = load_workbook.execute_in_process(
             run_config={"ops": {"load_cycle_workbook": {"config": {"workbook_path": str(path)}}}},
             resources={
                 "batch_store": BatchStoreResource(database_url=store_url),
                 "risk_modeling": RiskModelingSettings(data_dir=str(tmp_path / "data")),
             },
             instance=instance,
+            raise_on_error=False,
         )
+        assert not result.success
+        assert instance.get_run_by_id(result.run_id).tags["dagster/will_retry"] == "false"
+    failure = result.failure_data_for_node("load_cycle_workbook").user_failure_data
+    assert "broken.xlsx" in failure.description and "Databases" in failure.description
+    assert failure.metadata["retryable"].value is False
+    assert failure.metadata["error_code"].value == "BP-CONFIG-WORKBOOK"
+    assert failure.metadata["errors_total"].value >= 1
+    assert "[MISSING_SHEET]" in failure.metadata["errors"].value
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert BatchStoreResource(database_url=store_url).get_store().list_cycles() == []

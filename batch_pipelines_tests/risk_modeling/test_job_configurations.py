@@ -203,3 +203,21 @@ def test_a_portfolio_in_a_group_stands_for_that_portfolios_analyses():
     assert [i["name"] for i in job["items"] if i.get("via_portfolio")] == expected
     assert {i["via_portfolio"] for i in job["items"] if i.get("via_portfolio")} == portfolios
     assert all(i["kind"] in ("analysis", "group") for i in job["items"])
+
+
+def test_a_configuration_whose_cycle_would_leave_the_data_folder_gets_no_cycle_name(write):
+    from batch_pipelines.core.names import UnsafeName
+    from batch_pipelines.risk_modeling.cycle_batches import cycle_name_of
+
+    config = load_workbook_configuration(write(valid_workbook()))
+    assert cycle_name_of(config) == "202503_Quarterly"
+    # A stored configuration that never went through the workbook's validation.
+    unsafe = config.model_copy(
+        update={
+            "metadata": config.metadata.model_copy(
+                update={"cycle_type": "/../../../../../outside/pwn"}
+            )
+        }
+    )
+    with pytest.raises(UnsafeName, match="cycle"):
+        cycle_name_of(unsafe)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from batch_pipelines.clients.http import TransientServiceError
 from batch_pipelines.core.errors import JobError
+from batch_pipelines.core.names import UnsafeName
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.engine.handlers import JobHandler
 from batch_pipelines.risk_modeling.context import HandlerContext
@@ -233,6 +234,26 @@ def test_extraction_writes_the_account_and_location_csvs_of_the_import_file(tmp_
     assert {row["USERDEF2"] for row in accounts} == {"USEQ"}
     assert {row["ACCNTNUM"] for row in locations} == {row["ACCNTNUM"] for row in accounts}
     assert asyncio.run(handler.track([_job(_extraction_job("USEQ"))])) == {}
+
+
+def test_extraction_refuses_to_write_outside_the_data_folder(tmp_path):
+    # The cycle a Cycle Type of "/../../../../../outside/pwn" used to make.
+    create_sample_source(tmp_path / "source.db", ["USEQ"], date_value=DATE, accounts_per_file=2)
+    (tmp_path / "a" / "b" / "c" / "d").mkdir(parents=True)
+    ctx = HandlerContext(
+        client=None,  # type: ignore[arg-type] -- the SQL handlers never call the Risk Modeler
+        cycle="202503_/../../../../../outside/pwn",
+        data_dir=tmp_path / "a" / "b" / "c" / "d" / "data",
+        source_database_url=f"sqlite:///{tmp_path / 'source.db'}",
+        databridge_url=f"sqlite:///{tmp_path / 'databridge.db'}",
+    )
+    with pytest.raises(UnsafeName, match="outside"):
+        _submit(DataExtractionHandler(ctx), _extraction_job("USEQ"))
+    # and a file name from an overridden configuration cannot climb out of the cycle either
+    escaping = {**_extraction_job("USEQ"), "account_csv": "../../escaped.csv"}
+    with pytest.raises(UnsafeName, match="outside"):
+        _submit(DataExtractionHandler(_ctx(tmp_path)), escaping)
+    assert sorted(p.name for p in tmp_path.rglob("*.csv")) == []
 
 
 def test_extraction_values_travel_as_bound_parameters_so_quotes_neither_break_nor_inject(tmp_path):

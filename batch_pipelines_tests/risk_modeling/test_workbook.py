@@ -286,6 +286,71 @@ FAULTS = [
         "REQUIRED",
         "Export RDM Name",
     ),
+    # Values that become folder, file or partition names must be safe names.
+    Fault(
+        "cycle type climbing out of the data folder",
+        lambda s: s.set_metadata("Cycle Type", "/../../../../../outside/pwn"),
+        MD,
+        12,
+        "B",
+        "UNSAFE_NAME",
+        "Cycle Type '/../../../../../outside/pwn'",
+    ),
+    Fault(
+        "cycle type too long for a cycle name",
+        lambda s: s.set_metadata("Cycle Type", "Q" * 94),
+        MD,
+        12,
+        "B",
+        "UNSAFE_NAME",
+        "94 characters long",
+    ),
+    Fault(
+        "export RDM name with a path separator",
+        lambda s: s.set_metadata("Export RDM Name", "RM_RDM/../exports"),
+        MD,
+        11,
+        "B",
+        "UNSAFE_NAME",
+        "Export RDM Name",
+    ),
+    Fault(
+        "database name with a path in its suffix",
+        lambda s: s.replace_everywhere(EQ, "RM_EDM_202503_../../USEQ"),
+        DB,
+        3,
+        "Database",
+        "UNSAFE_NAME",
+        "RM_EDM_202503_../../USEQ",
+    ),
+    Fault(
+        "import file with a path",
+        lambda s: s.add_row(PF, ["X", HU, "../../x", "N"]),
+        PF,
+        7,
+        "Import File",
+        "UNSAFE_NAME",
+        "'../../x'",
+    ),
+    # A formula whose result was never saved is not an empty cell.
+    Fault(
+        "metadata formula without a saved value",
+        lambda s: s.set_metadata("Hazard Version", "=B2"),
+        MD,
+        4,
+        "B",
+        "FORMULA_WITHOUT_VALUE",
+        "formula '=B2'",
+    ),
+    Fault(
+        "table formula without a saved value",
+        lambda s: s.set(TR, 2, "Currency", '=CONCAT("U","SD")'),
+        TR,
+        2,
+        "Currency",
+        "FORMULA_WITHOUT_VALUE",
+        "Currency holds the formula",
+    ),
     # Databases: unique names of the EDM pattern, Y/N flag, each with a base portfolio.
     Fault(
         "database name pattern",
@@ -996,3 +1061,29 @@ def test_fixture_workbook_gives_the_published_job_counts():
         "Export to RDM": 189,
     }
     assert sum(result.job_counts.values()) == 465
+
+
+def test_an_oversized_cell_is_echoed_shortened_with_its_length(write):
+    huge = "ER " + "x" * 32_000  # near the 32,767 characters a cell holds
+    result = validate_workbook(write(valid_workbook().set(AT, 2, "Event Rate", huge)))
+
+    (issue,) = result.issues
+    assert where(issue) == (AT, 2, "Event Rate", "UNKNOWN_REFERENCE")
+    assert "(32003 characters)" in issue.message
+    assert len(issue.message) < 300
+
+
+def test_a_workbook_without_formulas_is_read_once(write, monkeypatch):
+    calls = []
+    real = openpyxl.load_workbook
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("data_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(openpyxl, "load_workbook", counting)
+    spec = valid_workbook().set(TR, 2, "Currency", None)  # an empty cell, not a formula
+
+    (issue,) = validate_workbook(write(spec)).issues
+
+    assert issue.code == "REQUIRED" and calls == [True]
