@@ -63,6 +63,22 @@ def _settings():
     return resolved(document_ai_settings())
 
 
+def _budget(value: str | None) -> Decimal | None:
+    """A ``--budget`` value as an amount, or a one-line error naming the option and the rule
+    (``Decimal("abc")`` would raise a bare ``InvalidOperation``)."""
+    from batch_pipelines.core.costs import to_money
+    from batch_pipelines.core.errors import ConfigurationError, shorten
+
+    if value is None or value == "":
+        return None
+    try:
+        return to_money(value, what="--budget")
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"--budget {shorten(value)} is not allowed: give an amount >= 0, e.g. 0.50"
+        ) from None
+
+
 def run_job_here(jobs, job, template, echo=click.echo) -> Any:
     """Work a RUNNING job to the end (or to a pause) in this process; return the job."""
     from batch_pipelines.document_ai.rag import ReferenceLibrary
@@ -164,7 +180,7 @@ def submit(
                 options=JobOptions(
                     concurrency=concurrency,
                     checkpoint_frequency=checkpoint_frequency,
-                    cost_budget=Decimal(cost_budget) if cost_budget else None,
+                    cost_budget=_budget(cost_budget),
                     auto_start=not no_start,
                     target_language=target_language,
                 ),
@@ -300,25 +316,32 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
     help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.",
 )
 @click.option("--page", type=int, default=1, show_default=True)
-@click.option("--page-size", type=int, default=20, show_default=True)
+@click.option("--page-size", type=int, default=20, show_default=True, help="Jobs per page, 1-100.")
 @database_url_option
 @json_option
 def list_jobs(project_id, status_filter, page, page_size, database_url, as_json) -> None:
     """Jobs, newest first, filtered by project and status, a page at a time."""
+    from batch_pipelines.core.errors import ConfigurationError, shorten
     from batch_pipelines.document_ai.batch_jobs import DocJobStatus
+    from batch_pipelines.document_ai.store import MAX_PAGE_SIZE
 
-    if status_filter and status_filter.upper() not in DocJobStatus.__members__:
-        raise click.BadParameter(
-            f"expected one of {', '.join(DocJobStatus)}", param_hint="--status"
+    try:
+        if status_filter and status_filter.upper() not in DocJobStatus.__members__:
+            raise ConfigurationError(
+                f"--status {shorten(status_filter)}: expected one of {', '.join(DocJobStatus)}"
+            )
+        if page < 1:
+            raise ConfigurationError(f"--page {page}: pages start at 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(f"--page-size {page_size}: must be 1-{MAX_PAGE_SIZE}")
+        found, total = _jobs(database_url).list_jobs(
+            project_id=project_id,
+            status=status_filter.upper() if status_filter else None,
+            limit=page_size,
+            offset=(page - 1) * page_size,
         )
-    if page < 1 or page_size < 1:
-        raise click.BadParameter("page and page size start at 1")
-    found, total = _jobs(database_url).list_jobs(
-        project_id=project_id,
-        status=status_filter.upper() if status_filter else None,
-        limit=page_size,
-        offset=(page - 1) * page_size,
-    )
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
     if as_json:
         click.echo(
             json.dumps(
@@ -354,7 +377,7 @@ def _steer(action: str, doc: str, can_run: bool):
     def command(job, reason, database_url, pipelines_dir, run_here=False, budget=None) -> None:
         if budget is not None:
             try:
-                _jobs(database_url).set_cost_budget(job, Decimal(budget))
+                _jobs(database_url).set_cost_budget(job, _budget(budget))
             except BatchPipelinesError as exc:
                 raise cli_error(exc) from None
         record = _action(action, job, database_url, reason)

@@ -30,6 +30,9 @@ from batch_pipelines.store.database import insert_new_rows
 from batch_pipelines.store.document_ai_tables import document_jobs
 
 FAMILY = "document_ai"
+# Jobs per page of ``list_jobs`` (seed 002's listJobs: limit 1-100, default 20).
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
 
 # Phase result and item statuses.
 COMPLETED = "COMPLETED"
@@ -244,12 +247,19 @@ class DocumentJobStore:
         *,
         project_id: str | None = None,
         status: DocJobStatus | str | None = None,
-        limit: int = 50,
+        limit: int = DEFAULT_PAGE_SIZE,
         offset: int = 0,
     ) -> tuple[list[DocumentJob], int]:
-        """One page of jobs (newest first) and the total matching the filters."""
-        if limit < 1 or offset < 0:
-            raise ValueError("limit must be >= 1 and offset >= 0")
+        """One page of jobs (newest first) and the total matching the filters.
+
+        A page holds 1 to ``MAX_PAGE_SIZE`` jobs: the bound is kept here, not only by the
+        CLI, so no caller (the API later) can ask for the whole table at once.
+        """
+        if not 1 <= limit <= MAX_PAGE_SIZE or offset < 0:
+            raise ConfigurationError(
+                f"page size must be 1-{MAX_PAGE_SIZE} and offset >= 0, got {limit} and {offset}",
+                details={"limit": limit, "offset": offset},
+            )
         conditions = []
         if project_id:
             conditions.append(document_jobs.c.project_id == project_id)
