@@ -25,7 +25,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from batch_pipelines.core.errors import ConfigurationError, IllegalTransition
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, shorten
+from batch_pipelines.core.names import name_problem
 from batch_pipelines.document_ai.items import MAX_ITEMS, Item
 
 __all__ = [
@@ -61,17 +62,21 @@ class JobOptions(BaseModel):
 class BatchJobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
-    project_id: str = Field(min_length=1, max_length=200)
-    pipeline: str = Field(min_length=1)
+    # The name becomes the job's partition key and export file name, the project and the
+    # pipeline folder names of the drop folder: each is an allowed name (core.names), checked
+    # here so the CLI, the launchpad, the drop sensor and the API refuse the same values.
+    name: str
+    project_id: str
+    pipeline: str
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
     options: JobOptions = JobOptions()
 
     @field_validator("name", "project_id", "pipeline")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
+    def _allowed_name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("items")
@@ -91,7 +96,7 @@ def check_pipeline(spec: BatchJobSpec, known: Iterable[str]) -> None:
     names = sorted(known)
     if spec.pipeline not in names:
         raise ConfigurationError(
-            f"unknown pipeline {spec.pipeline!r}; available: {', '.join(names) or '(none)'}"
+            f"unknown pipeline {shorten(spec.pipeline)}; available: {', '.join(names) or '(none)'}"
         )
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
 
 __all__ = [
     "MAX_PHASES",
@@ -118,20 +118,21 @@ def _describe(error: dict[str, Any]) -> str:
     path = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind, value = error["type"], error.get("input")
     if kind == "enum":
-        message = f"{value!r} is not one of {', '.join(TaskType)}"
+        message = f"{shorten(value)} is not one of {', '.join(TaskType)}"
     elif kind == "extra_forbidden":
         message = "unknown field"
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "string_pattern_mismatch":
         message = (
-            f"{value!r} is not a valid name (letters, digits and underscores, "
+            f"{shorten(value)} is not a valid name (letters, digits and underscores, "
             "starting with a letter, at most 64 characters)"
         )
     elif kind == "value_error":
         message = str(error["ctx"]["error"])
     else:
-        message = f"{error['msg']}, got {value!r}"
+        # The value is shortened: a 100 KB field must not be echoed whole.
+        message = f"{error['msg']}, got {shorten(value)}"
     return f"{path}: {message}"
 
 

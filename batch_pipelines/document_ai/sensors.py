@@ -6,13 +6,14 @@ launches ``submit_document_job`` for each, where validation happens (an invalid 
 failed run listing every bad item, visible in the UI).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
+from batch_pipelines.core.names import UnsafeName, check_name
 from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
 from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
 from batch_pipelines.document_ai.jobs import submit_document_job
@@ -113,6 +114,23 @@ def launch_runs(
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partitions)
 
 
+def drop_path_problem(pipeline: str, project: str, name: str, known: Iterable[str]) -> str | None:
+    """Why an item file at ``<pipeline>/<project>/<name>.<ext>`` cannot become a job, or None.
+
+    The three parts become a pipeline choice, a project and a job name (a partition key and
+    file names), so each must be an allowed name and the pipeline one of the templates.
+    """
+    for value, field in ((pipeline, "pipeline"), (project, "project"), (name, "job name")):
+        try:
+            check_name(value, f"{field} (from the file path)")
+        except UnsafeName as exc:
+            return exc.message
+    names = sorted(known)
+    if pipeline not in names:
+        return f"unknown pipeline {shorten(pipeline)}; available: {', '.join(names) or '(none)'}"
+    return None
+
+
 @dg.sensor(
     job=submit_document_job,
     minimum_interval_seconds=30,
@@ -133,9 +151,15 @@ def document_items_drop_sensor(
         return dg.SkipReason(found.nothing_to_do)
     changed, current, cursor = found.changed, found.current, found.cursor
     requests = []
+    known = document_ai.pipelines()
     for raw in changed:
         path = Path(raw)
         pipeline, project = path.parent.parent.name, path.parent.name
+        problem = drop_path_problem(pipeline, project, path.stem, known)
+        if problem:
+            # No run: its config would carry the bad value into a partition key or folder.
+            context.log.warning(f"item file {shorten(raw)} skipped: {problem}")
+            continue
         config = {"name": path.stem, "project_id": project, "pipeline": pipeline, "items_path": raw}
         requests.append(
             dg.RunRequest(

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from batch_pipelines.core.costs import CostEntry, CostTotals
-from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound, shorten
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
@@ -239,7 +239,9 @@ class DocumentJobStore:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            raise NotFound(f"document job {ref!r} not found", details={"job": str(ref)})
+            raise NotFound(
+                f"document job {shorten(ref)} not found", details={"job": shorten(str(ref))}
+            )
         return self._record(row)
 
     def list_jobs(
