@@ -37,8 +37,11 @@ def job_status(
     """Progress (items settled across the whole pipeline), phase, cost, tokens and ETA."""
     item_statuses = jobs.item_status_counts(job.batch_id)
     phase_counts = jobs.phase_counts(job.batch_id)
-    # The ETA needs only the mean time an item has spent in the pipeline so far.
-    mean_item_seconds = jobs.item_latency_mean(job.batch_id)
+    # The ETA needs the mean time an item has spent in the pipeline so far, and a rate to
+    # base it on: until one item has gone through (done or failed) there is none - the time
+    # items spent in the first phase only says nothing of the whole pipeline.
+    settled = item_statuses.get(COMPLETED, 0) + item_statuses.get(FAILED, 0)
+    mean_item_seconds = jobs.item_latency_mean(job.batch_id) if settled else None
     view = aggregate_counts(
         _item_state_counts(job, item_statuses),
         durations_seconds=[mean_item_seconds] if mean_item_seconds is not None else [],

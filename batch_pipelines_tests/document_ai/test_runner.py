@@ -304,3 +304,24 @@ def test_a_job_failing_on_a_service_error_still_records_what_the_failing_item_wa
         _run_with_refusals(jobs, job, sim, refusal)
     assert sim.stats()["billed_calls"] == 1  # the work call, answered before the validator failed
     assert jobs.cost_totals(job.batch_id).calls == 1
+
+
+def test_there_is_no_eta_until_an_item_has_gone_through_the_whole_pipeline(jobs):
+    from batch_pipelines.document_ai.reports import job_status
+
+    template = PIPELINES["document_pipeline"]
+    job = jobs.create_job(_spec(6, concurrency=2), template)
+
+    async def first_phase_only():
+        async with model_client(ModelSimulator()) as client:
+            runner = DocumentJobRunner(jobs, job, template, client, options=FAST)
+            runner.claim()
+            try:
+                await runner.run_phase(template.phases[0].name)
+            finally:
+                runner.release()
+
+    asyncio.run(first_phase_only())
+    status = job_status(jobs, jobs.get_job(job.id), template)
+    assert status["phases"][0]["completed"] == 6 and status["progress"]["completed"] == 0
+    assert status["eta_seconds"] is None
