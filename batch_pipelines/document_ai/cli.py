@@ -28,6 +28,10 @@ _pipelines_dir = click.option(
 )
 
 
+# How long `--run` waits for another worker to let go of the job before saying who holds it.
+CLAIM_WAIT_SECONDS = 10.0
+
+
 def _pipelines(pipelines_dir: str | None):
     from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
 
@@ -107,7 +111,10 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
                 retrieve=library.retrieve,
                 options=RunnerOptions(validator_model=settings.validator_model),
             )
+            # A worker that is stopping (paused a moment ago) lets go of the job within a
+            # few seconds; a dead one's claim is taken over at once.
             return await runner.run_all(
+                claim_wait_seconds=CLAIM_WAIT_SECONDS,
                 on_progress=lambda r: echo(
                     f"  {r.phase}: {r.done_before + r.processed}/{r.items_total} items, cost this run {r.cost}"
                 ),
@@ -362,30 +369,29 @@ def list_jobs(project_id, status_filter, page, page_size, database_url, as_json)
         )
 
 
-def _action(action: str, job: str, database_url: str, reason: str | None) -> Any:
-    try:
-        return _jobs(database_url).apply_action(job, action, reason=reason)
-    except BatchPipelinesError as exc:
-        raise cli_error(exc) from None
-
-
 def _steer(action: str, doc: str, can_run: bool):
     @click.argument("job")
     @click.option("--reason", default=None)
     @database_url_option
     @_pipelines_dir
     def command(job, reason, database_url, pipelines_dir, run_here=False, budget=None) -> None:
-        if budget is not None:
-            try:
-                _jobs(database_url).set_cost_budget(job, _budget(budget))
-            except BatchPipelinesError as exc:
-                raise cli_error(exc) from None
-        record = _action(action, job, database_url, reason)
-        click.echo(f"job {record.key}: {record.status}")
-        if run_here:
+        try:
             jobs = _jobs(database_url)
-            record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+            if budget is not None:
+                jobs.set_cost_budget(job, _budget(budget))
+            if action == "resume":
+                # A job whose worker was killed is still RUNNING: it is failed with the
+                # reason first, so it can be resumed at once.
+                died = jobs.fail_if_worker_died(job)
+                if died.status.value == "FAILED" and died.status_reason:
+                    click.echo(f"job {died.key}: {died.status_reason}")
+            record = jobs.apply_action(job, action, reason=reason)
             click.echo(f"job {record.key}: {record.status}")
+            if run_here:
+                record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+                click.echo(f"job {record.key}: {record.status}")
+        except BatchPipelinesError as exc:
+            raise cli_error(exc) from None
 
     command.__doc__ = doc
     if can_run:

@@ -15,7 +15,12 @@ from pydantic import Field, ValidationError
 
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.document_ai.assets import partitions_for, remove_job_partition
-from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
+from batch_pipelines.document_ai.batch_jobs import (
+    BatchJobSpec,
+    DocJobStatus,
+    JobOptions,
+    check_pipeline,
+)
 from batch_pipelines.document_ai.exports import export_results
 from batch_pipelines.document_ai.items import load_items, parse_items
 from batch_pipelines.document_ai.pipelines import describe_validation_error
@@ -158,13 +163,17 @@ def cancel_document_job_op(
 def resume_document_job_op(
     context: dg.OpExecutionContext, config: ResumeDocumentJobConfig, batch_store: BatchStoreResource
 ):
-    if config.cost_budget is not None:
-        try:
-            DocumentJobStore(batch_store.get_store()).set_cost_budget(
-                config.job, config.cost_budget
-            )
-        except BatchPipelinesError as exc:
-            raise _failure(exc) from None
+    jobs = DocumentJobStore(batch_store.get_store())
+    try:
+        if config.cost_budget is not None:
+            jobs.set_cost_budget(config.job, config.cost_budget)
+        # A job whose worker was killed is still RUNNING: failed with the reason first, so
+        # it is resumable at once.
+        died = jobs.fail_if_worker_died(config.job)
+    except BatchPipelinesError as exc:
+        raise _failure(exc) from None
+    if died.status == DocJobStatus.FAILED and died.status_reason:
+        context.log.warning(f"document job {died.key}: {died.status_reason}")
     _apply(context, batch_store, config.job, "resume", config.reason)
 
 

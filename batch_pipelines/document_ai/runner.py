@@ -27,7 +27,6 @@ import dataclasses
 import logging
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,6 +38,7 @@ from batch_pipelines.core.concurrency import drain
 from batch_pipelines.core.costs import DEFAULT_PRICES, CostEntry, PriceTable
 from batch_pipelines.core.errors import BatchPipelinesError, IllegalTransition
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
+from batch_pipelines.document_ai.claims import new_runner_id
 from batch_pipelines.document_ai.phase_handler import EMBEDDING_TASK, ItemOutcome, PhaseHandler
 from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
 from batch_pipelines.document_ai.router import DEFAULT_ROUTER, DEFAULT_VALIDATOR_MODEL, ModelRouter
@@ -149,14 +149,17 @@ class DocumentJobRunner:
         self.retrieve = retrieve
         self.options = options
         self.on_budget = on_budget
-        self.runner_id = runner_id or f"doc-runner-{uuid.uuid4().hex[:12]}"
+        # host:pid:token, so a worker killed on this machine is known dead at once.
+        self.runner_id = runner_id or new_runner_id()
 
     # ------------------------------------------------------------------ claim
     def claim(self, wait_seconds: float = 0.0) -> DocumentJob:
         """Check the job is RUNNING and take the runner claim (raises JobNotRunnable).
 
-        A runner that died keeps its claim until its lease runs out; ``wait_seconds`` lets a
-        successor (a run retry, a resumed run) wait that long for it instead of failing.
+        A claim left by a dead worker is taken over at once when the worker is known dead
+        (its pid is gone on this host, or its lease ran out); a live worker's claim is
+        respected: ``wait_seconds`` lets a successor (a run retry, a resumed run) wait that
+        long for it to let go, then the error says who holds it.
         """
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -169,9 +172,17 @@ class DocumentJobRunner:
             if self.jobs.claim_runner(job.id, self.runner_id, self.options.lease_seconds):
                 self.job = job
                 return job
+            state = self.jobs.claim_state(job)
+            if state.dead and self.jobs.take_over_claim(
+                job.id, state.holder_id, self.runner_id, self.options.lease_seconds
+            ):
+                log.warning("document job %s: claim taken over (%s)", job.key, state.why)
+                self.job = job
+                return job
             if time.monotonic() >= deadline:
                 raise JobNotRunnable(
-                    f"job {job.key} is being run by {job.runner_id}",
+                    f"job {job.key} cannot be run here: {state.why}; wait for it to finish or "
+                    "pause the job",
                     details={"runner": job.runner_id},
                 )
             time.sleep(min(1.0, max(0.05, self.options.lease_seconds / 10)))

@@ -23,6 +23,7 @@ from batch_pipelines.core.costs import CostEntry, CostTotals
 from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound, shorten
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
+from batch_pipelines.document_ai.claims import ClaimState, claim_state, this_host
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.store import schema as t
 from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries, utcnow
@@ -418,6 +419,42 @@ class DocumentJobStore:
                 )
             ).rowcount
         return changed == 1
+
+    def claim_state(self, job: DocumentJob) -> ClaimState:
+        """Whether ``job``'s claim is free, held by a live worker or left by a dead one."""
+        return claim_state(job.runner_id, job.lease_expires_at, utcnow(), host=this_host())
+
+    def take_over_claim(
+        self, job_id: int, dead_runner_id: str | None, runner_id: str, lease_seconds: float
+    ) -> bool:
+        """Take the claim of a worker known dead; compare-and-set on its id, so of two
+        successors only one gets it, and a claim renewed meanwhile is left alone."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job_id, document_jobs.c.runner_id == dead_runner_id)
+                .values(
+                    runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds)
+                )
+            ).rowcount
+        return changed == 1
+
+    def fail_if_worker_died(self, ref: int | str) -> DocumentJob:
+        """A RUNNING job whose worker died (killed, its claim left behind) is marked FAILED
+        with the reason, so the user can resume it at once; any other job is returned as is."""
+        job = self.get_job(ref)
+        if job.status != DocJobStatus.RUNNING:
+            return job
+        state = self.claim_state(job)
+        if not state.dead:
+            return job
+        try:
+            job = self.apply_action(job.id, "fail", reason=f"{state.why}; resume it to go on")
+        except IllegalTransition:
+            return self.get_job(job.id)  # it moved meanwhile: that status stands
+        self.release_runner(job.id, state.holder_id or "")
+        return self.get_job(job.id)
 
     def release_runner(self, job_id: int, runner_id: str) -> None:
         with self.engine.begin() as conn:
