@@ -141,6 +141,7 @@ def build_phase_asset(
                     router=document_ai.router(),
                     prices=prices,
                     retrieve=library.retrieve,
+                    retrieval_model=library.embedding_model,
                     options=RunnerOptions(
                         lease_seconds=document_ai.lease_seconds,
                         control_check_seconds=document_ai.control_check_seconds,

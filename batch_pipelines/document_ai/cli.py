@@ -109,6 +109,7 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
                 router=settings.router(),
                 prices=prices,
                 retrieve=library.retrieve,
+                retrieval_model=library.embedding_model,
                 options=RunnerOptions(validator_model=settings.validator_model),
             )
             # A worker that is stopping (paused a moment ago) lets go of the job within a
