@@ -83,7 +83,7 @@ def _budget(value: str | None) -> Decimal | None:
         ) from None
 
 
-def run_job_here(jobs, job, template, echo=click.echo) -> Any:
+def run_job_here(jobs, job, template, echo=click.echo, runner_id: str | None = None) -> Any:
     """Work a RUNNING job to the end (or to a pause) in this process; return the job."""
     from batch_pipelines.document_ai.rag import ReferenceLibrary
     from batch_pipelines.document_ai.runner import DocumentJobRunner, RunnerOptions
@@ -111,6 +111,7 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
                 retrieve=library.retrieve,
                 retrieval_model=library.embedding_model,
                 options=RunnerOptions(validator_model=settings.validator_model),
+                runner_id=runner_id,
             )
             # A worker that is stopping (paused a moment ago) lets go of the job within a
             # few seconds; a dead one's claim is taken over at once.
@@ -121,12 +122,24 @@ def run_job_here(jobs, job, template, echo=click.echo) -> Any:
                 ),
             )
 
-    for report in asyncio.run(go()):
+    reports = asyncio.run(go())
+    for report in reports:
         echo(
             f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
             + (f" - stopped: {report.stopped}" if report.stopped else "")
         )
-    return jobs.get_job(job.id)
+    job = jobs.get_job(job.id)
+    if os.environ.get("DAGSTER_HOME"):
+        # The work shows in Dagster as if a run had done it (partition materialized, or the
+        # stop observed), so the launcher and the UI do not take it for missing.
+        import dagster as dg
+
+        from batch_pipelines.document_ai.assets import record_runless_work
+
+        with dg.DagsterInstance.get() as instance:
+            record_runless_work(instance, jobs, template, job, reports)
+        echo(f"  recorded on the assets of {template.name} for partition {job.key}")
+    return job
 
 
 @click.group()
@@ -173,6 +186,7 @@ def submit(
     from pydantic import ValidationError
 
     from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
+    from batch_pipelines.document_ai.claims import new_runner_id
     from batch_pipelines.document_ai.items import load_items
     from batch_pipelines.document_ai.pipelines import describe_validation_error
 
@@ -198,10 +212,16 @@ def submit(
             raise click.ClickException(f"invalid job options: {problems}") from None
         check_pipeline(spec, pipelines)
         jobs = _jobs(database_url)
-        job = jobs.create_job(spec, pipelines[pipeline])
+        # With --run the job is born claimed by this process: no launcher run races it.
+        runner_id = new_runner_id() if run_here else None
+        job = jobs.create_job(spec, pipelines[pipeline], claimed_by=runner_id)
         if run_here and job.status.value == "RUNNING":
             job = run_job_here(
-                jobs, job, pipelines[pipeline], echo=(lambda _: None) if as_json else click.echo
+                jobs,
+                job,
+                pipelines[pipeline],
+                echo=(lambda _: None) if as_json else click.echo,
+                runner_id=runner_id,
             )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None

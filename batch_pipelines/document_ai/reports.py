@@ -129,7 +129,7 @@ def analytics(
     jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate
 ) -> dict[str, Any]:
     """Cost total / by phase / per item, processing time per item and by phase, success
-    rate and the failed items."""
+    rate (so far) and the failed items."""
     totals = jobs.cost_totals(job.batch_id)
     rows = jobs.phase_rows(job.batch_id)
     per_item_time: dict[int, float] = defaultdict(float)
@@ -150,7 +150,11 @@ def analytics(
                 }
             )
     item_statuses = jobs.item_status_counts(job.batch_id)
-    settled = item_statuses.get(COMPLETED, 0) + item_statuses.get(FAILED, 0)
+    # Success rate so far: of the items that have been worked on (done, failed, or through
+    # some phases of a job that is paused or still running), the share not failed - a
+    # number as soon as one item has a result, not only once items finish the pipeline.
+    failed_items = item_statuses.get(FAILED, 0)
+    worked = item_statuses.get(COMPLETED, 0) + failed_items + item_statuses.get("IN_PROGRESS", 0)
     item_costs = [c for k, c in totals.by_item.items() if k != "(none)"]
     return {
         "job": job.key,
@@ -173,8 +177,6 @@ def analytics(
             else None
             for p in template.phases
         },
-        "success_rate": round(100.0 * item_statuses.get(COMPLETED, 0) / settled, 2)
-        if settled
-        else None,
+        "success_rate": round(100.0 * (worked - failed_items) / worked, 2) if worked else None,
         "failed_items": failed,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from batch_pipelines.core.errors import ConfigurationError, shorten
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, shorten
 from batch_pipelines.core.names import UnsafeName, check_name
 from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
 from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
@@ -80,6 +80,10 @@ def launch_runs(
                 claim_expired_seconds=(now - j.lease_expires_at).total_seconds()
                 if j.runner_id and j.lease_expires_at and j.lease_expires_at < now
                 else None,
+                claimed_elsewhere=bool(
+                    j.runner_id and j.lease_expires_at and j.lease_expires_at >= now
+                ),
+                nothing_left=jobs.settled_items(j.batch_id) >= j.item_count,
             )
             for j in running
         ],
@@ -92,6 +96,12 @@ def launch_runs(
     for key, reason in decisions.to_fail:
         jobs.apply_action(key, "fail", reason=reason)
         context.log.warning(f"document job {key}: {reason}")
+    for key in decisions.to_complete:
+        try:
+            jobs.apply_action(key, "complete", reason="every item was already settled")
+        except IllegalTransition:
+            continue  # paused or cancelled meanwhile
+        context.log.info(f"document job {key}: every item settled; completed without a run")
     pipelines = document_ai.pipelines()
     requests, partitions = [], []
     for launch in decisions.to_launch:

@@ -137,11 +137,20 @@ class DocumentJobStore:
         self.engine = store.engine
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, spec: BatchJobSpec, pipeline: PipelineTemplate) -> DocumentJob:
+    def create_job(
+        self,
+        spec: BatchJobSpec,
+        pipeline: PipelineTemplate,
+        *,
+        claimed_by: str | None = None,
+        lease_seconds: float = 30.0,
+    ) -> DocumentJob:
         """Store the job and all its items in one transaction (validated before: the spec).
 
         With ``auto_start`` the job is created RUNNING at generation 1, which is what the
-        launcher sensor turns into a run.
+        launcher sensor turns into a run - unless ``claimed_by`` names the runner that works
+        it right away (`docs submit --run`): the job is then born claimed, so the launcher
+        never sees it RUNNING without a worker.
         """
         if spec.pipeline != pipeline.name:
             raise ValueError(
@@ -196,6 +205,10 @@ class DocumentJobStore:
                     created_at=now,
                     updated_at=now,
                     started_at=now if status == DocJobStatus.RUNNING else None,
+                    runner_id=claimed_by if status == DocJobStatus.RUNNING else None,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds)
+                    if claimed_by and status == DocJobStatus.RUNNING
+                    else None,
                 )
                 .returning(document_jobs.c.id)
             ).scalar_one()
@@ -560,6 +573,11 @@ class DocumentJobStore:
         for phase, status, n in rows:
             counts.setdefault(phase, {})[status] = n
         return counts
+
+    def settled_items(self, batch_id: int) -> int:
+        """Items done or failed in the pipeline (nothing is left to do for them)."""
+        counts = self.item_status_counts(batch_id)
+        return counts.get(COMPLETED, 0) + counts.get(FAILED, 0)
 
     def item_status_counts(self, batch_id: int) -> dict[str, int]:
         it = t.items
