@@ -118,11 +118,14 @@ def build_phase_asset(
     ):
         jobs = DocumentJobStore(batch_store.get_store())
         job = jobs.get_job(context.partition_key)
+        # A job with its own phases runs its phase at this asset's position.
+        runs = job.template(template)
+        job_phase = runs.phases[index]
         if job.status == DocJobStatus.FAILED and context.run.tags.get("dagster/retry_number"):
             # Dagster retried the run after a failure: carry on from the last checkpoint.
             job = jobs.apply_action(job.id, "resume", reason="automatic run retry", new_run=False)
         if job.status != DocJobStatus.RUNNING:
-            context.log.warning(f"job {job.key} is {job.status}: phase {phase.name} not run")
+            context.log.warning(f"job {job.key} is {job.status}: phase {job_phase.name} not run")
             return
 
         async def run() -> PhaseReport:
@@ -155,9 +158,9 @@ def build_phase_asset(
                 runner.claim(wait_seconds=document_ai.lease_seconds + 5)
                 try:
                     report = await runner.run_phase(
-                        phase.name,
+                        job_phase.name,
                         on_progress=lambda r: context.log.info(
-                            f"{phase.name}: {r.done_before + r.processed}/{r.items_total} items, cost {r.cost}"
+                            f"{job_phase.name}: {r.done_before + r.processed}/{r.items_total} items, cost {r.cost}"
                         ),
                     )
                     if not report.stopped and last:
@@ -172,15 +175,15 @@ def build_phase_asset(
         report = asyncio.run(run())
         job = jobs.get_job(job.id)
         if report.stopped == "budget":
-            card = budget_card(job, Decimal(job_status(jobs, job, template)["cost"]))
+            card = budget_card(job, Decimal(job_status(jobs, job, runs)["cost"]))
             delivered = asyncio.run(notify_batch(teams.client(), card))
             context.log.warning(
                 f"job {job.key} paused at its cost budget; Teams notified={delivered}"
             )
-        status = job_status(jobs, job, template)
+        status = job_status(jobs, job, runs)
         if report.stopped:
             context.log.warning(
-                f"job {job.key} stopped in phase {phase.name}: {report.stopped} ({job.status_reason or ''})"
+                f"job {job.key} stopped in phase {job_phase.name}: {report.stopped} ({job.status_reason or ''})"
             )
             # Not materialized (the phase is not done), but the stop and its reason show.
             context.log_event(phase_event(template, job, report, status))
@@ -208,7 +211,9 @@ def phase_event(
     metadata = _metadata(report, job, status)
     if runless:
         metadata["worked_by"] = "batch-pipelines docs --run (outside a Dagster run)"
-    key = phase_key(template, template.phase(report.phase))
+    # The asset at the phase's position (a job with its own phases runs them one for one).
+    position = [p.name for p in job.template(template).phases].index(report.phase)
+    key = phase_key(template, template.phases[position])
     if report.stopped:
         return dg.AssetObservation(asset_key=key, partition=job.key, metadata=metadata)
     return dg.AssetMaterialization(asset_key=key, partition=job.key, metadata=metadata)
@@ -227,7 +232,7 @@ def record_runless_work(
     name = partitions_for(template).name
     if not instance.has_dynamic_partition(name, job.key):
         instance.add_dynamic_partitions(name, [job.key])
-    status = job_status(jobs, job, template)
+    status = job_status(jobs, job, job.template(template))
     events = [phase_event(template, job, r, status, runless=True) for r in reports]
     for event in events:
         instance.report_runless_asset_event(event)

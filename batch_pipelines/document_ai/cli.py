@@ -45,10 +45,10 @@ def _jobs(database_url: str):
 
 
 def _job_and_template(database_url: str, pipelines_dir: str | None, ref: str):
-    """(job store, the job, its pipeline template) for a command about one job."""
+    """(job store, the job, the template it runs) for a command about one job."""
     jobs = _jobs(database_url)
     record = jobs.get_job(ref)
-    return jobs, record, _pipelines(pipelines_dir)[record.pipeline]
+    return jobs, record, record.template(_pipelines(pipelines_dir)[record.pipeline])
 
 
 def _models():
@@ -162,6 +162,13 @@ def docs() -> None:
     help="Cost budget; the job pauses before passing it.",
 )
 @click.option("--target-language", default=None, help="For translation phases.")
+@click.option(
+    "--phases",
+    "phases_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML list of the job's own phases, replacing the pipeline's one for one.",
+)
 @click.option("--no-start", is_flag=True, help="Store the job PENDING; start it later.")
 @click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")
 @database_url_option
@@ -176,6 +183,7 @@ def submit(
     checkpoint_frequency,
     cost_budget,
     target_language,
+    phases_file,
     no_start,
     run_here,
     database_url,
@@ -188,7 +196,7 @@ def submit(
     from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
     from batch_pipelines.document_ai.claims import new_runner_id
     from batch_pipelines.document_ai.items import load_items
-    from batch_pipelines.document_ai.pipelines import describe_validation_error
+    from batch_pipelines.document_ai.pipelines import describe_validation_error, load_phases
 
     try:
         pipelines = _pipelines(pipelines_dir)
@@ -206,6 +214,7 @@ def submit(
                     auto_start=not no_start,
                     target_language=target_language,
                 ),
+                phases=load_phases(phases_file) if phases_file else None,
             )
         except ValidationError as exc:
             problems = describe_validation_error(exc)

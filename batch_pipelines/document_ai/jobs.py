@@ -9,6 +9,7 @@ launched by the ``document_job_launcher`` sensor when a job is RUNNING.
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field, ValidationError
@@ -59,6 +60,11 @@ class SubmitDocumentJobConfig(dg.Config):
     auto_start: bool = True
     cost_budget: float | None = None
     target_language: str | None = None
+    phases: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The job's own phases ({name, task_type, model, use_rag, validation: "
+        "{enabled, min_score, max_attempts}}), replacing the pipeline's one for one.",
+    )
 
 
 @dg.op(tags=NO_RETRY)
@@ -92,6 +98,7 @@ def submit_document_job_op(
                 cost_budget=config.cost_budget,
                 target_language=config.target_language,
             ),
+            phases=config.phases,
         )
         check_pipeline(spec, pipelines)
         jobs = DocumentJobStore(batch_store.get_store())
@@ -241,7 +248,7 @@ def export_document_job_results_op(
     jobs = DocumentJobStore(batch_store.get_store())
     try:
         job = jobs.get_job(config.job)
-        template = document_ai.pipelines()[job.pipeline]
+        template = job.template(document_ai.pipelines()[job.pipeline])
         path = export_results(jobs, job, template, Path(document_ai.exports_dir), config.format)
     except BatchPipelinesError as exc:
         raise _failure(exc) from None

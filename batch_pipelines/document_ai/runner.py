@@ -121,7 +121,6 @@ class RunnerOptions:
     control_check_seconds: float = 0.5
     max_checkpoint_seconds: float = 2.0
     validator_model: str = DEFAULT_VALIDATOR_MODEL
-    max_validation_attempts: int = 3
 
 
 Retriever = Callable[
@@ -151,7 +150,8 @@ class DocumentJobRunner:
             raise ValueError(f"job {job.key} runs pipeline {job.pipeline!r}, not {template.name!r}")
         self.jobs = jobs
         self.job = job
-        self.template = template
+        # The job's own phases, when it carries them, replace the template's.
+        self.template = job.template(template)
         self.client = client
         self.router = router
         self.prices = prices
@@ -213,7 +213,7 @@ class DocumentJobRunner:
             prices=self.prices,
             validation_enabled=spec.validation.enabled,
             min_score=spec.validation.min_score,
-            max_validation_attempts=self.options.max_validation_attempts,
+            max_validation_attempts=spec.validation.max_attempts,
             validator_model=self.options.validator_model,
             guard=guard,
         )

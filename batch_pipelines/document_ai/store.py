@@ -24,7 +24,7 @@ from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, N
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
 from batch_pipelines.document_ai.claims import ClaimState, claim_state, this_host
-from batch_pipelines.document_ai.pipelines import PipelineTemplate
+from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
 from batch_pipelines.store import schema as t
 from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries, utcnow
 from batch_pipelines.store.database import insert_new_rows
@@ -58,6 +58,17 @@ def job_key(name: str, batch_id: int) -> str:
     return f"{slug}-{batch_id}"
 
 
+# A job's own phases are kept with its options (in the same JSON column, under this key).
+_PHASES_KEY = "phases"
+
+
+def _stored_options(options: JobOptions, phases: Sequence[PhaseSpec] | None) -> dict[str, Any]:
+    stored = options.model_dump(mode="json")
+    if phases:
+        stored[_PHASES_KEY] = [p.model_dump(mode="json") for p in phases]
+    return stored
+
+
 # Built once: a checkpoint sets the status of the items it finished, many times a second.
 _SET_ITEM_STATUS = (
     sa.update(t.items)
@@ -86,6 +97,12 @@ class DocumentJob:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The job's own phases (None: its pipeline template's).
+    phases: tuple[PhaseSpec, ...] | None = None
+
+    def template(self, pipeline: PipelineTemplate) -> PipelineTemplate:
+        """The template this job runs: ``pipeline`` with the job's own phases, if any."""
+        return batch_jobs.job_template(pipeline, self.phases)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +116,7 @@ class DocumentJob:
             "current_phase": self.current_phase,
             "items": self.item_count,
             "options": self.options.model_dump(mode="json"),
+            "phases": [p.model_dump(mode="json") for p in self.phases] if self.phases else None,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -199,7 +217,7 @@ class DocumentJobStore:
                     project_id=spec.project_id,
                     pipeline=pipeline.name,
                     status=status.value,
-                    options=spec.options.model_dump(mode="json"),
+                    options=_stored_options(spec.options, spec.phases),
                     item_count=len(spec.items),
                     generation=1 if status == DocJobStatus.RUNNING else 0,
                     created_at=now,
@@ -230,7 +248,9 @@ class DocumentJobStore:
             project_id=m["project_id"],
             pipeline=m["pipeline"],
             status=DocJobStatus(m["status"]),
-            options=JobOptions.model_validate(m["options"]),
+            options=JobOptions.model_validate(
+                {k: v for k, v in m["options"].items() if k != _PHASES_KEY}
+            ),
             item_count=m["item_count"],
             generation=m["generation"],
             current_phase=m["current_phase"],
@@ -241,6 +261,9 @@ class DocumentJobStore:
             updated_at=m["updated_at"],
             started_at=m["started_at"],
             finished_at=m["finished_at"],
+            phases=tuple(PhaseSpec.model_validate(p) for p in m["options"][_PHASES_KEY])
+            if m["options"].get(_PHASES_KEY)
+            else None,
         )
 
     def get_job(self, ref: int | str) -> DocumentJob:
@@ -365,7 +388,7 @@ class DocumentJobStore:
             raise ConfigurationError(
                 f"cost_budget: {exc.errors()[0]['msg']}", details={"job": job.key}
             ) from None
-        stored, now = options.model_dump(mode="json"), utcnow()
+        stored, now = _stored_options(options, job.phases), utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(document_jobs)
