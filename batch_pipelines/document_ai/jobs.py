@@ -8,6 +8,8 @@ launched by the ``document_job_launcher`` sensor when a job is RUNNING.
 """
 
 import asyncio
+from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from batch_pipelines.document_ai.batch_jobs import (
     check_pipeline,
 )
 from batch_pipelines.document_ai.exports import export_results
-from batch_pipelines.document_ai.items import load_items, parse_items
+from batch_pipelines.document_ai.items import ItemRecord, load_items, parse_items
 from batch_pipelines.document_ai.pipelines import describe_validation_error
 from batch_pipelines.document_ai.rag import ReferenceLibrary
 from batch_pipelines.document_ai.reports import job_status
@@ -42,9 +44,8 @@ def _failure(exc: BatchPipelinesError) -> dg.Failure:
     )
 
 
-class ItemConfig(dg.Config):
-    content: str = Field(description="The item's text (at most 100,000 characters).")
-    metadata: dict[str, str] = Field(default_factory=dict)
+class ItemConfig(dg.Config, ItemRecord):
+    """An item typed in the launchpad: the one item schema (``items.ItemRecord``), as config."""
 
 
 class SubmitDocumentJobConfig(dg.Config):
@@ -67,14 +68,14 @@ class SubmitDocumentJobConfig(dg.Config):
     )
 
 
-@dg.op(tags=NO_RETRY)
-def submit_document_job_op(
+def _submit(
     context: dg.OpExecutionContext,
     config: SubmitDocumentJobConfig,
     batch_store: BatchStoreResource,
     document_ai: DocumentAISettings,
 ) -> None:
     """Validate every item, then store the job; with auto start its run is launched next."""
+    pipeline = config.pipeline.value if isinstance(config.pipeline, Enum) else config.pipeline
     try:
         pipelines = document_ai.pipelines()
         if config.items_path and config.items:
@@ -82,14 +83,11 @@ def submit_document_job_op(
         if config.items_path:
             items = load_items(config.items_path)
         else:
-            items = parse_items(
-                [{"content": i.content, "metadata": dict(i.metadata)} for i in config.items],
-                source="items",
-            )
+            items = parse_items([i.record() for i in config.items], source="items")
         spec = BatchJobSpec(
             name=config.name,
             project_id=config.project_id,
-            pipeline=config.pipeline,
+            pipeline=pipeline,
             items=items,
             options=JobOptions(
                 concurrency=config.concurrency,
@@ -115,11 +113,51 @@ def submit_document_job_op(
     )
 
 
-@dg.job(
-    tags=NO_RETRY, description="Create a document job from a file of items or items typed here."
-)
-def submit_document_job():
-    submit_document_job_op()
+SUBMIT_DESCRIPTION = "Create a document job from a file of items or items typed here."
+
+
+def build_submit_document_job(pipeline_names: Sequence[str] = ()) -> dg.JobDefinition:
+    """``submit_document_job`` with ``pipeline`` a choice of ``pipeline_names`` in the
+    launchpad (an Enum built from the templates the code location loaded); without names,
+    a free string checked against the templates when the job runs."""
+    if not pipeline_names:
+        config_class = SubmitDocumentJobConfig
+    else:
+        names = Enum("PipelineName", {n: n for n in sorted(pipeline_names)})
+        config_class = type(
+            "SubmitDocumentJobConfig",
+            (SubmitDocumentJobConfig,),
+            {
+                "__annotations__": {"pipeline": names},
+                "pipeline": Field(description="The pipeline template the job runs."),
+                "__module__": __name__,
+            },
+        )
+
+    def submit_document_job_op(
+        context: dg.OpExecutionContext,
+        config,
+        batch_store: BatchStoreResource,
+        document_ai: DocumentAISettings,
+    ) -> None:
+        _submit(context, config, batch_store, document_ai)
+
+    # The config's class is only known here: annotate it before Dagster reads the signature.
+    submit_document_job_op.__annotations__["config"] = config_class
+    op = dg.op(name="submit_document_job_op", tags=NO_RETRY, description=_submit.__doc__)(
+        submit_document_job_op
+    )
+
+    @dg.job(name="submit_document_job", tags=NO_RETRY, description=SUBMIT_DESCRIPTION)
+    def submit_document_job():
+        op()
+
+    return submit_document_job
+
+
+# With a free-string pipeline (no template is read at import); the code location builds its
+# own with the pipeline a choice of the loaded templates (definitions.py).
+submit_document_job = build_submit_document_job()
 
 
 class DocumentJobActionConfig(dg.Config):

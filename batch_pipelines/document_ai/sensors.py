@@ -141,44 +141,58 @@ def drop_path_problem(pipeline: str, project: str, name: str, known: Iterable[st
     return None
 
 
-@dg.sensor(
-    job=submit_document_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Creates a document job for each new item file in <drop folder>/<pipeline>/<project>/.",
-)
-def document_items_drop_sensor(
-    context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
-) -> dg.SensorResult | dg.SkipReason:
-    found = scan(
-        Path(document_ai.drop_folder),
-        "*/*/*",
-        context.cursor,
-        what="item file",
-        suffixes=SUPPORTED_EXTENSIONS,
+def build_document_items_drop_sensor(submit_job: dg.JobDefinition) -> dg.SensorDefinition:
+    """The drop-folder sensor, launching ``submit_job`` (the code location's own, whose
+    pipeline is a choice of the loaded templates)."""
+
+    @dg.sensor(
+        job=submit_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Creates a document job for each new item file in <drop folder>/<pipeline>/<project>/.",
     )
-    if found.nothing_to_do:
-        return dg.SkipReason(found.nothing_to_do)
-    changed, current, cursor = found.changed, found.current, found.cursor
-    requests = []
-    known = document_ai.pipelines()
-    for raw in changed:
-        path = Path(raw)
-        pipeline, project = path.parent.parent.name, path.parent.name
-        problem = drop_path_problem(pipeline, project, path.stem, known)
-        if problem:
-            # No run: its config would carry the bad value into a partition key or folder.
-            context.log.warning(f"item file {shorten(raw)} skipped: {problem}")
-            continue
-        config = {"name": path.stem, "project_id": project, "pipeline": pipeline, "items_path": raw}
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{pipeline}/{project}/{path.name}:{current[raw][0]}:{current[raw][1]}",
-                run_config={"ops": {"submit_document_job_op": {"config": config}}},
-                tags={"batch_pipelines/items_file": f"{pipeline}/{project}/{path.name}"},
-            )
+    def document_items_drop_sensor(
+        context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
+    ) -> dg.SensorResult | dg.SkipReason:
+        found = scan(
+            Path(document_ai.drop_folder),
+            "*/*/*",
+            context.cursor,
+            what="item file",
+            suffixes=SUPPORTED_EXTENSIONS,
         )
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+        if found.nothing_to_do:
+            return dg.SkipReason(found.nothing_to_do)
+        changed, current, cursor = found.changed, found.current, found.cursor
+        requests = []
+        known = document_ai.pipelines()
+        for raw in changed:
+            path = Path(raw)
+            pipeline, project = path.parent.parent.name, path.parent.name
+            problem = drop_path_problem(pipeline, project, path.stem, known)
+            if problem:
+                # No run: its config would carry the bad value into a partition key or folder.
+                context.log.warning(f"item file {shorten(raw)} skipped: {problem}")
+                continue
+            config = {
+                "name": path.stem,
+                "project_id": project,
+                "pipeline": pipeline,
+                "items_path": raw,
+            }
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{pipeline}/{project}/{path.name}:{current[raw][0]}:{current[raw][1]}",
+                    run_config={"ops": {"submit_document_job_op": {"config": config}}},
+                    tags={"batch_pipelines/items_file": f"{pipeline}/{project}/{path.name}"},
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return document_items_drop_sensor
+
+
+document_items_drop_sensor = build_document_items_drop_sensor(submit_document_job)
 
 
 @dg.sensor(
