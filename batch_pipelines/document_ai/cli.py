@@ -492,8 +492,13 @@ def export(job, fmt, folder, database_url, pipelines_dir) -> None:
 @database_url_option
 def add_references(project_id, files, database_url) -> None:
     """Index reference documents (text files) of PROJECT_ID for use_rag phases."""
+    from batch_pipelines.core.names import check_name
     from batch_pipelines.document_ai.rag import ReferenceLibrary
 
+    try:
+        check_name(project_id, "PROJECT_ID")
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
     store = open_store(database_url)
 
     async def go() -> dict[str, int]:

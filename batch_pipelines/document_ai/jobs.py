@@ -17,6 +17,7 @@ import dagster as dg
 from pydantic import Field, ValidationError
 
 from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.core.names import check_name
 from batch_pipelines.document_ai.assets import partitions_for, remove_job_partition
 from batch_pipelines.document_ai.batch_jobs import (
     BatchJobSpec,
@@ -314,6 +315,11 @@ def add_reference_documents_op(
     batch_store: BatchStoreResource,
     models: ModelsResource,
 ):
+    try:
+        # The same project names as jobs', so a job's use_rag phases find these documents.
+        check_name(config.project_id, "project_id")
+    except BatchPipelinesError as exc:
+        raise _failure(exc) from None
     documents = {}
     for raw in config.paths:
         path = Path(raw)

@@ -135,3 +135,14 @@ def test_an_export_is_written_inside_its_folder(tmp_path):
     with pytest.raises(UnsafeName):
         export_results(jobs, outside, template, tmp_path / "exports", "jsonl")
     jobs.store.dispose()
+
+
+def test_reference_documents_are_refused_for_a_project_that_is_not_a_safe_name(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("Netherfield is an estate.")
+    out = CliRunner().invoke(
+        main,
+        ["docs", "add-references", "../x", str(notes)]
+        + ["--database-url", f"sqlite:///{tmp_path / 's.db'}"],
+    )
+    assert out.exit_code == 1 and "[BP-NAME] PROJECT_ID '../x' is not allowed" in out.output
