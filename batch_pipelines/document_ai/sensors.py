@@ -15,6 +15,7 @@ import dagster as dg
 from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, shorten
 from batch_pipelines.core.names import UnsafeName, check_name
 from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
+from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
 from batch_pipelines.document_ai.jobs import submit_document_job
 from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_decisions, run_key
@@ -105,6 +106,11 @@ def launch_runs(
     pipelines = document_ai.pipelines()
     requests, partitions = [], []
     for launch in decisions.to_launch:
+        current = jobs.get_job(launch.key)
+        if current.status != DocJobStatus.RUNNING or current.generation != launch.generation:
+            # Settled (or restarted) since this tick read it, e.g. by a `docs --run` worker:
+            # a run now would do nothing.
+            continue
         if launch.pipeline not in pipelines:
             jobs.apply_action(
                 launch.key, "fail", reason=f"pipeline {launch.pipeline!r} is no longer defined"

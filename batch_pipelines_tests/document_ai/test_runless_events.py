@@ -122,3 +122,31 @@ def test_the_launcher_starts_no_run_for_a_job_a_live_cli_worker_holds(tmp_path):
         result = sensor(ctx)
     assert not result.run_requests
     jobs.store.dispose()
+
+
+def test_the_launcher_starts_no_run_for_a_job_settled_since_it_was_read(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = DocumentJobStore(BatchStore(url))
+    template = PIPELINES["embedding_regeneration"]
+    spec = BatchJobSpec(
+        name="settled meanwhile",
+        project_id="p",
+        pipeline="embedding_regeneration",
+        items=parse_items([{"content": TEXT}]),
+    )
+    running = jobs.create_job(spec, template)
+    jobs.apply_action(running.id, "complete")  # a --run worker finished it meanwhile
+    # What the tick read a moment before: the job still RUNNING.
+    monkeypatch.setattr(DocumentJobStore, "running_jobs", lambda self: [running])
+    resources = {
+        "batch_store": BatchStoreResource(database_url=url),
+        "document_ai": DocumentAISettings(),
+    }
+    _, asset_job, _ = build_pipeline_definitions(template)
+    sensor = build_document_job_launcher([asset_job])
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources=resources
+    ) as ctx:
+        result = sensor(ctx)
+    assert not result.run_requests
+    jobs.store.dispose()
