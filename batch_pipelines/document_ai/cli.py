@@ -247,6 +247,8 @@ def _show_status(status: dict[str, Any]) -> None:
     )
     if status["status_reason"]:
         click.echo(f"  reason: {status['status_reason']}")
+    if status.get("worker_died"):
+        click.echo(f"  worker: {status['worker']}; `docs resume {status['key']}` goes on")
     click.echo(
         f"  progress: {p['completed']} completed, {p['failed']} failed of {p['total']} ({p['percent']}%)"
     )

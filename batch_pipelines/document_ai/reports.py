@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from batch_pipelines.core.aggregate import ItemState, aggregate_counts
-from batch_pipelines.document_ai.batch_jobs import allowed_actions
+from batch_pipelines.document_ai.batch_jobs import DocJobStatus, allowed_actions
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.document_ai.store import COMPLETED, FAILED, DocumentJob, DocumentJobStore
 
@@ -48,8 +48,12 @@ def job_status(
         concurrency=job.options.concurrency,
     )
     total_cost, total_tokens = jobs.store.ledger_total(job.batch_id)
+    # Who works a RUNNING job, or that its worker died (then resume it at once).
+    claim = jobs.claim_state(job) if job.status == DocJobStatus.RUNNING else None
     return {
         **job.to_dict(),
+        "worker": claim.why if claim is not None else None,
+        "worker_died": bool(claim and claim.dead),
         "progress": {
             "total": view.total,
             "completed": view.completed,
@@ -67,7 +71,10 @@ def job_status(
         "cost": _money(total_cost),
         "tokens": total_tokens,
         "eta_seconds": view.eta_seconds,
-        "allowed_actions": sorted(allowed_actions(job.status)),
+        # A job whose worker died can be resumed (it is failed with the reason first).
+        "allowed_actions": sorted(
+            allowed_actions(job.status) | ({"resume"} if claim and claim.dead else set())
+        ),
     }
 
 

@@ -275,6 +275,9 @@ def _docs(*args: str):
 @pytest.mark.slow
 def test_a_job_whose_worker_was_killed_is_resumed_at_once_from_the_cli(tmp_path, models_server):
     url, jobs, killed = _killed_job(tmp_path, models_server)
+    status = _docs("status", killed.key, "--database-url", url)
+    assert "is no longer running" in status.output and "docs resume" in status.output
+    assert "ETA: - s" in status.output or "ETA: - " in status.output
     out = _docs("resume", killed.key, "--run", "--database-url", url)
     assert out.exit_code == 0, out.output
     assert "is no longer running" in out.output
