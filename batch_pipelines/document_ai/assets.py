@@ -63,6 +63,9 @@ def _metadata(report: PhaseReport, job: DocumentJob, status: dict[str, Any]) -> 
     return {
         "job": job.key,
         "job_status": status["status"],
+        "job_status_reason": status["status_reason"] or "",
+        "stopped": report.stopped or "",
+        "cost_budget": str(job.options.cost_budget) if job.options.cost_budget is not None else "",
         "model": report.model,
         "task_type": report.task_type,
         "items_total": report.items_total,
@@ -115,11 +118,14 @@ def build_phase_asset(
     ):
         jobs = DocumentJobStore(batch_store.get_store())
         job = jobs.get_job(context.partition_key)
+        # A job with its own phases runs its phase at this asset's position.
+        runs = job.template(template)
+        job_phase = runs.phases[index]
         if job.status == DocJobStatus.FAILED and context.run.tags.get("dagster/retry_number"):
             # Dagster retried the run after a failure: carry on from the last checkpoint.
             job = jobs.apply_action(job.id, "resume", reason="automatic run retry", new_run=False)
         if job.status != DocJobStatus.RUNNING:
-            context.log.warning(f"job {job.key} is {job.status}: phase {phase.name} not run")
+            context.log.warning(f"job {job.key} is {job.status}: phase {job_phase.name} not run")
             return
 
         async def run() -> PhaseReport:
@@ -141,6 +147,7 @@ def build_phase_asset(
                     router=document_ai.router(),
                     prices=prices,
                     retrieve=library.retrieve,
+                    retrieval_model=library.embedding_model,
                     options=RunnerOptions(
                         lease_seconds=document_ai.lease_seconds,
                         control_check_seconds=document_ai.control_check_seconds,
@@ -151,9 +158,9 @@ def build_phase_asset(
                 runner.claim(wait_seconds=document_ai.lease_seconds + 5)
                 try:
                     report = await runner.run_phase(
-                        phase.name,
+                        job_phase.name,
                         on_progress=lambda r: context.log.info(
-                            f"{phase.name}: {r.done_before + r.processed}/{r.items_total} items, cost {r.cost}"
+                            f"{job_phase.name}: {r.done_before + r.processed}/{r.items_total} items, cost {r.cost}"
                         ),
                     )
                     if not report.stopped and last:
@@ -168,19 +175,68 @@ def build_phase_asset(
         report = asyncio.run(run())
         job = jobs.get_job(job.id)
         if report.stopped == "budget":
-            card = budget_card(job, Decimal(job_status(jobs, job, template)["cost"]))
+            card = budget_card(job, Decimal(job_status(jobs, job, runs)["cost"]))
             delivered = asyncio.run(notify_batch(teams.client(), card))
             context.log.warning(
                 f"job {job.key} paused at its cost budget; Teams notified={delivered}"
             )
+        status = job_status(jobs, job, runs)
         if report.stopped:
             context.log.warning(
-                f"job {job.key} stopped in phase {phase.name}: {report.stopped} ({job.status_reason or ''})"
+                f"job {job.key} stopped in phase {job_phase.name}: {report.stopped} ({job.status_reason or ''})"
             )
+            # Not materialized (the phase is not done), but the stop and its reason show.
+            context.log_event(phase_event(template, job, report, status))
             return
-        yield dg.MaterializeResult(metadata=_metadata(report, job, job_status(jobs, job, template)))
+        yield dg.MaterializeResult(metadata=_metadata(report, job, status))
 
     return _phase
+
+
+def phase_event(
+    template: PipelineTemplate,
+    job: DocumentJob,
+    report: PhaseReport,
+    status: dict[str, Any],
+    *,
+    runless: bool = False,
+) -> dg.AssetMaterialization | dg.AssetObservation:
+    """What a phase's work is recorded as on its asset, in a run or outside one.
+
+    A phase that went through every item it had is materialized; one that stopped early
+    (paused, cancelled, budget reached) is observed, so the job's state - a budget pause and
+    its reason - shows on the asset without marking the partition done. Same metadata as
+    a run's, plus ``worked_by`` for work done outside Dagster (``docs ... --run``).
+    """
+    metadata = _metadata(report, job, status)
+    if runless:
+        metadata["worked_by"] = "batch-pipelines docs --run (outside a Dagster run)"
+    # The asset at the phase's position (a job with its own phases runs them one for one).
+    position = [p.name for p in job.template(template).phases].index(report.phase)
+    key = phase_key(template, template.phases[position])
+    if report.stopped:
+        return dg.AssetObservation(asset_key=key, partition=job.key, metadata=metadata)
+    return dg.AssetMaterialization(asset_key=key, partition=job.key, metadata=metadata)
+
+
+def record_runless_work(
+    instance: dg.DagsterInstance,
+    jobs: DocumentJobStore,
+    template: PipelineTemplate,
+    job: DocumentJob,
+    reports: list[PhaseReport],
+) -> list[dg.AssetMaterialization | dg.AssetObservation]:
+    """Record on the phase assets the work done outside a run (``docs ... --run``): the
+    job's partition is added and each phase reported, so the UI shows the partition
+    materialized (or the job's stop observed) instead of Missing."""
+    name = partitions_for(template).name
+    if not instance.has_dynamic_partition(name, job.key):
+        instance.add_dynamic_partitions(name, [job.key])
+    status = job_status(jobs, job, job.template(template))
+    events = [phase_event(template, job, r, status, runless=True) for r in reports]
+    for event in events:
+        instance.report_runless_asset_event(event)
+    return events
 
 
 def budget_card(job: DocumentJob, spent: Decimal) -> dict[str, Any]:

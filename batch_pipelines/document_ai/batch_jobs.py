@@ -19,14 +19,21 @@ takes a status and returns the next one, or raises ``IllegalTransition`` (code
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from batch_pipelines.core.errors import ConfigurationError, IllegalTransition
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, shorten
+from batch_pipelines.core.names import name_problem
 from batch_pipelines.document_ai.items import MAX_ITEMS, Item
+from batch_pipelines.document_ai.pipelines import (
+    PhaseSpec,
+    PipelineTemplate,
+    check_phase_count,
+    check_unique_phase_names,
+)
 
 __all__ = [
     "ACTIONS",
@@ -40,6 +47,7 @@ __all__ = [
     "check_pipeline",
     "complete",
     "fail",
+    "job_template",
     "next_status",
     "pause",
     "resume",
@@ -61,17 +69,27 @@ class JobOptions(BaseModel):
 class BatchJobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
-    project_id: str = Field(min_length=1, max_length=200)
-    pipeline: str = Field(min_length=1)
+    # The name becomes the job's partition key and export file name, the project and the
+    # pipeline folder names of the drop folder: each is an allowed name (core.names), checked
+    # here so the CLI, the launchpad, the drop sensor and the API refuse the same values.
+    name: str
+    project_id: str
+    pipeline: str
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
     options: JobOptions = JobOptions()
+    # The job's own phases (seed 002's createJob takes them), validated like a template's
+    # and used instead of the pipeline template's; None: the template's phases.
+    phases: list[PhaseSpec] | None = None
+
+    _phase_count = field_validator("phases", mode="before")(check_phase_count)
+    _unique_phases = field_validator("phases")(check_unique_phase_names)
 
     @field_validator("name", "project_id", "pipeline")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
+    def _allowed_name(cls, value: str) -> str:
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("items")
@@ -86,13 +104,33 @@ class BatchJobSpec(BaseModel):
         return items
 
 
-def check_pipeline(spec: BatchJobSpec, known: Iterable[str]) -> None:
-    """Raise ConfigurationError when ``spec.pipeline`` is not one of the ``known`` names."""
+def check_pipeline(
+    spec: BatchJobSpec, known: Mapping[str, PipelineTemplate] | Iterable[str]
+) -> None:
+    """Raise ConfigurationError when ``spec.pipeline`` is not one of the ``known`` templates,
+    or the job's own phases do not number as many as its pipeline's: in Dagster each runs
+    as the pipeline's phase asset at the same position."""
     names = sorted(known)
     if spec.pipeline not in names:
         raise ConfigurationError(
-            f"unknown pipeline {spec.pipeline!r}; available: {', '.join(names) or '(none)'}"
+            f"unknown pipeline {shorten(spec.pipeline)}; available: {', '.join(names) or '(none)'}"
         )
+    template = known[spec.pipeline] if isinstance(known, Mapping) else None
+    if template and spec.phases is not None and len(spec.phases) != len(template.phases):
+        raise ConfigurationError(
+            f"phases: the job gives {len(spec.phases)} phases; pipeline {spec.pipeline} runs "
+            f"{len(template.phases)} ({', '.join(p.name for p in template.phases)}), and a job's "
+            "own phases replace them one for one"
+        )
+
+
+def job_template(
+    template: PipelineTemplate, phases: Sequence[PhaseSpec] | None
+) -> PipelineTemplate:
+    """The template a job runs: its pipeline's, with the job's own phases when it has them."""
+    if not phases:
+        return template
+    return template.model_copy(update={"phases": list(phases)})
 
 
 # --------------------------------------------------------------------------- lifecycle

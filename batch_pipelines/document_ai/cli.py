@@ -36,6 +36,10 @@ _pipelines_dir = click.option(
 )
 
 
+# How long `--run` waits for another worker to let go of the job before saying who holds it.
+CLAIM_WAIT_SECONDS = 10.0
+
+
 def _pipelines(pipelines_dir: str | None):
     from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_pipelines
 
@@ -49,10 +53,10 @@ def _jobs(database_url: str):
 
 
 def _job_and_template(database_url: str, pipelines_dir: str | None, ref: str):
-    """(job store, the job, its pipeline template) for a command about one job."""
+    """(job store, the job, the template it runs) for a command about one job."""
     jobs = _jobs(database_url)
     record = jobs.get_job(ref)
-    return jobs, record, _pipelines(pipelines_dir)[record.pipeline]
+    return jobs, record, record.template(_pipelines(pipelines_dir)[record.pipeline])
 
 
 def _models():
@@ -71,7 +75,31 @@ def _settings():
     return resolved(document_ai_settings())
 
 
-def run_job_here(jobs, job, template, echo=click.echo, *, show_progress: bool = True) -> Any:
+def _budget(value: str | None) -> Decimal | None:
+    """A ``--budget`` value as an amount, or a one-line error naming the option and the rule
+    (``Decimal("abc")`` would raise a bare ``InvalidOperation``)."""
+    from batch_pipelines.core.costs import to_money
+    from batch_pipelines.core.errors import ConfigurationError, shorten
+
+    if value is None or value == "":
+        return None
+    try:
+        return to_money(value, what="--budget")
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"--budget {shorten(value)} is not allowed: give an amount >= 0, e.g. 0.50"
+        ) from None
+
+
+def run_job_here(
+    jobs,
+    job,
+    template,
+    echo=click.echo,
+    runner_id: str | None = None,
+    *,
+    show_progress: bool = True,
+) -> Any:
     """Work a RUNNING job to the end (or to a pause) in this process; return the job.
 
     Each phase's progress shows as a live bar with rate and ETA in a terminal, as plain
@@ -102,9 +130,14 @@ def run_job_here(jobs, job, template, echo=click.echo, *, show_progress: bool = 
                 router=settings.router(),
                 prices=prices,
                 retrieve=library.retrieve,
+                retrieval_model=library.embedding_model,
                 options=RunnerOptions(validator_model=settings.validator_model),
+                runner_id=runner_id,
             )
+            # A worker that is stopping (paused a moment ago) lets go of the job within a
+            # few seconds; a dead one's claim is taken over at once.
             return await runner.run_all(
+                claim_wait_seconds=CLAIM_WAIT_SECONDS,
                 on_progress=lambda r: progress.update(
                     r.phase,
                     r.done_before + r.processed,
@@ -121,7 +154,18 @@ def run_job_here(jobs, job, template, echo=click.echo, *, show_progress: bool = 
             f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
             + (f" - stopped: {report.stopped}" if report.stopped else "")
         )
-    return jobs.get_job(job.id)
+    job = jobs.get_job(job.id)
+    if os.environ.get("DAGSTER_HOME"):
+        # The work shows in Dagster as if a run had done it (partition materialized, or the
+        # stop observed), so the launcher and the UI do not take it for missing.
+        import dagster as dg
+
+        from batch_pipelines.document_ai.assets import record_runless_work
+
+        with dg.DagsterInstance.get() as instance:
+            record_runless_work(instance, jobs, template, job, reports)
+        echo(f"  recorded on the assets of {template.name} for partition {job.key}")
+    return job
 
 
 @cli_group()
@@ -144,6 +188,13 @@ def docs() -> None:
     help="Cost budget; the job pauses before passing it.",
 )
 @click.option("--target-language", default=None, help="For translation phases.")
+@click.option(
+    "--phases",
+    "phases_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML list of the job's own phases, replacing the pipeline's one for one.",
+)
 @click.option("--no-start", is_flag=True, help="Store the job PENDING; start it later.")
 @click.option("--run", "run_here", is_flag=True, help="Work the job in this process now.")
 @database_url_option
@@ -158,6 +209,7 @@ def submit(
     checkpoint_frequency,
     cost_budget,
     target_language,
+    phases_file,
     no_start,
     run_here,
     database_url,
@@ -168,8 +220,9 @@ def submit(
     from pydantic import ValidationError
 
     from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
+    from batch_pipelines.document_ai.claims import new_runner_id
     from batch_pipelines.document_ai.items import load_items
-    from batch_pipelines.document_ai.pipelines import describe_validation_error
+    from batch_pipelines.document_ai.pipelines import describe_validation_error, load_phases
 
     try:
         pipelines = _pipelines(pipelines_dir)
@@ -183,17 +236,20 @@ def submit(
                 options=JobOptions(
                     concurrency=concurrency,
                     checkpoint_frequency=checkpoint_frequency,
-                    cost_budget=Decimal(cost_budget) if cost_budget else None,
+                    cost_budget=_budget(cost_budget),
                     auto_start=not no_start,
                     target_language=target_language,
                 ),
+                phases=load_phases(phases_file) if phases_file else None,
             )
         except ValidationError as exc:
             problems = describe_validation_error(exc)
             raise click.ClickException(f"invalid job options: {problems}") from None
         check_pipeline(spec, pipelines)
         jobs = _jobs(database_url)
-        job = jobs.create_job(spec, pipelines[pipeline])
+        # With --run the job is born claimed by this process: no launcher run races it.
+        runner_id = new_runner_id() if run_here else None
+        job = jobs.create_job(spec, pipelines[pipeline], claimed_by=runner_id)
         if run_here and job.status.value == "RUNNING":
             job = run_job_here(
                 jobs,
@@ -201,6 +257,7 @@ def submit(
                 pipelines[pipeline],
                 echo=(lambda _: None) if as_json else click.echo,
                 show_progress=not as_json,
+                runner_id=runner_id,
             )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
@@ -217,6 +274,8 @@ def _show_status(status: dict[str, Any]) -> None:
     )
     if status["status_reason"]:
         click.echo(f"  reason: {status['status_reason']}")
+    if status.get("worker_died"):
+        click.echo(f"  worker: {status['worker']}; `docs resume {status['key']}` goes on")
     click.echo(
         f"  progress: {p['completed']} completed, {p['failed']} failed of {p['total']} ({p['percent']}%)"
     )
@@ -323,25 +382,32 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
     help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.",
 )
 @click.option("--page", type=int, default=1, show_default=True)
-@click.option("--page-size", type=int, default=20, show_default=True)
+@click.option("--page-size", type=int, default=20, show_default=True, help="Jobs per page, 1-100.")
 @database_url_option
 @json_option
 def list_jobs(project_id, status_filter, page, page_size, database_url, as_json) -> None:
     """Jobs, newest first, filtered by project and status, a page at a time."""
+    from batch_pipelines.core.errors import ConfigurationError, shorten
     from batch_pipelines.document_ai.batch_jobs import DocJobStatus
+    from batch_pipelines.document_ai.store import MAX_PAGE_SIZE
 
-    if status_filter and status_filter.upper() not in DocJobStatus.__members__:
-        raise click.BadParameter(
-            f"expected one of {', '.join(DocJobStatus)}", param_hint="--status"
+    try:
+        if status_filter and status_filter.upper() not in DocJobStatus.__members__:
+            raise ConfigurationError(
+                f"--status {shorten(status_filter)}: expected one of {', '.join(DocJobStatus)}"
+            )
+        if page < 1:
+            raise ConfigurationError(f"--page {page}: pages start at 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(f"--page-size {page_size}: must be 1-{MAX_PAGE_SIZE}")
+        found, total = _jobs(database_url).list_jobs(
+            project_id=project_id,
+            status=status_filter.upper() if status_filter else None,
+            limit=page_size,
+            offset=(page - 1) * page_size,
         )
-    if page < 1 or page_size < 1:
-        raise click.BadParameter("page and page size start at 1")
-    found, total = _jobs(database_url).list_jobs(
-        project_id=project_id,
-        status=status_filter.upper() if status_filter else None,
-        limit=page_size,
-        offset=(page - 1) * page_size,
-    )
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
     if as_json:
         click.echo(
             json.dumps(
@@ -362,30 +428,29 @@ def list_jobs(project_id, status_filter, page, page_size, database_url, as_json)
         )
 
 
-def _action(action: str, job: str, database_url: str, reason: str | None) -> Any:
-    try:
-        return _jobs(database_url).apply_action(job, action, reason=reason)
-    except BatchPipelinesError as exc:
-        raise cli_error(exc) from None
-
-
 def _steer(action: str, doc: str, can_run: bool):
     @click.argument("job")
     @click.option("--reason", default=None)
     @database_url_option
     @_pipelines_dir
     def command(job, reason, database_url, pipelines_dir, run_here=False, budget=None) -> None:
-        if budget is not None:
-            try:
-                _jobs(database_url).set_cost_budget(job, Decimal(budget))
-            except BatchPipelinesError as exc:
-                raise cli_error(exc) from None
-        record = _action(action, job, database_url, reason)
-        click.echo(f"job {record.key}: {record.status}")
-        if run_here:
+        try:
             jobs = _jobs(database_url)
-            record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+            if budget is not None:
+                jobs.set_cost_budget(job, _budget(budget))
+            if action == "resume":
+                # A job whose worker was killed is still RUNNING: it is failed with the
+                # reason first, so it can be resumed at once.
+                died = jobs.fail_if_worker_died(job)
+                if died.status.value == "FAILED" and died.status_reason:
+                    click.echo(f"job {died.key}: {died.status_reason}")
+            record = jobs.apply_action(job, action, reason=reason)
             click.echo(f"job {record.key}: {record.status}")
+            if run_here:
+                record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+                click.echo(f"job {record.key}: {record.status}")
+        except BatchPipelinesError as exc:
+            raise cli_error(exc) from None
 
     command.__doc__ = doc
     if can_run:
@@ -456,8 +521,13 @@ def export(job, fmt, folder, database_url, pipelines_dir) -> None:
 @database_url_option
 def add_references(project_id, files, database_url) -> None:
     """Index reference documents (text files) of PROJECT_ID for use_rag phases."""
+    from batch_pipelines.core.names import check_name
     from batch_pipelines.document_ai.rag import ReferenceLibrary
 
+    try:
+        check_name(project_id, "PROJECT_ID")
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
     store = open_store(database_url)
 
     async def go() -> dict[str, int]:

@@ -7,12 +7,12 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.document_ai.assets import build_pipeline_definitions
-from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS
+from batch_pipelines.document_ai.jobs import DOCUMENT_AI_JOBS, build_submit_document_job
 from batch_pipelines.document_ai.pipelines import SHIPPED_PIPELINES_DIR, load_valid_pipelines
 from batch_pipelines.document_ai.resources import PIPELINES_DIR_ENV, document_ai_settings
 from batch_pipelines.document_ai.sensors import (
+    build_document_items_drop_sensor,
     build_document_job_launcher,
-    document_items_drop_sensor,
     document_pipelines_problems,
 )
 
@@ -31,12 +31,15 @@ def document_ai_definitions() -> dg.Definitions:
         phase_assets, job, _ = build_pipeline_definitions(template)
         assets += phase_assets
         jobs.append(job)
+    # In the launchpad, a job's pipeline is a choice of the templates loaded here.
+    submit = build_submit_document_job(sorted(templates))
+    lifecycle = [submit if j.name == submit.name else j for j in DOCUMENT_AI_JOBS]
     return dg.Definitions(
         assets=assets,
-        jobs=[*jobs, *DOCUMENT_AI_JOBS],
+        jobs=[*jobs, *lifecycle],
         sensors=[
             build_document_job_launcher(jobs),
-            document_items_drop_sensor,
+            build_document_items_drop_sensor(submit),
             document_pipelines_problems,
         ],
         resources={

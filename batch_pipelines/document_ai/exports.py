@@ -8,7 +8,8 @@ from typing import Any
 
 from openpyxl import Workbook
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
+from batch_pipelines.core.names import path_under
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.document_ai.reports import item_results
 from batch_pipelines.document_ai.store import DocumentJob, DocumentJobStore
@@ -43,9 +44,12 @@ def export_results(
     """
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
-        raise ConfigurationError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{job.key}.{fmt}"
+        raise ConfigurationError(
+            f"format: expected one of {', '.join(FORMATS)}, got {shorten(fmt)}"
+        )
+    # The file name comes from the job's name: it must stay inside the exports folder.
+    path = path_under(folder, f"{job.key}.{fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     if fmt == "jsonl":
         with partial.open("w", encoding="utf-8") as out:

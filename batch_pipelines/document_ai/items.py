@@ -6,7 +6,8 @@ fixes a file in one pass. Limits come from seed 002: 1 to ``MAX_ITEMS`` items pe
 1 to ``MAX_CONTENT_CHARS`` characters of content per item (Python characters, i.e. code
 points; content holding only whitespace counts as empty).
 
-A record gives its text under ``content`` or ``text`` (exactly one of them). Every other key
+A record has the shape of ``ItemRecord``: its text under ``content`` or ``text`` (exactly one
+of them) and an optional ``metadata`` object. Every other key
 is metadata; a nested ``metadata`` object (the seed's ``{content, metadata: {...}}`` shape)
 is merged into it. Files: ``.jsonl`` (one JSON object per line, blank lines skipped),
 ``.csv`` (UTF-8, header row) and ``.xlsx`` (first sheet, header row); tabular files need a
@@ -35,6 +36,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "Item",
     "ItemError",
+    "ItemRecord",
     "ItemsInvalid",
     "load_items",
     "parse_items",
@@ -53,6 +55,31 @@ class Item(BaseModel):
     index: int = Field(ge=0)
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemRecord(BaseModel):
+    """One item as a user gives it - the one schema of items in the launchpad, the API and
+    (as the keys of a JSON line or the columns of a row) in files.
+
+    The text goes under ``content`` or ``text`` (exactly one); ``metadata`` is kept with the
+    item and its results. In files every other key or column is metadata too. Checked by
+    ``parse_items``/``load_items`` (limits, one line per problem).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str | None = Field(
+        default=None, description="The item's text (at most 100,000 characters)."
+    )
+    text: str | None = Field(default=None, description="The text, when not given as content.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Kept with the item and its results (title, source...)."
+    )
+
+    def record(self) -> dict[str, Any]:
+        """The record ``parse_items`` checks (only the keys given)."""
+        given = {k: v for k, v in (("content", self.content), ("text", self.text)) if v is not None}
+        return {**given, "metadata": dict(self.metadata)}
 
 
 @dataclass(frozen=True)

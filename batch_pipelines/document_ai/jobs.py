@@ -8,16 +8,25 @@ launched by the ``document_job_launcher`` sensor when a job is RUNNING.
 """
 
 import asyncio
+from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field, ValidationError
 
 from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.core.names import check_name
 from batch_pipelines.document_ai.assets import partitions_for, remove_job_partition
-from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, JobOptions, check_pipeline
+from batch_pipelines.document_ai.batch_jobs import (
+    BatchJobSpec,
+    DocJobStatus,
+    JobOptions,
+    check_pipeline,
+)
 from batch_pipelines.document_ai.exports import export_results
-from batch_pipelines.document_ai.items import load_items, parse_items
+from batch_pipelines.document_ai.items import ItemRecord, load_items, parse_items
 from batch_pipelines.document_ai.pipelines import describe_validation_error
 from batch_pipelines.document_ai.rag import ReferenceLibrary
 from batch_pipelines.document_ai.reports import job_status
@@ -36,9 +45,8 @@ def _failure(exc: BatchPipelinesError) -> dg.Failure:
     )
 
 
-class ItemConfig(dg.Config):
-    content: str = Field(description="The item's text (at most 100,000 characters).")
-    metadata: dict[str, str] = Field(default_factory=dict)
+class ItemConfig(dg.Config, ItemRecord):
+    """An item typed in the launchpad: the one item schema (``items.ItemRecord``), as config."""
 
 
 class SubmitDocumentJobConfig(dg.Config):
@@ -54,16 +62,21 @@ class SubmitDocumentJobConfig(dg.Config):
     auto_start: bool = True
     cost_budget: float | None = None
     target_language: str | None = None
+    phases: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The job's own phases ({name, task_type, model, use_rag, validation: "
+        "{enabled, min_score, max_attempts}}), replacing the pipeline's one for one.",
+    )
 
 
-@dg.op(tags=NO_RETRY)
-def submit_document_job_op(
+def _submit(
     context: dg.OpExecutionContext,
     config: SubmitDocumentJobConfig,
     batch_store: BatchStoreResource,
     document_ai: DocumentAISettings,
 ) -> None:
     """Validate every item, then store the job; with auto start its run is launched next."""
+    pipeline = config.pipeline.value if isinstance(config.pipeline, Enum) else config.pipeline
     try:
         pipelines = document_ai.pipelines()
         if config.items_path and config.items:
@@ -71,14 +84,11 @@ def submit_document_job_op(
         if config.items_path:
             items = load_items(config.items_path)
         else:
-            items = parse_items(
-                [{"content": i.content, "metadata": dict(i.metadata)} for i in config.items],
-                source="items",
-            )
+            items = parse_items([i.record() for i in config.items], source="items")
         spec = BatchJobSpec(
             name=config.name,
             project_id=config.project_id,
-            pipeline=config.pipeline,
+            pipeline=pipeline,
             items=items,
             options=JobOptions(
                 concurrency=config.concurrency,
@@ -87,6 +97,7 @@ def submit_document_job_op(
                 cost_budget=config.cost_budget,
                 target_language=config.target_language,
             ),
+            phases=config.phases,
         )
         check_pipeline(spec, pipelines)
         jobs = DocumentJobStore(batch_store.get_store())
@@ -103,11 +114,51 @@ def submit_document_job_op(
     )
 
 
-@dg.job(
-    tags=NO_RETRY, description="Create a document job from a file of items or items typed here."
-)
-def submit_document_job():
-    submit_document_job_op()
+SUBMIT_DESCRIPTION = "Create a document job from a file of items or items typed here."
+
+
+def build_submit_document_job(pipeline_names: Sequence[str] = ()) -> dg.JobDefinition:
+    """``submit_document_job`` with ``pipeline`` a choice of ``pipeline_names`` in the
+    launchpad (an Enum built from the templates the code location loaded); without names,
+    a free string checked against the templates when the job runs."""
+    if not pipeline_names:
+        config_class = SubmitDocumentJobConfig
+    else:
+        names = Enum("PipelineName", {n: n for n in sorted(pipeline_names)})
+        config_class = type(
+            "SubmitDocumentJobConfig",
+            (SubmitDocumentJobConfig,),
+            {
+                "__annotations__": {"pipeline": names},
+                "pipeline": Field(description="The pipeline template the job runs."),
+                "__module__": __name__,
+            },
+        )
+
+    def submit_document_job_op(
+        context: dg.OpExecutionContext,
+        config,
+        batch_store: BatchStoreResource,
+        document_ai: DocumentAISettings,
+    ) -> None:
+        _submit(context, config, batch_store, document_ai)
+
+    # The config's class is only known here: annotate it before Dagster reads the signature.
+    submit_document_job_op.__annotations__["config"] = config_class
+    op = dg.op(name="submit_document_job_op", tags=NO_RETRY, description=_submit.__doc__)(
+        submit_document_job_op
+    )
+
+    @dg.job(name="submit_document_job", tags=NO_RETRY, description=SUBMIT_DESCRIPTION)
+    def submit_document_job():
+        op()
+
+    return submit_document_job
+
+
+# With a free-string pipeline (no template is read at import); the code location builds its
+# own with the pipeline a choice of the loaded templates (definitions.py).
+submit_document_job = build_submit_document_job()
 
 
 class DocumentJobActionConfig(dg.Config):
@@ -158,13 +209,17 @@ def cancel_document_job_op(
 def resume_document_job_op(
     context: dg.OpExecutionContext, config: ResumeDocumentJobConfig, batch_store: BatchStoreResource
 ):
-    if config.cost_budget is not None:
-        try:
-            DocumentJobStore(batch_store.get_store()).set_cost_budget(
-                config.job, config.cost_budget
-            )
-        except BatchPipelinesError as exc:
-            raise _failure(exc) from None
+    jobs = DocumentJobStore(batch_store.get_store())
+    try:
+        if config.cost_budget is not None:
+            jobs.set_cost_budget(config.job, config.cost_budget)
+        # A job whose worker was killed is still RUNNING: failed with the reason first, so
+        # it is resumable at once.
+        died = jobs.fail_if_worker_died(config.job)
+    except BatchPipelinesError as exc:
+        raise _failure(exc) from None
+    if died.status == DocJobStatus.FAILED and died.status_reason:
+        context.log.warning(f"document job {died.key}: {died.status_reason}")
     _apply(context, batch_store, config.job, "resume", config.reason)
 
 
@@ -232,7 +287,7 @@ def export_document_job_results_op(
     jobs = DocumentJobStore(batch_store.get_store())
     try:
         job = jobs.get_job(config.job)
-        template = document_ai.pipelines()[job.pipeline]
+        template = job.template(document_ai.pipelines()[job.pipeline])
         path = export_results(jobs, job, template, Path(document_ai.exports_dir), config.format)
     except BatchPipelinesError as exc:
         raise _failure(exc) from None
@@ -260,6 +315,11 @@ def add_reference_documents_op(
     batch_store: BatchStoreResource,
     models: ModelsResource,
 ):
+    try:
+        # The same project names as jobs', so a job's use_rag phases find these documents.
+        check_name(config.project_id, "project_id")
+    except BatchPipelinesError as exc:
+        raise _failure(exc) from None
     documents = {}
     for raw in config.paths:
         path = Path(raw)

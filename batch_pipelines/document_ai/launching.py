@@ -11,12 +11,17 @@ cannot check a worker's health). The runner's claim is its heartbeat: renewed ev
 seconds, released between phases. A claim left to expire for long means the worker died;
 the launcher then reports the run failed (which lets Dagster's run retries resume it) and
 marks the job FAILED.
+
+No run is launched for work that needs none: a job held by a live worker outside Dagster
+(`docs ... --run`, which records its work on the assets itself) is left to that worker, and
+a RUNNING job whose items are all settled is completed instead of given a run that would
+do nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Dagster run statuses as strings (no Dagster import in pure logic).
 ACTIVE_RUN_STATUSES = frozenset(
@@ -36,6 +41,10 @@ class RunningJob:
     # Seconds since the claim of the runner holding the job expired; None when no runner
     # holds it or its claim is live.
     claim_expired_seconds: float | None = None
+    # A live runner outside Dagster holds the job (`docs ... --run`): it needs no run.
+    claimed_elsewhere: bool = False
+    # Every item is settled (done or failed in the pipeline): nothing is left for a run.
+    nothing_left: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Decisions:
     to_launch: list[Launch]
     to_fail: list[tuple[str, str]]  # (job key, reason)
     dead_runs: list[tuple[str, str]]  # (run id, reason): runs to report failed
+    to_complete: list[str] = field(default_factory=list)  # job keys with nothing left to do
 
 
 def launch_decisions(
@@ -78,10 +88,17 @@ def launch_decisions(
     to_launch: list[Launch] = []
     to_fail: list[tuple[str, str]] = []
     dead_runs: list[tuple[str, str]] = []
+    to_complete: list[str] = []
     for job in running:
         seen = runs.get(run_key(job.key, job.generation), ())
         active = [r for r in seen if r.status in ACTIVE_RUN_STATUSES]
-        if not seen:
+        if job.nothing_left and not active and not job.claimed_elsewhere:
+            # Settled but never marked so (its worker died between the last checkpoint and
+            # the end): a run would do nothing; the job is completed instead.
+            to_complete.append(job.key)
+        elif not seen and job.claimed_elsewhere:
+            continue  # worked outside Dagster right now; its worker settles it
+        elif not seen:
             to_launch.append(Launch(job.key, job.pipeline, job.generation))
         elif (
             active
@@ -102,4 +119,4 @@ def launch_decisions(
                     f"run {latest.run_id} ended {latest.status} without settling the job; resume it to go on",
                 )
             )
-    return Decisions(to_launch, to_fail, dead_runs)
+    return Decisions(to_launch, to_fail, dead_runs, to_complete)

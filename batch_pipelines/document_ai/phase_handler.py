@@ -25,6 +25,13 @@ from batch_pipelines.core.costs import (
     Usage,
     reported_or_estimated_usage,
 )
+from batch_pipelines.document_ai.budget import (
+    VALIDATION_MAX_TOKENS,
+    CostGuard,
+    output_token_limit,
+    prompt_token_bound,
+    worst_case_cost,
+)
 from batch_pipelines.document_ai.prompts import build_messages, parse_score, validation_messages
 from batch_pipelines.document_ai.router import DEFAULT_VALIDATOR_MODEL
 
@@ -80,6 +87,7 @@ class PhaseHandler:
         min_score: int = 7,
         max_validation_attempts: int = 3,
         validator_model: str = DEFAULT_VALIDATOR_MODEL,
+        guard: CostGuard | None = None,
     ) -> None:
         if not 1 <= min_score <= 10:
             raise ValueError(f"min_score must be between 1 and 10, got {min_score}")
@@ -96,6 +104,8 @@ class PhaseHandler:
         self.min_score = min_score
         self.max_validation_attempts = max_validation_attempts
         self.validator_model = validator_model
+        # Reserves each call's worst case against the job's budget before it is sent.
+        self.guard = guard or CostGuard(None)
         # An unpriced model is a configuration error: fail now, not after the first call.
         prices.price_for(model)
         if self.validation_enabled:
@@ -164,13 +174,35 @@ class PhaseHandler:
                 kind=kind,
             )
 
+        async def call(key: str, model: str, kind: CostKind, send, prompt: Any, max_tokens: int):
+            """Reserve the call's worst case, send it, then settle on its real cost."""
+            reserved = worst_case_cost(
+                prompt_token_bound(prompt), max_tokens, self.prices.price_for(model)
+            )
+            await self.guard.reserve(reserved)
+            cost = Decimal(0)
+            try:
+                result = await send()
+                text = getattr(result, "content", "")
+                usage = reported_or_estimated_usage(
+                    result.usage, prompt if isinstance(prompt, str) else _text_of(prompt), text
+                )
+                billed = entry(key, model, usage, kind)
+                entries.append(billed)
+                cost = billed.cost
+                return result
+            finally:
+                self.guard.settle(reserved, cost)
+
         if self.is_embedding:
             key = call_key(request_id, "call", 1)
-            result = await self.client.embed([content], model=self.model, idempotency_key=key)
-            entries.append(
-                entry(
-                    key, self.model, reported_or_estimated_usage(result.usage, content, ""), "call"
-                )
+            result = await call(
+                key,
+                self.model,
+                "call",
+                lambda: self.client.embed([content], model=self.model, idempotency_key=key),
+                content,
+                0,
             )
             return result.vectors[0], None, 1
 
@@ -180,25 +212,40 @@ class PhaseHandler:
             passages=cfg.get("passages") or (),
             target_language=cfg.get("target_language"),
         )
-        prompt_text = _text_of(messages)
+        limit = output_token_limit(content)
         attempts = self.max_validation_attempts if self.validation_enabled else 1
         output = ""
         score: int | None = None
         for attempt in range(1, attempts + 1):
             key = call_key(request_id, "call", attempt)
-            chat = await self.client.chat(messages, model=self.model, idempotency_key=key)
+            chat = await call(
+                key,
+                self.model,
+                "call" if attempt == 1 else "retry",
+                lambda key=key: self.client.chat(
+                    messages, model=self.model, idempotency_key=key, max_tokens=limit
+                ),
+                messages,
+                limit,
+            )
             output = chat.content
-            usage = reported_or_estimated_usage(chat.usage, prompt_text, output)
-            entries.append(entry(key, self.model, usage, "call" if attempt == 1 else "retry"))
             if not self.validation_enabled:
                 return output, None, attempt
             check = validation_messages(self.task_type, content, output)
             vkey = call_key(request_id, "validation", attempt)
-            verdict = await self.client.chat(
-                check, model=self.validator_model, idempotency_key=vkey
+            verdict = await call(
+                vkey,
+                self.validator_model,
+                "validation",
+                lambda check=check, vkey=vkey: self.client.chat(
+                    check,
+                    model=self.validator_model,
+                    idempotency_key=vkey,
+                    max_tokens=VALIDATION_MAX_TOKENS,
+                ),
+                check,
+                VALIDATION_MAX_TOKENS,
             )
-            vusage = reported_or_estimated_usage(verdict.usage, _text_of(check), verdict.content)
-            entries.append(entry(vkey, self.validator_model, vusage, "validation"))
             score = parse_score(verdict.content)
             if score is not None and score >= self.min_score:
                 return output, score, attempt

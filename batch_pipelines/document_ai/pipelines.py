@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
 
 __all__ = [
     "MAX_PHASES",
@@ -32,6 +32,9 @@ __all__ = [
     "PipelineTemplate",
     "TaskType",
     "ValidationSpec",
+    "check_phase_count",
+    "check_unique_phase_names",
+    "load_phases",
     "load_pipeline",
     "load_pipelines",
 ]
@@ -67,6 +70,8 @@ class _Strict(BaseModel):
 class ValidationSpec(_Strict):
     enabled: bool = False
     min_score: int = Field(default=7, ge=1, le=10)
+    # Attempts of the phase's call while the score stays below min_score (seed 002: 3).
+    max_attempts: int = Field(default=3, ge=1, le=10)
 
 
 class PhaseSpec(_Strict):
@@ -77,31 +82,34 @@ class PhaseSpec(_Strict):
     validation: ValidationSpec = ValidationSpec()
 
 
+def check_phase_count(phases: Any) -> Any:
+    """1 to MAX_PHASES phases, checked before the phases themselves so the count is reported
+    in plain words."""
+    if isinstance(phases, list) and not 1 <= len(phases) <= MAX_PHASES:
+        raise ValueError(f"a pipeline needs 1 to {MAX_PHASES} phases, got {len(phases)}")
+    return phases
+
+
+def check_unique_phase_names(phases: list[PhaseSpec] | None) -> list[PhaseSpec] | None:
+    first: dict[str, int] = {}
+    for i, phase in enumerate(phases or ()):
+        if phase.name in first:
+            raise ValueError(
+                f"phase name {phase.name!r} is used twice (phases.{first[phase.name]} "
+                f"and phases.{i}); phase names must be unique"
+            )
+        first[phase.name] = i
+    return phases
+
+
 class PipelineTemplate(_Strict):
     name: Name
     description: str = ""
     phases: list[PhaseSpec]
 
-    @field_validator("phases", mode="before")
-    @classmethod
-    def _one_to_ten_phases(cls, phases: Any) -> Any:
-        # Checked before the phases themselves so the count is reported in plain words.
-        if isinstance(phases, list) and not 1 <= len(phases) <= MAX_PHASES:
-            raise ValueError(f"a pipeline needs 1 to {MAX_PHASES} phases, got {len(phases)}")
-        return phases
-
-    @field_validator("phases")
-    @classmethod
-    def _unique_phase_names(cls, phases: list[PhaseSpec]) -> list[PhaseSpec]:
-        first: dict[str, int] = {}
-        for i, phase in enumerate(phases):
-            if phase.name in first:
-                raise ValueError(
-                    f"phase name {phase.name!r} is used twice (phases.{first[phase.name]} "
-                    f"and phases.{i}); phase names must be unique"
-                )
-            first[phase.name] = i
-        return phases
+    # The same rules hold for a job's own phases (batch_jobs.BatchJobSpec.phases).
+    _one_to_ten_phases = field_validator("phases", mode="before")(check_phase_count)
+    _unique_phase_names = field_validator("phases")(check_unique_phase_names)
 
     def phase(self, name: str) -> PhaseSpec:
         for phase in self.phases:
@@ -118,20 +126,21 @@ def _describe(error: dict[str, Any]) -> str:
     path = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind, value = error["type"], error.get("input")
     if kind == "enum":
-        message = f"{value!r} is not one of {', '.join(TaskType)}"
+        message = f"{shorten(value)} is not one of {', '.join(TaskType)}"
     elif kind == "extra_forbidden":
         message = "unknown field"
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "string_pattern_mismatch":
         message = (
-            f"{value!r} is not a valid name (letters, digits and underscores, "
+            f"{shorten(value)} is not a valid name (letters, digits and underscores, "
             "starting with a letter, at most 64 characters)"
         )
     elif kind == "value_error":
         message = str(error["ctx"]["error"])
     else:
-        message = f"{error['msg']}, got {value!r}"
+        # The value is shortened: a 100 KB field must not be echoed whole.
+        message = f"{error['msg']}, got {shorten(value)}"
     return f"{path}: {message}"
 
 
@@ -177,6 +186,29 @@ def load_pipeline(path: str | Path) -> PipelineTemplate:
         return PipelineTemplate.model_validate(data)
     except ValidationError as exc:
         raise _validation_failure(source, exc) from None
+
+
+def load_phases(path: str | Path) -> list[dict[str, Any]]:
+    """A job's own phases from a YAML file: a list of phases, or a mapping with ``phases``
+    (a template file works too). Only read here; they are validated with the job."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"phases file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path.name}: cannot be read ({type(exc).__name__})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigurationError(f"{path.name}: not valid YAML{where}") from None
+    if isinstance(data, dict):
+        data = data.get("phases")
+    if not isinstance(data, list):
+        raise ConfigurationError(
+            f"{path.name}: expected a list of phases (or a mapping with 'phases')"
+        )
+    return data
 
 
 def load_pipelines(folder: str | Path = SHIPPED_PIPELINES_DIR) -> dict[str, PipelineTemplate]:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from batch_pipelines.core.aggregate import ItemState, aggregate_counts
-from batch_pipelines.document_ai.batch_jobs import allowed_actions
+from batch_pipelines.document_ai.batch_jobs import DocJobStatus, allowed_actions
 from batch_pipelines.document_ai.pipelines import PipelineTemplate
 from batch_pipelines.document_ai.store import COMPLETED, FAILED, DocumentJob, DocumentJobStore
 
@@ -37,16 +37,23 @@ def job_status(
     """Progress (items settled across the whole pipeline), phase, cost, tokens and ETA."""
     item_statuses = jobs.item_status_counts(job.batch_id)
     phase_counts = jobs.phase_counts(job.batch_id)
-    # The ETA needs only the mean time an item has spent in the pipeline so far.
-    mean_item_seconds = jobs.item_latency_mean(job.batch_id)
+    # The ETA needs the mean time an item has spent in the pipeline so far, and a rate to
+    # base it on: until one item has gone through (done or failed) there is none - the time
+    # items spent in the first phase only says nothing of the whole pipeline.
+    settled = item_statuses.get(COMPLETED, 0) + item_statuses.get(FAILED, 0)
+    mean_item_seconds = jobs.item_latency_mean(job.batch_id) if settled else None
     view = aggregate_counts(
         _item_state_counts(job, item_statuses),
         durations_seconds=[mean_item_seconds] if mean_item_seconds is not None else [],
         concurrency=job.options.concurrency,
     )
     total_cost, total_tokens = jobs.store.ledger_total(job.batch_id)
+    # Who works a RUNNING job, or that its worker died (then resume it at once).
+    claim = jobs.claim_state(job) if job.status == DocJobStatus.RUNNING else None
     return {
         **job.to_dict(),
+        "worker": claim.why if claim is not None else None,
+        "worker_died": bool(claim and claim.dead),
         "progress": {
             "total": view.total,
             "completed": view.completed,
@@ -64,7 +71,10 @@ def job_status(
         "cost": _money(total_cost),
         "tokens": total_tokens,
         "eta_seconds": view.eta_seconds,
-        "allowed_actions": sorted(allowed_actions(job.status)),
+        # A job whose worker died can be resumed (it is failed with the reason first).
+        "allowed_actions": sorted(
+            allowed_actions(job.status) | ({"resume"} if claim and claim.dead else set())
+        ),
     }
 
 
@@ -126,7 +136,7 @@ def analytics(
     jobs: DocumentJobStore, job: DocumentJob, template: PipelineTemplate
 ) -> dict[str, Any]:
     """Cost total / by phase / per item, processing time per item and by phase, success
-    rate and the failed items."""
+    rate (so far) and the failed items."""
     totals = jobs.cost_totals(job.batch_id)
     rows = jobs.phase_rows(job.batch_id)
     per_item_time: dict[int, float] = defaultdict(float)
@@ -147,7 +157,11 @@ def analytics(
                 }
             )
     item_statuses = jobs.item_status_counts(job.batch_id)
-    settled = item_statuses.get(COMPLETED, 0) + item_statuses.get(FAILED, 0)
+    # Success rate so far: of the items that have been worked on (done, failed, or through
+    # some phases of a job that is paused or still running), the share not failed - a
+    # number as soon as one item has a result, not only once items finish the pipeline.
+    failed_items = item_statuses.get(FAILED, 0)
+    worked = item_statuses.get(COMPLETED, 0) + failed_items + item_statuses.get("IN_PROGRESS", 0)
     item_costs = [c for k, c in totals.by_item.items() if k != "(none)"]
     return {
         "job": job.key,
@@ -170,8 +184,6 @@ def analytics(
             else None
             for p in template.phases
         },
-        "success_rate": round(100.0 * item_statuses.get(COMPLETED, 0) / settled, 2)
-        if settled
-        else None,
+        "success_rate": round(100.0 * (worked - failed_items) / worked, 2) if worked else None,
         "failed_items": failed,
     }

@@ -14,9 +14,11 @@ without billing, and the ledger's unique call keys keep the cost exactly once.
 
 Control. Every ``control_check_seconds`` the runner re-reads the job status (a pause or
 cancel from the UI or CLI stops dispatching; in-flight items finish and are written),
-renews its claim on the job, and checks the budget: when the cost spent plus the expected
-cost of the next item would pass the job's budget, the job is paused with the reason and
-``on_budget`` is told.
+and renews its claim on the job.
+
+Budget. Every call reserves its worst-case cost first (``budget.CostGuard``); when the next
+call's worst case cannot fit in what is left of the budget, no further item is started, the
+job is paused with the reason and ``on_budget`` is told. What is spent never passes it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import dataclasses
 import logging
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,6 +40,13 @@ from batch_pipelines.core.concurrency import drain
 from batch_pipelines.core.costs import DEFAULT_PRICES, CostEntry, PriceTable
 from batch_pipelines.core.errors import BatchPipelinesError, IllegalTransition
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
+from batch_pipelines.document_ai.budget import (
+    BudgetReached,
+    CostGuard,
+    prompt_token_bound,
+    worst_case_cost,
+)
+from batch_pipelines.document_ai.claims import new_runner_id
 from batch_pipelines.document_ai.phase_handler import EMBEDDING_TASK, ItemOutcome, PhaseHandler
 from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
 from batch_pipelines.document_ai.router import DEFAULT_ROUTER, DEFAULT_VALIDATOR_MODEL, ModelRouter
@@ -113,7 +121,6 @@ class RunnerOptions:
     control_check_seconds: float = 0.5
     max_checkpoint_seconds: float = 2.0
     validator_model: str = DEFAULT_VALIDATOR_MODEL
-    max_validation_attempts: int = 3
 
 
 Retriever = Callable[
@@ -137,26 +144,33 @@ class DocumentJobRunner:
         options: RunnerOptions = RunnerOptions(),
         on_budget: Callable[[DocumentJob, Decimal], None] | None = None,
         runner_id: str | None = None,
+        retrieval_model: str | None = None,
     ) -> None:
         if template.name != job.pipeline:
             raise ValueError(f"job {job.key} runs pipeline {job.pipeline!r}, not {template.name!r}")
         self.jobs = jobs
         self.job = job
-        self.template = template
+        # The job's own phases, when it carries them, replace the template's.
+        self.template = job.template(template)
         self.client = client
         self.router = router
         self.prices = prices
         self.retrieve = retrieve
         self.options = options
         self.on_budget = on_budget
-        self.runner_id = runner_id or f"doc-runner-{uuid.uuid4().hex[:12]}"
+        # The embedding model ``retrieve`` uses, so a budget reserves its query's cost too.
+        self.retrieval_model = retrieval_model
+        # host:pid:token, so a worker killed on this machine is known dead at once.
+        self.runner_id = runner_id or new_runner_id()
 
     # ------------------------------------------------------------------ claim
     def claim(self, wait_seconds: float = 0.0) -> DocumentJob:
         """Check the job is RUNNING and take the runner claim (raises JobNotRunnable).
 
-        A runner that died keeps its claim until its lease runs out; ``wait_seconds`` lets a
-        successor (a run retry, a resumed run) wait that long for it instead of failing.
+        A claim left by a dead worker is taken over at once when the worker is known dead
+        (its pid is gone on this host, or its lease ran out); a live worker's claim is
+        respected: ``wait_seconds`` lets a successor (a run retry, a resumed run) wait that
+        long for it to let go, then the error says who holds it.
         """
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -169,9 +183,17 @@ class DocumentJobRunner:
             if self.jobs.claim_runner(job.id, self.runner_id, self.options.lease_seconds):
                 self.job = job
                 return job
+            state = self.jobs.claim_state(job)
+            if state.dead and self.jobs.take_over_claim(
+                job.id, state.holder_id, self.runner_id, self.options.lease_seconds
+            ):
+                log.warning("document job %s: claim taken over (%s)", job.key, state.why)
+                self.job = job
+                return job
             if time.monotonic() >= deadline:
                 raise JobNotRunnable(
-                    f"job {job.key} is being run by {job.runner_id}",
+                    f"job {job.key} cannot be run here: {state.why}; wait for it to finish or "
+                    "pause the job",
                     details={"runner": job.runner_id},
                 )
             time.sleep(min(1.0, max(0.05, self.options.lease_seconds / 10)))
@@ -182,7 +204,7 @@ class DocumentJobRunner:
     def model_for(self, spec: PhaseSpec) -> str:
         return self.router.model_for(spec.task_type, spec.model)
 
-    def _handler(self, spec: PhaseSpec) -> PhaseHandler:
+    def _handler(self, spec: PhaseSpec, guard: CostGuard | None = None) -> PhaseHandler:
         return PhaseHandler(
             self.client,
             phase_name=spec.name,
@@ -191,8 +213,9 @@ class DocumentJobRunner:
             prices=self.prices,
             validation_enabled=spec.validation.enabled,
             min_score=spec.validation.min_score,
-            max_validation_attempts=self.options.max_validation_attempts,
+            max_validation_attempts=spec.validation.max_attempts,
             validator_model=self.options.validator_model,
+            guard=guard,
         )
 
     # ------------------------------------------------------------------ phases
@@ -210,7 +233,14 @@ class DocumentJobRunner:
         spec = self.template.phases[index]
         previous = self.template.phases[index - 1].name if index else None
         last = index == len(self.template.phases) - 1
-        handler = self._handler(spec)
+        budget = self.job.options.cost_budget
+        guard = CostGuard(
+            Decimal(budget) if budget is not None else None,
+            self.jobs.store.ledger_total(self.job.batch_id)[0]
+            if budget is not None
+            else Decimal(0),
+        )
+        handler = self._handler(spec, guard)
         self.jobs.set_current_phase(self.job.id, spec.name)
         work = self.jobs.pending_work(self.job.batch_id, spec.name, previous)
         counts = self.jobs.phase_counts(self.job.batch_id).get(spec.name, {})
@@ -223,7 +253,9 @@ class DocumentJobRunner:
         )
         if not work:
             return report
-        phase_run = _PhaseRun(self, spec, handler, work, report, index == 0, last, on_progress)
+        phase_run = _PhaseRun(
+            self, spec, handler, guard, work, report, index == 0, last, on_progress
+        )
         await phase_run.run()
         return report
 
@@ -271,6 +303,7 @@ class _PhaseRun:
         runner: DocumentJobRunner,
         spec: PhaseSpec,
         handler: PhaseHandler,
+        guard: CostGuard,
         work: Sequence[WorkItem],
         report: PhaseReport,
         first: bool,
@@ -292,17 +325,9 @@ class _PhaseRun:
         self.entries: list[CostEntry] = []
         self.write_lock = asyncio.Lock()
         self.stop: str | None = None
-        self.in_flight = 0
-        # Set whenever an item in flight settles: what a budget wait waits for.
-        self.settled = asyncio.Event()
         self.last_write = time.monotonic()
-        budget = self.job.options.cost_budget
-        self.budget = Decimal(budget) if budget is not None else None
-        self.spent = (
-            runner.jobs.store.ledger_total(self.job.batch_id)[0]
-            if self.budget is not None
-            else Decimal(0)
-        )
+        self.guard = guard
+        self.budget = guard.limit
 
     async def run(self) -> None:
         started = time.perf_counter()
@@ -327,16 +352,13 @@ class _PhaseRun:
 
     # ------------------------------------------------------------------ workers
     async def _item(self, item: WorkItem) -> None:
-        if not await self._admit():
-            self.stop = self.stop or "budget"
-            return
-        self.in_flight += 1
         try:
             outcome, passages = await self._process(item)
-            await self._add(outcome, passages)
-        finally:
-            self.in_flight -= 1
-            self.settled.set()
+        except BudgetReached:
+            # Not sent: the item stays to do; what it was billed before is in the checkpoint.
+            self.stop = self.stop or "budget"
+            return
+        await self._add(outcome, passages)
 
     async def _process(self, item: WorkItem) -> tuple[ItemOutcome, list[dict[str, Any]] | None]:
         request_id = f"doc-{self.job.batch_id}-{item.item_id}-{self.spec.name}"
@@ -353,15 +375,20 @@ class _PhaseRun:
             and self.runner.retrieve is not None
             and self.spec.task_type != EMBEDDING_TASK
         ):
-            found = await self.runner.retrieve(
-                self.job.project_id,
-                str(content),
-                k=RAG_PASSAGES,
-                idempotency_key=f"{request_id}:retrieval",
-                phase=self.spec.name,
-                item_id=item.item_id,
-                on_cost=retrieval_entries.extend,
-            )
+            reserved = self._retrieval_worst_case(str(content))
+            await self.guard.reserve(reserved)
+            try:
+                found = await self.runner.retrieve(
+                    self.job.project_id,
+                    str(content),
+                    k=RAG_PASSAGES,
+                    idempotency_key=f"{request_id}:retrieval",
+                    phase=self.spec.name,
+                    item_id=item.item_id,
+                    on_cost=retrieval_entries.extend,
+                )
+            finally:
+                self.guard.settle(reserved, sum((e.cost for e in retrieval_entries), Decimal(0)))
             passages = [
                 {
                     "document": p.document,
@@ -397,6 +424,12 @@ class _PhaseRun:
                 error=f"{type(exc).__name__}: {exc}"[:500],
                 latency_seconds=0.0,
             )
+        except BudgetReached:
+            # The item's next call does not fit in the budget: what it was billed so far
+            # goes into the next checkpoint (a resumed run replays those calls unbilled).
+            async with self.write_lock:
+                self.entries.extend([*retrieval_entries, *spent])
+            raise
         except Exception:
             # Errors that concern every item (bad key, unknown model, a service down after the
             # client's retries) fail the job, to be resumed. The calls this item was billed
@@ -442,7 +475,6 @@ class _PhaseRun:
             r.latencies.append(outcome.latency_seconds)
             if outcome.score is not None:
                 r.scores.append(outcome.score)
-            self.spent += outcome.cost
             if len(self.buffer) >= self.frequency:
                 await self._write_locked()
 
@@ -491,36 +523,22 @@ class _PhaseRun:
             except Exception:  # noqa: BLE001 - a control hiccup must not kill the phase
                 log.warning("document job %s: control check failed", self.job.key, exc_info=True)
 
-    async def _admit(self) -> bool:
-        """May one more item start without the cost passing the budget?
-
-        Items in flight count at the expected cost per item (the mean so far), so a high
-        concurrency cannot overshoot; until the first item is done, only one runs, to learn
-        that cost. When the next item would not fit, wait for those in flight (they may cost
-        less) and decide on what was really spent.
-        """
-        if self.budget is None:
-            return True
-        while self.stop is None:
-            done = self.report.processed
-            if done or not self.in_flight:
-                expected = self.report.cost / done if done else Decimal(0)
-                if self.spent + expected * (self.in_flight + 1) <= self.budget:
-                    return True
-                if not self.in_flight:
-                    return False
-            # Decide again once an item in flight has settled (it may cost less).
-            self.settled.clear()
-            await self.settled.wait()
-        return False
+    def _retrieval_worst_case(self, query: str) -> Decimal:
+        """What embedding the retrieval query may cost (0 when its model is not known)."""
+        model = self.runner.retrieval_model
+        if model is None:
+            return Decimal(0)
+        return worst_case_cost(prompt_token_bound(query), 0, self.runner.prices.price_for(model))
 
     def _pause_for_budget(self) -> None:
+        spent = self.guard.spent
         reason = (
-            f"cost budget {self.budget} reached: {self.spent.quantize(Decimal('0.000001'))} spent"
+            f"cost budget {self.budget} reached: {spent.quantize(Decimal('0.000001'))} spent; "
+            "the next call could pass it"
         )
         try:
             job = self.jobs.apply_action(self.job.id, "pause", reason=reason)
         except IllegalTransition:
             return  # paused or cancelled by someone meanwhile
         if self.runner.on_budget:
-            self.runner.on_budget(job, self.spent)
+            self.runner.on_budget(job, spent)

@@ -6,14 +6,16 @@ launches ``submit_document_job`` for each, where validation happens (an invalid 
 failed run listing every bad item, visible in the UI).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, shorten
+from batch_pipelines.core.names import UnsafeName, check_name
 from batch_pipelines.document_ai.assets import JOB_TAG, job_name_for, partitions_for
+from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
 from batch_pipelines.document_ai.jobs import submit_document_job
 from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_decisions, run_key
@@ -79,6 +81,10 @@ def launch_runs(
                 claim_expired_seconds=(now - j.lease_expires_at).total_seconds()
                 if j.runner_id and j.lease_expires_at and j.lease_expires_at < now
                 else None,
+                claimed_elsewhere=bool(
+                    j.runner_id and j.lease_expires_at and j.lease_expires_at >= now
+                ),
+                nothing_left=jobs.settled_items(j.batch_id) >= j.item_count,
             )
             for j in running
         ],
@@ -91,9 +97,20 @@ def launch_runs(
     for key, reason in decisions.to_fail:
         jobs.apply_action(key, "fail", reason=reason)
         context.log.warning(f"document job {key}: {reason}")
+    for key in decisions.to_complete:
+        try:
+            jobs.apply_action(key, "complete", reason="every item was already settled")
+        except IllegalTransition:
+            continue  # paused or cancelled meanwhile
+        context.log.info(f"document job {key}: every item settled; completed without a run")
     pipelines = document_ai.pipelines()
     requests, partitions = [], []
     for launch in decisions.to_launch:
+        current = jobs.get_job(launch.key)
+        if current.status != DocJobStatus.RUNNING or current.generation != launch.generation:
+            # Settled (or restarted) since this tick read it, e.g. by a `docs --run` worker:
+            # a run now would do nothing.
+            continue
         if launch.pipeline not in pipelines:
             jobs.apply_action(
                 launch.key, "fail", reason=f"pipeline {launch.pipeline!r} is no longer defined"
@@ -113,38 +130,75 @@ def launch_runs(
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partitions)
 
 
-@dg.sensor(
-    job=submit_document_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Creates a document job for each new item file in <drop folder>/<pipeline>/<project>/.",
-)
-def document_items_drop_sensor(
-    context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
-) -> dg.SensorResult | dg.SkipReason:
-    found = scan(
-        Path(document_ai.drop_folder),
-        "*/*/*",
-        context.cursor,
-        what="item file",
-        suffixes=SUPPORTED_EXTENSIONS,
+def drop_path_problem(pipeline: str, project: str, name: str, known: Iterable[str]) -> str | None:
+    """Why an item file at ``<pipeline>/<project>/<name>.<ext>`` cannot become a job, or None.
+
+    The three parts become a pipeline choice, a project and a job name (a partition key and
+    file names), so each must be an allowed name and the pipeline one of the templates.
+    """
+    for value, field in ((pipeline, "pipeline"), (project, "project"), (name, "job name")):
+        try:
+            check_name(value, f"{field} (from the file path)")
+        except UnsafeName as exc:
+            return exc.message
+    names = sorted(known)
+    if pipeline not in names:
+        return f"unknown pipeline {shorten(pipeline)}; available: {', '.join(names) or '(none)'}"
+    return None
+
+
+def build_document_items_drop_sensor(submit_job: dg.JobDefinition) -> dg.SensorDefinition:
+    """The drop-folder sensor, launching ``submit_job`` (the code location's own, whose
+    pipeline is a choice of the loaded templates)."""
+
+    @dg.sensor(
+        job=submit_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Creates a document job for each new item file in <drop folder>/<pipeline>/<project>/.",
     )
-    if found.nothing_to_do:
-        return dg.SkipReason(found.nothing_to_do)
-    changed, current, cursor = found.changed, found.current, found.cursor
-    requests = []
-    for raw in changed:
-        path = Path(raw)
-        pipeline, project = path.parent.parent.name, path.parent.name
-        config = {"name": path.stem, "project_id": project, "pipeline": pipeline, "items_path": raw}
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{pipeline}/{project}/{path.name}:{current[raw][0]}:{current[raw][1]}",
-                run_config={"ops": {"submit_document_job_op": {"config": config}}},
-                tags={"batch_pipelines/items_file": f"{pipeline}/{project}/{path.name}"},
-            )
+    def document_items_drop_sensor(
+        context: dg.SensorEvaluationContext, document_ai: DocumentAISettings
+    ) -> dg.SensorResult | dg.SkipReason:
+        found = scan(
+            Path(document_ai.drop_folder),
+            "*/*/*",
+            context.cursor,
+            what="item file",
+            suffixes=SUPPORTED_EXTENSIONS,
         )
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+        if found.nothing_to_do:
+            return dg.SkipReason(found.nothing_to_do)
+        changed, current, cursor = found.changed, found.current, found.cursor
+        requests = []
+        known = document_ai.pipelines()
+        for raw in changed:
+            path = Path(raw)
+            pipeline, project = path.parent.parent.name, path.parent.name
+            problem = drop_path_problem(pipeline, project, path.stem, known)
+            if problem:
+                # No run: its config would carry the bad value into a partition key or folder.
+                context.log.warning(f"item file {shorten(raw)} skipped: {problem}")
+                continue
+            config = {
+                "name": path.stem,
+                "project_id": project,
+                "pipeline": pipeline,
+                "items_path": raw,
+            }
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{pipeline}/{project}/{path.name}:{current[raw][0]}:{current[raw][1]}",
+                    run_config={"ops": {"submit_document_job_op": {"config": config}}},
+                    tags={"batch_pipelines/items_file": f"{pipeline}/{project}/{path.name}"},
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return document_items_drop_sensor
+
+
+document_items_drop_sensor = build_document_items_drop_sensor(submit_document_job)
 
 
 @dg.sensor(

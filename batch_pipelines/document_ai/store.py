@@ -20,16 +20,20 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from batch_pipelines.core.costs import CostEntry, CostTotals
-from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound
+from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound, shorten
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
-from batch_pipelines.document_ai.pipelines import PipelineTemplate
+from batch_pipelines.document_ai.claims import ClaimState, claim_state, this_host
+from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
 from batch_pipelines.store import schema as t
 from batch_pipelines.store.batch_store import BatchStore, insert_cost_entries, utcnow
 from batch_pipelines.store.database import insert_new_rows
 from batch_pipelines.store.document_ai_tables import document_jobs
 
 FAMILY = "document_ai"
+# Jobs per page of ``list_jobs`` (seed 002's listJobs: limit 1-100, default 20).
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
 
 # Phase result and item statuses.
 COMPLETED = "COMPLETED"
@@ -52,6 +56,17 @@ def job_key(name: str, batch_id: int) -> str:
     """The job's partition key: readable, unique (the batch id), valid in Dagster."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "job"
     return f"{slug}-{batch_id}"
+
+
+# A job's own phases are kept with its options (in the same JSON column, under this key).
+_PHASES_KEY = "phases"
+
+
+def _stored_options(options: JobOptions, phases: Sequence[PhaseSpec] | None) -> dict[str, Any]:
+    stored = options.model_dump(mode="json")
+    if phases:
+        stored[_PHASES_KEY] = [p.model_dump(mode="json") for p in phases]
+    return stored
 
 
 # Built once: a checkpoint sets the status of the items it finished, many times a second.
@@ -82,6 +97,12 @@ class DocumentJob:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The job's own phases (None: its pipeline template's).
+    phases: tuple[PhaseSpec, ...] | None = None
+
+    def template(self, pipeline: PipelineTemplate) -> PipelineTemplate:
+        """The template this job runs: ``pipeline`` with the job's own phases, if any."""
+        return batch_jobs.job_template(pipeline, self.phases)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +116,7 @@ class DocumentJob:
             "current_phase": self.current_phase,
             "items": self.item_count,
             "options": self.options.model_dump(mode="json"),
+            "phases": [p.model_dump(mode="json") for p in self.phases] if self.phases else None,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -133,11 +155,20 @@ class DocumentJobStore:
         self.engine = store.engine
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, spec: BatchJobSpec, pipeline: PipelineTemplate) -> DocumentJob:
+    def create_job(
+        self,
+        spec: BatchJobSpec,
+        pipeline: PipelineTemplate,
+        *,
+        claimed_by: str | None = None,
+        lease_seconds: float = 30.0,
+    ) -> DocumentJob:
         """Store the job and all its items in one transaction (validated before: the spec).
 
         With ``auto_start`` the job is created RUNNING at generation 1, which is what the
-        launcher sensor turns into a run.
+        launcher sensor turns into a run - unless ``claimed_by`` names the runner that works
+        it right away (`docs submit --run`): the job is then born claimed, so the launcher
+        never sees it RUNNING without a worker.
         """
         if spec.pipeline != pipeline.name:
             raise ValueError(
@@ -186,12 +217,16 @@ class DocumentJobStore:
                     project_id=spec.project_id,
                     pipeline=pipeline.name,
                     status=status.value,
-                    options=spec.options.model_dump(mode="json"),
+                    options=_stored_options(spec.options, spec.phases),
                     item_count=len(spec.items),
                     generation=1 if status == DocJobStatus.RUNNING else 0,
                     created_at=now,
                     updated_at=now,
                     started_at=now if status == DocJobStatus.RUNNING else None,
+                    runner_id=claimed_by if status == DocJobStatus.RUNNING else None,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds)
+                    if claimed_by and status == DocJobStatus.RUNNING
+                    else None,
                 )
                 .returning(document_jobs.c.id)
             ).scalar_one()
@@ -213,7 +248,9 @@ class DocumentJobStore:
             project_id=m["project_id"],
             pipeline=m["pipeline"],
             status=DocJobStatus(m["status"]),
-            options=JobOptions.model_validate(m["options"]),
+            options=JobOptions.model_validate(
+                {k: v for k, v in m["options"].items() if k != _PHASES_KEY}
+            ),
             item_count=m["item_count"],
             generation=m["generation"],
             current_phase=m["current_phase"],
@@ -224,6 +261,9 @@ class DocumentJobStore:
             updated_at=m["updated_at"],
             started_at=m["started_at"],
             finished_at=m["finished_at"],
+            phases=tuple(PhaseSpec.model_validate(p) for p in m["options"][_PHASES_KEY])
+            if m["options"].get(_PHASES_KEY)
+            else None,
         )
 
     def get_job(self, ref: int | str) -> DocumentJob:
@@ -236,7 +276,9 @@ class DocumentJobStore:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            raise NotFound(f"document job {ref!r} not found", details={"job": str(ref)})
+            raise NotFound(
+                f"document job {shorten(ref)} not found", details={"job": shorten(str(ref))}
+            )
         return self._record(row)
 
     def list_jobs(
@@ -244,12 +286,19 @@ class DocumentJobStore:
         *,
         project_id: str | None = None,
         status: DocJobStatus | str | None = None,
-        limit: int = 50,
+        limit: int = DEFAULT_PAGE_SIZE,
         offset: int = 0,
     ) -> tuple[list[DocumentJob], int]:
-        """One page of jobs (newest first) and the total matching the filters."""
-        if limit < 1 or offset < 0:
-            raise ValueError("limit must be >= 1 and offset >= 0")
+        """One page of jobs (newest first) and the total matching the filters.
+
+        A page holds 1 to ``MAX_PAGE_SIZE`` jobs: the bound is kept here, not only by the
+        CLI, so no caller (the API later) can ask for the whole table at once.
+        """
+        if not 1 <= limit <= MAX_PAGE_SIZE or offset < 0:
+            raise ConfigurationError(
+                f"page size must be 1-{MAX_PAGE_SIZE} and offset >= 0, got {limit} and {offset}",
+                details={"limit": limit, "offset": offset},
+            )
         conditions = []
         if project_id:
             conditions.append(document_jobs.c.project_id == project_id)
@@ -339,7 +388,7 @@ class DocumentJobStore:
             raise ConfigurationError(
                 f"cost_budget: {exc.errors()[0]['msg']}", details={"job": job.key}
             ) from None
-        stored, now = options.model_dump(mode="json"), utcnow()
+        stored, now = _stored_options(options, job.phases), utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(document_jobs)
@@ -406,6 +455,42 @@ class DocumentJobStore:
                 )
             ).rowcount
         return changed == 1
+
+    def claim_state(self, job: DocumentJob) -> ClaimState:
+        """Whether ``job``'s claim is free, held by a live worker or left by a dead one."""
+        return claim_state(job.runner_id, job.lease_expires_at, utcnow(), host=this_host())
+
+    def take_over_claim(
+        self, job_id: int, dead_runner_id: str | None, runner_id: str, lease_seconds: float
+    ) -> bool:
+        """Take the claim of a worker known dead; compare-and-set on its id, so of two
+        successors only one gets it, and a claim renewed meanwhile is left alone."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(document_jobs)
+                .where(document_jobs.c.id == job_id, document_jobs.c.runner_id == dead_runner_id)
+                .values(
+                    runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds)
+                )
+            ).rowcount
+        return changed == 1
+
+    def fail_if_worker_died(self, ref: int | str) -> DocumentJob:
+        """A RUNNING job whose worker died (killed, its claim left behind) is marked FAILED
+        with the reason, so the user can resume it at once; any other job is returned as is."""
+        job = self.get_job(ref)
+        if job.status != DocJobStatus.RUNNING:
+            return job
+        state = self.claim_state(job)
+        if not state.dead:
+            return job
+        try:
+            job = self.apply_action(job.id, "fail", reason=f"{state.why}; resume it to go on")
+        except IllegalTransition:
+            return self.get_job(job.id)  # it moved meanwhile: that status stands
+        self.release_runner(job.id, state.holder_id or "")
+        return self.get_job(job.id)
 
     def release_runner(self, job_id: int, runner_id: str) -> None:
         with self.engine.begin() as conn:
@@ -511,6 +596,11 @@ class DocumentJobStore:
         for phase, status, n in rows:
             counts.setdefault(phase, {})[status] = n
         return counts
+
+    def settled_items(self, batch_id: int) -> int:
+        """Items done or failed in the pipeline (nothing is left to do for them)."""
+        counts = self.item_status_counts(batch_id)
+        return counts.get(COMPLETED, 0) + counts.get(FAILED, 0)
 
     def item_status_counts(self, batch_id: int) -> dict[str, int]:
         it = t.items

@@ -103,6 +103,14 @@ def count_tokens(text: str) -> int:
     return math.ceil(n * 4 / 3) if n else 0
 
 
+def truncate_to_tokens(text: str, max_tokens: int) -> str:
+    """The longest prefix of ``text`` (whole words) that counts at most ``max_tokens``."""
+    kept = text.split()[: (max_tokens * 3) // 4]
+    while kept and count_tokens(" ".join(kept)) > max_tokens:
+        kept.pop()
+    return " ".join(kept)
+
+
 def split_sentences(text: str) -> list[str]:
     flat = " ".join(text.split())
     return [s for s in _SENTENCE_END.split(flat) if s]
@@ -567,7 +575,16 @@ class ModelSimulator:
             raise _ApiError(
                 400, "'messages' must be a non-empty array of message objects.", param="messages"
             )
+        max_tokens = payload.get("max_tokens")
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            raise _ApiError(400, "'max_tokens' must be an integer >= 1.", param="max_tokens")
         content = complete(messages)
+        finish_reason = "stop"
+        if max_tokens is not None and count_tokens(content) > max_tokens:
+            # Like the real service: the answer stops at max_tokens, never billed beyond it.
+            content, finish_reason = truncate_to_tokens(content, max_tokens), "length"
         prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) for m in messages)
         completion_tokens = count_tokens(content)
         result: dict[str, Any] = {
@@ -579,7 +596,7 @@ class ModelSimulator:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
         }

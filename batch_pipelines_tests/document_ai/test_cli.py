@@ -181,3 +181,60 @@ def test_running_a_job_here_shows_each_phases_progress_with_rate_and_eta(tmp_pat
         "categorization",
     ]
     assert all("items/s" in line and "ETA" in line for line in finals), out.output
+
+
+def _items_file(tmp_path, n: int = 1):
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps({"content": f"{TEXT} {i}"}) for i in range(n)) + "\n")
+    return items
+
+
+def _one_line_error(out) -> str:
+    """The output of a refused command: one ``Error: [BP-...]`` line, no traceback."""
+    assert out.exit_code == 1, out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit), out.exception
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: [BP-"), out.output
+    assert "Traceback" not in out.output
+    return lines[0]
+
+
+def test_a_budget_that_is_not_a_number_is_refused_in_one_line_naming_the_option(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    items = _items_file(tmp_path)
+    out = CliRunner().invoke(
+        main,
+        ["docs", "submit", str(items), "--pipeline", "document_pipeline"]
+        + ["--budget", "abc", "--database-url", db],
+    )
+    line = _one_line_error(out)
+    assert "--budget 'abc'" in line and ">= 0" in line
+    key = json.loads(
+        _invoke(
+            "submit",
+            str(items),
+            "--pipeline",
+            "document_pipeline",
+            "--no-start",
+            "--database-url",
+            db,
+            "--json",
+        ).output
+    )["key"]
+    out = CliRunner().invoke(main, ["docs", "resume", key, "--budget", "abc", "--database-url", db])
+    assert "--budget 'abc'" in _one_line_error(out)
+
+
+def test_a_page_size_above_the_seeds_limit_of_100_is_refused_by_the_cli_and_the_store(tmp_path):
+    import pytest
+
+    from batch_pipelines.core.errors import ConfigurationError
+    from batch_pipelines.document_ai.store import DocumentJobStore
+    from batch_pipelines.store.batch_store import BatchStore
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    out = CliRunner().invoke(main, ["docs", "list", "--page-size", "500", "--database-url", db])
+    assert "--page-size 500: must be 1-100" in _one_line_error(out)
+    assert _invoke("list", "--page-size", "100", "--database-url", db).exit_code == 0
+    with pytest.raises(ConfigurationError, match="1-100"):
+        DocumentJobStore(BatchStore(db)).list_jobs(limit=500)

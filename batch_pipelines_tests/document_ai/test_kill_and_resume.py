@@ -98,7 +98,9 @@ def models_server():
     proc.wait(timeout=10)
 
 
-def _worker(store_url: str, models_url: str, job_id: int) -> subprocess.Popen:
+def _worker(
+    store_url: str, models_url: str, job_id: int, lease_seconds: float | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -107,6 +109,7 @@ def _worker(store_url: str, models_url: str, job_id: int) -> subprocess.Popen:
             store_url,
             models_url,
             str(job_id),
+            *([str(lease_seconds)] if lease_seconds is not None else []),
         ],
         cwd=ROOT,
         env={**os.environ, "MODELS_API_KEY": API_KEY},
@@ -227,4 +230,70 @@ def test_a_document_job_killed_five_times_completes_with_nothing_lost_and_nothin
     assert all(n <= CHECKPOINT_FREQUENCY + CONCURRENCY for n in redone), redone
     assert sum(redone) > 0, "the kills never interrupted work"
     print(json.dumps({"kill_points": points, "finished_redone": finished_redone, "redone": redone}))
+    jobs.store.dispose()
+
+
+# --------------------------------------------------------------------------- a killed `--run`
+
+
+def _killed_job(tmp_path, models_url: str):
+    """A job whose worker (lease of an hour: only its pid can tell it died) was SIGKILLed
+    midway; (store url, job store, job)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = DocumentJobStore(BatchStore(url))
+    spec = BatchJobSpec(
+        name="killed run",
+        project_id="kill",
+        pipeline="document_pipeline",
+        items=parse_items(
+            [{"content": f"{WORDS[i % 20]} research in Paris {i}."} for i in range(300)]
+        ),
+        options=JobOptions(concurrency=4, checkpoint_frequency=5),
+    )
+    job = jobs.create_job(spec, load_pipelines()["document_pipeline"])
+    proc = _worker(url, models_url, job.id, lease_seconds=3600)
+    deadline = time.monotonic() + 60
+    while _results_written(jobs, job.batch_id) < 20:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the worker wrote nothing"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = jobs.get_job(job.id)
+    assert killed.status == DocJobStatus.RUNNING and killed.runner_id  # what the kill leaves
+    return url, jobs, killed
+
+
+def _docs(*args: str):
+    from click.testing import CliRunner
+
+    from batch_pipelines.cli import main
+
+    return CliRunner().invoke(main, ["docs", *args])
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_was_killed_is_resumed_at_once_from_the_cli(tmp_path, models_server):
+    url, jobs, killed = _killed_job(tmp_path, models_server)
+    status = _docs("status", killed.key, "--database-url", url)
+    assert "is no longer running" in status.output and "docs resume" in status.output
+    assert "ETA: - s" in status.output or "ETA: - " in status.output
+    out = _docs("resume", killed.key, "--run", "--database-url", url)
+    assert out.exit_code == 0, out.output
+    assert "is no longer running" in out.output
+    assert jobs.get_job(killed.id).status == DocJobStatus.COMPLETED
+    assert jobs.get_job(killed.id).runner_id is None
+    jobs.store.dispose()
+
+
+@pytest.mark.slow
+def test_pausing_a_killed_job_then_resuming_it_within_the_lease_takes_the_dead_workers_claim_over(
+    tmp_path, models_server
+):
+    url, jobs, killed = _killed_job(tmp_path, models_server)
+    assert _docs("pause", killed.key, "--database-url", url).exit_code == 0
+    out = _docs("resume", killed.key, "--run", "--database-url", url)
+    assert out.exit_code == 0, out.output
+    assert "Traceback" not in out.output
+    assert jobs.get_job(killed.id).status == DocJobStatus.COMPLETED
     jobs.store.dispose()

@@ -43,3 +43,18 @@ def test_a_job_whose_runs_all_ended_without_settling_it_is_failed_with_the_run_n
     assert d.to_fail == [
         ("papers-1", "run r9 ended FAILURE without settling the job; resume it to go on")
     ]
+
+
+def test_a_job_worked_outside_dagster_by_a_live_worker_gets_no_run():
+    job = RunningJob("papers-1", "document_pipeline", 1, claimed_elsewhere=True)
+    d = launch_decisions([job], {})
+    assert (d.to_launch, d.to_fail, d.to_complete) == ([], [], [])
+
+
+def test_a_running_job_with_every_item_settled_is_completed_instead_of_given_a_run():
+    job = RunningJob("papers-1", "document_pipeline", 3, nothing_left=True)
+    d = launch_decisions([job], {})
+    assert d.to_launch == [] and d.to_complete == ["papers-1"]
+    # with its run still going, that run settles it
+    busy = launch_decisions([job], {"papers-1#3": [RunSeen("r1", "STARTED")]})
+    assert busy.to_complete == [] and busy.to_launch == []

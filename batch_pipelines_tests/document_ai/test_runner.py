@@ -203,11 +203,31 @@ def test_a_high_concurrency_does_not_overshoot_the_budget(jobs):
     _run(jobs, job, ModelSimulator(faults=FaultPlan(latency_seconds=0.02)))
     assert jobs.get_job(job.id).status == DocJobStatus.PAUSED
     spent = jobs.cost_totals(job.batch_id).total_cost
-    # within the budget, give or take one item that cost more than the mean
-    per_item = spent / max(
-        1, sum(sum(c.values()) for c in jobs.phase_counts(job.batch_id).values())
+    assert 0 < spent <= budget, (spent, budget)  # a hard bound: every call reserved first
+
+
+@pytest.mark.parametrize("budget", ["0.0002", "0.0005", "0.0011", "0.003"])
+def test_the_budget_is_a_hard_bound_the_ledger_never_passes(jobs, budget):
+    # Short items first, then long ones: a budget judged on the mean cost so far lets a long
+    # item in that the remaining budget cannot pay for.
+    budget = Decimal(budget)
+    texts = [f"Short note {i}." for i in range(3)] + [
+        " ".join(TEXTS * 8) + f" {i}" for i in range(20)
+    ]
+    job = jobs.create_job(
+        BatchJobSpec(
+            name="uneven items",
+            project_id="proj-1",
+            pipeline="book_translation",
+            items=parse_items([{"content": t} for t in texts]),
+            options=JobOptions(concurrency=1, cost_budget=budget),
+        ),
+        PIPELINES["book_translation"],
     )
-    assert spent <= budget + 2 * per_item, (spent, budget)
+    _run(jobs, job, ModelSimulator(faults=FaultPlan(latency_seconds=0.005)))
+    paused = jobs.get_job(job.id)
+    assert paused.status == DocJobStatus.PAUSED
+    assert jobs.cost_totals(job.batch_id).total_cost <= budget
 
 
 def test_retrieval_costs_join_the_items_checkpoints_and_the_phase_cost(jobs):
@@ -304,3 +324,24 @@ def test_a_job_failing_on_a_service_error_still_records_what_the_failing_item_wa
         _run_with_refusals(jobs, job, sim, refusal)
     assert sim.stats()["billed_calls"] == 1  # the work call, answered before the validator failed
     assert jobs.cost_totals(job.batch_id).calls == 1
+
+
+def test_there_is_no_eta_until_an_item_has_gone_through_the_whole_pipeline(jobs):
+    from batch_pipelines.document_ai.reports import job_status
+
+    template = PIPELINES["document_pipeline"]
+    job = jobs.create_job(_spec(6, concurrency=2), template)
+
+    async def first_phase_only():
+        async with model_client(ModelSimulator()) as client:
+            runner = DocumentJobRunner(jobs, job, template, client, options=FAST)
+            runner.claim()
+            try:
+                await runner.run_phase(template.phases[0].name)
+            finally:
+                runner.release()
+
+    asyncio.run(first_phase_only())
+    status = job_status(jobs, jobs.get_job(job.id), template)
+    assert status["phases"][0]["completed"] == 6 and status["progress"]["completed"] == 0
+    assert status["eta_seconds"] is None

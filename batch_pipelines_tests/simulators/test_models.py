@@ -275,3 +275,15 @@ async def test_rate_limits_carry_retry_after_in_seconds_and_milliseconds_and_bil
     assert sim.stats()["billed_calls"] == 0 and sim.stats()["faults_injected"] == {
         "rate_limited": 1
     }
+
+
+async def test_an_answer_stops_at_max_tokens_like_the_real_service():
+    text = "Elizabeth walked to Netherfield through the fields. " * 40
+    request = chat("Clean up this text.", text)
+    async with client_for(ModelSimulator().app) as client:
+        cut = (await client.post("/v1/chat/completions", json={**request, "max_tokens": 20})).json()
+        refused = await client.post("/v1/chat/completions", json={**request, "max_tokens": 0})
+    assert cut["usage"]["completion_tokens"] <= 20
+    assert models.count_tokens(cut["choices"][0]["message"]["content"]) <= 20
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert refused.status_code == 400 and "max_tokens" in refused.text
