@@ -11,6 +11,7 @@ executing, retries the failed roles and stops the daemon whatever happens.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -73,11 +74,13 @@ def write_instance_config(
     *,
     role_run_limit: int | None = None,
     dequeue_interval_seconds: int = 1,
+    run_monitoring: dict[str, int] | None = None,
 ) -> Path:
     """Copy ``source`` to ``home/dagster.yaml``, dequeuing every ``dequeue_interval_seconds``
     (the default 5 s would make a demo of short runs mostly waiting) with threads, and,
-    when given, with another limit for role runs (the test uses a small one). The tag
-    concurrency limits are the source's."""
+    when given, with another limit for role runs (the test uses a small one) and other
+    ``run_monitoring`` timings (the test of a killed daemon cannot wait the production
+    intervals). The tag concurrency limits are the source's."""
     config: dict[str, Any] = yaml.safe_load(source.read_text()) or {}
     coordinator = config.setdefault(
         "run_coordinator",
@@ -107,6 +110,8 @@ def write_instance_config(
         limits.append(
             {"key": CONCURRENCY_TAG_KEY, "value": CONCURRENCY_GROUP, "limit": role_run_limit}
         )
+    if run_monitoring:
+        config.setdefault("run_monitoring", {}).update(run_monitoring)
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -129,7 +134,7 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if k != "MODELS_BASE_URL"}
         env.update(self.env)
         env["DAGSTER_HOME"] = str(self.home)
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-m", CODE_LOCATION_MODULE],
             cwd=self.workdir,
@@ -146,6 +151,19 @@ class Daemon:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the daemon's whole process group (daemon, code server, run workers), as
+        an out-of-memory killer or a pulled plug would: nothing gets to clean up."""
+        proc = self.process
+        if proc is None:
+            return
+        self.process = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self._log.close()
+        atexit.unregister(self.stop)
 
     def stop(self) -> None:
         proc = self.process
