@@ -31,7 +31,12 @@ from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import run_request
 from batch_pipelines.role_onboarding.status import WorkflowRecord
 from batch_pipelines.role_onboarding.store import RoleOnboardingStore
-from batch_pipelines.role_onboarding.submission import ROLE_FIELDS, parse_options, read_json_file
+from batch_pipelines.role_onboarding.submission import (
+    ROLE_FIELDS,
+    parse_options,
+    read_json_file,
+    validate_company_id,
+)
 
 LAUNCHES_PER_TICK = 500
 
@@ -90,9 +95,9 @@ def submission_run_config(body: Any) -> dict[str, Any]:
     unknown = sorted(set(body) - set(SUBMISSION_FIELDS))
     if unknown:
         raise ConfigurationError(f"{unknown[0]}: unknown field; known: {list(SUBMISSION_FIELDS)}")
-    company_id = body.get("company_id")
-    if not isinstance(company_id, str):
-        raise ConfigurationError("company_id: required (a string)")
+    # The company becomes partition keys: a name the job would refuse fails the tick here,
+    # naming the file and field, instead of launching a run bound to fail.
+    company_id = validate_company_id(body.get("company_id"))
     created_by = body.get("created_by")
     if created_by is not None and not isinstance(created_by, str):
         raise ConfigurationError("created_by: must be a string")
