@@ -76,7 +76,10 @@ def submit_batch(
     concurrency: int,
     now: datetime | None = None,
 ) -> SubmissionResult:
-    """Store the batch (valid roles only) and answer as the seed's push-batch does."""
+    """Store the batch (valid roles only) and answer as the seed's push-batch does:
+    ``total_roles`` counts every role of the request, the invalid ones skipped with their
+    reason included (``queued_roles`` + ``skipped_roles``); ``workflow_ids`` lists the
+    queued ones."""
     if not enabled:
         raise BatchError(
             f"role batch submission is disabled by its feature flag ({SUBMISSION_FLAG_ENV})",
@@ -93,7 +96,10 @@ def submit_batch(
         message += f"; {skipped} invalid role{'s' if skipped != 1 else ''} skipped"
     response = {
         "batch_id": batch.batch_id,
-        "total_roles": len(workflows),
+        # The seed's total_roles is the request's roles: queued ones plus skipped invalid ones.
+        "total_roles": len(workflows) + skipped,
+        "queued_roles": len(workflows),
+        "skipped_roles": skipped,
         "workflow_ids": [wf.workflow_id for wf in workflows],
         "status": "queued",
         "estimated_duration_seconds": estimated_duration_seconds(
@@ -142,7 +148,15 @@ def batch_status(
         pk: dashboard_url(ident, dashboard_base_url)
         for pk, ident in store.dashboard_ids(batch.company_id, ready).items()
     }
-    return compute_batch_status(batch, runs, dashboards, concurrency=role_run_limit_of(instance))
+    cost, tokens = store.ledger_totals(batch.batch_id)
+    return compute_batch_status(
+        batch,
+        runs,
+        dashboards,
+        concurrency=role_run_limit_of(instance),
+        cost=cost,
+        tokens=tokens,
+    )
 
 
 def retry_failed(

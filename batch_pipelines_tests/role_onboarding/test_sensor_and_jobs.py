@@ -92,7 +92,9 @@ def test_the_submit_job_stores_the_batch_adds_partitions_and_reports_skipped_rol
         assert instance.get_run_by_id(result.run_id).tags[BATCH_TAG] == batch_id
         (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
         response = output.step_output_data.metadata["response"].value
-    assert response["status"] == "queued" and response["total_roles"] == 3
+    # total_roles is the seed's: every role of the request, the skipped invalid one included.
+    assert response["status"] == "queued" and response["total_roles"] == 4
+    assert len(response["workflow_ids"]) == response["queued_roles"] == 3
     assert response["invalid_roles"] == [
         {"index": 3, "role_name": None, "field": "role_name", "reason": "is required"}
     ]
