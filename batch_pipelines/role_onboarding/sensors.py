@@ -28,7 +28,7 @@ from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES, role_onboarding_job
 from batch_pipelines.role_onboarding.jobs import submit_role_batch
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
-from batch_pipelines.role_onboarding.service import run_request
+from batch_pipelines.role_onboarding.service import apply_activity_limit, run_request
 from batch_pipelines.role_onboarding.status import WorkflowRecord
 from batch_pipelines.role_onboarding.store import RoleOnboardingStore
 from batch_pipelines.role_onboarding.submission import (
@@ -66,8 +66,17 @@ def plan_launches(
     description="Launches one queued run per stored role workflow (run key = workflow id).",
 )
 def role_batch_submissions(
-    context: dg.SensorEvaluationContext, batch_store: BatchStoreResource
+    context: dg.SensorEvaluationContext,
+    batch_store: BatchStoreResource,
+    role_onboarding_settings: RoleOnboardingSettings,
 ) -> dg.SensorResult | dg.SkipReason:
+    # The activity pool's limit comes from ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES; pool
+    # limits live in the instance, so every tick makes sure it has this one.
+    changed = apply_activity_limit(
+        context.instance, role_onboarding_settings.max_concurrent_activities
+    )
+    if changed is not None:
+        context.log.info(f"role_onboarding_activities pool limit set to {changed}")
     cursor = parse_cursor(context.cursor)
     stored = RoleOnboardingStore(batch_store.get_store()).workflows_after(
         cursor, limit=LAUNCHES_PER_TICK

@@ -19,6 +19,7 @@ import dagster as dg
 
 from batch_pipelines.core.errors import BatchError, ConfigurationError
 from batch_pipelines.role_onboarding.status import (
+    ACTIVITY_POOL,
     BATCH_TAG,
     CONCURRENCY_GROUP,
     CONCURRENCY_TAG_KEY,
@@ -28,6 +29,7 @@ from batch_pipelines.role_onboarding.status import (
     RoleBatchRecord,
     RunView,
     WorkflowRecord,
+    activity_limit_change,
     compute_batch_status,
     dashboard_url,
     estimated_duration_seconds,
@@ -64,6 +66,21 @@ def role_run_limit_of(instance: dg.DagsterInstance) -> int:
         return DEFAULT_ROLE_RUN_LIMIT
     limit = role_run_limit(config.tag_concurrency_limits, config.max_concurrent_runs)
     return limit if limit is not None and limit > 0 else DEFAULT_ROLE_RUN_LIMIT
+
+
+def apply_activity_limit(instance: dg.DagsterInstance, wanted: int) -> int | None:
+    """Give the activity pool ``wanted`` slots in the instance (pool limits live in Dagster's
+    storage, not in dagster.yaml); the new limit, or None when it already had it."""
+    storage = instance.event_log_storage
+    current = (
+        storage.get_concurrency_info(ACTIVITY_POOL).slot_count
+        if ACTIVITY_POOL in storage.get_concurrency_keys()
+        else None
+    )
+    change = activity_limit_change(current, wanted)
+    if change is not None:
+        storage.set_concurrency_slots(ACTIVITY_POOL, change)
+    return change
 
 
 def submit_batch(

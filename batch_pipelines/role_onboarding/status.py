@@ -33,6 +33,11 @@ CONCURRENCY_GROUP = "role_onboarding"
 BATCH_TAG = "batch_pipelines/role_batch"
 ROUND_TAG = "batch_pipelines/role_batch_round"
 WORKFLOW_TAG = "batch_pipelines/role_workflow"
+# Seed 000 has two limits per worker: 10 workflows (role runs, the run queue's tag limit
+# above, in dagster.yaml) and 5 activities (AI assessments: the role's step, which claims a
+# slot of this Dagster pool; ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES sets its limit).
+ACTIVITY_POOL = "role_onboarding_activities"
+DEFAULT_MAX_CONCURRENT_ACTIVITIES = 5
 
 # What each Dagster run status means for a role.
 RUN_STATUS_STATES: dict[str, ItemState] = {
@@ -344,6 +349,16 @@ def role_run_limit(
     if max_concurrent_runs is not None and max_concurrent_runs >= 0:
         limits.append(max_concurrent_runs)
     return min(limits) if limits else None
+
+
+def activity_limit_change(current: int | None, wanted: int) -> int | None:
+    """The limit to give the activity pool, or None when it already has ``wanted`` slots.
+    ``wanted`` below 1 would stop every role: refused with the variable to fix."""
+    if wanted < 1:
+        raise ConfigurationError(
+            f"ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES must be at least 1, got {wanted}"
+        )
+    return None if current == wanted else wanted
 
 
 def peak_concurrency(intervals: Iterable[tuple[float, float]]) -> int:

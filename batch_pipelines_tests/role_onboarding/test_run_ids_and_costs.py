@@ -41,7 +41,11 @@ def _submit(store, names=("Actuary", "Underwriter"), *, skip=False):
 
 def _launch(instance, store_url):
     context = dg.build_sensor_context(
-        instance=instance, resources={"batch_store": BatchStoreResource(database_url=store_url)}
+        instance=instance,
+        resources={
+            "batch_store": BatchStoreResource(database_url=store_url),
+            "role_onboarding_settings": RoleOnboardingSettings(),
+        },
     )
     return role_batch_submissions(context).run_requests
 

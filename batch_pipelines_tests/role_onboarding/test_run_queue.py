@@ -17,7 +17,7 @@ def test_the_demo_instance_config_keeps_the_projects_limits_and_can_lower_the_ro
 
     write_instance_config(project_dagster_yaml(), tmp_path / "home")
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
-        assert role_run_limit_of(instance) == 5
+        assert role_run_limit_of(instance) == 10  # seed 000's max concurrent workflows
     write_instance_config(project_dagster_yaml(), tmp_path / "low", role_run_limit=2)
     with dg.DagsterInstance.from_config(str(tmp_path / "low")) as instance:
         assert role_run_limit_of(instance) == 2

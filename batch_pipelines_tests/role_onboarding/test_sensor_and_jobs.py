@@ -7,7 +7,8 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from batch_pipelines.resources import BatchStoreResource, ModelsResource
+from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, resolved
 from batch_pipelines.role_onboarding.assets import role_onboarding
 from batch_pipelines.role_onboarding.jobs import (
     cleanup_expired_role_batches,
@@ -16,23 +17,26 @@ from batch_pipelines.role_onboarding.jobs import (
     role_batch_status,
     submit_role_batch,
 )
-from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
+from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings, default_settings
 from batch_pipelines.role_onboarding.sensors import (
     parse_cursor,
     plan_launches,
     role_batch_submissions,
 )
 from batch_pipelines.role_onboarding.service import (
+    apply_activity_limit,
     batch_status,
     retry_failed,
     role_run_limit_of,
     submit_batch,
 )
 from batch_pipelines.role_onboarding.status import (
+    ACTIVITY_POOL,
     BATCH_TAG,
     CONCURRENCY_TAG_KEY,
     ROUND_TAG,
     WORKFLOW_TAG,
+    activity_limit_change,
 )
 from batch_pipelines.role_onboarding.store import BatchExpired, RoleOnboardingStore
 from batch_pipelines.role_onboarding.submission import validate_submission
@@ -76,7 +80,10 @@ def _sensor(instance, store_url, cursor=None):
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"batch_store": BatchStoreResource(database_url=store_url)},
+        resources={
+            "batch_store": BatchStoreResource(database_url=store_url),
+            "role_onboarding_settings": RoleOnboardingSettings(),
+        },
     )
     return role_batch_submissions(context)
 
@@ -297,3 +304,33 @@ def test_the_feature_flag_is_read_from_its_environment_variable_at_run_time(stor
             raise_on_error=False,
         )
     assert not result.success
+
+
+def test_the_activity_limit_is_the_role_steps_pool_and_the_sensor_gives_it_the_env_limit(
+    store_url, monkeypatch
+):
+    # Seed 000: 5 concurrent activities (AI assessments) per 10 concurrent workflows.
+    assert role_onboarding.op.pool == ACTIVITY_POOL
+    monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES", "3")
+    settings = resolved(default_settings())
+    assert settings.max_concurrent_activities == 3
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={
+                "batch_store": BatchStoreResource(database_url=store_url),
+                "role_onboarding_settings": settings,
+            },
+        )
+        role_batch_submissions(context)
+        assert instance.event_log_storage.get_concurrency_info(ACTIVITY_POOL).slot_count == 3
+        assert apply_activity_limit(instance, 3) is None  # unchanged: nothing written
+        assert apply_activity_limit(instance, 5) == 5
+        assert instance.event_log_storage.get_concurrency_info(ACTIVITY_POOL).slot_count == 5
+    assert RoleOnboardingSettings().max_concurrent_activities == 5
+
+
+def test_an_activity_limit_below_one_is_refused_naming_its_variable():
+    with pytest.raises(ConfigurationError, match="ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES"):
+        activity_limit_change(5, 0)
+    assert activity_limit_change(None, 5) == 5 and activity_limit_change(5, 5) is None
