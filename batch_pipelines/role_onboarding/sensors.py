@@ -28,7 +28,11 @@ from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES, role_onboarding_job
 from batch_pipelines.role_onboarding.jobs import submit_role_batch
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
-from batch_pipelines.role_onboarding.service import apply_activity_limit, run_request
+from batch_pipelines.role_onboarding.service import (
+    apply_activity_limit,
+    check_workflow_limit_of,
+    run_request,
+)
 from batch_pipelines.role_onboarding.status import WorkflowRecord
 from batch_pipelines.role_onboarding.store import RoleOnboardingStore
 from batch_pipelines.role_onboarding.submission import (
@@ -70,11 +74,12 @@ def role_batch_submissions(
     batch_store: BatchStoreResource,
     role_onboarding_settings: RoleOnboardingSettings,
 ) -> dg.SensorResult | dg.SkipReason:
+    settings = role_onboarding_settings
+    # Role runs are limited by the run queue (dagster.yaml); the variable must agree with it.
+    check_workflow_limit_of(context.instance, settings.max_concurrent_workflows or None)
     # The activity pool's limit comes from ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES; pool
     # limits live in the instance, so every tick makes sure it has this one.
-    changed = apply_activity_limit(
-        context.instance, role_onboarding_settings.max_concurrent_activities
-    )
+    changed = apply_activity_limit(context.instance, settings.max_concurrent_activities)
     if changed is not None:
         context.log.info(f"role_onboarding_activities pool limit set to {changed}")
     cursor = parse_cursor(context.cursor)

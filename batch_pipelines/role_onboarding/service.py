@@ -30,6 +30,7 @@ from batch_pipelines.role_onboarding.status import (
     RunView,
     WorkflowRecord,
     activity_limit_change,
+    check_workflow_limit,
     compute_batch_status,
     dashboard_url,
     estimated_duration_seconds,
@@ -81,6 +82,17 @@ def apply_activity_limit(instance: dg.DagsterInstance, wanted: int) -> int | Non
     if change is not None:
         storage.set_concurrency_slots(ACTIVITY_POOL, change)
     return change
+
+
+def check_workflow_limit_of(instance: dg.DagsterInstance, wanted: int | None) -> None:
+    """``check_workflow_limit`` against the instance's run queue (None: no run queue)."""
+    config = instance.get_concurrency_config().run_queue_config
+    limit = (
+        role_run_limit(config.tag_concurrency_limits, config.max_concurrent_runs)
+        if config is not None
+        else None
+    )
+    check_workflow_limit(wanted, limit)
 
 
 def submit_batch(

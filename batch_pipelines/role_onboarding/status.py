@@ -361,6 +361,25 @@ def activity_limit_change(current: int | None, wanted: int) -> int | None:
     return None if current == wanted else wanted
 
 
+def check_workflow_limit(wanted: int | None, instance_limit: int | None) -> None:
+    """ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS, when set, must be the run queue's limit on
+    role runs: Dagster reads run limits from dagster.yaml only (no environment variable
+    there), so a different value would be silently ignored. Refused, naming both."""
+    if wanted is None:
+        return
+    if wanted < 1:
+        raise ConfigurationError(
+            f"ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS must be at least 1, got {wanted}"
+        )
+    if wanted != instance_limit:
+        shown = "no limit" if instance_limit is None else f"a limit of {instance_limit}"
+        raise ConfigurationError(
+            f"ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS is {wanted} but the instance's run queue "
+            f"gives role runs {shown}: set the `limit` of the {CONCURRENCY_TAG_KEY}: "
+            f"{CONCURRENCY_GROUP} tag concurrency limit in dagster.yaml to {wanted}"
+        )
+
+
 def peak_concurrency(intervals: Iterable[tuple[float, float]]) -> int:
     """The largest number of (start, end) intervals open at one instant; an interval that
     ends exactly when another starts does not overlap it."""

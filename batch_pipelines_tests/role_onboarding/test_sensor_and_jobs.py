@@ -37,6 +37,7 @@ from batch_pipelines.role_onboarding.status import (
     ROUND_TAG,
     WORKFLOW_TAG,
     activity_limit_change,
+    check_workflow_limit,
 )
 from batch_pipelines.role_onboarding.store import BatchExpired, RoleOnboardingStore
 from batch_pipelines.role_onboarding.submission import validate_submission
@@ -334,3 +335,40 @@ def test_an_activity_limit_below_one_is_refused_naming_its_variable():
     with pytest.raises(ConfigurationError, match="ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES"):
         activity_limit_change(5, 0)
     assert activity_limit_change(None, 5) == 5 and activity_limit_change(5, 5) is None
+
+
+def test_the_workflow_limit_variable_must_be_the_run_queues_role_limit():
+    check_workflow_limit(None, 10)
+    check_workflow_limit(10, 10)
+    with pytest.raises(ConfigurationError, match="is 12 but .* a limit of 10: set the `limit`"):
+        check_workflow_limit(12, 10)
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        check_workflow_limit(-1, 10)
+
+
+def test_the_sensor_refuses_to_launch_while_the_workflow_limit_variable_disagrees_with_dagster_yaml(
+    tmp_path, store_url, monkeypatch
+):
+    from batch_pipelines.role_onboarding.queue_harness import (
+        project_dagster_yaml,
+        write_instance_config,
+    )
+
+    write_instance_config(project_dagster_yaml(), tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+
+        def tick():
+            context = dg.build_sensor_context(
+                instance=instance,
+                resources={
+                    "batch_store": BatchStoreResource(database_url=store_url),
+                    "role_onboarding_settings": resolved(default_settings()),
+                },
+            )
+            return role_batch_submissions(context)
+
+        monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS", "10")
+        assert isinstance(tick(), dg.SkipReason)
+        monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS", "12")
+        with pytest.raises(ConfigurationError, match="MAX_CONCURRENT_WORKFLOWS is 12"):
+            tick()
