@@ -198,6 +198,7 @@ class QueueRunResult:
     states: list[str] = field(default_factory=list)
     sampled_peak: int = 0
     recorded_peak: int = 0
+    step_peak: int = 0  # role steps (activities) at once, from the step events
     final: BatchStatusView | None = None
     seconds: float = 0.0
 
@@ -212,6 +213,26 @@ def role_run_intervals(instance: dg.DagsterInstance, batch_id: str) -> list[tupl
     ]
 
 
+def role_step_intervals(instance: dg.DagsterInstance, batch_id: str) -> list[tuple[float, float]]:
+    """(start, end) of every role step of the batch (what the activity pool limits), from
+    the step events of its runs: a run waiting for a pool slot has started, its step not."""
+    intervals = []
+    for record in instance.get_run_records(dg.RunsFilter(tags={BATCH_TAG: batch_id})):
+        starts, ends = [], []
+        for event in instance.all_logs(
+            record.dagster_run.run_id,
+            of_type={
+                dg.DagsterEventType.STEP_START,
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            },
+        ):
+            kind = event.dagster_event.event_type if event.dagster_event else None
+            (starts if kind == dg.DagsterEventType.STEP_START else ends).append(event.timestamp)
+        intervals.extend(zip(sorted(starts), sorted(ends), strict=False))
+    return intervals
+
+
 def run_batch_through_queue(
     directory: Path,
     submission: ValidatedSubmission,
@@ -220,13 +241,15 @@ def run_batch_through_queue(
     failing_roles: list[str],
     model_latency_ms: int = 300,
     role_run_limit: int | None = None,
+    activity_limit: int | None = None,
     retry: bool = True,
     timeout_seconds: float = 240.0,
     echo: Callable[[str], None] = print,
     poll_seconds: float = 0.5,
 ) -> QueueRunResult:
     """Submit ``submission``, follow it to a settled state through the real queue, retry
-    its failed roles (if ``retry``) and follow again; the daemon is always stopped."""
+    its failed roles (if ``retry``) and follow again; the daemon is always stopped.
+    ``activity_limit`` is given to the daemon as ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES."""
     started = time.monotonic()
     home = directory / "dagster_home"
     write_instance_config(source_config, home, role_run_limit=role_run_limit)
@@ -238,6 +261,8 @@ def run_batch_through_queue(
         "ROLE_ONBOARDING_SIMULATED_ASSESSMENT_FAILURES": ",".join(failing_roles),
         "ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS": str(model_latency_ms),
     }
+    if activity_limit is not None:
+        env["ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES"] = str(activity_limit)
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         limit = role_run_limit_of(instance)
@@ -302,6 +327,7 @@ def run_batch_through_queue(
                 settled = follow(("completed", "partial"))
             result.final = settled
             result.recorded_peak = peak_concurrency(role_run_intervals(instance, batch_id))
+            result.step_peak = peak_concurrency(role_step_intervals(instance, batch_id))
         result.seconds = time.monotonic() - started
         return result
     finally:

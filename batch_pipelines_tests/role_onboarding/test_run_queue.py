@@ -44,6 +44,27 @@ def test_a_daemon_never_runs_more_role_runs_at_once_than_the_tag_concurrency_lim
     assert result.states[0] == "pending" and result.states[-1] == "completed"
 
 
+@pytest.mark.slow
+def test_a_daemon_never_runs_more_role_steps_at_once_than_the_activity_limit(tmp_path):
+    """Seed 000's two limits: 4 workflows (role runs) may run, only 2 activities (role
+    steps, the AI assessment) at once: the run queue holds back runs whose pool is full."""
+    submission = validate_submission("acme", [{"role_name": f"Role {i}"} for i in range(4)])
+    result = run_batch_through_queue(
+        tmp_path,
+        submission,
+        source_config=project_dagster_yaml(),
+        failing_roles=[],
+        model_latency_ms=1000,
+        role_run_limit=4,
+        activity_limit=2,
+        retry=False,
+        timeout_seconds=120,
+        echo=lambda line: None,
+    )
+    assert str(result.final.view.state) == "completed" and result.final.view.completed == 4
+    assert result.limit == 4 and 1 <= result.step_peak <= 2
+
+
 def test_the_demo_submits_twenty_roles_and_reports_its_one_invalid_role():
     from batch_pipelines.role_onboarding.demo import FAILING_ROLES, demo_submission
 
