@@ -119,7 +119,7 @@ def submit(
     """Submit FILE's roles, or the --role ones, as one batch; invalid roles are skipped."""
     from batch_pipelines.role_onboarding.service import (
         DEFAULT_ROLE_RUN_LIMIT,
-        role_run_limit_of,
+        role_concurrency_of,
         submit_batch,
     )
     from batch_pipelines.role_onboarding.submission import (
@@ -158,7 +158,7 @@ def submit(
             enabled=settings.submission_enabled(),
             ttl=settings.ttl(),
             role_seconds=settings.estimated_role_seconds,
-            concurrency=role_run_limit_of(instance)
+            concurrency=role_concurrency_of(instance)
             if instance is not None
             else DEFAULT_ROLE_RUN_LIMIT,
         )

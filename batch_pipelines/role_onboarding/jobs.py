@@ -18,7 +18,7 @@ from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import (
     batch_status,
     retry_failed,
-    role_run_limit_of,
+    role_concurrency_of,
     submit_batch,
 )
 from batch_pipelines.role_onboarding.status import BATCH_TAG
@@ -72,7 +72,7 @@ def store_role_batch(
             enabled=settings.submission_enabled(),
             ttl=settings.ttl(),
             role_seconds=settings.estimated_role_seconds,
-            concurrency=role_run_limit_of(context.instance),
+            concurrency=role_concurrency_of(context.instance),
         )
     except BatchPipelinesError as exc:
         # Bad input or a closed gate: say so plainly; retrying the run cannot help.

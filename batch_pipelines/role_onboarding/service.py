@@ -23,6 +23,7 @@ from batch_pipelines.role_onboarding.status import (
     BATCH_TAG,
     CONCURRENCY_GROUP,
     CONCURRENCY_TAG_KEY,
+    DEFAULT_MAX_CONCURRENT_ACTIVITIES,
     ROUND_TAG,
     WORKFLOW_TAG,
     BatchStatusView,
@@ -67,6 +68,20 @@ def role_run_limit_of(instance: dg.DagsterInstance) -> int:
         return DEFAULT_ROLE_RUN_LIMIT
     limit = role_run_limit(config.tag_concurrency_limits, config.max_concurrent_runs)
     return limit if limit is not None and limit > 0 else DEFAULT_ROLE_RUN_LIMIT
+
+
+def activity_limit_of(instance: dg.DagsterInstance) -> int:
+    """The activity pool's limit in the instance, or the seed's 5 before the sensor set it."""
+    storage = instance.event_log_storage
+    if ACTIVITY_POOL in storage.get_concurrency_keys():
+        return storage.get_concurrency_info(ACTIVITY_POOL).slot_count or 0
+    return DEFAULT_MAX_CONCURRENT_ACTIVITIES
+
+
+def role_concurrency_of(instance: dg.DagsterInstance) -> int:
+    """How many roles work at once, for estimates: the smaller of the two limits (role runs
+    by the run queue, role steps by the activity pool), at least 1."""
+    return max(1, min(role_run_limit_of(instance), activity_limit_of(instance)))
 
 
 def apply_activity_limit(instance: dg.DagsterInstance, wanted: int) -> int | None:
@@ -182,7 +197,7 @@ def batch_status(
         batch,
         runs,
         dashboards,
-        concurrency=role_run_limit_of(instance),
+        concurrency=role_concurrency_of(instance),
         cost=cost,
         tokens=tokens,
     )

@@ -372,3 +372,27 @@ def test_the_sensor_refuses_to_launch_while_the_workflow_limit_variable_disagree
         monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS", "12")
         with pytest.raises(ConfigurationError, match="MAX_CONCURRENT_WORKFLOWS is 12"):
             tick()
+
+
+def test_estimates_use_the_smaller_of_the_workflow_and_activity_limits_as_in_the_seeds_table(
+    tmp_path,
+):
+    from batch_pipelines.role_onboarding.queue_harness import (
+        project_dagster_yaml,
+        write_instance_config,
+    )
+    from batch_pipelines.role_onboarding.service import role_concurrency_of
+    from batch_pipelines.role_onboarding.status import estimated_duration_seconds
+
+    write_instance_config(project_dagster_yaml(), tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert role_run_limit_of(instance) == 10 and role_concurrency_of(instance) == 5
+        # Seed 000: 50 roles, 5 concurrent workers, ~15 min each -> ~2.5 hours.
+        assert (
+            estimated_duration_seconds(
+                50, role_seconds=900, concurrency=role_concurrency_of(instance)
+            )
+            == 9000
+        )
+        apply_activity_limit(instance, 2)
+        assert role_concurrency_of(instance) == 2
