@@ -4,9 +4,10 @@ Nothing here is stored: as in seed 000 ("pull, not push"), the batch record only
 roles and the runs say how far each got, so the view can never disagree with them. The
 counts and the batch state come from the foundation's :func:`aggregate`, the same rules
 every family shows, read by the seed's own state table: a batch in which every role
-failed is ``completed``, not ``partial`` (see :func:`role_batch_state`). Also here: which roles a "retry failed" request retries, the estimate
-a submission answers with, and the role-run limit read from the run queue's
-configuration. Pure: no Dagster, no I/O.
+failed is ``completed``, not ``partial`` (see :func:`role_batch_state`). Also here: which
+roles a "retry failed" request retries, the estimate a submission answers with, the
+role-run limit read from the run queue's configuration and the two limits' checks.
+Pure: no Dagster, no I/O.
 """
 
 from __future__ import annotations
