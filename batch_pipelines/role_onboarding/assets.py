@@ -19,6 +19,7 @@ from batch_pipelines.resources import BatchStoreResource, ModelsResource
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import ASSET_NAME, NO_RUN_RETRY_ON_FAILURE
 from batch_pipelines.role_onboarding.status import (
+    ACTIVITY_POOL,
     CONCURRENCY_GROUP,
     CONCURRENCY_TAG_KEY,
     dashboard_url,
@@ -87,6 +88,9 @@ def _role_input(
     group_name=GROUP,
     kinds={"python"},
     retry_policy=STEP_RETRY_POLICY,
+    # The seed's activity limit: at most the pool's limit of roles work (call the model
+    # service) at once, however many role runs the run queue let start.
+    pool=ACTIVITY_POOL,
     description="One company role onboarded: taxonomy role, documents, AI assessment, enhancement "
     "workflows and its published dashboard record.",
 )

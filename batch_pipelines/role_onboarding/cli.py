@@ -119,7 +119,7 @@ def submit(
     """Submit FILE's roles, or the --role ones, as one batch; invalid roles are skipped."""
     from batch_pipelines.role_onboarding.service import (
         DEFAULT_ROLE_RUN_LIMIT,
-        role_run_limit_of,
+        role_concurrency_of,
         submit_batch,
     )
     from batch_pipelines.role_onboarding.submission import (
@@ -158,7 +158,7 @@ def submit(
             enabled=settings.submission_enabled(),
             ttl=settings.ttl(),
             role_seconds=settings.estimated_role_seconds,
-            concurrency=role_run_limit_of(instance)
+            concurrency=role_concurrency_of(instance)
             if instance is not None
             else DEFAULT_ROLE_RUN_LIMIT,
         )
@@ -199,6 +199,7 @@ def render_status(status: dict[str, Any]) -> list[str]:
         f"{status['in_progress']}, completed {status['completed']}, failed {status['failed']}",
         f"progress {progress_bar(status['progress_percent'])}  success rate {status['success_rate']:.1f}%"
         f"  eta {_duration(status['eta_seconds'])}",
+        f"cost {status['cost']} ({status['tokens']} tokens, from the cost ledger)",
     ]
     width = max([len(r["role_name"]) for r in status["roles"]] + [9])
     lines.append(f"  {'role':<{width}}  {'status':<8} {'workflow_id':<26} dashboard / error")
@@ -273,7 +274,12 @@ def status(
 def list_batches(ctx: click.Context, company_id: str, database_url: str, as_json: bool) -> None:
     """The company's batches (newest first) with their state."""
     from batch_pipelines.role_onboarding.service import batch_status
+    from batch_pipelines.role_onboarding.submission import validate_company_id
 
+    try:
+        company_id = validate_company_id(company_id)
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
     store = _store(ctx, database_url)
     instance = _instance(ctx)
     rows = []

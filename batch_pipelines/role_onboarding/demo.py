@@ -19,6 +19,7 @@ from batch_pipelines.role_onboarding.queue_harness import (
     project_dagster_yaml,
     run_batch_through_queue,
 )
+from batch_pipelines.role_onboarding.status import DEFAULT_MAX_CONCURRENT_ACTIVITIES, money
 from batch_pipelines.role_onboarding.submission import slugify, validate_submission
 
 COMPANY = "liberty-mutual"
@@ -81,6 +82,7 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
             submission,
             source_config=project_dagster_yaml(instance),
             failing_roles=[slugify(n) for n in FAILING_ROLES],
+            activity_limit=DEFAULT_MAX_CONCURRENT_ACTIVITIES,
             echo=echo,
         )
     except QueueTimeout as exc:
@@ -90,6 +92,7 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
     assert final is not None
     ok_states = states_went_as_expected(result.states)
     ok_limit = 0 < result.sampled_peak <= result.limit and result.recorded_peak <= result.limit
+    ok_activities = 0 < result.step_peak <= DEFAULT_MAX_CONCURRENT_ACTIVITIES
     ok_final = final.view.completed == len(ROLE_NAMES) and str(final.view.state) == "completed"
     echo(
         f"  states: {' -> '.join(result.states)}  ({'as expected' if ok_states else 'NOT as expected'})"
@@ -98,6 +101,11 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
         f"  role runs executing at once: peak {result.sampled_peak} sampled, {result.recorded_peak} from the run "
         f"records; limit {result.limit} ({'held' if ok_limit else 'VIOLATED'})"
     )
+    echo(
+        f"  roles working (AI assessment step) at once: peak {result.step_peak}; activity limit "
+        f"{DEFAULT_MAX_CONCURRENT_ACTIVITIES} ({'held' if ok_activities else 'VIOLATED'})"
+    )
+    echo(f"  batch cost from the ledger: {money(final.cost)} ({final.tokens} tokens)")
     sample = final.roles[0]
     echo(
         f"  e.g. {sample.role_name}: {sample.status} at {sample.dashboard_url} (workflow {sample.workflow_id})"
@@ -107,4 +115,4 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
         f"  where to look: DAGSTER_HOME={(directory / 'dagster_home').resolve()} .venv/bin/batch-pipelines roles status {result.batch_id} "
         f"--database-url sqlite:///{directory / 'batch_store.db'}"
     )
-    return 0 if ok_states and ok_limit and ok_final else 1
+    return 0 if ok_states and ok_limit and ok_activities and ok_final else 1

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.failures import final_failure
 from batch_pipelines.metadata import metadata_table
 from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES
@@ -17,7 +18,7 @@ from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import (
     batch_status,
     retry_failed,
-    role_run_limit_of,
+    role_concurrency_of,
     submit_batch,
 )
 from batch_pipelines.role_onboarding.status import BATCH_TAG
@@ -33,7 +34,8 @@ class RoleToOnboard(dg.Config):
 
 class SubmitRoleBatchConfig(dg.Config):
     company_id: str = Field(
-        description="The company whose roles are onboarded (letters, digits, - _ .)."
+        description="The company whose roles are onboarded (letters, digits, spaces, - _ .; "
+        "checked like every name that becomes a partition key)."
     )
     roles: list[RoleToOnboard] = Field(
         description="The roles; invalid ones are skipped with their reason."
@@ -70,11 +72,11 @@ def store_role_batch(
             enabled=settings.submission_enabled(),
             ttl=settings.ttl(),
             role_seconds=settings.estimated_role_seconds,
-            concurrency=role_run_limit_of(context.instance),
+            concurrency=role_concurrency_of(context.instance),
         )
     except BatchPipelinesError as exc:
         # Bad input or a closed gate: say so plainly; retrying the run cannot help.
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise final_failure(exc) from None
     keys = [wf.partition_key for wf in result.batch.current_workflows()]
     context.instance.add_dynamic_partitions(ROLES.name, keys)
     context.instance.add_run_tags(context.run_id, {BATCH_TAG: result.batch.batch_id})
@@ -121,7 +123,7 @@ def retry_failed_role_workflows(
             force_rerun=config.force_rerun,
         )
     except BatchPipelinesError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise final_failure(exc) from None
     context.instance.add_run_tags(context.run_id, {BATCH_TAG: response["batch_id"]})
     context.log.info(response["message"])
     context.add_output_metadata(
@@ -161,7 +163,7 @@ def report_role_batch_status(
             dashboard_base_url=role_onboarding_settings.dashboard_base_url,
         )
     except BatchPipelinesError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise final_failure(exc) from None
     view = status.to_dict()
     columns = ["role_name", "status", "workflow_id", "attempt", "run_id", "dashboard_url", "error"]
     table = metadata_table(
@@ -177,6 +179,8 @@ def report_role_batch_status(
             },
             "progress_percent": view["progress_percent"],
             "success_rate": view["success_rate"],
+            "cost": float(status.cost),
+            "tokens": view["tokens"],
             "created_at": view["created_at"],
             "roles": table,
         }

@@ -11,6 +11,7 @@ executing, retries the failed roles and stops the daemon whatever happens.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -73,11 +74,13 @@ def write_instance_config(
     *,
     role_run_limit: int | None = None,
     dequeue_interval_seconds: int = 1,
+    run_monitoring: dict[str, int] | None = None,
 ) -> Path:
     """Copy ``source`` to ``home/dagster.yaml``, dequeuing every ``dequeue_interval_seconds``
     (the default 5 s would make a demo of short runs mostly waiting) with threads, and,
-    when given, with another limit for role runs (the test uses a small one). The tag
-    concurrency limits are the source's."""
+    when given, with another limit for role runs (the test uses a small one) and other
+    ``run_monitoring`` timings (the test of a killed daemon cannot wait the production
+    intervals). The tag concurrency limits are the source's."""
     config: dict[str, Any] = yaml.safe_load(source.read_text()) or {}
     coordinator = config.setdefault(
         "run_coordinator",
@@ -107,6 +110,8 @@ def write_instance_config(
         limits.append(
             {"key": CONCURRENCY_TAG_KEY, "value": CONCURRENCY_GROUP, "limit": role_run_limit}
         )
+    if run_monitoring:
+        config.setdefault("run_monitoring", {}).update(run_monitoring)
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -129,7 +134,7 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if k != "MODELS_BASE_URL"}
         env.update(self.env)
         env["DAGSTER_HOME"] = str(self.home)
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-m", CODE_LOCATION_MODULE],
             cwd=self.workdir,
@@ -146,6 +151,19 @@ class Daemon:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the daemon's whole process group (daemon, code server, run workers), as
+        an out-of-memory killer or a pulled plug would: nothing gets to clean up."""
+        proc = self.process
+        if proc is None:
+            return
+        self.process = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self._log.close()
+        atexit.unregister(self.stop)
 
     def stop(self) -> None:
         proc = self.process
@@ -180,6 +198,7 @@ class QueueRunResult:
     states: list[str] = field(default_factory=list)
     sampled_peak: int = 0
     recorded_peak: int = 0
+    step_peak: int = 0  # role steps (activities) at once, from the step events
     final: BatchStatusView | None = None
     seconds: float = 0.0
 
@@ -194,6 +213,26 @@ def role_run_intervals(instance: dg.DagsterInstance, batch_id: str) -> list[tupl
     ]
 
 
+def role_step_intervals(instance: dg.DagsterInstance, batch_id: str) -> list[tuple[float, float]]:
+    """(start, end) of every role step of the batch (what the activity pool limits), from
+    the step events of its runs: a run waiting for a pool slot has started, its step not."""
+    intervals = []
+    for record in instance.get_run_records(dg.RunsFilter(tags={BATCH_TAG: batch_id})):
+        starts, ends = [], []
+        for event in instance.all_logs(
+            record.dagster_run.run_id,
+            of_type={
+                dg.DagsterEventType.STEP_START,
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            },
+        ):
+            kind = event.dagster_event.event_type if event.dagster_event else None
+            (starts if kind == dg.DagsterEventType.STEP_START else ends).append(event.timestamp)
+        intervals.extend(zip(sorted(starts), sorted(ends), strict=False))
+    return intervals
+
+
 def run_batch_through_queue(
     directory: Path,
     submission: ValidatedSubmission,
@@ -202,13 +241,15 @@ def run_batch_through_queue(
     failing_roles: list[str],
     model_latency_ms: int = 300,
     role_run_limit: int | None = None,
+    activity_limit: int | None = None,
     retry: bool = True,
     timeout_seconds: float = 240.0,
     echo: Callable[[str], None] = print,
     poll_seconds: float = 0.5,
 ) -> QueueRunResult:
     """Submit ``submission``, follow it to a settled state through the real queue, retry
-    its failed roles (if ``retry``) and follow again; the daemon is always stopped."""
+    its failed roles (if ``retry``) and follow again; the daemon is always stopped.
+    ``activity_limit`` is given to the daemon as ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES."""
     started = time.monotonic()
     home = directory / "dagster_home"
     write_instance_config(source_config, home, role_run_limit=role_run_limit)
@@ -220,6 +261,8 @@ def run_batch_through_queue(
         "ROLE_ONBOARDING_SIMULATED_ASSESSMENT_FAILURES": ",".join(failing_roles),
         "ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS": str(model_latency_ms),
     }
+    if activity_limit is not None:
+        env["ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES"] = str(activity_limit)
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         limit = role_run_limit_of(instance)
@@ -284,6 +327,7 @@ def run_batch_through_queue(
                 settled = follow(("completed", "partial"))
             result.final = settled
             result.recorded_peak = peak_concurrency(role_run_intervals(instance, batch_id))
+            result.step_peak = peak_concurrency(role_step_intervals(instance, batch_id))
         result.seconds = time.monotonic() - started
         return result
     finally:

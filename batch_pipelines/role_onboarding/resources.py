@@ -9,11 +9,18 @@
 | ROLE_ONBOARDING_SIMULATED_ASSESSMENT_FAILURES    | simulated_assessment_failures      | ""      |
 | ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS       | simulated_model_latency_ms         | 0       |
 | ROLE_ONBOARDING_DROP_FOLDER                      | drop_folder                        | .data/role_onboarding/incoming |
+| ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES        | max_concurrent_activities          | 5       |
+| ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS         | max_concurrent_workflows (check)   | unset   |
 
 The two ``simulated_*`` settings only act on the embedded model simulator (no
 MODELS_BASE_URL): they let the demo and tests make chosen roles' AI assessment fail at the
 model service on their first attempt, and make a model call take as long as they say.
 ``drop_folder`` is where the ``role_submissions_drop_sensor`` picks up submission files.
+``max_concurrent_activities`` is the limit of the ``role_onboarding_activities`` pool (roles
+working at once), which the ``role_batch_submissions`` sensor gives the instance.
+``max_concurrent_workflows`` (0: unset) is not applied but checked: role runs are limited by
+the run queue of dagster.yaml, which reads no environment variable, so the sensor refuses
+to launch while the two disagree.
 """
 
 from datetime import timedelta
@@ -26,6 +33,7 @@ from batch_pipelines.core.backoff import RetryPolicy
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.flags import parse_flag
 from batch_pipelines.resources import DATA_DIR, ModelsResource, env_or
+from batch_pipelines.role_onboarding.status import DEFAULT_MAX_CONCURRENT_ACTIVITIES
 from batch_pipelines.role_onboarding.submission import (
     DASHBOARD_BASE_URL_ENV,
     SUBMISSION_FLAG_ENV,
@@ -55,6 +63,14 @@ class RoleOnboardingSettings(dg.ConfigurableResource):
         "embedded model simulator on their first attempt (demo and tests only).",
     )
     simulated_model_latency_ms: int = 0
+    max_concurrent_workflows: int = Field(
+        default=0,
+        description="Expected run queue limit on role runs (dagster.yaml); 0: not checked.",
+    )
+    max_concurrent_activities: int = Field(
+        default=DEFAULT_MAX_CONCURRENT_ACTIVITIES,
+        description="Roles whose step (AI assessment) runs at once: the activity pool's limit.",
+    )
     drop_folder: str = Field(
         default=str(DATA_DIR / "role_onboarding" / "incoming"),
         description="Folder whose *.json files (push-batch bodies) are submitted as batches.",
@@ -97,6 +113,8 @@ class RoleOnboardingSettings(dg.ConfigurableResource):
 
 
 DROP_FOLDER_ENV = "ROLE_ONBOARDING_DROP_FOLDER"
+MAX_CONCURRENT_ACTIVITIES_ENV = "ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES"
+MAX_CONCURRENT_WORKFLOWS_ENV = "ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS"
 
 
 def _int_env(name: str, default: int):
@@ -114,4 +132,8 @@ def default_settings() -> RoleOnboardingSettings:
         simulated_assessment_failures=env_or("ROLE_ONBOARDING_SIMULATED_ASSESSMENT_FAILURES", ""),
         simulated_model_latency_ms=_int_env("ROLE_ONBOARDING_SIMULATED_MODEL_LATENCY_MS", 0),
         drop_folder=env_or(DROP_FOLDER_ENV, str(DATA_DIR / "role_onboarding" / "incoming")),
+        max_concurrent_workflows=_int_env(MAX_CONCURRENT_WORKFLOWS_ENV, 0),
+        max_concurrent_activities=_int_env(
+            MAX_CONCURRENT_ACTIVITIES_ENV, DEFAULT_MAX_CONCURRENT_ACTIVITIES
+        ),
     )

@@ -28,10 +28,19 @@ from batch_pipelines.resources import BatchStoreResource
 from batch_pipelines.role_onboarding.assets import ROLES, role_onboarding_job
 from batch_pipelines.role_onboarding.jobs import submit_role_batch
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
-from batch_pipelines.role_onboarding.service import run_request
+from batch_pipelines.role_onboarding.service import (
+    apply_activity_limit,
+    check_workflow_limit_of,
+    run_request,
+)
 from batch_pipelines.role_onboarding.status import WorkflowRecord
 from batch_pipelines.role_onboarding.store import RoleOnboardingStore
-from batch_pipelines.role_onboarding.submission import ROLE_FIELDS, parse_options, read_json_file
+from batch_pipelines.role_onboarding.submission import (
+    ROLE_FIELDS,
+    parse_options,
+    read_json_file,
+    validate_company_id,
+)
 
 LAUNCHES_PER_TICK = 500
 
@@ -61,8 +70,18 @@ def plan_launches(
     description="Launches one queued run per stored role workflow (run key = workflow id).",
 )
 def role_batch_submissions(
-    context: dg.SensorEvaluationContext, batch_store: BatchStoreResource
+    context: dg.SensorEvaluationContext,
+    batch_store: BatchStoreResource,
+    role_onboarding_settings: RoleOnboardingSettings,
 ) -> dg.SensorResult | dg.SkipReason:
+    settings = role_onboarding_settings
+    # Role runs are limited by the run queue (dagster.yaml); the variable must agree with it.
+    check_workflow_limit_of(context.instance, settings.max_concurrent_workflows or None)
+    # The activity pool's limit comes from ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES; pool
+    # limits live in the instance, so every tick makes sure it has this one.
+    changed = apply_activity_limit(context.instance, settings.max_concurrent_activities)
+    if changed is not None:
+        context.log.info(f"role_onboarding_activities pool limit set to {changed}")
     cursor = parse_cursor(context.cursor)
     stored = RoleOnboardingStore(batch_store.get_store()).workflows_after(
         cursor, limit=LAUNCHES_PER_TICK
@@ -90,9 +109,9 @@ def submission_run_config(body: Any) -> dict[str, Any]:
     unknown = sorted(set(body) - set(SUBMISSION_FIELDS))
     if unknown:
         raise ConfigurationError(f"{unknown[0]}: unknown field; known: {list(SUBMISSION_FIELDS)}")
-    company_id = body.get("company_id")
-    if not isinstance(company_id, str):
-        raise ConfigurationError("company_id: required (a string)")
+    # The company becomes partition keys: a name the job would refuse fails the tick here,
+    # naming the file and field, instead of launching a run bound to fail.
+    company_id = validate_company_id(body.get("company_id"))
     created_by = body.get("created_by")
     if created_by is not None and not isinstance(created_by, str):
         raise ConfigurationError("created_by: must be a string")

@@ -19,15 +19,19 @@ import dagster as dg
 
 from batch_pipelines.core.errors import BatchError, ConfigurationError
 from batch_pipelines.role_onboarding.status import (
+    ACTIVITY_POOL,
     BATCH_TAG,
     CONCURRENCY_GROUP,
     CONCURRENCY_TAG_KEY,
+    DEFAULT_MAX_CONCURRENT_ACTIVITIES,
     ROUND_TAG,
     WORKFLOW_TAG,
     BatchStatusView,
     RoleBatchRecord,
     RunView,
     WorkflowRecord,
+    activity_limit_change,
+    check_workflow_limit,
     compute_batch_status,
     dashboard_url,
     estimated_duration_seconds,
@@ -66,6 +70,46 @@ def role_run_limit_of(instance: dg.DagsterInstance) -> int:
     return limit if limit is not None and limit > 0 else DEFAULT_ROLE_RUN_LIMIT
 
 
+def activity_limit_of(instance: dg.DagsterInstance) -> int:
+    """The activity pool's limit in the instance, or the seed's 5 before the sensor set it."""
+    storage = instance.event_log_storage
+    if ACTIVITY_POOL in storage.get_concurrency_keys():
+        return storage.get_concurrency_info(ACTIVITY_POOL).slot_count or 0
+    return DEFAULT_MAX_CONCURRENT_ACTIVITIES
+
+
+def role_concurrency_of(instance: dg.DagsterInstance) -> int:
+    """How many roles work at once, for estimates: the smaller of the two limits (role runs
+    by the run queue, role steps by the activity pool), at least 1."""
+    return max(1, min(role_run_limit_of(instance), activity_limit_of(instance)))
+
+
+def apply_activity_limit(instance: dg.DagsterInstance, wanted: int) -> int | None:
+    """Give the activity pool ``wanted`` slots in the instance (pool limits live in Dagster's
+    storage, not in dagster.yaml); the new limit, or None when it already had it."""
+    storage = instance.event_log_storage
+    current = (
+        storage.get_concurrency_info(ACTIVITY_POOL).slot_count
+        if ACTIVITY_POOL in storage.get_concurrency_keys()
+        else None
+    )
+    change = activity_limit_change(current, wanted)
+    if change is not None:
+        storage.set_concurrency_slots(ACTIVITY_POOL, change)
+    return change
+
+
+def check_workflow_limit_of(instance: dg.DagsterInstance, wanted: int | None) -> None:
+    """``check_workflow_limit`` against the instance's run queue (None: no run queue)."""
+    config = instance.get_concurrency_config().run_queue_config
+    limit = (
+        role_run_limit(config.tag_concurrency_limits, config.max_concurrent_runs)
+        if config is not None
+        else None
+    )
+    check_workflow_limit(wanted, limit)
+
+
 def submit_batch(
     store: RoleOnboardingStore,
     submission: ValidatedSubmission,
@@ -76,7 +120,10 @@ def submit_batch(
     concurrency: int,
     now: datetime | None = None,
 ) -> SubmissionResult:
-    """Store the batch (valid roles only) and answer as the seed's push-batch does."""
+    """Store the batch (valid roles only) and answer as the seed's push-batch does:
+    ``total_roles`` counts every role of the request, the invalid ones skipped with their
+    reason included (``queued_roles`` + ``skipped_roles``); ``workflow_ids`` lists the
+    queued ones."""
     if not enabled:
         raise BatchError(
             f"role batch submission is disabled by its feature flag ({SUBMISSION_FLAG_ENV})",
@@ -93,7 +140,10 @@ def submit_batch(
         message += f"; {skipped} invalid role{'s' if skipped != 1 else ''} skipped"
     response = {
         "batch_id": batch.batch_id,
-        "total_roles": len(workflows),
+        # The seed's total_roles is the request's roles: queued ones plus skipped invalid ones.
+        "total_roles": len(workflows) + skipped,
+        "queued_roles": len(workflows),
+        "skipped_roles": skipped,
         "workflow_ids": [wf.workflow_id for wf in workflows],
         "status": "queued",
         "estimated_duration_seconds": estimated_duration_seconds(
@@ -142,7 +192,15 @@ def batch_status(
         pk: dashboard_url(ident, dashboard_base_url)
         for pk, ident in store.dashboard_ids(batch.company_id, ready).items()
     }
-    return compute_batch_status(batch, runs, dashboards, concurrency=role_run_limit_of(instance))
+    cost, tokens = store.ledger_totals(batch.batch_id)
+    return compute_batch_status(
+        batch,
+        runs,
+        dashboards,
+        concurrency=role_concurrency_of(instance),
+        cost=cost,
+        tokens=tokens,
+    )
 
 
 def retry_failed(

@@ -3,21 +3,25 @@
 Nothing here is stored: as in seed 000 ("pull, not push"), the batch record only lists its
 roles and the runs say how far each got, so the view can never disagree with them. The
 counts and the batch state come from the foundation's :func:`aggregate`, the same rules
-every family shows. Also here: which roles a "retry failed" request retries, the estimate
-a submission answers with, and the role-run limit read from the run queue's
-configuration. Pure: no Dagster, no I/O.
+every family shows, read by the seed's own state table: a batch in which every role
+failed is ``completed``, not ``partial`` (see :func:`role_batch_state`). Also here: which
+roles a "retry failed" request retries, the estimate a submission answers with, the
+role-run limit read from the run queue's configuration and the two limits' checks.
+Pure: no Dagster, no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from batch_pipelines.core.aggregate import (
     AggregatedView,
     ItemState,
+    ViewState,
     aggregate,
     estimate_eta_seconds,
 )
@@ -30,6 +34,11 @@ CONCURRENCY_GROUP = "role_onboarding"
 BATCH_TAG = "batch_pipelines/role_batch"
 ROUND_TAG = "batch_pipelines/role_batch_round"
 WORKFLOW_TAG = "batch_pipelines/role_workflow"
+# Seed 000 has two limits per worker: 10 workflows (role runs, the run queue's tag limit
+# above, in dagster.yaml) and 5 activities (AI assessments: the role's step, which claims a
+# slot of this Dagster pool; ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES sets its limit).
+ACTIVITY_POOL = "role_onboarding_activities"
+DEFAULT_MAX_CONCURRENT_ACTIVITIES = 5
 
 # What each Dagster run status means for a role.
 RUN_STATUS_STATES: dict[str, ItemState] = {
@@ -154,6 +163,8 @@ class BatchStatusView:
     view: AggregatedView
     roles: list[RoleStatus]
     invalid_roles: list[dict[str, Any]]
+    cost: Decimal = Decimal(0)  # the batch's cost ledger total, every round included
+    tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         v = self.view
@@ -169,12 +180,30 @@ class BatchStatusView:
             "progress_percent": v.progress_percent,
             "success_rate": v.success_rate,
             "eta_seconds": v.eta_seconds,
+            "cost": money(self.cost),
+            "tokens": self.tokens,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "created_by": self.created_by,
             "expires_at": self.expires_at.isoformat().replace("+00:00", "Z"),
             "roles": [r.to_dict() for r in self.roles],
             "invalid_roles": self.invalid_roles,
         }
+
+
+def money(value: Decimal) -> str:
+    """A ledger amount as shown to people and in JSON: exact, six decimals."""
+    return str(value.quantize(Decimal("0.000001")))
+
+
+def role_batch_state(view: AggregatedView) -> ViewState:
+    """The seed's batch state: ``completed`` is "all roles done (success or fail)" and
+    ``partial`` "completed with some failures". Partial means part of the batch succeeded,
+    so a settled batch in which every role failed is ``completed`` (its ``failed`` equals
+    its ``total`` and its success rate is 0.0), not ``partial``; other states are the
+    foundation's."""
+    if view.state == ViewState.PARTIAL and view.completed == 0:
+        return ViewState.COMPLETED
+    return view.state
 
 
 def dashboard_url(dashboard_id: str, base_url: str = "") -> str:
@@ -187,20 +216,26 @@ def compute_batch_status(
     dashboards: Mapping[str, str],
     *,
     concurrency: int = 1,
+    cost: Decimal = Decimal(0),
+    tokens: int = 0,
 ) -> BatchStatusView:
     """The seed's batch status.
 
     ``runs`` maps (round, partition key) to the latest run of that role in that round;
     ``dashboards`` maps a partition key to its dashboard URL. A role whose current
-    attempt has no run yet is queued (the submissions sensor has not launched it). A role's
+    attempt has no run yet is queued (the submissions sensor has not launched it), unless
+    its workflow recorded a run that started: that run is gone from the run storage
+    (deleted), so the role failed and can be retried instead of waiting for good. A role's
     ``run_id`` is its latest run's, else the one its workflow recorded when its run started.
+    ``cost`` and ``tokens`` are the batch's cost ledger totals.
     """
     roles: list[RoleStatus] = []
     states: list[ItemState] = []
     durations: list[float] = []
     for wf in batch.current_workflows():
         run = runs.get((wf.round, wf.partition_key))
-        state = run.state if run is not None else ItemState.QUEUED
+        gone = run is None and wf.run_id is not None
+        state = run.state if run is not None else ItemState.FAILED if gone else ItemState.QUEUED
         if (
             run is not None
             and run.start_time is not None
@@ -214,7 +249,10 @@ def compute_batch_status(
             durations.append(max(0.0, run.end_time - run.start_time))
         error = None
         if state == ItemState.FAILED:
-            error = wf.error or f"run {run.run_id} ended {run.status} before reporting a step"  # type: ignore[union-attr]
+            if run is None:
+                error = wf.error or f"run {wf.run_id} is gone from the run storage"
+            else:
+                error = wf.error or f"run {run.run_id} ended {run.status} before reporting a step"
         states.append(state)
         roles.append(
             RoleStatus(
@@ -233,6 +271,7 @@ def compute_batch_status(
             )
         )
     view = aggregate(states, durations_seconds=durations, concurrency=max(1, concurrency))
+    view = replace(view, state=role_batch_state(view))
     return BatchStatusView(
         batch_id=batch.batch_id,
         company_id=batch.company_id,
@@ -242,6 +281,8 @@ def compute_batch_status(
         view=view,
         roles=roles,
         invalid_roles=batch.invalid_roles,
+        cost=cost,
+        tokens=tokens,
     )
 
 
@@ -309,6 +350,35 @@ def role_run_limit(
     if max_concurrent_runs is not None and max_concurrent_runs >= 0:
         limits.append(max_concurrent_runs)
     return min(limits) if limits else None
+
+
+def activity_limit_change(current: int | None, wanted: int) -> int | None:
+    """The limit to give the activity pool, or None when it already has ``wanted`` slots.
+    ``wanted`` below 1 would stop every role: refused with the variable to fix."""
+    if wanted < 1:
+        raise ConfigurationError(
+            f"ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES must be at least 1, got {wanted}"
+        )
+    return None if current == wanted else wanted
+
+
+def check_workflow_limit(wanted: int | None, instance_limit: int | None) -> None:
+    """ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS, when set, must be the run queue's limit on
+    role runs: Dagster reads run limits from dagster.yaml only (no environment variable
+    there), so a different value would be silently ignored. Refused, naming both."""
+    if wanted is None:
+        return
+    if wanted < 1:
+        raise ConfigurationError(
+            f"ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS must be at least 1, got {wanted}"
+        )
+    if wanted != instance_limit:
+        shown = "no limit" if instance_limit is None else f"a limit of {instance_limit}"
+        raise ConfigurationError(
+            f"ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS is {wanted} but the instance's run queue "
+            f"gives role runs {shown}: set the `limit` of the {CONCURRENCY_TAG_KEY}: "
+            f"{CONCURRENCY_GROUP} tag concurrency limit in dagster.yaml to {wanted}"
+        )
 
 
 def peak_concurrency(intervals: Iterable[tuple[float, float]]) -> int:

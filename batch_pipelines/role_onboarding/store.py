@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.role_onboarding.status import RoleBatchRecord, WorkflowRecord
 from batch_pipelines.role_onboarding.submission import ValidatedSubmission, workflow_id
 from batch_pipelines.store import schema as t
-from batch_pipelines.store.batch_store import utcnow
+from batch_pipelines.store.batch_store import BatchStore, utcnow
 from batch_pipelines.store.role_onboarding_tables import (
     role_batch_tombstones,
     role_batches,
@@ -62,6 +63,7 @@ class RoleOnboardingStore:
 
     def __init__(self, engine_or_store: Any):
         self.engine: sa.Engine = getattr(engine_or_store, "engine", engine_or_store)
+        self._ledger = engine_or_store if isinstance(engine_or_store, BatchStore) else None
 
     # ------------------------------------------------------------------ batches
 
@@ -216,6 +218,16 @@ class RoleOnboardingStore:
                     t.batches.c.partition_key == batch_id,
                 )
             ).scalar_one_or_none()
+
+    def ledger_totals(self, batch_id: str) -> tuple[Decimal, int]:
+        """The batch's cost and tokens, summed by the database over its ledger entries (every
+        role and every retry round bills the same shared row); zero before any call."""
+        ledger_id = self.ledger_batch_id(batch_id)
+        if ledger_id is None:
+            return Decimal(0), 0
+        if self._ledger is None:
+            self._ledger = BatchStore(engine=self.engine)
+        return self._ledger.ledger_total(ledger_id)
 
     def _raise_missing(self, conn: sa.Connection, batch_id: str) -> None:
         tomb = (

@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.errors import ConfigurationError, shorten
+from batch_pipelines.core.names import check_name
 
-# A company id goes into partition keys and run tags: letters, digits, '-', '_' and '.',
-# so that it never holds the '/' that separates it from the role, nor a ',' (the UI's
-# partition selector splits on commas).
-COMPANY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_ROLE_NAME = 200
 MAX_ROLES = 10_000
 BATCH_ID = re.compile(r"^batch-[0-9a-f]{12}$")
@@ -97,11 +94,11 @@ def partition_key(company_id: str, role_name: str) -> str:
 
 def split_partition_key(key: str) -> tuple[str, str]:
     company, sep, slug = key.partition("/")
-    if not sep or not company or not slug:
+    if not sep or not company or not slug or slugify(slug) != slug:
         raise ConfigurationError(
-            f"role partition key {key!r} is not of the form company_id/role_slug"
+            f"role partition key {shorten(key)} is not of the form company_id/role_slug"
         )
-    return company, slug
+    return check_name(company, "company_id of the role partition key"), slug
 
 
 def _text(value: Any) -> str | None:
@@ -124,14 +121,13 @@ def _check_name(value: str, field_name: str) -> str | None:
 
 
 def validate_company_id(company_id: Any) -> str:
+    """The company id, which becomes the first part of every role's partition key and run
+    tags: checked by the project's one rule for user-chosen names (``check_name``), so it
+    never holds the '/' that separates it from the role, a ',' (the UI's partition selector
+    splits on commas) or '..'."""
     if not isinstance(company_id, str) or not company_id.strip():
         raise ConfigurationError("company_id: required (a non-empty string)")
-    company_id = company_id.strip()
-    if not COMPANY_ID.match(company_id):
-        raise ConfigurationError(
-            f"company_id {company_id!r}: use letters, digits, '-', '_' or '.' (at most 100, no '/' or ',')"
-        )
-    return company_id
+    return check_name(company_id.strip(), "company_id")
 
 
 def parse_options(raw: Any, *, where: str = "options") -> RoleOptions:

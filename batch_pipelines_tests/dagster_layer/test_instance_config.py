@@ -23,7 +23,7 @@ def test_the_embedded_instance_queues_runs_with_tag_limits_and_retries(tmp_path)
         assert {
             "key": "batch_pipelines/concurrency_group",
             "value": "role_onboarding",
-            "limit": 5,
+            "limit": 10,  # seed 000's max concurrent workflows (activities: a pool of 5)
         } in limits
         assert "sqlite" in type(instance.run_storage).__name__.lower()
     finally:

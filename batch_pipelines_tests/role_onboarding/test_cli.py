@@ -41,7 +41,9 @@ def test_submit_with_role_options_answers_like_the_seed_and_reports_skipped_role
     )
     assert result.exit_code == 0, result.output
     response = json.loads(result.output)
-    assert response["status"] == "queued" and response["total_roles"] == 2
+    assert response["status"] == "queued" and response["total_roles"] == 3
+    assert (response["queued_roles"], response["skipped_roles"]) == (2, 1)
+    assert len(response["workflow_ids"]) == 2
     assert response["estimated_duration_seconds"] == 900.0
     assert response["invalid_roles"][0]["index"] == 2
     batch = env["store"].get_batch(response["batch_id"])
@@ -217,3 +219,13 @@ def test_status_watch_redraws_until_the_batch_settles(env, monkeypatch, tmp_path
 def test_the_progress_bar_fills_in_proportion():
     assert progress_bar(50.0, width=10) == "[#####-----]  50.0%"
     assert progress_bar(100.0, width=4) == "[####] 100.0%"
+
+
+@pytest.mark.parametrize("command", ["submit", "list"])
+def test_a_company_that_is_not_an_allowed_name_is_refused_in_one_line_with_its_code(env, command):
+    args = ["--company", "../../outside"] + (["--role", "Actuary"] if command == "submit" else [])
+    result = _invoke(env, command, *args)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: [BP-NAME] company_id")
+    assert len(result.output.strip().splitlines()) == 1
+    assert env["store"].list_batches("outside") == []

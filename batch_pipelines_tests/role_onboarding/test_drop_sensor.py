@@ -164,3 +164,13 @@ def test_a_missing_drop_folder_skips_and_its_location_comes_from_the_environment
     )
     monkeypatch.setenv("ROLE_ONBOARDING_DROP_FOLDER", str(tmp_path))
     assert isinstance(default_settings().drop_folder, dg.EnvVar)
+
+
+def test_a_dropped_file_whose_company_is_not_an_allowed_name_fails_the_tick_naming_file_and_field(
+    folder,
+):
+    (folder / "climb.json").write_text(
+        json.dumps({"company_id": "../../outside", "roles": [{"role_name": "Actuary"}]})
+    )
+    with pytest.raises(ConfigurationError, match=r"climb.json: company_id .* is not allowed"):
+        _tick(folder)

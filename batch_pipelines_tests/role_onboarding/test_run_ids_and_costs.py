@@ -5,6 +5,7 @@ call of a workflow attempt, with incomplete usage estimated and flagged."""
 import asyncio
 import json
 from datetime import timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 
 import dagster as dg
@@ -40,7 +41,11 @@ def _submit(store, names=("Actuary", "Underwriter"), *, skip=False):
 
 def _launch(instance, store_url):
     context = dg.build_sensor_context(
-        instance=instance, resources={"batch_store": BatchStoreResource(database_url=store_url)}
+        instance=instance,
+        resources={
+            "batch_store": BatchStoreResource(database_url=store_url),
+            "role_onboarding_settings": RoleOnboardingSettings(),
+        },
     )
     return role_batch_submissions(context).run_requests
 
@@ -117,6 +122,30 @@ def test_role_costs_reach_the_ledger_under_the_batchs_shared_batch_and_a_repeate
     assert all(e.call_key.startswith(f"role_onboarding:{workflow}:") for e in entries)
     (mat,) = first.asset_materializations_for_node("role_onboarding")
     assert float(ledger.cost_totals(shared).total_cost) == mat.metadata["cost"].value > 0
+
+
+def test_the_batch_status_and_roles_status_show_the_batchs_cost_from_the_ledger(tmp_path):
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    ledger = BatchStore(store_url)
+    store = RoleOnboardingStore(ledger)
+    batch = _submit(store)
+    with dg.instance_for_test() as instance:
+        assert batch_status(instance, store, batch.batch_id).to_dict()["cost"] == "0.000000"
+        for request in _launch(instance, store_url):
+            instance.add_dynamic_partitions("role", [request.partition_key])
+            assert _execute(instance, store_url, request).success
+        status = batch_status(instance, store, batch.batch_id).to_dict()
+        shown = CliRunner().invoke(
+            roles,
+            ["status", batch.batch_id],
+            obj={"store": store, "instance": instance},
+            catch_exceptions=False,
+        )
+    totals = ledger.cost_totals(store.ledger_batch_id(batch.batch_id))
+    assert totals.total_cost > 0
+    assert status["cost"] == str(totals.total_cost.quantize(Decimal("0.000001")))
+    assert status["tokens"] == totals.prompt_tokens + totals.completion_tokens
+    assert f"cost {status['cost']} ({status['tokens']} tokens" in shown.output
 
 
 class _PartialUsageClient:

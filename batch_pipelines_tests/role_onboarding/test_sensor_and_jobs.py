@@ -7,7 +7,8 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from batch_pipelines.resources import BatchStoreResource, ModelsResource
+from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.resources import BatchStoreResource, ModelsResource, resolved
 from batch_pipelines.role_onboarding.assets import role_onboarding
 from batch_pipelines.role_onboarding.jobs import (
     cleanup_expired_role_batches,
@@ -16,23 +17,27 @@ from batch_pipelines.role_onboarding.jobs import (
     role_batch_status,
     submit_role_batch,
 )
-from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
+from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings, default_settings
 from batch_pipelines.role_onboarding.sensors import (
     parse_cursor,
     plan_launches,
     role_batch_submissions,
 )
 from batch_pipelines.role_onboarding.service import (
+    apply_activity_limit,
     batch_status,
     retry_failed,
     role_run_limit_of,
     submit_batch,
 )
 from batch_pipelines.role_onboarding.status import (
+    ACTIVITY_POOL,
     BATCH_TAG,
     CONCURRENCY_TAG_KEY,
     ROUND_TAG,
     WORKFLOW_TAG,
+    activity_limit_change,
+    check_workflow_limit,
 )
 from batch_pipelines.role_onboarding.store import BatchExpired, RoleOnboardingStore
 from batch_pipelines.role_onboarding.submission import validate_submission
@@ -76,7 +81,10 @@ def _sensor(instance, store_url, cursor=None):
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"batch_store": BatchStoreResource(database_url=store_url)},
+        resources={
+            "batch_store": BatchStoreResource(database_url=store_url),
+            "role_onboarding_settings": RoleOnboardingSettings(),
+        },
     )
     return role_batch_submissions(context)
 
@@ -92,7 +100,9 @@ def test_the_submit_job_stores_the_batch_adds_partitions_and_reports_skipped_rol
         assert instance.get_run_by_id(result.run_id).tags[BATCH_TAG] == batch_id
         (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
         response = output.step_output_data.metadata["response"].value
-    assert response["status"] == "queued" and response["total_roles"] == 3
+    # total_roles is the seed's: every role of the request, the skipped invalid one included.
+    assert response["status"] == "queued" and response["total_roles"] == 4
+    assert len(response["workflow_ids"]) == response["queued_roles"] == 3
     assert response["invalid_roles"] == [
         {"index": 3, "role_name": None, "field": "role_name", "reason": "is required"}
     ]
@@ -295,3 +305,94 @@ def test_the_feature_flag_is_read_from_its_environment_variable_at_run_time(stor
             raise_on_error=False,
         )
     assert not result.success
+
+
+def test_the_activity_limit_is_the_role_steps_pool_and_the_sensor_gives_it_the_env_limit(
+    store_url, monkeypatch
+):
+    # Seed 000: 5 concurrent activities (AI assessments) per 10 concurrent workflows.
+    assert role_onboarding.op.pool == ACTIVITY_POOL
+    monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES", "3")
+    settings = resolved(default_settings())
+    assert settings.max_concurrent_activities == 3
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={
+                "batch_store": BatchStoreResource(database_url=store_url),
+                "role_onboarding_settings": settings,
+            },
+        )
+        role_batch_submissions(context)
+        assert instance.event_log_storage.get_concurrency_info(ACTIVITY_POOL).slot_count == 3
+        assert apply_activity_limit(instance, 3) is None  # unchanged: nothing written
+        assert apply_activity_limit(instance, 5) == 5
+        assert instance.event_log_storage.get_concurrency_info(ACTIVITY_POOL).slot_count == 5
+    assert RoleOnboardingSettings().max_concurrent_activities == 5
+
+
+def test_an_activity_limit_below_one_is_refused_naming_its_variable():
+    with pytest.raises(ConfigurationError, match="ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES"):
+        activity_limit_change(5, 0)
+    assert activity_limit_change(None, 5) == 5 and activity_limit_change(5, 5) is None
+
+
+def test_the_workflow_limit_variable_must_be_the_run_queues_role_limit():
+    check_workflow_limit(None, 10)
+    check_workflow_limit(10, 10)
+    with pytest.raises(ConfigurationError, match="is 12 but .* a limit of 10: set the `limit`"):
+        check_workflow_limit(12, 10)
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        check_workflow_limit(-1, 10)
+
+
+def test_the_sensor_refuses_to_launch_while_the_workflow_limit_variable_disagrees_with_dagster_yaml(
+    tmp_path, store_url, monkeypatch
+):
+    from batch_pipelines.role_onboarding.queue_harness import (
+        project_dagster_yaml,
+        write_instance_config,
+    )
+
+    write_instance_config(project_dagster_yaml(), tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+
+        def tick():
+            context = dg.build_sensor_context(
+                instance=instance,
+                resources={
+                    "batch_store": BatchStoreResource(database_url=store_url),
+                    "role_onboarding_settings": resolved(default_settings()),
+                },
+            )
+            return role_batch_submissions(context)
+
+        monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS", "10")
+        assert isinstance(tick(), dg.SkipReason)
+        monkeypatch.setenv("ROLE_ONBOARDING_MAX_CONCURRENT_WORKFLOWS", "12")
+        with pytest.raises(ConfigurationError, match="MAX_CONCURRENT_WORKFLOWS is 12"):
+            tick()
+
+
+def test_estimates_use_the_smaller_of_the_workflow_and_activity_limits_as_in_the_seeds_table(
+    tmp_path,
+):
+    from batch_pipelines.role_onboarding.queue_harness import (
+        project_dagster_yaml,
+        write_instance_config,
+    )
+    from batch_pipelines.role_onboarding.service import role_concurrency_of
+    from batch_pipelines.role_onboarding.status import estimated_duration_seconds
+
+    write_instance_config(project_dagster_yaml(), tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert role_run_limit_of(instance) == 10 and role_concurrency_of(instance) == 5
+        # Seed 000: 50 roles, 5 concurrent workers, ~15 min each -> ~2.5 hours.
+        assert (
+            estimated_duration_seconds(
+                50, role_seconds=900, concurrency=role_concurrency_of(instance)
+            )
+            == 9000
+        )
+        apply_activity_limit(instance, 2)
+        assert role_concurrency_of(instance) == 2

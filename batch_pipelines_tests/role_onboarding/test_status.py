@@ -1,6 +1,7 @@
 """Batch status from the batch record and the roles' latest runs; retry selection; limits."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -116,6 +117,34 @@ def test_all_settled_with_a_failure_is_partial_and_without_is_completed():
     )
 
 
+def test_a_batch_in_which_every_role_failed_is_completed_not_partial_as_the_seed_defines():
+    # Seed 000: completed = "all roles done (success or fail)", partial = "completed with
+    # some failures" (part of it succeeded).
+    status = compute_batch_status(_batch(3), _runs(["FAILURE", "CANCELED", "FAILURE"]), {})
+    v = status.view
+    assert (str(v.state), v.failed, v.total, v.success_rate) == ("completed", 3, 3, 0.0)
+    assert len(select_retry(status).retry) == 3
+
+
+def test_a_role_whose_run_is_gone_from_the_run_storage_is_failed_and_retryable():
+    batch = _batch(2)
+    batch.workflows[0].run_id = "run-deleted"  # its run started, then was deleted
+    status = compute_batch_status(batch, _runs([None, "STARTED"]), {})
+    assert [r.status for r in status.roles] == ["failed", "running"]
+    assert status.roles[0].error == "run run-deleted is gone from the run storage"
+    assert status.roles[0].run_id == "run-deleted"
+    assert [r.workflow_id for r in select_retry(status).retry] == ["wf-0-1"]
+
+
+def test_the_status_shows_the_batchs_cost_and_tokens_from_the_ledger():
+    status = compute_batch_status(
+        _batch(1), _runs(["SUCCESS"]), {}, cost=Decimal("0.0123456"), tokens=1500
+    )
+    d = status.to_dict()
+    assert (d["cost"], d["tokens"]) == ("0.012346", 1500)
+    assert compute_batch_status(_batch(1), {}, {}).to_dict()["cost"] == "0.000000"
+
+
 def test_a_run_that_died_without_reporting_a_step_still_says_why_the_role_failed():
     status = compute_batch_status(_batch(1), _runs(["CANCELED"]), {})
     assert status.roles[0].error == "run run-0 ended CANCELED before reporting a step"
@@ -189,7 +218,7 @@ def test_counts_always_add_up_and_the_state_follows_the_aggregated_view_rules(st
     if v.queued == v.total:
         assert str(v.state) == "pending"
     elif unsettled == 0:
-        assert str(v.state) == ("partial" if v.failed else "completed")
+        assert str(v.state) == ("partial" if v.failed and v.completed else "completed")
     else:
         assert str(v.state) == "in_progress"
     assert len(select_retry(status).retry) == v.failed

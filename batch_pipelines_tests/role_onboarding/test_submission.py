@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.flags import parse_flag
+from batch_pipelines.core.names import UnsafeName
 from batch_pipelines.role_onboarding.submission import (
     check_batch_id,
     new_batch_id,
@@ -79,7 +80,15 @@ def test_invalid_roles_are_skipped_with_their_index_field_and_reason_and_the_res
 
 @pytest.mark.parametrize(
     ("company", "message"),
-    [("", "required"), ("acme/eu", "no '/' or ','"), ("a,b", "no '/' or ','"), (None, "required")],
+    [
+        ("", "required"),
+        (None, "required"),
+        ("acme/eu", "company_id 'acme/eu' is not allowed"),
+        ("a,b", "is not allowed"),
+        ("acme..eu", "is not allowed"),  # the shared name rule: never '..'
+        ("acme-", "is not allowed"),  # ends with a letter or digit
+        ("../../outside", "is not allowed"),
+    ],
 )
 def test_a_company_id_that_cannot_key_a_partition_is_refused_as_a_whole(company, message):
     with pytest.raises(ConfigurationError, match=message):
@@ -139,3 +148,17 @@ def test_every_submitted_role_is_either_valid_or_reported_once(names):
     assert indexes == list(range(len(roles)))
     keys = [r.partition_key for r in result.valid]
     assert len(keys) == len(set(keys))
+
+
+def test_a_company_id_is_checked_by_the_shared_name_rule_and_refused_with_its_code():
+    with pytest.raises(UnsafeName) as refused:
+        validate_submission("acme..eu", [{"role_name": "Actuary"}])
+    assert refused.value.code == "BP-NAME" and "company_id" in str(refused.value)
+    assert validate_submission("Liberty Mutual", [{"role_name": "Actuary"}]).valid[
+        0
+    ].partition_key == ("Liberty Mutual/actuary")
+
+
+def test_a_role_partition_key_with_an_unsafe_company_is_refused_where_it_is_split():
+    with pytest.raises(UnsafeName, match="company_id of the role partition key"):
+        split_partition_key("acme..eu/actuary")
