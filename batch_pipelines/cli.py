@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -12,14 +14,22 @@ from batch_pipelines.configured_batches.cli import jobs
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.document_ai.cli import docs
+from batch_pipelines.instance import use_project_instance
 from batch_pipelines.risk_modeling.cli import config
 from batch_pipelines.role_onboarding.cli import roles
 from batch_pipelines.simulators.cli import simulate
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Batch pipelines: observable, restartable batches against outside services."""
+    # Every command (and every hint one prints) finds the project's Dagster instance as
+    # `make` sets it: DAGSTER_HOME, else .dagster_home in the project folder.
+    try:
+        ctx.call_on_close(use_project_instance(os.environ, Path.cwd()))
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
 
 
 main.add_command(simulate)

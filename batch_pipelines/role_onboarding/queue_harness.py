@@ -57,14 +57,14 @@ class QueueTimeout(RuntimeError):
 
 def project_dagster_yaml(instance: dg.DagsterInstance | None = None) -> Path:
     """The instance configuration to copy: the given instance's own file when it has one
-    (``make`` copies the project's there), else the project's dagster.yaml."""
+    (``make`` copies the project's there), else the project's embedded dagster.yaml."""
     if instance is not None and not instance.is_ephemeral:
         candidate = Path(instance.root_directory) / "dagster.yaml"
         if candidate.is_file():
             return candidate
-    import batch_pipelines
+    from batch_pipelines.instance import INSTANCE_FILES
 
-    return Path(batch_pipelines.__file__).resolve().parent.parent / "dagster.yaml"
+    return INSTANCE_FILES["embedded"]
 
 
 def write_instance_config(

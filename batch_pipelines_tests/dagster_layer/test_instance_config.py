@@ -15,7 +15,7 @@ def _load(home: Path, source: Path) -> dg.DagsterInstance:
 
 
 def test_the_embedded_instance_queues_runs_with_tag_limits_and_retries(tmp_path):
-    instance = _load(tmp_path / "home", ROOT / "dagster.yaml")
+    instance = _load(tmp_path / "home", ROOT / "deploy" / "embedded" / "dagster.yaml")
     try:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
