@@ -17,10 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from batch_pipelines.core.backoff import RetryPolicy
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
+from batch_pipelines.instance import store_url as project_store_url
+from batch_pipelines.instance import ui_url
 from batch_pipelines.risk_modeling.handlers import (
     EdmCreationHandler,
     PortfolioCreationHandler,
@@ -30,6 +33,7 @@ from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines.store.urls import redacted
 
 DEMO_DIR = Path(".data") / "demo"
 CYCLE = "202503"
@@ -77,9 +81,10 @@ def _dagster_instance() -> dg.DagsterInstance:
 
 
 def _run_family_demos(
-    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance
+    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance, store_url: str
 ) -> bool:
-    """The other families' demos, each in a folder of its own; all run even if one fails."""
+    """The other families' demos, each with a folder of its own for its simulators and
+    files, all on the project's store and instance; all run even if one fails."""
     from batch_pipelines.configured_batches.demo import run_demo as configured_batches_demo
     from batch_pipelines.document_ai.demo import run_demo as document_ai_demo
     from batch_pipelines.role_onboarding.demo import run_demo as role_onboarding_demo
@@ -96,7 +101,7 @@ def _run_family_demos(
         folder = directory / name
         folder.mkdir()
         echo(f"\n{number}. {name.replace('_', ' ').capitalize()}")
-        results.append(demo(echo, folder, instance) == 0)
+        results.append(demo(echo, folder, instance, store_url) == 0)
     return all(results)
 
 
@@ -108,7 +113,9 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    store_url = f"sqlite:///{directory / 'batch_store.db'}"
+    # The project's store and instance, which `make dev` and the CLI read (the simulators'
+    # state stays under ``directory``).
+    store_url = project_store_url(os.environ, Path.cwd())
     store = BatchStore(store_url)
     faults = FaultPlan(
         seed=3,
@@ -193,22 +200,18 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     cycle_dir = directory / "cycle"
     cycle_dir.mkdir()
     with _dagster_instance() as instance:
-        cycle_ok = run_cycle_demo(echo, cycle_dir, instance) == 0
-        families_ok = _run_family_demos(echo, directory, instance)
+        cycle_ok = run_cycle_demo(echo, cycle_dir, instance, store_url) == 0
+        families_ok = _run_family_demos(echo, directory, instance, store_url)
 
     echo("\nWhere to look:")
     echo(
-        f"  store (SQLite):      {directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)"
+        f"  the store:           {redacted(make_url(store_url))}  (every family's batches; tables batches, jobs, ...)"
     )
     echo(f"  simulator state:     {directory / 'risk_modeler_simulator.db'}")
-    echo(
-        f"  inspect a batch:     .venv/bin/batch-pipelines batch status {edm_batch} --database-url {store_url}"
-    )
-    echo(
-        f"  the cycle's store:   {cycle_dir / 'batch_store.db'};  its files: {cycle_dir / 'risk_modeling'}"
-    )
-    echo("  the Dagster UI:      make dev  (then open http://127.0.0.1:3000: Runs, and the")
-    echo("                       risk_modeling asset group with its metadata and checks)")
+    echo(f"  inspect a batch:     .venv/bin/batch-pipelines batch status {edm_batch}")
+    echo(f"  the cycle's files:   {cycle_dir / 'risk_modeling'}")
+    echo(f"  the Dagster UI:      make dev  (then open {ui_url(os.environ)}: Runs, and the")
+    echo("                       asset groups of every family with their metadata and checks)")
     ok = (
         cycle_ok
         and families_ok

@@ -27,6 +27,9 @@ INSTANCE_FILES = {
     "postgres": PROJECT_FILES / "deploy" / "postgres" / "dagster.yaml",
 }
 HOME_FOLDER = ".dagster_home"
+# workspace.yaml's location name: runs, sensor cursors and run keys are kept per location
+# name, so whatever runs on the project's instance uses this one.
+CODE_LOCATION_NAME = "batch_pipelines"
 UI_URL_ENV = "BATCH_PIPELINES_UI_URL"
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
