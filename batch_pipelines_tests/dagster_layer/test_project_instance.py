@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,44 @@ def test_a_cli_command_that_needs_the_instance_works_from_the_project_folder_wit
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["batch_id"] == batch_id
     assert (tmp_path / ".dagster_home" / "dagster.yaml").is_file()
+
+
+def test_the_follow_up_command_roles_submit_prints_works_as_printed(tmp_path):
+    """The hint is run exactly as printed, from a project folder (with its .venv) and
+    without DAGSTER_HOME; --watch redraws until the batch settles, so the test reads the
+    first status it draws and stops it."""
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    env = _env_without("DAGSTER_HOME", "BATCH_PIPELINES_DATABASE_URL")
+    submitted = subprocess.run(
+        [str(CLI), "roles", "submit", "--company", "acme", "--role", "Claims Adjuster"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    hint = next(
+        line.split("follow it:", 1)[1].strip()
+        for line in submitted.stdout.splitlines()
+        if "follow it:" in line
+    )
+    batch_id = submitted.stdout.split(":", 1)[0].strip()
+    watch = subprocess.Popen(
+        shlex.split(hint),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = [watch.stdout.readline() for _ in range(3)]
+    finally:
+        watch.kill()
+        watch.wait(timeout=30)
+    assert any(batch_id in line for line in first), first
+    assert not any("Error" in line for line in first), first
 
 
 def test_run_links_come_from_one_ui_url_setting():
