@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 export BATCH_PIPELINES_UI_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: install test demo dev bench lint validate clean
+.PHONY: install test demo dev bench lint validate clean clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,3 +56,7 @@ validate: install
 
 clean:
 	rm -rf $(VENV) .dagster_home .data .pytest_cache .hypothesis
+
+# The embedded store, drop folders and Dagster instance, e.g. before `make demo` again.
+clean-data:
+	rm -rf .dagster_home .data

@@ -44,7 +44,11 @@ def demo() -> None:
     """Run every batch family end to end on the embedded default and say where to look."""
     from batch_pipelines.demo import run_demo
 
-    sys.exit(run_demo(click.echo))
+    try:
+        code = run_demo(click.echo)
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
+    sys.exit(code)
 
 
 @main.group()

@@ -20,6 +20,7 @@ import dagster as dg
 from sqlalchemy.engine import make_url
 
 from batch_pipelines.core.backoff import RetryPolicy
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
 from batch_pipelines.instance import store_url as project_store_url
@@ -110,13 +111,21 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     logging.basicConfig(
         level=logging.WARNING, format="    retry: %(message)s", stream=sys.stdout, force=True
     )
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
     # The project's store and instance, which `make dev` and the CLI read (the simulators'
     # state stays under ``directory``).
     store_url = project_store_url(os.environ, Path.cwd())
     store = BatchStore(store_url)
+    if store.find_batches():
+        store.dispose()
+        raise ConfigurationError(
+            f"the project's store ({redacted(make_url(store_url))}) already has batches: the demo "
+            "shows the product on a fresh project; `make clean-data` empties the embedded store "
+            "and instance (or point BATCH_PIPELINES_DATABASE_URL and DAGSTER_HOME elsewhere)",
+            code="BP-DEMO-NOT-FRESH",
+        )
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
     faults = FaultPlan(
         seed=3,
         latency_seconds=0.02,

@@ -86,3 +86,25 @@ def test_every_command_group_reports_a_project_error_with_its_code(store, databa
         assert out.exit_code == 1, out.output
         assert out.output.startswith("Error: [BP-"), out.output
         assert "Traceback" not in out.output
+
+
+def test_the_demo_refuses_a_project_whose_store_already_has_batches(tmp_path, monkeypatch):
+    """The demo runs on the project's own store: it does not mix into batches already
+    there (a second demo would meet the first one's cycle and roles), it says how to
+    start fresh."""
+    from batch_pipelines.store.batch_store import BatchStore
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("BATCH_PIPELINES_DATABASE_URL", raising=False)
+    (tmp_path / ".data").mkdir()
+    store = BatchStore(f"sqlite:///{tmp_path / '.data' / 'batch_pipelines.db'}")
+    store.create_batch(family="test", batch_type="EDM Creation", job_configurations=[])
+    store.dispose()
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 1
+    assert (
+        result.output.startswith("Error: [BP-DEMO-NOT-FRESH]")
+        and "make clean-data" in result.output
+    )
+    assert result.output.count("\n") == 1
