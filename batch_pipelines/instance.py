@@ -85,11 +85,31 @@ def prepare_home(home: Path, kind: str, env: Mapping[str, str], *, replace: bool
             f"{', '.join(missing)}, e.g. postgresql://user@host:5432/dagster",
             details={"missing": missing},
         )
+    # SQLite instances keep runs (and the daemons' cursors) in history/runs.db.
+    new_instance = kind == "embedded" and not (home / "history" / "runs.db").exists()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if replace or not target.is_file():
         shutil.copyfile(INSTANCE_FILES[kind], target)
+    if new_instance:
+        start_run_retry_cursors(home)
     return target
+
+
+def start_run_retry_cursors(home: Path) -> None:
+    """Start the run-retry daemon's cursors of a brand-new instance at its (empty) event log.
+
+    With run retries on, Dagster's EventLogConsumerDaemon warns "No cursor for event type
+    ..., ignoring older events" on its first tick: two warnings on a newcomer's first screen
+    about events that cannot exist yet. Only a new instance gets them (on one with history,
+    a cursor at the start would retry old failed runs)."""
+    import dagster as dg
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import DAGSTER_EVENT_TYPES
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.daemon_cursor_storage.set_cursor_values(
+            {f"EVENT_LOG_CONSUMER_CURSOR-{t.value}": "0" for t in DAGSTER_EVENT_TYPES}
+        )
 
 
 def use_project_instance(env: MutableMapping[str, str], cwd: Path) -> Callable[[], None]:

@@ -219,3 +219,33 @@ def test_the_postgres_instance_without_its_url_is_one_line_naming_the_setting(tm
     assert step.returncode == 1
     assert step.stderr.count("\n") == 1 and "DAGSTER_POSTGRES_URL" in step.stderr
     assert not (tmp_path / "home" / "dagster.yaml").exists()
+
+
+def test_a_new_instance_starts_without_the_run_retry_daemons_no_cursor_warnings(tmp_path, caplog):
+    import logging
+
+    import dagster as dg
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import (
+        DAGSTER_EVENT_TYPES,
+        _fetch_persisted_cursors,
+    )
+
+    home = tmp_path / "home"
+    prepare_home(home, "embedded", {}, replace=True)
+    with dg.DagsterInstance.from_config(str(home)) as instance, caplog.at_level(logging.WARNING):
+        cursors = _fetch_persisted_cursors(
+            instance, DAGSTER_EVENT_TYPES, logging.getLogger("event_log_consumer")
+        )
+    assert cursors == {t: 0 for t in DAGSTER_EVENT_TYPES}
+    assert not [r for r in caplog.records if "No cursor" in r.getMessage()]
+    # An existing instance is left alone (its history must not be retried from the start).
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.daemon_cursor_storage.set_cursor_values(
+            {f"EVENT_LOG_CONSUMER_CURSOR-{t.value}": "7" for t in DAGSTER_EVENT_TYPES}
+        )
+    prepare_home(home, "embedded", {}, replace=True)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        kept = instance.daemon_cursor_storage.get_cursor_values(
+            {f"EVENT_LOG_CONSUMER_CURSOR-{t.value}" for t in DAGSTER_EVENT_TYPES}
+        )
+    assert set(kept.values()) == {"7"}
