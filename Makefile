@@ -5,10 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-# Which dagster.yaml the instance uses: the embedded default (SQLite) or deploy/postgres.
+# Which dagster.yaml the instance uses: deploy/embedded (SQLite) or deploy/postgres.
 INSTANCE ?= embedded
+# Where `make dev` serves the UI. Run links (run metadata, Teams cards, CLI hints) are built
+# from BATCH_PIPELINES_UI_URL, derived from these unless set (e.g. behind a proxy).
+HOST ?= 127.0.0.1
+PORT ?= 3000
+export BATCH_PIPELINES_UI_URL ?= http://$(HOST):$(PORT)
 
-.PHONY: install test demo dev bench lint validate clean
+.PHONY: install test demo dev bench lint validate clean clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +23,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) dagster-home
 
+# Copies deploy/$(INSTANCE)/dagster.yaml to $(DAGSTER_HOME); a missing setting (e.g.
+# DAGSTER_POSTGRES_URL) is one line naming it.
 .PHONY: dagster-home
 dagster-home:
-	@mkdir -p $(DAGSTER_HOME)
-	@if [ "$(INSTANCE)" = "postgres" ]; then cp deploy/postgres/dagster.yaml $(DAGSTER_HOME)/dagster.yaml; \
-	 else cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; fi
+	@$(BIN)/python -m batch_pipelines.instance $(INSTANCE)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -33,8 +38,11 @@ test: install
 demo: install
 	$(BIN)/batch-pipelines demo
 
+# `dagster dev` still works in Dagster 1.13 and needs no second CLI; its notice that `dg dev`
+# supersedes it is hidden so the first screen shows only what concerns this project.
 dev: install
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -W 'ignore:Function `dev_command` is superseded' -m dagster dev \
+	  -w workspace.yaml -h $(HOST) -p $(PORT)
 
 bench: install
 	$(BIN)/python -m benchmarks.run
@@ -48,3 +56,7 @@ validate: install
 
 clean:
 	rm -rf $(VENV) .dagster_home .data .pytest_cache .hypothesis
+
+# The embedded store, drop folders and Dagster instance, e.g. before `make demo` again.
+clean-data:
+	rm -rf .dagster_home .data

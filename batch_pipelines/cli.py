@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -21,6 +23,7 @@ from batch_pipelines.configured_batches.cli import jobs
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.document_ai.cli import docs
+from batch_pipelines.instance import use_project_instance
 from batch_pipelines.risk_modeling.cli import config
 from batch_pipelines.role_onboarding.cli import roles
 from batch_pipelines.simulators.cli import simulate
@@ -28,11 +31,15 @@ from batch_pipelines.simulators.cli import simulate
 
 @cli_group(cls=ErrorReportingGroup)
 @debug_option
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Batch pipelines: observable, restartable batches against outside services.
 
     An error prints one line with its code (exit 1); --debug shows its traceback instead.
     """
+    # Every command (and every hint one prints) finds the project's Dagster instance as
+    # `make` sets it: DAGSTER_HOME, else .dagster_home in the project folder.
+    ctx.call_on_close(use_project_instance(os.environ, Path.cwd()))
 
 
 main.add_command(simulate)
@@ -47,7 +54,11 @@ def demo() -> None:
     """Run every batch family end to end on the embedded default and say where to look."""
     from batch_pipelines.demo import run_demo
 
-    sys.exit(run_demo(click.echo))
+    try:
+        code = run_demo(click.echo)
+    except BatchPipelinesError as exc:
+        raise cli_error(exc) from None
+    sys.exit(code)
 
 
 @cli_group()

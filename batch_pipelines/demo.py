@@ -17,11 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from batch_pipelines.cli_options import format_counts
 from batch_pipelines.core.backoff import RetryPolicy
+from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.statuses import JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
+from batch_pipelines.instance import store_url as project_store_url
+from batch_pipelines.instance import ui_url
 from batch_pipelines.risk_modeling.handlers import (
     EdmCreationHandler,
     PortfolioCreationHandler,
@@ -31,6 +35,7 @@ from batch_pipelines.simulators.embedded import risk_modeler_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.risk_modeler import RiskModelerSimulator
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines.store.urls import redacted
 
 DEMO_DIR = Path(".data") / "demo"
 CYCLE = "202503"
@@ -99,9 +104,10 @@ def _dagster_instance() -> dg.DagsterInstance:
 
 
 def _run_family_demos(
-    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance
+    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance, store_url: str
 ) -> bool:
-    """The other families' demos, each in a folder of its own; all run even if one fails."""
+    """The other families' demos, each with a folder of its own for its simulators and
+    files, all on the project's store and instance; all run even if one fails."""
     from batch_pipelines.configured_batches.demo import run_demo as configured_batches_demo
     from batch_pipelines.document_ai.demo import run_demo as document_ai_demo
     from batch_pipelines.role_onboarding.demo import run_demo as role_onboarding_demo
@@ -116,7 +122,7 @@ def _run_family_demos(
         folder = directory / name
         folder.mkdir()
         echo(f"\n{number}. {heading}")
-        results.append(demos[name](echo, folder, instance) == 0)
+        results.append(demos[name](echo, folder, instance, store_url) == 0)
     return all(results)
 
 
@@ -125,11 +131,21 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     logging.basicConfig(
         level=logging.WARNING, format="    retry: %(message)s", stream=sys.stdout, force=True
     )
+    # The project's store and instance, which `make dev` and the CLI read (the simulators'
+    # state stays under ``directory``).
+    store_url = project_store_url(os.environ, Path.cwd())
+    store = BatchStore(store_url)
+    if store.find_batches():
+        store.dispose()
+        raise ConfigurationError(
+            f"the project's store ({redacted(make_url(store_url))}) already has batches: the demo "
+            "shows the product on a fresh project; `make clean-data` empties the embedded store "
+            "and instance (or point BATCH_PIPELINES_DATABASE_URL and DAGSTER_HOME elsewhere)",
+            code="BP-DEMO-NOT-FRESH",
+        )
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    store_url = f"sqlite:///{directory / 'batch_store.db'}"
-    store = BatchStore(store_url)
     faults = FaultPlan(
         seed=3,
         latency_seconds=0.02,
@@ -158,14 +174,14 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     echo("\n1. EDM Creation (async workflows, tracked until terminal)")
     first = asyncio.run(_run(store, sim, edm_batch, EdmCreationHandler, echo))
     _print_result(echo, "EDM Creation", first)
-    inspect_edms = f"{CLI} batch status {edm_batch} --database-url {store_url}"
+    inspect_edms = f"{CLI} batch status {edm_batch}"
     where_to_look(
         echo,
         [
             ("the batch and its jobs", inspect_edms),
             (
-                "the store (SQLite)",
-                f"{directory / 'batch_store.db'}  (tables batches, jobs, job_tracking_log, batch_recon_log)",
+                "the store",
+                f"{redacted(make_url(store_url))}  (tables batches, jobs, job_tracking_log, batch_recon_log)",
             ),
             ("the simulator's state", str(directory / "risk_modeler_simulator.db")),
         ],
@@ -220,8 +236,8 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     where_to_look(
         echo,
         [
-            ("the batch", f"{CLI} batch status {portfolio_batch} --database-url {store_url}"),
-            ("every batch", f"{CLI} batch list --database-url {store_url}"),
+            ("the batch", f"{CLI} batch status {portfolio_batch}"),
+            ("every batch", f"{CLI} batch list"),
         ],
     )
 
@@ -233,14 +249,11 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
     cycle_dir = directory / "cycle"
     cycle_dir.mkdir()
     with _dagster_instance() as instance:
-        cycle_ok = run_cycle_demo(echo, cycle_dir, instance) == 0
+        cycle_ok = run_cycle_demo(echo, cycle_dir, instance, store_url) == 0
         where_to_look(
             echo,
             [
-                (
-                    "the cycle's batches",
-                    f"{CLI} batch list --database-url sqlite:///{cycle_dir / 'batch_store.db'}",
-                ),
+                ("the cycle's batches", f"{CLI} batch list"),
                 ("its files", str(cycle_dir / "risk_modeling")),
                 (
                     "the Dagster UI",
@@ -248,13 +261,17 @@ def run_demo(echo: Callable[[str], None] = print, directory: Path = DEMO_DIR) ->
                 ),
             ],
         )
-        families_ok = _run_family_demos(echo, directory, instance)
+        families_ok = _run_family_demos(echo, directory, instance, store_url)
 
-    if os.environ.get("DAGSTER_HOME"):
-        echo(
-            "\nThe runs of parts 4 to 6 are on the project's Dagster instance: make dev, then "
-            "http://127.0.0.1:3000 (Runs, Assets)."
-        )
+    echo("\nWhere to look:")
+    echo(
+        f"  the store:           {redacted(make_url(store_url))}  (every family's batches; tables batches, jobs, ...)"
+    )
+    echo(f"  simulator state:     {directory / 'risk_modeler_simulator.db'}")
+    echo(f"  inspect a batch:     .venv/bin/batch-pipelines batch status {edm_batch}")
+    echo(f"  the cycle's files:   {cycle_dir / 'risk_modeling'}")
+    echo(f"  the Dagster UI:      make dev  (then open {ui_url(os.environ)}: Runs, and the")
+    echo("                       asset groups of every family with their metadata and checks)")
     ok = (
         cycle_ok
         and families_ok

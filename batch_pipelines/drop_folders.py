@@ -4,9 +4,10 @@ last look is decided by the pure ``core.drop_folder.changed_files``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batch_pipelines.core.drop_folder import Fingerprint, changed_files, cursor_of
 
@@ -58,3 +59,29 @@ def scan(
     if not changed:
         return DropScan([], current, cursor, f"no new or changed {what}")
     return DropScan(changed, current, next_cursor)
+
+
+def drop_folders_of(resources: Mapping[str, Any]) -> dict[str, Path]:
+    """``{resource key: folder}`` for every resource with a ``drop_folder`` setting (each
+    family's settings: risk workbooks, document items, role submissions), the value read
+    from its environment variable when the setting is a ``dg.EnvVar``."""
+    import dagster as dg
+
+    folders: dict[str, Path] = {}
+    for key, resource in sorted(resources.items()):
+        value = getattr(resource, "drop_folder", None)
+        if isinstance(value, dg.EnvVar):
+            value = value.get_value()
+        if isinstance(value, str) and value.strip():
+            folders[key] = Path(value)
+    return folders
+
+
+def create_drop_folders(resources: Mapping[str, Any]) -> dict[str, Path]:
+    """Create every drop folder the code location watches, so a file can be dropped (and
+    the sensors look) as soon as `make dev` is up; called when the Definitions are built,
+    never at import."""
+    folders = drop_folders_of(resources)
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders

@@ -1,10 +1,17 @@
-"""How an op or asset fails for good.
+"""How an op or asset fails for good, and where transient faults are retried.
 
-The instance retries failed runs (``run_retries`` in dagster.yaml) because transient faults
-deserve another try. A validation error or a refused user action is final: a retry would fail
-the same way and only add failed runs. Such failures go through ``final_failure``, which
-turns off run retries and puts the errors in the failure's metadata, where the UI shows them,
-not only in its text.
+Transient faults are retried where they happen: the client per request (backoff,
+Retry-After), the engine per unit of work, an op's ``TRANSIENT_FAULT_RETRIES`` policy. The
+instance's run retries (``run_retries`` in deploy/*/dagster.yaml) redo only runs that died (a
+killed worker or daemon), never a failed step (``retry_on_asset_or_op_failure: false``): a
+step that already retried its transient faults would only fail the same way twice more.
+
+A validation error or a refused user action is final. Such failures go through
+``final_failure``, which skips the op's retry policy (``allow_retries=False``) and puts the
+errors in the failure's metadata, where the UI shows them, not only in its text. Run retries
+ignore ``allow_retries``; jobs whose ops end a user's error this way also carry
+``NO_RUN_RETRY_ON_STEP_FAILURE``, so they stay final on an instance configured to retry failed
+steps.
 """
 
 from __future__ import annotations

@@ -86,11 +86,17 @@ def _largest_group(store: BatchStore, job: JobConfig) -> str | None:
     return max(sorted(mine), key=lambda k: mine[k]) if mine else None
 
 
-def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> int:
+def run_demo(
+    echo: Callable[[str], None],
+    directory: Path,
+    instance: dg.DagsterInstance,
+    store_url: str | None = None,
+) -> int:
     """Run this family's demo on the embedded default in ``directory`` (empty, created by the
-    caller) with ``instance``; print what happened and where to look; 0 when it did what it
-    should."""
-    store_url = f"sqlite:///{directory / 'batch_store.db'}"
+    caller) with ``instance`` and ``store_url`` (the project's store in `make demo`; by
+    default a new one in ``directory``); print what happened and where to look; 0 when it
+    did what it should."""
+    store_url = store_url or f"sqlite:///{directory / 'batch_store.db'}"
     store = BatchStore(store_url)
     data = seed_demo_data(store.engine)
     echo(

@@ -84,9 +84,15 @@ def _launch(job_def, resources, instance, op: str, config: dict) -> dg.ExecuteIn
     )
 
 
-def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> int:
-    """Run the three pipelines and a budget pause; 0 when every job ended as it should."""
-    store_url = f"sqlite:///{directory / 'batch_store.db'}"
+def run_demo(
+    echo: Callable[[str], None],
+    directory: Path,
+    instance: dg.DagsterInstance,
+    store_url: str | None = None,
+) -> int:
+    """Run the three pipelines and a budget pause on ``store_url`` (the project's store in
+    `make demo`; by default a new one in ``directory``); 0 when every job ended as it should."""
+    store_url = store_url or f"sqlite:///{directory / 'batch_store.db'}"
     store = BatchStore(store_url)
     jobs = DocumentJobStore(store)
     resources = _resources(directory, store_url)

@@ -45,9 +45,14 @@ def cycle_resources(directory: Path, store_url: str, *, workflow_seconds: float 
 
 
 def run_cycle_demo(
-    echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance
+    echo: Callable[[str], None],
+    directory: Path,
+    instance: dg.DagsterInstance,
+    store_url: str | None = None,
 ) -> int:
-    store_url = f"sqlite:///{directory / 'batch_store.db'}"
+    """The cycle on ``store_url`` (the project's store in `make demo`; by default a new one
+    in ``directory``), with its files and simulator in ``directory``."""
+    store_url = store_url or f"sqlite:///{directory / 'batch_store.db'}"
     incoming = directory / "risk_modeling" / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     workbook = valid_workbook().write(incoming / "demo_cycle.xlsx")

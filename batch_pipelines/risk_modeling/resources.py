@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.instance import DEFAULT_UI_URL
 from batch_pipelines.resources import DATA_DIR, RiskModelerResource
 
 
@@ -22,7 +23,8 @@ class RiskModelingSettings(dg.ConfigurableResource):
     databridge_url: str = ""
     concurrency: int = 20
     poll_interval_seconds: float = 2.0
-    dagster_url: str = "http://127.0.0.1:3000"
+    # The Dagster UI's base URL for run links (BATCH_PIPELINES_UI_URL, see instance.py).
+    dagster_url: str = DEFAULT_UI_URL
 
     def source_url(self) -> str:
         return self.source_database_url or f"sqlite:///{Path(self.data_dir) / 'exposure_source.db'}"

@@ -175,7 +175,9 @@ def submit(
         click.echo(
             f"  skipped roles[{invalid['index']}]{name} {invalid['field']}: {invalid['reason']}"
         )
-    click.echo(f"  follow it: batch-pipelines roles status {response['batch_id']} --watch")
+    click.echo(
+        f"  follow it: .venv/bin/batch-pipelines roles status {response['batch_id']} --watch"
+    )
 
 
 def _duration(seconds: float | None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.role_onboarding.queue_harness import (
+    CODE_LOCATION_MODULE,
     QueueTimeout,
     project_dagster_yaml,
     run_batch_through_queue,
@@ -57,14 +58,46 @@ def states_went_as_expected(states: list[str]) -> bool:
     )
 
 
-def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterInstance) -> int:
+def _project(
+    instance: dg.DagsterInstance, store_url: str | None, directory: Path
+) -> tuple[Path, str, Path] | None:
+    """(DAGSTER_HOME, store URL, workspace file) of the project, when the demo runs on it.
+
+    The workspace serves this family alone (quicker run workers) under the project's code
+    location name and working directory: sensors' cursors and run keys are kept per
+    location name, so `make dev` continues from where the demo's daemon stopped instead of
+    launching the demo's roles again, and shows their runs as its own."""
+    if not store_url or instance.is_ephemeral:
+        return None
+    import yaml
+
+    from batch_pipelines.instance import CODE_LOCATION_NAME
+
+    workspace = directory / "workspace.yaml"
+    entry = {
+        "module_name": CODE_LOCATION_MODULE,
+        "location_name": CODE_LOCATION_NAME,
+        "working_directory": str(Path.cwd()),
+    }
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": entry}]}))
+    return Path(instance.root_directory), store_url, workspace
+
+
+def run_demo(
+    echo: Callable[[str], None],
+    directory: Path,
+    instance: dg.DagsterInstance,
+    store_url: str | None = None,
+) -> int:
     """Run this family's demo on the embedded default in ``directory`` (empty, created by the
     caller) with ``instance``; print what happened and where to look; 0 when it did what it
     should.
 
     The runs need an instance that a daemon process shares, which an ephemeral one is not,
     so the demo makes its own instance folder under ``directory`` from ``instance``'s
-    dagster.yaml (the project's when DAGSTER_HOME is set) and dequeues every second.
+    dagster.yaml (the project's when DAGSTER_HOME is set) and dequeues every second. Given
+    ``store_url`` (`make demo`) and a persistent ``instance``, it runs on those instead,
+    through the project's workspace, so `make dev` shows the batch and its runs.
     """
     # The daemon and its run workers have other working directories: give them absolute paths.
     directory = Path(directory).resolve()
@@ -84,6 +117,7 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
             failing_roles=[slugify(n) for n in FAILING_ROLES],
             activity_limit=DEFAULT_MAX_CONCURRENT_ACTIVITIES,
             echo=echo,
+            project=_project(instance, store_url, directory),
         )
     except QueueTimeout as exc:
         echo(f"  FAILED: {exc}")
@@ -111,8 +145,12 @@ def run_demo(echo: Callable[[str], None], directory: Path, instance: dg.DagsterI
         f"  e.g. {sample.role_name}: {sample.status} at {sample.dashboard_url} (workflow {sample.workflow_id})"
     )
     echo(f"  {final.view.completed}/{final.view.total} roles ready in {result.seconds:.0f}s")
-    echo(
-        f"  where to look: DAGSTER_HOME={(directory / 'dagster_home').resolve()} .venv/bin/batch-pipelines roles status {result.batch_id} "
-        f"--database-url sqlite:///{directory / 'batch_store.db'}"
-    )
+    if store_url and not instance.is_ephemeral:
+        echo(f"  where to look: .venv/bin/batch-pipelines roles status {result.batch_id}")
+    else:
+        echo(
+            f"  where to look: DAGSTER_HOME={(directory / 'dagster_home').resolve()} "
+            f".venv/bin/batch-pipelines roles status {result.batch_id} "
+            f"--database-url sqlite:///{directory / 'batch_store.db'}"
+        )
     return 0 if ok_states and ok_limit and ok_activities and ok_final else 1

@@ -58,14 +58,14 @@ class QueueTimeout(RuntimeError):
 
 def project_dagster_yaml(instance: dg.DagsterInstance | None = None) -> Path:
     """The instance configuration to copy: the given instance's own file when it has one
-    (``make`` copies the project's there), else the project's dagster.yaml."""
+    (``make`` copies the project's there), else the project's embedded dagster.yaml."""
     if instance is not None and not instance.is_ephemeral:
         candidate = Path(instance.root_directory) / "dagster.yaml"
         if candidate.is_file():
             return candidate
-    import batch_pipelines
+    from batch_pipelines.instance import INSTANCE_FILES
 
-    return Path(batch_pipelines.__file__).resolve().parent.parent / "dagster.yaml"
+    return INSTANCE_FILES["embedded"]
 
 
 def write_instance_config(
@@ -122,22 +122,29 @@ class Daemon:
     """``dagster-daemon run`` on the code location, in its own process group so that
     stopping it also stops its code server and run workers."""
 
-    def __init__(self, home: Path, workdir: Path, env: dict[str, str]):
+    def __init__(
+        self, home: Path, workdir: Path, env: dict[str, str], workspace: Path | None = None
+    ):
         # Dagster insists on an absolute DAGSTER_HOME.
         self.home = Path(home).resolve()
         self.workdir = workdir
         self.env = env
         self.log_path = workdir / "dagster-daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # With the project's workspace (run from its folder) the sensors and runs have the
+        # very origins `make dev` has, so it shows them and continues the sensors' cursors.
+        self.workspace = workspace
 
     def __enter__(self) -> Daemon:
         env = {k: v for k, v in os.environ.items() if k != "MODELS_BASE_URL"}
         env.update(self.env)
         env["DAGSTER_HOME"] = str(self.home)
+        # Appended: a daemon restarted after a kill keeps the first one's log.
         self._log = self.log_path.open("ab")
+        target = ["-w", str(self.workspace)] if self.workspace else ["-m", CODE_LOCATION_MODULE]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-m", CODE_LOCATION_MODULE],
-            cwd=self.workdir,
+            [sys.executable, "-m", "dagster._daemon", "run", *target],
+            cwd=self.workspace.parent if self.workspace else self.workdir,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -246,14 +253,24 @@ def run_batch_through_queue(
     timeout_seconds: float = 240.0,
     echo: Callable[[str], None] = print,
     poll_seconds: float = 0.5,
+    project: tuple[Path, str, Path] | None = None,
 ) -> QueueRunResult:
     """Submit ``submission``, follow it to a settled state through the real queue, retry
     its failed roles (if ``retry``) and follow again; the daemon is always stopped.
-    ``activity_limit`` is given to the daemon as ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES."""
+    ``activity_limit`` is given to the daemon as ROLE_ONBOARDING_MAX_CONCURRENT_ACTIVITIES.
+
+    By default the instance and store are new ones under ``directory``; ``project`` =
+    (DAGSTER_HOME, store URL, workspace.yaml) runs on the project's own instead, as is
+    (``source_config`` and ``role_run_limit`` are then not applied), so `make dev` shows
+    the batch and its runs afterwards."""
     started = time.monotonic()
-    home = directory / "dagster_home"
-    write_instance_config(source_config, home, role_run_limit=role_run_limit)
-    store_url = f"sqlite:///{directory / 'batch_store.db'}"
+    workspace = None
+    if project is not None:
+        home, store_url, workspace = project
+    else:
+        home = directory / "dagster_home"
+        write_instance_config(source_config, home, role_run_limit=role_run_limit)
+        store_url = f"sqlite:///{directory / 'batch_store.db'}"
     base_store = BatchStore(store_url)
     store = RoleOnboardingStore(base_store)
     env = {
@@ -266,7 +283,7 @@ def run_batch_through_queue(
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         limit = role_run_limit_of(instance)
-        with Daemon(home, directory, env) as daemon:
+        with Daemon(home, directory, env, workspace) as daemon:
             submitted = submit_batch(
                 store,
                 submission,

@@ -4,8 +4,39 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dagster_postgres_url(postgres_url):
+    """A database of its own for Dagster's tables: the session's database is the store
+    tests', whose schema comparison must not meet Dagster's own ``jobs`` table."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    name = f"bp_dagster_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            sa.engine.make_url(postgres_url)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
 
 
 def _load(home: Path, source: Path) -> dg.DagsterInstance:
@@ -15,7 +46,7 @@ def _load(home: Path, source: Path) -> dg.DagsterInstance:
 
 
 def test_the_embedded_instance_queues_runs_with_tag_limits_and_retries(tmp_path):
-    instance = _load(tmp_path / "home", ROOT / "dagster.yaml")
+    instance = _load(tmp_path / "home", ROOT / "deploy" / "embedded" / "dagster.yaml")
     try:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
@@ -30,13 +61,55 @@ def test_the_embedded_instance_queues_runs_with_tag_limits_and_retries(tmp_path)
         instance.dispose()
 
 
-def test_the_postgres_instance_stores_runs_in_postgres(tmp_path, monkeypatch, postgres_url):
+def test_the_postgres_instance_stores_runs_in_postgres(tmp_path, monkeypatch, dagster_postgres_url):
     monkeypatch.setenv(
-        "DAGSTER_POSTGRES_URL", postgres_url
+        "DAGSTER_POSTGRES_URL", dagster_postgres_url
     )  # the documented postgresql+psycopg2:// form
     instance = _load(tmp_path / "home", ROOT / "deploy" / "postgres" / "dagster.yaml")
     try:
         assert "postgres" in type(instance.run_storage).__name__.lower()
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    finally:
+        instance.dispose()
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "postgresql://u:secret@db:5432/dagster",
+        "postgres://u:secret@db:5432/dagster",
+        "postgresql+psycopg2://u:secret@db:5432/dagster",
+    ],
+)
+def test_the_instance_takes_postgres_urls_as_pasted_with_psycopg2(pasted):
+    from batch_pipelines.instance_storage import instance_postgres_url
+
+    url = instance_postgres_url({"DAGSTER_POSTGRES_URL": pasted}, "DAGSTER_POSTGRES_URL")
+    assert url == "postgresql+psycopg2://u:secret@db:5432/dagster"
+
+
+def test_an_unset_instance_url_is_one_error_naming_the_variable_not_a_config_traceback(
+    tmp_path, monkeypatch
+):
+    from batch_pipelines.core.errors import ConfigurationError
+
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)
+    with pytest.raises(
+        ConfigurationError, match=r"^\[BP-CONFIG\] DAGSTER_POSTGRES_URL is not set"
+    ) as caught:
+        _load(tmp_path / "home", ROOT / "deploy" / "postgres" / "dagster.yaml")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql://", "postgres://"])
+def test_the_postgres_instance_loads_from_a_bare_url(
+    tmp_path, monkeypatch, dagster_postgres_url, scheme
+):
+    monkeypatch.setenv(
+        "DAGSTER_POSTGRES_URL", dagster_postgres_url.replace("postgresql+psycopg2://", scheme)
+    )
+    instance = _load(tmp_path / "home", ROOT / "deploy" / "postgres" / "dagster.yaml")
+    try:
+        assert instance.get_runs_count() == 0
     finally:
         instance.dispose()
