@@ -50,6 +50,9 @@ def test_the_embedded_instance_queues_runs_with_tag_limits_and_retries(tmp_path)
     try:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        # Runs that died are retried; a failed step is not (it retried its transient faults
+        # itself, and a user's error is final).
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {
             "key": "batch_pipelines/concurrency_group",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -107,8 +110,22 @@ def test_the_follow_up_command_roles_submit_prints_works_as_printed(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # --watch prints a line only when the batch moves (nothing runs the roles here), so the
+    # first lines are read for a bounded time, never waited for without end.
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in watch.stdout], daemon=True
+    )
+    reader.start()
+    first: list[str] = []
+    deadline = time.monotonic() + 60
     try:
-        first = [watch.stdout.readline() for _ in range(3)]
+        while time.monotonic() < deadline and not any(batch_id in line for line in first):
+            try:
+                first.append(lines.get(timeout=1))
+            except queue.Empty:
+                if watch.poll() is not None:
+                    break
     finally:
         watch.kill()
         watch.wait(timeout=30)
