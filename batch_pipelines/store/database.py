@@ -106,25 +106,66 @@ def _alembic_config(connection: sa.Connection) -> Config:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision (once per process and database)."""
+    """Bring the schema to the newest revision (once per process and database).
+
+    On SQLite, a migration that changes a table (a constraint, a column type) copies it into
+    a new one and drops the old (alembic's batch mode); with foreign keys enforced, dropping
+    a table other rows point to fails. So the upgrade runs with enforcement off (SQLite
+    ignores the switch inside a transaction, hence before it), checks every reference with
+    ``PRAGMA foreign_key_check`` before it commits, and turns enforcement back on. The
+    upgrade is one transaction on both backends: it happens whole or not at all.
+    """
     key = engine.url.render_as_string(hide_password=False)
     with _MIGRATE_LOCK:
         if key in _MIGRATED:
             return
-        with engine.begin() as conn:
-            cfg = _alembic_config(conn)
-            head = ScriptDirectory.from_config(cfg).get_current_head()
-            if (
-                MigrationContext.configure(
-                    conn, opts={"version_table": VERSION_TABLE}
-                ).get_current_revision()
-                != head
-            ):
-                if engine.dialect.name == "postgresql":
-                    # Two processes migrating at once: the advisory lock makes one wait.
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-                command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            try:
+                with conn.begin():
+                    if sqlite:
+                        # The driver begins a transaction only before INSERT/UPDATE/DELETE, so
+                        # DDL would commit statement by statement: begin it here, so that a
+                        # failed upgrade leaves the database as it was. IMMEDIATE takes the
+                        # write lock first: a second process opening the store waits, then
+                        # reads the revision the first one left.
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    _upgrade_to_head(conn)
+                    if sqlite:
+                        _check_references(conn)
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
         _MIGRATED.add(key)
+
+
+def _upgrade_to_head(conn: sa.Connection) -> None:
+    cfg = _alembic_config(conn)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    current = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+    if current != head:
+        if conn.dialect.name == "postgresql":
+            # Two processes migrating at once: the advisory lock makes one wait.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+        command.upgrade(cfg, "head")
+
+
+def _check_references(conn: sa.Connection) -> None:
+    """Refuse (and so roll back) an SQLite upgrade that left a row pointing nowhere."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, _rowid, parent, _fk = broken[0]
+        raise StoreError(
+            f"the schema upgrade left {len(broken)} row(s) pointing nowhere "
+            f"(first: table {table}, referring to {parent}); nothing was changed",
+            details={"table": table, "parent": parent},
+        )
 
 
 @functools.cache
