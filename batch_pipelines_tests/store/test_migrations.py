@@ -304,3 +304,28 @@ def test_an_sqlite_upgrade_that_would_leave_rows_pointing_nowhere_changes_nothin
         assert not any(name.startswith("_alembic_tmp") for name in tables)
     finally:
         engine.dispose()
+
+
+def test_a_drafted_migration_needs_nothing_from_the_models(tmp_path):
+    """Autogenerate (how the next revision is drafted, see the README) writes timestamps as
+    ``sa.DateTime(timezone=True)``, not as the models' ``UTCDateTime``, so the draft passes
+    ``test_no_migration_builds_from_todays_models`` as it is."""
+    import shutil
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(VERSIONS.parent, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    engine = database.create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        database.migrate(engine)
+        with engine.begin() as conn:
+            # a database one table short of the models: the draft must create it
+            conn.exec_driver_sql("DROP TABLE role_batch_tombstones")
+            cfg = database._alembic_config(conn)
+            cfg.set_main_option("script_location", str(scripts))
+            draft = command.revision(cfg, "draft", autogenerate=True, rev_id="9999")
+    finally:
+        engine.dispose()
+    text = Path(draft.path).read_text()
+    assert "op.create_table" in text and "role_batch_tombstones" in text
+    assert "sa.DateTime(timezone=True)" in text
+    assert "batch_pipelines" not in text
