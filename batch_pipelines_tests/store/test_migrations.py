@@ -73,6 +73,12 @@ def _primary_key_differences(conn: sa.Connection) -> list[str]:
     return differences
 
 
+def _current_revision_of(conn: sa.Connection) -> str | None:
+    return MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+
+
 def _upgrade(engine: sa.Engine, revision: str) -> None:
     with engine.begin() as conn:
         command.upgrade(database._alembic_config(conn), revision)
@@ -231,12 +237,7 @@ def test_a_database_at_an_earlier_revision_upgrades_to_head_with_its_rows(
         database.migrate(engine)  # what BatchStore does on open
 
         with engine.connect() as conn:
-            assert (
-                MigrationContext.configure(
-                    conn, opts={"version_table": VERSION_TABLE}
-                ).get_current_revision()
-                == _script().get_current_head()
-            )
+            assert _current_revision_of(conn) == _script().get_current_head()
             assert _read(conn, before) == before
             assert _schema_diff(conn) == []
             assert _primary_key_differences(conn) == []
@@ -295,9 +296,7 @@ def test_an_sqlite_upgrade_that_would_leave_rows_pointing_nowhere_changes_nothin
         with pytest.raises(StoreError, match="batch_events"):
             database.migrate(engine)
         with engine.connect() as conn:
-            revision = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE}
-            ).get_current_revision()
+            revision = _current_revision_of(conn)
             tables = set(sa.inspect(conn).get_table_names())
         assert revision == "0001"
         assert "document_jobs" not in tables and "role_batches" not in tables
@@ -329,3 +328,29 @@ def test_a_drafted_migration_needs_nothing_from_the_models(tmp_path):
     assert "op.create_table" in text and "role_batch_tombstones" in text
     assert "sa.DateTime(timezone=True)" in text
     assert "batch_pipelines" not in text
+
+
+def test_processes_opening_a_new_store_at_once_all_open_it(empty_database_url):
+    """Several workers started together against a new database: one upgrades it, the others
+    wait for it and find it at head (on SQLite they failed with 'table ... already exists')."""
+    import subprocess
+    import sys
+
+    code = "import sys; from batch_pipelines.store.batch_store import BatchStore; BatchStore(sys.argv[1]).dispose()"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, empty_database_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [w.communicate(timeout=120)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+    engine = database.create_engine(empty_database_url)
+    try:
+        with engine.connect() as conn:
+            assert _current_revision_of(conn) == _script().get_current_head()
+    finally:
+        engine.dispose()
