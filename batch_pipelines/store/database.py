@@ -106,25 +106,71 @@ def _alembic_config(connection: sa.Connection) -> Config:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision (once per process and database)."""
+    """Bring the schema to the newest revision (once per process and database).
+
+    A database already at the head is only read. Otherwise the upgrade is one transaction on
+    both backends (it happens whole or not at all) that a second process opening the store
+    waits for. On SQLite, a migration that changes a table (a constraint, a column type)
+    copies it into a new one and drops the old (alembic's batch mode); with foreign keys
+    enforced, dropping a table other rows point to fails. So the upgrade runs with
+    enforcement off (SQLite ignores the switch inside a transaction, hence before it),
+    checks every reference with ``PRAGMA foreign_key_check`` before it commits, and turns
+    enforcement back on.
+    """
     key = engine.url.render_as_string(hide_password=False)
     with _MIGRATE_LOCK:
         if key in _MIGRATED:
             return
-        with engine.begin() as conn:
-            cfg = _alembic_config(conn)
-            head = ScriptDirectory.from_config(cfg).get_current_head()
-            if (
-                MigrationContext.configure(
-                    conn, opts={"version_table": VERSION_TABLE}
-                ).get_current_revision()
-                != head
-            ):
-                if engine.dialect.name == "postgresql":
-                    # Two processes migrating at once: the advisory lock makes one wait.
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-                command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
+            at_head = _current_revision(conn) == head
+            conn.rollback()
+            if not at_head:
+                _upgrade_to_head(conn, head)
         _MIGRATED.add(key)
+
+
+def _current_revision(conn: sa.Connection) -> str | None:
+    return MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+
+
+def _upgrade_to_head(conn: sa.Connection, head: str) -> None:
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+    try:
+        with conn.begin():
+            if sqlite:
+                # The driver begins a transaction only before INSERT/UPDATE/DELETE, so DDL
+                # would commit statement by statement: begin it here. IMMEDIATE takes the
+                # write lock first, so a second process waits, then reads the new revision.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                # Two processes migrating at once: the advisory lock makes one wait.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+            if _current_revision(conn) != head:
+                command.upgrade(_alembic_config(conn), "head")
+            if sqlite:
+                _check_references(conn)
+    finally:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+
+
+def _check_references(conn: sa.Connection) -> None:
+    """Refuse (and so roll back) an SQLite upgrade that left a row pointing nowhere."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, _rowid, parent, _fk = broken[0]
+        raise StoreError(
+            f"the schema upgrade left {len(broken)} row(s) pointing nowhere "
+            f"(first: table {table}, referring to {parent}); nothing was changed",
+            details={"table": table, "parent": parent},
+        )
 
 
 @functools.cache

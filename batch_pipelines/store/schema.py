@@ -258,8 +258,8 @@ contexts = sa.Table(
 )
 
 
-# The families' own tables live in their modules but on this metadata, so that the baseline
-# and ``test_migrations_match_the_schema`` always see the whole schema.
+# The families' own tables live in their modules but on this metadata, so that
+# ``test_migrations_match_the_schema`` (and alembic's autogenerate) always see the whole schema.
 from batch_pipelines.store import (  # noqa: E402, F401  (registers the tables)
     configured_batches_tables,
     document_ai_tables,

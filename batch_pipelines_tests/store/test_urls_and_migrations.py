@@ -1,15 +1,15 @@
-"""URL forms users paste, and migrations that match the schema."""
+"""URL forms users paste, and a store that shares its database with Dagster.
+
+The migrations' own tests are in ``test_migrations.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.store.batch_store import BatchStore
-from batch_pipelines.store.schema import VERSION_TABLE, metadata
 from batch_pipelines.store.urls import normalize_database_url, redacted
 
 
@@ -37,19 +37,6 @@ def test_an_unsupported_url_is_a_clear_configuration_error_without_the_password(
     with pytest.raises(ConfigurationError) as err:
         normalize_database_url("mysql://u:hunter2@h/db")
     assert "hunter2" not in str(err.value)
-
-
-def test_migrations_match_the_schema(database_url):
-    store = BatchStore(database_url)
-    with store.engine.connect() as conn:
-        opts = {
-            "version_table": VERSION_TABLE,
-            # the database may also hold Dagster's own tables: compare ours only
-            "include_name": lambda name, kind, _parent: kind != "table" or name in metadata.tables,
-        }
-        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
-    store.dispose()
-    assert diff == []
 
 
 def test_a_pasted_postgres_url_connects(postgres_url):
