@@ -2,8 +2,9 @@
 
 - ``configured_jobs_problems`` re-validates the job file on every tick and FAILS the tick
   with every problem (job id, field, message) while the file has any: an invalid job is
-  then a red sensor on the Automation page, not a line in a log, and the code location
-  keeps loading with the valid jobs.
+  then a failed tick on the Automation page (an orange triangle; the problems are in the
+  tick's details), not a line in a log, and the code location keeps loading with the
+  valid jobs.
 - ``configured_batches_queue_promotion`` raises the ``dagster/priority`` tag of this
   family's queued runs as they wait (``schedules.promoted_priority``), so a low-priority
   run is never starved by a stream of higher-priority ones. Preference runs, launched by
