@@ -44,7 +44,7 @@ ALREADY_EXISTS_HINT = (
     "the Risk Modeler already holds entities this batch would create, e.g. from an earlier "
     "load of this workbook: delete them there or load it with another Cycle Type; with the "
     "embedded simulator, reset its state too when you reset the batch store "
-    "(`batch-pipelines simulate reset-risk-modeler`, or remove .data/risk_modeler_simulator.db)"
+    "(`.venv/bin/batch-pipelines simulate reset-risk-modeler`, or remove .data/risk_modeler_simulator.db)"
 )
 
 
