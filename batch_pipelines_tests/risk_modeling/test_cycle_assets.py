@@ -339,9 +339,10 @@ def test_a_workbook_reloaded_after_a_store_reset_says_to_reset_the_simulator_and
 
 
 def test_the_reset_command_defaults_to_the_embedded_simulators_state():
-    from batch_pipelines.simulators.cli import EMBEDDED_RISK_MODELER_DB
+    from batch_pipelines.simulators.cli import reset_risk_modeler
 
-    assert str(EMBEDDED_RISK_MODELER_DB) == RiskModelerResource().simulator_db
+    (db,) = [p for p in reset_risk_modeler.params if p.name == "db_path"]
+    assert str(db.default) == RiskModelerResource().simulator_db
 
 
 def test_a_batch_that_fails_validation_is_not_retried_by_the_instances_run_retries(cycle):
