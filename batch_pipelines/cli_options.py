@@ -9,6 +9,7 @@ import click
 
 from batch_pipelines.core.errors import (
     BatchPipelinesError,
+    ConfigurationError,
     UnexpectedError,
     hide_secrets,
 )
@@ -23,6 +24,31 @@ def debugging() -> bool:
     """Whether the running command was given the global ``--debug`` (show tracebacks)."""
     ctx = click.get_current_context(silent=True)
     return bool(ctx and ctx.meta.get(_DEBUG))
+
+
+def dagster_instance(*, required: bool = True) -> Any:
+    """The project's Dagster instance (``DAGSTER_HOME``) for a command that records or reads
+    runs; None when it is optional and unset.
+
+    The top-level command points ``DAGSTER_HOME`` at the project's instance before every
+    command (``batch_pipelines.instance.use_project_instance``), so only a command group
+    invoked on its own (embedded in another click program, or a test) can find it unset: a
+    required instance is then one coded line, never Dagster's traceback."""
+    import os
+
+    if not os.environ.get("DAGSTER_HOME", "").strip():
+        if not required:
+            return None
+        raise cli_error(
+            ConfigurationError(
+                "DAGSTER_HOME is not set: the command records its work on the project's "
+                "Dagster instance (run it as .venv/bin/batch-pipelines from the project "
+                "folder, or export DAGSTER_HOME)"
+            )
+        )
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -35,6 +35,10 @@ DEFAULT_UI_URL = "http://127.0.0.1:3000"
 POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
 STORE_URL_ENV = "BATCH_PIPELINES_DATABASE_URL"
 DEFAULT_STORE_PATH = Path(".data") / "batch_pipelines.db"
+# The state of the Risk Modeler simulator the code location embeds when no
+# RISK_MODELER_BASE_URL is set (RiskModelerResource.simulator_db), and that
+# `simulate reset-risk-modeler` resets by default.
+EMBEDDED_RISK_MODELER_DB = Path(".data") / "risk_modeler_simulator.db"
 
 
 def dagster_home(env: Mapping[str, str], cwd: Path) -> Path:

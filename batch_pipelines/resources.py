@@ -31,6 +31,7 @@ from batch_pipelines.clients.risk_modeler import RiskModelerClient
 from batch_pipelines.clients.teams import TeamsClient
 from batch_pipelines.core.errors import ConfigurationError
 from batch_pipelines.core.flags import parse_flag
+from batch_pipelines.instance import EMBEDDED_RISK_MODELER_DB
 from batch_pipelines.store.batch_store import BatchStore
 
 DATA_DIR = Path(".data")
@@ -156,7 +157,7 @@ class RiskModelerResource(dg.ConfigurableResource):
     base_url: str = ""
     api_key: str | None = Field(default=None, repr=False)
     timeout_seconds: float = 60.0
-    simulator_db: str = str(DATA_DIR / "risk_modeler_simulator.db")
+    simulator_db: str = str(EMBEDDED_RISK_MODELER_DB)
     simulator_workflow_seconds: float = 0.5
     # Fault injection in the embedded simulator, for demos and tests of failure handling.
     simulator_workflow_failure_rate: float = 0.0

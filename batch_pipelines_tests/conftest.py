@@ -1,4 +1,4 @@
-"""Shared fixtures: a store on SQLite and on PostgreSQL.
+"""Shared fixtures: a store on SQLite and on PostgreSQL; a Dagster instance of the tests' own.
 
 PostgreSQL tests get a fresh database per test session (created here, dropped after). When
 the server cannot be reached they are skipped on a laptop but FAIL under CI=true, so CI can
@@ -16,6 +16,23 @@ import pytest
 POSTGRES_ADMIN_URL = os.environ.get(
     "BATCH_PIPELINES_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_own_dagster_home(tmp_path_factory) -> Iterator[str]:
+    """Point DAGSTER_HOME at a temporary copy of the embedded instance for the whole session.
+
+    `make test` exports DAGSTER_HOME as the project's .dagster_home, and the CLI falls back
+    to it: tests that run commands through the CLI would record runs, partitions and
+    materializations in the developer's instance. Tests that need another DAGSTER_HOME (or
+    none) still monkeypatch it themselves."""
+    from batch_pipelines.instance import prepare_home
+
+    home = tmp_path_factory.mktemp("dagster_home")
+    prepare_home(home, "embedded", os.environ, replace=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        yield str(home)
 
 
 def _postgres_unavailable(reason: str) -> None:

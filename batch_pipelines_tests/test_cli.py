@@ -243,3 +243,66 @@ def test_the_demo_refuses_a_project_whose_store_already_has_batches(tmp_path, mo
         and "make clean-data" in result.output
     )
     assert result.output.count("\n") == 1
+
+
+def test_a_command_group_run_on_its_own_without_dagster_home_says_so_in_one_coded_line(
+    tmp_path, monkeypatch
+):
+    """The top-level command always sets DAGSTER_HOME; a group invoked on its own (as
+    another click program may embed it) shares one coded error instead."""
+    from batch_pipelines.configured_batches.cli import jobs
+    from batch_pipelines.role_onboarding.cli import roles
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.delenv("CONFIGURED_JOBS_FILE", raising=False)
+    url = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
+    for group, args in (
+        (jobs, ["run", "user_welcome_notes"]),
+        (roles, ["list", "--company", "acme", *url]),
+    ):
+        line = _one_line_error(CliRunner().invoke(group, args), "BP-CONFIG")
+        assert "DAGSTER_HOME is not set" in line
+    assert not (tmp_path / ".dagster_home").exists()
+
+
+# Strings that name the command without being one to run.
+NOT_A_PRINTED_COMMAND = {"batch-pipelines docs --run (outside a Dagster run)"}
+
+
+def _bare_command_strings(root):
+    """(file, line, text) of every string literal in ``root`` that names `batch-pipelines
+    SUBCOMMAND` other than as .venv/bin/batch-pipelines; docstrings are left out."""
+    import ast
+    import re
+
+    bare = re.compile(r"(?<![\w/.-])batch-pipelines [a-z-]")
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and node.value not in NOT_A_PRINTED_COMMAND
+                and bare.search(node.value)
+            ):
+                yield f"{path.relative_to(root.parent)}:{node.lineno}: {node.value[:80]!r}"
+
+
+def test_every_printed_command_hint_reads_as_the_readme_runs_it():
+    """Hints are run as printed from the project folder, where the command is
+    .venv/bin/batch-pipelines (no activated venv is assumed)."""
+    from pathlib import Path
+
+    import batch_pipelines
+
+    assert list(_bare_command_strings(Path(batch_pipelines.__file__).parent)) == []

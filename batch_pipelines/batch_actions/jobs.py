@@ -43,7 +43,9 @@ def parse_configuration_json(text: str | None, field: str = "configuration_json"
 
 
 class BatchActionConfig(dg.Config):
-    batch_id: int = Field(description="The batch to act on (see `batch-pipelines batch list`).")
+    batch_id: int = Field(
+        description="The batch to act on (see `.venv/bin/batch-pipelines batch list`)."
+    )
     action: Literal["pause", "resume", "cancel"] = Field(description="pause | resume | cancel")
 
 

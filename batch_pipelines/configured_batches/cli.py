@@ -12,6 +12,7 @@ from batch_pipelines.cli_options import (
     PAGE_SIZE,
     cli_error,
     cli_group,
+    dagster_instance,
     database_url_option,
     json_option,
     open_store,
@@ -185,7 +186,6 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
     location's resources (the same environment variables), so it shows in the UI like a
     scheduled one; it prints the run, the batch and where to look. Exit 1 when the run fails.
     """
-    import os
 
     import dagster as dg
 
@@ -214,11 +214,6 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
             raise ConfigurationError(
                 f"job {job_id} is a static {job.type} job: --group does not apply"
             )
-        if not os.environ.get("DAGSTER_HOME"):
-            raise ConfigurationError(
-                "DAGSTER_HOME is not set: the run is recorded on the project's Dagster instance "
-                "(make sets it to .dagster_home; or export DAGSTER_HOME)"
-            )
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
     tick = resolve_tick(tick, {}, "")
@@ -226,7 +221,7 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
         dg.Definitions(resources=default_resources()), configured_batches_definitions()
     )
     tags = {MANUAL_TRIGGER_TAG: "manual"}
-    with dg.DagsterInstance.get() as instance:
+    with dagster_instance() as instance:
         if job.type.is_preference:
             if not instance.has_dynamic_partition(PREFERENCE_GROUPS.name, str(group_key)):
                 raise cli_error(
@@ -287,8 +282,12 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
     )
     click.echo(f"  the asset:      {asset}, partition {partition} (metadata, checks)")
     if metadata:
-        click.echo(f"  the batch:      batch-pipelines batch status {metadata['batch_id']}")
-    click.echo("  results:        batch-pipelines jobs status --user USER | --tenant TENANT")
+        click.echo(
+            f"  the batch:      .venv/bin/batch-pipelines batch status {metadata['batch_id']}"
+        )
+    click.echo(
+        "  results:        .venv/bin/batch-pipelines jobs status --user USER | --tenant TENANT"
+    )
     if not result.success:
         raise SystemExit(1)
 

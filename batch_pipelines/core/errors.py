@@ -23,8 +23,13 @@ def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
     return f"{text[: limit - 1]}…{length}"
 
 
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
-_SECRET_PARAMS = re.compile(r"(?i)\b(api[_-]?key|key|token|secret|password)=[^&\s]+")
+# A URL's user information runs to the LAST "@" before the host: a password may hold an
+# unencoded "@" (then all of it is hidden, not only what follows its first "@").
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+# Any parameter whose name ends in one of these words (access_token, client_secret, X-Api-Key,
+# the sig of a Teams Workflows webhook URL). No leading \b: "_" is a word character, so
+# \btoken= would miss access_token=.
+_SECRET_PARAMS = re.compile(r"(?i)([\w-]*(?:key|token|secret|password|sig|signature))=[^&\s]+")
 
 
 def hide_secrets(message: str, limit: int = 300) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from batch_pipelines.cli_options import (
     PAGE_SIZE,
     cli_error,
     cli_group,
+    dagster_instance,
     database_url_option,
     json_option,
     open_store,
@@ -155,14 +155,12 @@ def run_job_here(
             + (f" - stopped: {report.stopped}" if report.stopped else "")
         )
     job = jobs.get_job(job.id)
-    if os.environ.get("DAGSTER_HOME"):
+    if (found := dagster_instance(required=False)) is not None:
         # The work shows in Dagster as if a run had done it (partition materialized, or the
         # stop observed), so the launcher and the UI do not take it for missing.
-        import dagster as dg
-
         from batch_pipelines.document_ai.assets import record_runless_work
 
-        with dg.DagsterInstance.get() as instance:
+        with found as instance:
             record_runless_work(instance, jobs, template, job, reports)
         echo(f"  recorded on the assets of {template.name} for partition {job.key}")
     return job
@@ -478,13 +476,11 @@ def delete(job, database_url) -> None:
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
     click.echo(f"job {record.key} deleted")
-    if os.environ.get("DAGSTER_HOME"):
+    if (found := dagster_instance(required=False)) is not None:
         # The job's partition goes too, as when the UI's delete_document_job does it.
-        import dagster as dg
-
         from batch_pipelines.document_ai.assets import remove_job_partition
 
-        with dg.DagsterInstance.get() as instance:
+        with found as instance:
             if name := remove_job_partition(instance, record.pipeline, record.key):
                 click.echo(f"partition {record.key} of {name} removed")
 

@@ -24,7 +24,11 @@ from batch_pipelines.risk_modeling.cycle_batches import (
     BatchValidationFailed,
     materialize_batch_type,
 )
-from batch_pipelines.risk_modeling.notifications import NOTIFY_ON, notify_failed_batch
+from batch_pipelines.risk_modeling.notifications import (
+    NOTIFY_ON,
+    describe_notification,
+    notify_failed_batch,
+)
 from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 
@@ -148,8 +152,9 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
         rec = result.reconciliation
         summary = rec.summary
         if result.status in NOTIFY_ON:
-            # Once per failure: the failed_batch_notifications sensor skips what this sent.
-            delivered = notify_failed_batch(
+            # Once per failure: the failed_batch_notifications sensor skips what this sent
+            # (and may have sent it first: the log says who did).
+            notify_failed_batch(
                 store,
                 teams.client(),
                 outcome.batch_id,
@@ -157,7 +162,8 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 run_id=context.run_id,
             )
             context.log.warning(
-                f"batch {outcome.batch_id} {result.status}: Teams notified={delivered}"
+                f"batch {outcome.batch_id} {result.status}: Teams card "
+                + describe_notification(store, outcome.batch_id)
             )
 
         jobs = store.list_jobs(outcome.batch_id)

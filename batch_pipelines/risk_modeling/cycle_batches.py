@@ -24,6 +24,7 @@ from batch_pipelines.core.errors import BatchError, NotFound
 from batch_pipelines.core.names import check_name
 from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.engine.executor import BatchRunResult, EngineOptions, ProgressReport, run_batch
+from batch_pipelines.instance import EMBEDDED_RISK_MODELER_DB
 from batch_pipelines.risk_modeling.batch_types import BatchType
 from batch_pipelines.risk_modeling.context import HandlerContext
 from batch_pipelines.risk_modeling.job_configurations import build_batch_job_configurations
@@ -44,7 +45,7 @@ ALREADY_EXISTS_HINT = (
     "the Risk Modeler already holds entities this batch would create, e.g. from an earlier "
     "load of this workbook: delete them there or load it with another Cycle Type; with the "
     "embedded simulator, reset its state too when you reset the batch store "
-    "(`batch-pipelines simulate reset-risk-modeler`, or remove .data/risk_modeler_simulator.db)"
+    f"(`.venv/bin/batch-pipelines simulate reset-risk-modeler`, or remove {EMBEDDED_RISK_MODELER_DB})"
 )
 
 

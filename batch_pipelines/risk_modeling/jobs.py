@@ -27,6 +27,7 @@ from batch_pipelines.risk_modeling.partitions import CYCLES
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sample_source import create_sample_source
 from batch_pipelines.risk_modeling.workbook import WorkbookInvalid, validate_workbook
+from batch_pipelines.store.batch_store import JobRecord
 
 CYCLE_TAG = "batch_pipelines/cycle"
 
@@ -91,6 +92,26 @@ class AnalysisDecisionsConfig(dg.Config):
     )
 
 
+# The reason a skip decision records on the job; a retry recognises its own skips by it.
+KEPT_BY_DECISION = "analysis already exists; kept by decision"
+
+
+def decided_jobs(jobs: list[JobRecord], decisions: list[AnalysisDecision]) -> dict[str, JobRecord]:
+    """The job each decision is about, by key: the live (not skipped) job, or the job this
+    same skip decision already skipped on an earlier try of the op.
+
+    The op's retry policy reruns the whole op after a transient fault; counting a job it
+    skipped itself as unknown would turn that fault into a false final error."""
+    skip_keys = {d.analysis_name for d in decisions if d.decision == "skip"}
+    found: dict[str, JobRecord] = {}
+    for job in jobs:
+        if not job.skipped:
+            found[job.key] = job
+        elif job.key in skip_keys and job.skipped_reason == KEPT_BY_DECISION:
+            found.setdefault(job.key, job)
+    return found
+
+
 @dg.op(retry_policy=TRANSIENT_FAULT_RETRIES)
 def apply_analysis_decisions(
     context: dg.OpExecutionContext,
@@ -99,13 +120,17 @@ def apply_analysis_decisions(
     risk_modeler: RiskModelerResource,
 ) -> None:
     """Skip an existing analysis's (or group's) job, or delete the entity so the job submits
-    afresh."""
+    afresh.
+
+    Idempotent across the op's retries: the deletes run first (deleting what is already gone
+    deletes nothing) and the skips last, and a job already skipped by this same decision
+    counts as done."""
     store = batch_store.get_store()
     batch_type = BatchType(config.batch_type)
     with user_errors_are_final():
         store.require_active_cycle(config.cycle)
         batch_id = ensure_batch(store, config.cycle, batch_type)
-    jobs = {j.key: j for j in store.list_jobs(batch_id, skipped=False)}
+    jobs = decided_jobs(store.list_jobs(batch_id), config.decisions)
     unknown = [d.analysis_name for d in config.decisions if d.analysis_name not in jobs]
     if unknown:
         raise final_failure(
@@ -121,13 +146,12 @@ def apply_analysis_decisions(
         raise final_failure(
             JobError(f"{not_pending[0]}; decisions apply to jobs not yet submitted"), not_pending
         )
-    to_delete = []
-    for d in config.decisions:
-        job = jobs[d.analysis_name]
-        if d.decision == "skip":
-            store.skip_job(job.id, "analysis already exists; kept by decision")
-        else:
-            to_delete.append(d.analysis_name)
+    to_delete = [d.analysis_name for d in config.decisions if d.decision == "delete_and_resubmit"]
+    to_skip = [
+        jobs[d.analysis_name]
+        for d in config.decisions
+        if d.decision == "skip" and not jobs[d.analysis_name].skipped
+    ]
 
     async def delete_all() -> None:
         async with risk_modeler.client() as client:
@@ -136,6 +160,8 @@ def apply_analysis_decisions(
 
     if to_delete:
         asyncio.run(delete_all())
+    for job in to_skip:
+        store.skip_job(job.id, KEPT_BY_DECISION)
     store.activate_batch(batch_id)
     context.log.info(
         f"skipped {len(config.decisions) - len(to_delete)}, deleted {len(to_delete)} for resubmission"

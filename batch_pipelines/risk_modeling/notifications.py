@@ -10,6 +10,12 @@ it there. Both may notice the same failure, so the function first claims it in t
 per failure, however many callers, and a new card when the batch fails again after a
 resubmission.
 
+Delivery is at least once: after sending, the sender records the outcome (sent / NOT
+delivered) as a second event. A claim with no outcome after it for ``CLAIM_TIMEOUT`` means
+its sender was killed between claiming and sending; the sensor then claims the failure
+again and sends the card. If the sender was killed after the card went out but before it
+recorded so, the card is sent twice: a duplicate card is acceptable, a lost one is not.
+
 The card carries what the predecessor system's card showed: the cycle, the stage (the batch
 type's place among the cycle's twelve) and the step (the Dagster asset that runs it), the
 batch type, the job counts, and links to the asset and, when known, the run.
@@ -29,12 +35,22 @@ from batch_pipelines.clients.teams import TeamsClient, adaptive_card, notify_bat
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
 from batch_pipelines.risk_modeling.cycle_batches import FAMILY
-from batch_pipelines.store.batch_store import BatchRecord, BatchStore
+from batch_pipelines.store.batch_store import BatchRecord, BatchStore, utcnow
 
 NOTIFY_ON = frozenset({BatchStatus.FAILED, BatchStatus.ERROR, BatchStatus.CANCELLED})
 
-# The batch event that claims a failure's card (its data["key"] is ``failure_key``).
+# The batch event that claims a failure's card (its data["key"] is ``failure_key``; a claim
+# that takes over a stale one has its own key and the failure's in data["failure"]).
 CLAIM_MESSAGE = "Teams notification claimed"
+# The outcome events, recorded after sending (data["key"] is the failure's key).
+SENT_MESSAGE = "Teams notification sent"
+NOT_DELIVERED_MESSAGE = "Teams notification NOT delivered"
+OUTCOME_MESSAGES = frozenset({SENT_MESSAGE, NOT_DELIVERED_MESSAGE})
+SENSOR_SENDER = "the failed_batch_notifications sensor"
+# A claim with no outcome after it this long is taken for a sender killed before it sent:
+# above the longest a send takes with the Teams client's defaults (6 tries of 30 s, 5 waits of
+# at most 120 s Retry-After: 13 minutes), so only a kill, not a slow send, sends it twice.
+CLAIM_TIMEOUT = timedelta(minutes=15)
 
 # How far back of its last tick the sensor looks again: a batch whose settling committed
 # after that tick had begun still has its settle time before the tick's, so it would be
@@ -68,6 +84,44 @@ def batches_to_notify(batches: Iterable[BatchRecord], since: datetime) -> list[B
         for b in batches
         if b.status in NOTIFY_ON and b.settled_at is not None and b.settled_at >= since
     ]
+
+
+def _failure_of(event: dict) -> str | None:
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    return data.get("failure") or data.get("key")
+
+
+def stale_claim(
+    events: Iterable[dict], key: str, now: datetime, timeout: timedelta = CLAIM_TIMEOUT
+) -> dict | None:
+    """The latest claim of failure ``key`` when it is older than ``timeout`` and no outcome
+    of that failure was recorded after it (its sender died before sending), else None."""
+    events = list(events)
+    claims = [e for e in events if e["message"] == CLAIM_MESSAGE and _failure_of(e) == key]
+    if not claims:
+        return None
+    last = max(claims, key=lambda e: e["id"])
+    if any(
+        e["message"] in OUTCOME_MESSAGES and _failure_of(e) == key and e["id"] > last["id"]
+        for e in events
+    ):
+        return None
+    return last if last["created_at"] <= now - timeout else None
+
+
+def notification_state(events: Iterable[dict], key: str) -> str:
+    """Who sent, or claimed, the card of failure ``key``, for the asset's log: the asset and
+    the sensor race for it, so "not sent by me" must not read as "not sent"."""
+    events = [e for e in events if _failure_of(e) == key]
+    outcomes = [e for e in events if e["message"] in OUTCOME_MESSAGES]
+    claims = [e for e in events if e["message"] == CLAIM_MESSAGE]
+    if outcomes:
+        last = outcomes[-1]
+        how = "sent" if last["message"] == SENT_MESSAGE else "NOT delivered"
+        return f"{how} by {last['data'].get('by') or 'an earlier sender'}"
+    if claims:
+        return f"claimed by {claims[-1]['data'].get('by') or 'an earlier sender'}, not sent yet"
+    return "not sent"
 
 
 def sensor_window_start(cursor: str | None, now: datetime) -> datetime:
@@ -105,6 +159,13 @@ def batch_card(
     return adaptive_card(f"{batch_type} batch {status.value} ({cycle})", facts, links=links)
 
 
+def describe_notification(store: BatchStore, batch_id: int) -> str:
+    """``notification_state`` of the batch's current failure, read from the store."""
+    batch = store.get_batch(batch_id)
+    key = failure_key(batch.status, batch.settled_at)
+    return "not needed" if key is None else notification_state(store.batch_events(batch_id), key)
+
+
 def notify_failed_batch(
     store: BatchStore,
     teams: TeamsClient,
@@ -112,16 +173,28 @@ def notify_failed_batch(
     *,
     dagster_url: str,
     run_id: str | None = None,
+    now: datetime | None = None,
 ) -> bool | None:
-    """Send the card of the batch's current failure, once. None when nothing was sent (the
-    batch is not a failed risk-modeling batch, or this failure's card was claimed already);
-    otherwise whether the card was delivered. Blocking: call it from synchronous code."""
+    """Send the card of the batch's current failure, at least once. None when nothing was
+    sent (the batch is not a failed risk-modeling batch, or this failure's card was claimed
+    already by a sender that is not known dead); otherwise whether the card was delivered.
+    Blocking: call it from synchronous code."""
     batch = store.get_batch(batch_id)
     key = failure_key(batch.status, batch.settled_at)
     if key is None or batch.family != FAMILY:
         return None
-    if not store.add_batch_event_once(batch_id, CLAIM_MESSAGE, key=key, data={"run_id": run_id}):
-        return None
+    by = f"run {run_id}" if run_id else SENSOR_SENDER
+    claim = {"run_id": run_id, "by": by}
+    if not store.add_batch_event_once(batch_id, CLAIM_MESSAGE, key=key, data=claim):
+        stale = stale_claim(store.batch_events(batch_id), key, now or utcnow())
+        # Taking over a stale claim is itself a claim, once per stale claim.
+        if stale is None or not store.add_batch_event_once(
+            batch_id,
+            CLAIM_MESSAGE,
+            key=f"{key} again after claim {stale['id']}",
+            data={**claim, "failure": key},
+        ):
+            return None
     base = dagster_url.rstrip("/")
     card = batch_card(
         cycle=batch.partition_key or "-",
@@ -135,8 +208,8 @@ def notify_failed_batch(
     delivered = asyncio.run(notify_batch(teams, card))
     store.add_batch_event(
         batch_id,
-        "Teams notification " + ("sent" if delivered else "NOT delivered"),
+        SENT_MESSAGE if delivered else NOT_DELIVERED_MESSAGE,
         level="WARNING",
-        data={"card": card, "delivered": delivered, "key": key},
+        data={"card": card, "delivered": delivered, "key": key, "by": by},
     )
     return delivered

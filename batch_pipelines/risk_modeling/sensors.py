@@ -5,7 +5,8 @@ launches the `load_workbook` job for each, with a run key per file version. Vali
 the store writes happen in that run, so an invalid workbook is a failed run whose error
 lists every problem, visible in the UI. When a load succeeds, `cycle_after_workbook_load`
 launches the cycle's run. `failed_batch_notifications` sends the Teams card of a batch that
-ended FAILED, ERROR or CANCELLED outside its asset's run (see ``notifications``).
+ended FAILED, ERROR or CANCELLED outside its asset's run, and sends again a card whose
+sender was killed between claiming and sending it (see ``notifications``).
 """
 
 from pathlib import Path
@@ -18,9 +19,12 @@ from batch_pipelines.risk_modeling.assets import risk_modeling_cycle_job
 from batch_pipelines.risk_modeling.cycle_batches import FAMILY
 from batch_pipelines.risk_modeling.jobs import CYCLE_TAG, load_workbook
 from batch_pipelines.risk_modeling.notifications import (
+    NOTIFY_ON,
     batches_to_notify,
+    failure_key,
     notify_failed_batch,
     sensor_window_start,
+    stale_claim,
 )
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.store.batch_store import utcnow
@@ -70,7 +74,8 @@ def cycle_after_workbook_load(context: dg.RunStatusSensorContext) -> dg.RunReque
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Sends the Teams card of each risk-modeling batch that ends FAILED, ERROR or "
-    "CANCELLED, also outside an asset run (CLI, batch_control); once per failure.",
+    "CANCELLED, also outside an asset run (CLI, batch_control); once per failure, again when "
+    "its sender was killed before sending.",
 )
 def failed_batch_notifications(
     context: dg.SensorEvaluationContext,
@@ -81,11 +86,24 @@ def failed_batch_notifications(
     store = batch_store.get_store()
     now = utcnow()
     since = sensor_window_start(context.cursor, now)
+    batches = store.find_batches(family=FAMILY)
+    due = batches_to_notify(batches, since)
+    in_window = {batch.id for batch in due}
+    # A failure claimed before the window whose sender died before sending: send it now.
+    due += [
+        batch
+        for batch in batches
+        if batch.status in NOTIFY_ON
+        and batch.id not in in_window
+        and stale_claim(
+            store.batch_events(batch.id), str(failure_key(batch.status, batch.settled_at)), now
+        )
+    ]
     notified = [
         batch.id
-        for batch in batches_to_notify(store.find_batches(family=FAMILY), since)
+        for batch in due
         if notify_failed_batch(
-            store, teams.client(), batch.id, dagster_url=risk_modeling.dagster_url
+            store, teams.client(), batch.id, dagster_url=risk_modeling.dagster_url, now=now
         )
         is not None
     ]

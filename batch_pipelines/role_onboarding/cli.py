@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from batch_pipelines.cli_options import cli_error, cli_group, database_url_option, json_option
+from batch_pipelines.cli_options import (
+    cli_error,
+    cli_group,
+    dagster_instance,
+    database_url_option,
+    json_option,
+)
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
 from batch_pipelines.progress import ProgressReporter
 
@@ -38,15 +43,7 @@ def _instance(ctx: click.Context, *, required: bool = True):
     obj = ctx.find_root().obj or {}
     if "instance" in obj:
         return obj["instance"]
-    if not os.environ.get("DAGSTER_HOME"):
-        if not required:
-            return None
-        raise click.ClickException(
-            "DAGSTER_HOME is not set: point it at the Dagster instance that runs the roles"
-        )
-    import dagster as dg
-
-    return dg.DagsterInstance.get()
+    return dagster_instance(required=required)
 
 
 @cli_group()

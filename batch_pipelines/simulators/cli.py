@@ -17,6 +17,7 @@ import click
 
 from batch_pipelines.cli_options import cli_group
 from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.instance import EMBEDDED_RISK_MODELER_DB
 from batch_pipelines.simulators.faults import FaultPlan
 
 
@@ -94,10 +95,8 @@ def simulate() -> None:
     """Run a simulator of an outside service as a local HTTP server."""
 
 
-# The state of a served simulator, and of the one the code location embeds when no
-# RISK_MODELER_BASE_URL is set (RiskModelerResource.simulator_db).
+# The state of a served simulator (the embedded one's is EMBEDDED_RISK_MODELER_DB).
 SERVED_RISK_MODELER_DB = Path(".data/simulators/risk_modeler.sqlite")
-EMBEDDED_RISK_MODELER_DB = Path(".data/risk_modeler_simulator.db")
 
 
 def reset_risk_modeler_state(db_path: Path) -> None:

@@ -144,9 +144,6 @@ def test_run_refuses_an_unknown_job_and_a_preference_job_without_its_group_in_on
     preference = runner.invoke(main, ["jobs", "run", "personal_daily_digest"])
     assert preference.exit_code == 1 and "give --group KEY" in preference.output
     assert len(preference.output.strip().splitlines()) == 1
-    monkeypatch.delenv("DAGSTER_HOME")
-    no_home = runner.invoke(main, ["jobs", "run", "user_welcome_notes"])
-    assert no_home.exit_code == 1 and "DAGSTER_HOME is not set" in no_home.output
 
 
 def test_run_starts_a_preference_job_for_one_of_its_groups(tmp_path, monkeypatch):

@@ -34,6 +34,15 @@ def _env_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
 
 
+def test_tests_run_on_their_own_dagster_instance_not_the_projects():
+    """`make test` exports the project's .dagster_home; the session fixture in conftest.py
+    replaces it, so CLI commands run by tests record nothing in the developer's instance."""
+    home = Path(os.environ["DAGSTER_HOME"]).resolve()
+    assert home != (ROOT / ".dagster_home").resolve()
+    assert not home.is_relative_to(ROOT)
+    assert (home / "dagster.yaml").read_text() == INSTANCE_FILES["embedded"].read_text()
+
+
 def test_dagster_home_defaults_to_dagster_home_in_the_project_folder(tmp_path):
     assert dagster_home({}, tmp_path) == tmp_path.resolve() / ".dagster_home"
     assert dagster_home({"DAGSTER_HOME": "/srv/dagster"}, tmp_path) == Path("/srv/dagster")

@@ -339,9 +339,10 @@ def test_a_workbook_reloaded_after_a_store_reset_says_to_reset_the_simulator_and
 
 
 def test_the_reset_command_defaults_to_the_embedded_simulators_state():
-    from batch_pipelines.simulators.cli import EMBEDDED_RISK_MODELER_DB
+    from batch_pipelines.simulators.cli import reset_risk_modeler
 
-    assert str(EMBEDDED_RISK_MODELER_DB) == RiskModelerResource().simulator_db
+    (db,) = [p for p in reset_risk_modeler.params if p.name == "db_path"]
+    assert str(db.default) == RiskModelerResource().simulator_db
 
 
 def test_a_batch_that_fails_validation_is_not_retried_by_the_instances_run_retries(cycle):
@@ -380,3 +381,80 @@ def test_materializing_an_archived_cycle_fails_once_with_the_reason(cycle):
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert name in failure.description
     assert failure.metadata["retryable"].value is False
+
+
+def _decide_on_three_jobs(name, store, resources):
+    """Decide skip / delete_and_resubmit / skip on the first three analysis jobs of a cycle."""
+    from batch_pipelines.risk_modeling.cycle_batches import ensure_batch
+
+    batch_id = ensure_batch(store, name, BatchType.ANALYSIS)
+    jobs = store.list_jobs(batch_id)[:3]
+    decisions = [
+        {"analysis_name": job.key, "decision": decision}
+        for job, decision in zip(jobs, ["skip", "delete_and_resubmit", "skip"], strict=True)
+    ]
+    with dg.instance_for_test() as instance:
+        result = analysis_decisions.execute_in_process(
+            run_config={
+                "ops": {
+                    "apply_analysis_decisions": {"config": {"cycle": name, "decisions": decisions}}
+                }
+            },
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+    return result, batch_id, jobs
+
+
+def _assert_each_decision_applied_once(store, batch_id, jobs):
+    after = {j.id: j for j in store.list_jobs(batch_id)}
+    skip_one, redo, skip_two = jobs
+    assert after[skip_one.id].skipped and after[skip_two.id].skipped
+    assert not after[redo.id].skipped and after[redo.id].status == JobStatus.INITIATED
+
+
+def test_a_transient_fault_in_a_delete_is_retried_and_every_decision_is_applied_once(
+    cycle, monkeypatch
+):
+    from batch_pipelines.risk_modeling import jobs as decision_jobs
+
+    name, store, resources, _, _ = cycle
+    real_delete = decision_jobs.delete_existing
+    calls = []
+
+    async def delete_failing_once(batch_type, job, client):
+        calls.append(job["analysis_name"])
+        if len(calls) == 1:
+            raise ConnectionError("connection reset by peer")
+        return await real_delete(batch_type, job, client)
+
+    monkeypatch.setattr(decision_jobs, "delete_existing", delete_failing_once)
+    result, batch_id, jobs = _decide_on_three_jobs(name, store, resources)
+
+    assert result.success
+    assert [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert calls == [jobs[1].key, jobs[1].key]  # the failed try, then the retry
+    _assert_each_decision_applied_once(store, batch_id, jobs)
+
+
+def test_a_transient_fault_between_two_skips_is_retried_and_the_done_skip_counts_as_done(
+    cycle, monkeypatch
+):
+    name, store, resources, _, _ = cycle
+    real_skip = BatchStore.skip_job
+    calls = []
+
+    def skip_failing_on_the_second(self, job_id, reason):
+        calls.append(job_id)
+        if len(calls) == 2:
+            raise ConnectionError("database connection lost")
+        return real_skip(self, job_id, reason)
+
+    monkeypatch.setattr(BatchStore, "skip_job", skip_failing_on_the_second)
+    result, batch_id, jobs = _decide_on_three_jobs(name, store, resources)
+
+    assert result.success
+    # the retry skips only the job whose skip failed, not the one skipped before the fault
+    assert calls == [jobs[0].id, jobs[2].id, jobs[2].id]
+    _assert_each_decision_applied_once(store, batch_id, jobs)

@@ -13,11 +13,17 @@ from batch_pipelines.core.statuses import BatchStatus, JobStatus
 from batch_pipelines.resources import BatchStoreResource, TeamsResource
 from batch_pipelines.risk_modeling.cycle_batches import FAMILY
 from batch_pipelines.risk_modeling.notifications import (
+    CLAIM_MESSAGE,
+    CLAIM_TIMEOUT,
     SENSOR_OVERLAP,
+    SENSOR_SENDER,
     batch_card,
     batches_to_notify,
+    describe_notification,
+    failure_key,
     notify_failed_batch,
     sensor_window_start,
+    stale_claim,
 )
 from batch_pipelines.risk_modeling.resources import RiskModelingSettings
 from batch_pipelines.risk_modeling.sensors import failed_batch_notifications
@@ -119,6 +125,7 @@ def test_a_failure_gets_one_card_however_many_callers_notice_it(tmp_path):
     assert f"{DAGSTER}/runs/run-1" in str(card)
     assert f"{DAGSTER}/assets/risk_modeling/analysis" in str(card)
     assert len(_sent(store, batch_id)) == 1
+    assert describe_notification(store, batch_id) == "sent by run run-1"
     store.dispose()
 
 
@@ -250,3 +257,101 @@ def test_only_failed_batches_settled_in_the_window_are_due():
         batch(BatchStatus.ACTIVE, None),
     ]
     assert batches_to_notify(candidates, since) == [due]
+
+
+# --------------------------------------- at least once: a sender killed after claiming
+
+
+def _killed_after_claiming(store: BatchStore, batch_id: int, *, minutes_ago: float) -> None:
+    """What a sender killed between its claim and its card leaves: a claim, no outcome."""
+    import sqlalchemy as sa
+
+    from batch_pipelines.store import schema
+
+    batch = store.get_batch(batch_id)
+    key = failure_key(batch.status, batch.settled_at)
+    data = {"run_id": "run-killed", "by": "run run-killed"}
+    assert store.add_batch_event_once(batch_id, CLAIM_MESSAGE, key=key, data=data)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(schema.batch_events)
+            .where(schema.batch_events.c.batch_id == batch_id)
+            .values(created_at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
+        )
+
+
+def test_a_card_whose_sender_was_killed_after_claiming_is_sent_once_the_claim_is_stale(tmp_path):
+    store = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sink = TeamsSimulator()
+    batch_id = _failed_batch(store)
+    _killed_after_claiming(store, batch_id, minutes_ago=1)
+    # A fresh claim may still be sending: not yet.
+    assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER) is None
+    later = datetime.now(UTC) + CLAIM_TIMEOUT
+    assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER, now=later)
+    # Sent and recorded: no more cards for this failure, however late.
+    assert (
+        notify_failed_batch(
+            store, teams_client(sink), batch_id, dagster_url=DAGSTER, now=later + CLAIM_TIMEOUT
+        )
+        is None
+    )
+    assert len(sink.cards()) == 1 and len(_sent(store, batch_id)) == 1
+    assert describe_notification(store, batch_id) == f"sent by {SENSOR_SENDER}"
+    store.dispose()
+
+
+def test_the_sensor_resends_a_stale_claim_even_when_the_failure_is_outside_its_window(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = BatchStore(url)
+    batch_id = _failed_batch(store)
+    _killed_after_claiming(store, batch_id, minutes_ago=60)
+    resources = {
+        "batch_store": BatchStoreResource(database_url=url),
+        "teams": TeamsResource(),
+        "risk_modeling": RiskModelingSettings(dagster_url=DAGSTER),
+    }
+    # Its last tick was long after the failure settled (the daemon was down meanwhile).
+    cursor = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+        first = failed_batch_notifications(context)
+    with dg.build_sensor_context(resources=resources, cursor=cursor) as context:
+        second = failed_batch_notifications(context)
+    assert f"[{batch_id}]" in first.skip_message
+    assert "no batch failed" in second.skip_message
+    (sent,) = _sent(store, batch_id)
+    assert sent["data"]["delivered"] is True and sent["data"]["by"] == SENSOR_SENDER
+    store.dispose()
+
+
+def test_a_claim_with_an_outcome_after_it_is_never_stale():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    old = now - CLAIM_TIMEOUT - timedelta(seconds=1)
+
+    def event(id_, message, created_at, **data):
+        return {"id": id_, "message": message, "created_at": created_at, "data": data}
+
+    claim = event(1, CLAIM_MESSAGE, old, key="FAILED@t")
+    assert stale_claim([claim], "FAILED@t", now) == claim
+    assert stale_claim([claim], "FAILED@t", old + timedelta(seconds=1)) is None
+    assert stale_claim([claim], "CANCELLED@u", now) is None
+    for outcome in ("Teams notification sent", "Teams notification NOT delivered"):
+        assert stale_claim([claim, event(2, outcome, old, key="FAILED@t")], "FAILED@t", now) is None
+    # A takeover claim that died too is stale in its turn.
+    takeover = event(3, CLAIM_MESSAGE, old, key="FAILED@t again after claim 1", failure="FAILED@t")
+    sent_before = event(2, "Teams notification sent", old, key="FAILED@t")
+    assert stale_claim([claim, sent_before, takeover], "FAILED@t", now) == takeover
+
+
+def test_the_assets_log_says_who_sent_the_card_when_the_sensor_was_first(tmp_path):
+    store = BatchStore(f"sqlite:///{tmp_path / 'store.db'}")
+    sink = TeamsSimulator()
+    batch_id = _failed_batch(store)
+    assert describe_notification(store, batch_id) == "not sent"
+    assert notify_failed_batch(store, teams_client(sink), batch_id, dagster_url=DAGSTER)
+    late = notify_failed_batch(
+        store, teams_client(sink), batch_id, dagster_url=DAGSTER, run_id="run-1"
+    )
+    assert late is None
+    assert describe_notification(store, batch_id) == f"sent by {SENSOR_SENDER}"
+    store.dispose()
