@@ -428,6 +428,24 @@ def list_jobs(project_id, status_filter, page, page_size, database_url, as_json)
         )
 
 
+def _apply_claimed(jobs, ref: str, action: str, reason: str | None, runner_id: str):
+    """Start or resume ``ref`` claimed by ``runner_id`` in one step; a worker that is stopping
+    (paused a moment ago) lets go within a few seconds, so its claim is waited for that long
+    before the error says who holds it (the job is left as it was)."""
+    import time
+
+    from batch_pipelines.document_ai.store import JobNotRunnable
+
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while True:
+        try:
+            return jobs.apply_action(ref, action, reason=reason, claimed_by=runner_id)
+        except JobNotRunnable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _steer(action: str, doc: str, can_run: bool):
     @click.argument("job")
     @click.option("--reason", default=None)
@@ -444,10 +462,21 @@ def _steer(action: str, doc: str, can_run: bool):
                 died = jobs.fail_if_worker_died(job)
                 if died.status.value == "FAILED" and died.status_reason:
                     click.echo(f"job {died.key}: {died.status_reason}")
-            record = jobs.apply_action(job, action, reason=reason)
+            runner_id = None
+            if run_here:
+                from batch_pipelines.document_ai.claims import new_runner_id
+
+                # The job turns RUNNING already claimed by this process: no launcher run
+                # races the worker below.
+                runner_id = new_runner_id()
+                record = _apply_claimed(jobs, job, action, reason, runner_id)
+            else:
+                record = jobs.apply_action(job, action, reason=reason)
             click.echo(f"job {record.key}: {record.status}")
             if run_here:
-                record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+                record = run_job_here(
+                    jobs, record, _pipelines(pipelines_dir)[record.pipeline], runner_id=runner_id
+                )
                 click.echo(f"job {record.key}: {record.status}")
         except BatchPipelinesError as exc:
             raise cli_error(exc) from None

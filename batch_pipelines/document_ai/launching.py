@@ -96,8 +96,10 @@ def launch_decisions(
             # Settled but never marked so (its worker died between the last checkpoint and
             # the end): a run would do nothing; the job is completed instead.
             to_complete.append(job.key)
-        elif not seen and job.claimed_elsewhere:
-            continue  # worked outside Dagster right now; its worker settles it
+        elif job.claimed_elsewhere and not active:
+            # Worked outside Dagster right now; its worker settles it. A run that ended
+            # meanwhile (it found the claim taken) says nothing about that live worker.
+            continue
         elif not seen:
             to_launch.append(Launch(job.key, job.pipeline, job.generation))
         elif (

@@ -38,7 +38,7 @@ from batch_pipelines.clients.http import BadRequest, UnexpectedResponse
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.core.concurrency import drain
 from batch_pipelines.core.costs import DEFAULT_PRICES, CostEntry, PriceTable
-from batch_pipelines.core.errors import BatchPipelinesError, IllegalTransition
+from batch_pipelines.core.errors import IllegalTransition
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 from batch_pipelines.document_ai.budget import (
     BudgetReached,
@@ -55,6 +55,7 @@ from batch_pipelines.document_ai.store import (
     FAILED,
     DocumentJob,
     DocumentJobStore,
+    JobNotRunnable,
     PhaseResult,
     WorkItem,
 )
@@ -64,12 +65,6 @@ log = logging.getLogger(__name__)
 RAG_PASSAGES = 3
 # Errors that belong to one item, not to the job.
 ITEM_ERRORS = (BadRequest, UnexpectedResponse)
-
-
-class JobNotRunnable(BatchPipelinesError):
-    """The job is not RUNNING, or another live runner holds it."""
-
-    code = "BP-DOC-NOT-RUNNABLE"
 
 
 @dataclass
