@@ -18,6 +18,7 @@ import click
 
 from batch_pipelines.cli_options import (
     OFFSET,
+    PAGE,
     PAGE_SIZE,
     cli_error,
     cli_group,
@@ -381,25 +382,20 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
     default=None,
     help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.",
 )
-@click.option("--page", type=int, default=1, show_default=True)
-@click.option("--page-size", type=int, default=20, show_default=True, help="Jobs per page, 1-100.")
+@click.option("--page", type=PAGE, default=1, show_default=True)
+@click.option("--page-size", type=PAGE_SIZE, default=20, show_default=True, help="Jobs per page.")
 @database_url_option
 @json_option
 def list_jobs(project_id, status_filter, page, page_size, database_url, as_json) -> None:
     """Jobs, newest first, filtered by project and status, a page at a time."""
     from batch_pipelines.core.errors import ConfigurationError, shorten
     from batch_pipelines.document_ai.batch_jobs import DocJobStatus
-    from batch_pipelines.document_ai.store import MAX_PAGE_SIZE
 
     try:
         if status_filter and status_filter.upper() not in DocJobStatus.__members__:
             raise ConfigurationError(
                 f"--status {shorten(status_filter)}: expected one of {', '.join(DocJobStatus)}"
             )
-        if page < 1:
-            raise ConfigurationError(f"--page {page}: pages start at 1")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigurationError(f"--page-size {page_size}: must be 1-{MAX_PAGE_SIZE}")
         found, total = _jobs(database_url).list_jobs(
             project_id=project_id,
             status=status_filter.upper() if status_filter else None,

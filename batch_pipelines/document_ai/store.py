@@ -27,6 +27,7 @@ from batch_pipelines.core.errors import (
     NotFound,
     shorten,
 )
+from batch_pipelines.core.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
 from batch_pipelines.document_ai.claims import ClaimState, claim_state, this_host
@@ -37,9 +38,6 @@ from batch_pipelines.store.database import insert_new_rows
 from batch_pipelines.store.document_ai_tables import document_jobs
 
 FAMILY = "document_ai"
-# Jobs per page of ``list_jobs`` (seed 002's listJobs: limit 1-100, default 20).
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
 
 # Phase result and item statuses.
 COMPLETED = "COMPLETED"
