@@ -92,6 +92,16 @@ def _budget(value: str | None) -> Decimal | None:
         ) from None
 
 
+def _dagster_instance():
+    """The project's Dagster instance when ``DAGSTER_HOME`` is set (work done here is then
+    recorded on the assets), else None."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
 def run_job_here(
     jobs,
     job,
@@ -105,6 +115,9 @@ def run_job_here(
 
     Each phase's progress shows as a live bar with rate and ETA in a terminal, as plain
     lines otherwise (``batch_pipelines.progress``); ``show_progress=False`` for --json.
+    With ``DAGSTER_HOME`` set, each phase is recorded on its asset as soon as it ends (as
+    if a run had done it: partition materialized, or the stop observed), so a kill loses at
+    most the record of the phase in flight, which the next worker makes up.
     """
     from batch_pipelines.document_ai.rag import ReferenceLibrary
     from batch_pipelines.document_ai.runner import DocumentJobRunner, RunnerOptions
@@ -112,6 +125,16 @@ def run_job_here(
 
     settings = _settings()
     prices = settings.price_table()
+    instance = _dagster_instance()
+    recorded: list[str] = []
+
+    def record(report) -> None:
+        if instance is None:
+            return
+        from batch_pipelines.document_ai.runless import record_phase
+
+        if record_phase(instance, jobs, template, job, report):
+            recorded.append(report.phase)
 
     async def go():
         async with _models().client() as client:
@@ -146,27 +169,44 @@ def run_job_here(
                     baseline=r.done_before,
                     detail=f"cost this run {r.cost}",
                 ),
+                on_phase=record,
             )
 
-    with ProgressReporter(enabled=show_progress) as progress:
-        reports = asyncio.run(go())
+    try:
+        with ProgressReporter(enabled=show_progress) as progress:
+            reports = asyncio.run(go())
+    finally:
+        if instance is not None:
+            instance.dispose()
     for report in reports:
         echo(
             f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
             + (f" - stopped: {report.stopped}" if report.stopped else "")
         )
-    job = jobs.get_job(job.id)
-    if os.environ.get("DAGSTER_HOME"):
-        # The work shows in Dagster as if a run had done it (partition materialized, or the
-        # stop observed), so the launcher and the UI do not take it for missing.
-        import dagster as dg
+    if recorded:
+        echo(
+            f"  recorded on the assets of {template.name} for partition {job.key}: "
+            + ", ".join(recorded)
+        )
+    return jobs.get_job(job.id)
 
-        from batch_pipelines.document_ai.assets import record_runless_work
 
-        with dg.DagsterInstance.get() as instance:
-            record_runless_work(instance, jobs, template, job, reports)
-        echo(f"  recorded on the assets of {template.name} for partition {job.key}")
-    return job
+def record_missing_work(jobs, job, template, echo=click.echo) -> None:
+    """Make up the asset records of a COMPLETED job whose worker was killed before recording
+    a phase (with ``DAGSTER_HOME`` set); phases already materialized are left alone."""
+    instance = _dagster_instance()
+    if instance is None:
+        return
+    from batch_pipelines.document_ai.runless import record_missing_phases
+
+    try:
+        if phases := record_missing_phases(instance, jobs, template, job):
+            echo(
+                f"  recorded on the assets of {template.name} for partition {job.key}: "
+                + ", ".join(phases)
+            )
+    finally:
+        instance.dispose()
 
 
 @cli_group()
@@ -300,6 +340,8 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
 
     try:
         jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
+        # A COMPLETED job worked here whose last records a kill lost gets them now.
+        record_missing_work(jobs, record, template, echo=lambda line: click.echo(line, err=as_json))
         data = job_status(jobs, record, template)
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None

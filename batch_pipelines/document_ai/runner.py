@@ -258,14 +258,22 @@ class DocumentJobRunner:
         self,
         on_progress: Callable[[PhaseReport], None] | None = None,
         claim_wait_seconds: float = 0.0,
+        on_phase: Callable[[PhaseReport], None] | None = None,
     ) -> list[PhaseReport]:
-        """Every phase in order, then complete the job (used by the CLI, demo and kill test)."""
+        """Every phase in order, then complete the job (used by the CLI, demo and kill test).
+
+        ``on_phase`` is told each phase's report as soon as the phase ends (stopped or not),
+        before the next phase starts and the last one before the job is completed, so what
+        it records of a phase is lost to a kill only while that phase is in flight.
+        """
         self.claim(claim_wait_seconds)
         reports: list[PhaseReport] = []
         try:
             for spec in self.template.phases:
                 report = await self.run_phase(spec.name, on_progress)
                 reports.append(report)
+                if on_phase is not None:
+                    on_phase(report)
                 if report.stopped:
                     return reports
             self.finish()
