@@ -339,10 +339,15 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
     from batch_pipelines.document_ai.reports import job_status
 
     try:
-        jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
-        # A COMPLETED job worked here whose last records a kill lost gets them now.
-        record_missing_work(jobs, record, template, echo=lambda line: click.echo(line, err=as_json))
-        data = job_status(jobs, record, template)
+        jobs = _jobs(database_url)
+        record = jobs.get_job(job)
+        pipeline = _pipelines(pipelines_dir)[record.pipeline]
+        # A COMPLETED job worked here whose last records a kill lost gets them now (on the
+        # pipeline's assets: a job's own phases run at their positions).
+        record_missing_work(
+            jobs, record, pipeline, echo=(lambda _: None) if as_json else click.echo
+        )
+        data = job_status(jobs, record, record.template(pipeline))
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
     if as_json:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import dagster as dg
+import pytest
+import yaml
 from click.testing import CliRunner
 
 from batch_pipelines.cli import main
@@ -21,6 +23,7 @@ from batch_pipelines.document_ai.sensors import build_document_job_launcher
 from batch_pipelines.document_ai.store import DocumentJobStore
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines_tests.document_ai.test_job_phases import OWN_PHASES
 
 PIPELINES = load_pipelines()
 TEXT = "Marie Curie studied radioactivity in Paris and won two Nobel Prizes for her research."
@@ -71,15 +74,14 @@ def _materializations(instance: dg.DagsterInstance, key: dg.AssetKey, partition:
     )
 
 
-def _submit_run(tmp_path, db: str, name: str = "papers") -> str:
-    items = tmp_path / f"{name}.jsonl"
+def _submit_run(tmp_path, db: str, *extra: str):
+    items = tmp_path / "papers.jsonl"
     items.write_text("\n".join(json.dumps({"content": f"{TEXT} {i}"}) for i in range(3)) + "\n")
-    out = CliRunner().invoke(
+    return CliRunner().invoke(
         main,
-        ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--run"]
+        ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--run", *extra]
         + ["--database-url", db, "--json"],
     )
-    return out
 
 
 def _killed_before_completing(monkeypatch) -> None:
@@ -111,10 +113,18 @@ def test_a_cli_worker_killed_before_completing_the_job_has_recorded_every_phase_
     jobs.store.dispose()
 
 
-def test_docs_status_records_a_completed_jobs_missing_phases_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("own_phases", [False, True])
+def test_docs_status_records_a_completed_jobs_missing_phases_once(
+    tmp_path, monkeypatch, own_phases
+):
     db = f"sqlite:///{tmp_path / 's.db'}"
     monkeypatch.delenv("DAGSTER_HOME", raising=False)  # worked where nothing is recorded
-    out = _submit_run(tmp_path, db)
+    extra = []
+    if own_phases:  # recorded on the pipeline's assets at their positions, not by own name
+        phases = tmp_path / "phases.yaml"
+        phases.write_text(yaml.safe_dump({"phases": OWN_PHASES}))
+        extra = ["--phases", str(phases)]
+    out = _submit_run(tmp_path, db, *extra)
     assert out.exit_code == 0, out.output
     key = json.loads(out.output)["key"]
     home = tmp_path / "home"
