@@ -26,7 +26,7 @@ from batch_pipelines.cli_options import (
     json_option,
     open_store,
 )
-from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.core.errors import BatchPipelinesError, hide_secrets
 
 _pipelines_dir = click.option(
     "--pipelines-dir",
@@ -127,14 +127,20 @@ def run_job_here(
     prices = settings.price_table()
     instance = _dagster_instance()
     recorded: list[str] = []
+    unrecorded: list[str] = []
 
     def record(report) -> None:
         if instance is None:
             return
         from batch_pipelines.document_ai.runless import record_phase
 
-        if record_phase(instance, jobs, template, job, report):
-            recorded.append(report.phase)
+        # The record is a view of the work, not the work: a Dagster instance that cannot
+        # take it does not fail the job; the record is made up later (resume, status).
+        try:
+            if record_phase(instance, jobs, template, job, report):
+                recorded.append(report.phase)
+        except Exception as exc:
+            unrecorded.append(f"{report.phase} ({hide_secrets(f'{type(exc).__name__}: {exc}')})")
 
     async def go():
         async with _models().client() as client:
@@ -187,6 +193,11 @@ def run_job_here(
         echo(
             f"  recorded on the assets of {template.name} for partition {job.key}: "
             + ", ".join(recorded)
+        )
+    if unrecorded:
+        echo(
+            f"  not recorded on the assets (`docs status {job.key}` retries once the job is "
+            f"COMPLETED): {'; '.join(unrecorded)}"
         )
     return jobs.get_job(job.id)
 

@@ -273,3 +273,29 @@ def test_a_finished_phase_is_materialized_once_per_job_and_a_stop_always_shows()
     assert needs_record(stopped=False, already_materialized=False)
     assert not needs_record(stopped=False, already_materialized=True)  # a resume's empty redo
     assert needs_record(stopped=True, already_materialized=False)
+
+
+def test_a_dagster_instance_that_cannot_take_a_record_does_not_fail_the_cli_workers_job(
+    tmp_path, monkeypatch
+):
+    from batch_pipelines.document_ai import runless
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("event log unavailable")
+
+    monkeypatch.setattr(runless, "record_phase", broken)
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    items = tmp_path / "papers.jsonl"
+    items.write_text(json.dumps({"content": TEXT}) + "\n")
+    out = CliRunner().invoke(
+        main,
+        ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--run"]
+        + ["--database-url", db],
+    )
+    assert out.exit_code == 0, out.output
+    assert "COMPLETED" in out.output.splitlines()[-1]
+    assert "not recorded on the assets" in out.output and "event log unavailable" in out.output
