@@ -13,7 +13,8 @@ the launcher then reports the run failed (which lets Dagster's run retries resum
 marks the job FAILED.
 
 No run is launched for work that needs none: a job held by a live worker outside Dagster
-(`docs ... --run`, which records its work on the assets itself) is left to that worker, and
+(`docs ... --run`, which records its work on the assets itself) is left to that worker - and
+not failed for a run of its generation that ended meanwhile, having found the claim taken; and
 a RUNNING job whose items are all settled is completed instead of given a run that would
 do nothing.
 """
