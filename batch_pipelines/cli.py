@@ -218,10 +218,10 @@ def resubmit(
     override_reason: str | None,
 ) -> None:
     """Resubmit FAILED/ERROR/CANCELLED jobs as new jobs; the originals are kept, skipped."""
-    from batch_pipelines.batch_actions.jobs import parse_configuration_json
+    from batch_pipelines.core.json_values import parse_json_object
 
     try:
-        data = parse_configuration_json(configuration_json, "--configuration-json")
+        data = parse_json_object(configuration_json, "--configuration-json")
         new_ids = open_store(database_url).resubmit_jobs(
             list(job_ids), configuration_data=data, override_reason=override_reason
         )

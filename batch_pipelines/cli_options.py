@@ -13,6 +13,7 @@ from batch_pipelines.core.errors import (
     UnexpectedError,
     hide_secrets,
 )
+from batch_pipelines.core.pages import MAX_PAGE_SIZE
 
 # The distribution whose version `--version` prints.
 PACKAGE = "batch_pipelines"
@@ -93,10 +94,10 @@ def as_project_error(exc: Exception) -> BatchPipelinesError:
     )
 
 
-# Listings show 1 to 100 entries at a time, as the seeds' list calls allow.
-MAX_PAGE_SIZE = 100
+# Listings show 1 to MAX_PAGE_SIZE entries at a time, as the seeds' list calls allow.
 PAGE_SIZE = click.IntRange(1, MAX_PAGE_SIZE)
 OFFSET = click.IntRange(min=0)
+PAGE = click.IntRange(min=1)
 
 
 def format_counts(counts: dict[str, int]) -> str:

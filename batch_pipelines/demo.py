@@ -42,6 +42,10 @@ CYCLE = "202503"
 EDMS = 12
 PORTFOLIOS_PER_EDM = 4
 CLI = ".venv/bin/batch-pipelines"
+# Run config for the demos' Dagster runs: the console logger (every event at DEBUG) shows
+# only errors; the whole event log is in the instance (make dev), and each demo says what
+# happened in its own lines. One definition, used by every family's demo.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 # The other families' demos: (folder, heading).
 FAMILY_DEMOS = (
     ("document_ai", "Document AI"),

@@ -4,13 +4,12 @@ They only change the store: a running engine notices pause/cancel at its next co
 check, and the batch's asset is re-materialized to pick up resumed or resubmitted work.
 """
 
-import json
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.json_values import parse_json_object
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.failures import (
     NO_RUN_RETRY_ON_STEP_FAILURE,
@@ -24,22 +23,6 @@ _ACTION_TARGET = {
     "resume": BatchStatus.ACTIVE,
     "cancel": BatchStatus.CANCELLED,
 }
-
-
-def parse_configuration_json(text: str | None, field: str = "configuration_json") -> dict | None:
-    """A replacement job configuration as given (a JSON object), or None when not given;
-    anything else is a ConfigurationError naming ``field``."""
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"{field} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{field} must be a JSON object, not {type(data).__name__}")
-    return data
 
 
 class BatchActionConfig(dg.Config):
@@ -86,7 +69,7 @@ def resubmit_batch_jobs(
 
 
 def _resubmit(config: ResubmitJobsConfig, batch_store: BatchStoreResource) -> list[int]:
-    data = parse_configuration_json(config.configuration_json)
+    data = parse_json_object(config.configuration_json, "configuration_json")
     return batch_store.get_store().resubmit_jobs(
         config.job_ids, configuration_data=data, override_reason=config.override_reason
     )

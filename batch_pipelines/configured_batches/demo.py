@@ -33,11 +33,11 @@ from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import batch_key_for
 from batch_pipelines.configured_batches.sensors import preference_change_sensor
+from batch_pipelines.demo import QUIET
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
 
 SEED_KEYS = {"metadata", "items", "progress", "validation"}
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def has_seed_shape(context: dict | None, data_source_type: str) -> bool:

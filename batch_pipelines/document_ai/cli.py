@@ -17,6 +17,7 @@ import click
 
 from batch_pipelines.cli_options import (
     OFFSET,
+    PAGE,
     PAGE_SIZE,
     cli_error,
     cli_group,
@@ -25,7 +26,7 @@ from batch_pipelines.cli_options import (
     json_option,
     open_store,
 )
-from batch_pipelines.core.errors import BatchPipelinesError
+from batch_pipelines.core.errors import BatchPipelinesError, hide_secrets
 
 _pipelines_dir = click.option(
     "--pipelines-dir",
@@ -104,6 +105,9 @@ def run_job_here(
 
     Each phase's progress shows as a live bar with rate and ETA in a terminal, as plain
     lines otherwise (``batch_pipelines.progress``); ``show_progress=False`` for --json.
+    With ``DAGSTER_HOME`` set, each phase is recorded on its asset as soon as it ends (as
+    if a run had done it: partition materialized, or the stop observed), so a kill loses at
+    most the record of the phase in flight, which the next worker makes up.
     """
     from batch_pipelines.document_ai.rag import ReferenceLibrary
     from batch_pipelines.document_ai.runner import DocumentJobRunner, RunnerOptions
@@ -111,6 +115,22 @@ def run_job_here(
 
     settings = _settings()
     prices = settings.price_table()
+    instance = dagster_instance(required=False)
+    recorded: list[str] = []
+    unrecorded: list[str] = []
+
+    def record(report) -> None:
+        if instance is None:
+            return
+        from batch_pipelines.document_ai.runless import record_phase
+
+        # The record is a view of the work, not the work: a Dagster instance that cannot
+        # take it does not fail the job; the record is made up later (resume, status).
+        try:
+            if record_phase(instance, jobs, template, job, report):
+                recorded.append(report.phase)
+        except Exception as exc:
+            unrecorded.append(f"{report.phase} ({hide_secrets(f'{type(exc).__name__}: {exc}')})")
 
     async def go():
         async with _models().client() as client:
@@ -145,25 +165,49 @@ def run_job_here(
                     baseline=r.done_before,
                     detail=f"cost this run {r.cost}",
                 ),
+                on_phase=record,
             )
 
-    with ProgressReporter(enabled=show_progress) as progress:
-        reports = asyncio.run(go())
+    try:
+        with ProgressReporter(enabled=show_progress) as progress:
+            reports = asyncio.run(go())
+    finally:
+        if instance is not None:
+            instance.dispose()
     for report in reports:
         echo(
             f"  {report.phase}: {report.completed} done, {report.failed} failed, cost {report.cost}"
             + (f" - stopped: {report.stopped}" if report.stopped else "")
         )
-    job = jobs.get_job(job.id)
-    if (found := dagster_instance(required=False)) is not None:
-        # The work shows in Dagster as if a run had done it (partition materialized, or the
-        # stop observed), so the launcher and the UI do not take it for missing.
-        from batch_pipelines.document_ai.assets import record_runless_work
+    if recorded:
+        echo(
+            f"  recorded on the assets of {template.name} for partition {job.key}: "
+            + ", ".join(recorded)
+        )
+    if unrecorded:
+        echo(
+            f"  not recorded on the assets (`docs status {job.key}` retries once the job is "
+            f"COMPLETED): {'; '.join(unrecorded)}"
+        )
+    return jobs.get_job(job.id)
 
-        with found as instance:
-            record_runless_work(instance, jobs, template, job, reports)
-        echo(f"  recorded on the assets of {template.name} for partition {job.key}")
-    return job
+
+def record_missing_work(jobs, job, template, echo=click.echo) -> None:
+    """Make up the asset records of a COMPLETED job whose worker was killed before recording
+    a phase (with ``DAGSTER_HOME`` set); phases already materialized are left alone."""
+    instance = dagster_instance(required=False)
+    if instance is None:
+        return
+    from batch_pipelines.document_ai.runless import record_missing_phases
+
+    try:
+        if phases := record_missing_phases(instance, jobs, template, job):
+            echo(
+                f"  recorded on the assets of {template.name} for partition {job.key}: "
+                + ", ".join(phases)
+            )
+    finally:
+        instance.dispose()
 
 
 @cli_group()
@@ -296,8 +340,15 @@ def status(job, database_url, pipelines_dir, as_json) -> None:
     from batch_pipelines.document_ai.reports import job_status
 
     try:
-        jobs, record, template = _job_and_template(database_url, pipelines_dir, job)
-        data = job_status(jobs, record, template)
+        jobs = _jobs(database_url)
+        record = jobs.get_job(job)
+        pipeline = _pipelines(pipelines_dir)[record.pipeline]
+        # A COMPLETED job worked here whose last records a kill lost gets them now (on the
+        # pipeline's assets: a job's own phases run at their positions).
+        record_missing_work(
+            jobs, record, pipeline, echo=(lambda _: None) if as_json else click.echo
+        )
+        data = job_status(jobs, record, record.template(pipeline))
     except BatchPipelinesError as exc:
         raise cli_error(exc) from None
     if as_json:
@@ -379,25 +430,20 @@ def analytics(job, database_url, pipelines_dir, as_json) -> None:
     default=None,
     help="PENDING, RUNNING, PAUSED, COMPLETED, FAILED or CANCELLED.",
 )
-@click.option("--page", type=int, default=1, show_default=True)
-@click.option("--page-size", type=int, default=20, show_default=True, help="Jobs per page, 1-100.")
+@click.option("--page", type=PAGE, default=1, show_default=True)
+@click.option("--page-size", type=PAGE_SIZE, default=20, show_default=True, help="Jobs per page.")
 @database_url_option
 @json_option
 def list_jobs(project_id, status_filter, page, page_size, database_url, as_json) -> None:
     """Jobs, newest first, filtered by project and status, a page at a time."""
     from batch_pipelines.core.errors import ConfigurationError, shorten
     from batch_pipelines.document_ai.batch_jobs import DocJobStatus
-    from batch_pipelines.document_ai.store import MAX_PAGE_SIZE
 
     try:
         if status_filter and status_filter.upper() not in DocJobStatus.__members__:
             raise ConfigurationError(
                 f"--status {shorten(status_filter)}: expected one of {', '.join(DocJobStatus)}"
             )
-        if page < 1:
-            raise ConfigurationError(f"--page {page}: pages start at 1")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigurationError(f"--page-size {page_size}: must be 1-{MAX_PAGE_SIZE}")
         found, total = _jobs(database_url).list_jobs(
             project_id=project_id,
             status=status_filter.upper() if status_filter else None,
@@ -426,6 +472,24 @@ def list_jobs(project_id, status_filter, page, page_size, database_url, as_json)
         )
 
 
+def _apply_claimed(jobs, ref: str, action: str, reason: str | None, runner_id: str):
+    """Start or resume ``ref`` claimed by ``runner_id`` in one step; a worker that is stopping
+    (paused a moment ago) lets go within a few seconds, so its claim is waited for that long
+    before the error says who holds it (the job is left as it was)."""
+    import time
+
+    from batch_pipelines.document_ai.store import JobNotRunnable
+
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while True:
+        try:
+            return jobs.apply_action(ref, action, reason=reason, claimed_by=runner_id)
+        except JobNotRunnable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _steer(action: str, doc: str, can_run: bool):
     @click.argument("job")
     @click.option("--reason", default=None)
@@ -442,10 +506,21 @@ def _steer(action: str, doc: str, can_run: bool):
                 died = jobs.fail_if_worker_died(job)
                 if died.status.value == "FAILED" and died.status_reason:
                     click.echo(f"job {died.key}: {died.status_reason}")
-            record = jobs.apply_action(job, action, reason=reason)
+            runner_id = None
+            if run_here:
+                from batch_pipelines.document_ai.claims import new_runner_id
+
+                # The job turns RUNNING already claimed by this process: no launcher run
+                # races the worker below.
+                runner_id = new_runner_id()
+                record = _apply_claimed(jobs, job, action, reason, runner_id)
+            else:
+                record = jobs.apply_action(job, action, reason=reason)
             click.echo(f"job {record.key}: {record.status}")
             if run_here:
-                record = run_job_here(jobs, record, _pipelines(pipelines_dir)[record.pipeline])
+                record = run_job_here(
+                    jobs, record, _pipelines(pipelines_dir)[record.pipeline], runner_id=runner_id
+                )
                 click.echo(f"job {record.key}: {record.status}")
         except BatchPipelinesError as exc:
             raise cli_error(exc) from None

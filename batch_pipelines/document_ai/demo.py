@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.cli_options import format_counts
+from batch_pipelines.demo import QUIET
 from batch_pipelines.document_ai.assets import JOB_TAG, build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import add_reference_documents, submit_document_job
 from batch_pipelines.document_ai.pipelines import load_pipelines
@@ -65,11 +66,6 @@ def _resources(directory: Path, store_url: str) -> dict:
             control_check_seconds=0.2,
         ),
     }
-
-
-# Dagster's console log (every event at DEBUG) is for the UI and the event log; the demo
-# says what happened in its own lines.
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def _launch(job_def, resources, instance, op: str, config: dict) -> dg.ExecuteInProcessResult:

@@ -13,7 +13,8 @@ the launcher then reports the run failed (which lets Dagster's run retries resum
 marks the job FAILED.
 
 No run is launched for work that needs none: a job held by a live worker outside Dagster
-(`docs ... --run`, which records its work on the assets itself) is left to that worker, and
+(`docs ... --run`, which records its work on the assets itself) is left to that worker - and
+not failed for a run of its generation that ended meanwhile, having found the claim taken; and
 a RUNNING job whose items are all settled is completed instead of given a run that would
 do nothing.
 """
@@ -96,8 +97,10 @@ def launch_decisions(
             # Settled but never marked so (its worker died between the last checkpoint and
             # the end): a run would do nothing; the job is completed instead.
             to_complete.append(job.key)
-        elif not seen and job.claimed_elsewhere:
-            continue  # worked outside Dagster right now; its worker settles it
+        elif job.claimed_elsewhere and not active:
+            # Worked outside Dagster right now; its worker settles it. A run that ended
+            # meanwhile (it found the claim taken) says nothing about that live worker.
+            continue
         elif not seen:
             to_launch.append(Launch(job.key, job.pipeline, job.generation))
         elif (

@@ -1,12 +1,11 @@
 """Settings of the document AI family, as a Dagster resource."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
 
 from batch_pipelines.core.costs import DEFAULT_PRICES, PriceTable
-from batch_pipelines.core.errors import ConfigurationError
+from batch_pipelines.core.json_values import parse_json_object
 from batch_pipelines.document_ai.pipelines import (
     SHIPPED_PIPELINES_DIR,
     PipelineTemplate,
@@ -17,18 +16,6 @@ from batch_pipelines.document_ai.router import DEFAULT_ROUTER, DEFAULT_VALIDATOR
 from batch_pipelines.resources import DATA_DIR, env_or
 
 PIPELINES_DIR_ENV = "DOCUMENT_AI_PIPELINES_DIR"
-
-
-def _json_object(text: str, field: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"document_ai.{field}: not valid JSON ({exc.msg} at {exc.pos})"
-        ) from None
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"document_ai.{field}: expected a JSON object")
-    return value
 
 
 class DocumentAISettings(dg.ConfigurableResource):
@@ -55,14 +42,14 @@ class DocumentAISettings(dg.ConfigurableResource):
     def router(self) -> ModelRouter:
         if not self.model_routes.strip():
             return DEFAULT_ROUTER
-        routes = _json_object(self.model_routes, "model_routes")
+        routes = parse_json_object(self.model_routes, "document_ai.model_routes") or {}
         fallback = routes.pop("*", None) or DEFAULT_ROUTER.fallback
         return ModelRouter(routes, fallback=fallback)
 
     def price_table(self) -> PriceTable:
         """The prices; every model the router, the validator and retrieval use must be priced."""
         table = (
-            PriceTable.from_mapping(_json_object(self.prices, "prices"))
+            PriceTable.from_mapping(parse_json_object(self.prices, "document_ai.prices") or {})
             if self.prices.strip()
             else DEFAULT_PRICES
         )

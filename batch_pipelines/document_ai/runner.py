@@ -38,7 +38,7 @@ from batch_pipelines.clients.http import BadRequest, UnexpectedResponse
 from batch_pipelines.clients.models import ModelClient
 from batch_pipelines.core.concurrency import drain
 from batch_pipelines.core.costs import DEFAULT_PRICES, CostEntry, PriceTable
-from batch_pipelines.core.errors import BatchPipelinesError, IllegalTransition
+from batch_pipelines.core.errors import IllegalTransition
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 from batch_pipelines.document_ai.budget import (
     BudgetReached,
@@ -55,6 +55,7 @@ from batch_pipelines.document_ai.store import (
     FAILED,
     DocumentJob,
     DocumentJobStore,
+    JobNotRunnable,
     PhaseResult,
     WorkItem,
 )
@@ -64,12 +65,6 @@ log = logging.getLogger(__name__)
 RAG_PASSAGES = 3
 # Errors that belong to one item, not to the job.
 ITEM_ERRORS = (BadRequest, UnexpectedResponse)
-
-
-class JobNotRunnable(BatchPipelinesError):
-    """The job is not RUNNING, or another live runner holds it."""
-
-    code = "BP-DOC-NOT-RUNNABLE"
 
 
 @dataclass
@@ -263,14 +258,22 @@ class DocumentJobRunner:
         self,
         on_progress: Callable[[PhaseReport], None] | None = None,
         claim_wait_seconds: float = 0.0,
+        on_phase: Callable[[PhaseReport], None] | None = None,
     ) -> list[PhaseReport]:
-        """Every phase in order, then complete the job (used by the CLI, demo and kill test)."""
+        """Every phase in order, then complete the job (used by the CLI, demo and kill test).
+
+        ``on_phase`` is told each phase's report as soon as the phase ends (stopped or not),
+        before the next phase starts and the last one before the job is completed, so what
+        it records of a phase is lost to a kill only while that phase is in flight.
+        """
         self.claim(claim_wait_seconds)
         reports: list[PhaseReport] = []
         try:
             for spec in self.template.phases:
                 report = await self.run_phase(spec.name, on_progress)
                 reports.append(report)
+                if on_phase is not None:
+                    on_phase(report)
                 if report.stopped:
                     return reports
             self.finish()

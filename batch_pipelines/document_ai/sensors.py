@@ -20,6 +20,7 @@ from batch_pipelines.document_ai.items import SUPPORTED_EXTENSIONS
 from batch_pipelines.document_ai.jobs import submit_document_job
 from batch_pipelines.document_ai.launching import RunningJob, RunSeen, launch_decisions, run_key
 from batch_pipelines.document_ai.resources import DocumentAISettings
+from batch_pipelines.document_ai.runless import record_missing_phases
 from batch_pipelines.document_ai.store import DocumentJobStore
 from batch_pipelines.drop_folders import scan
 from batch_pipelines.resources import BatchStoreResource
@@ -97,13 +98,20 @@ def launch_runs(
     for key, reason in decisions.to_fail:
         jobs.apply_action(key, "fail", reason=reason)
         context.log.warning(f"document job {key}: {reason}")
+    pipelines = document_ai.pipelines()
     for key in decisions.to_complete:
         try:
-            jobs.apply_action(key, "complete", reason="every item was already settled")
+            completed = jobs.apply_action(key, "complete", reason="every item was already settled")
         except IllegalTransition:
             continue  # paused or cancelled meanwhile
         context.log.info(f"document job {key}: every item settled; completed without a run")
-    pipelines = document_ai.pipelines()
+        if completed.pipeline in pipelines:
+            # Its worker died before recording its last phases on the assets: made up here.
+            recorded = record_missing_phases(
+                context.instance, jobs, pipelines[completed.pipeline], completed
+            )
+            if recorded:
+                context.log.info(f"document job {key}: recorded phases {', '.join(recorded)}")
     requests, partitions = [], []
     for launch in decisions.to_launch:
         current = jobs.get_job(launch.key)

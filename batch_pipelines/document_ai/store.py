@@ -20,7 +20,14 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from batch_pipelines.core.costs import CostEntry, CostTotals
-from batch_pipelines.core.errors import ConfigurationError, IllegalTransition, NotFound, shorten
+from batch_pipelines.core.errors import (
+    BatchPipelinesError,
+    ConfigurationError,
+    IllegalTransition,
+    NotFound,
+    shorten,
+)
+from batch_pipelines.core.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from batch_pipelines.document_ai import batch_jobs
 from batch_pipelines.document_ai.batch_jobs import BatchJobSpec, DocJobStatus, JobOptions
 from batch_pipelines.document_ai.claims import ClaimState, claim_state, this_host
@@ -31,15 +38,19 @@ from batch_pipelines.store.database import insert_new_rows
 from batch_pipelines.store.document_ai_tables import document_jobs
 
 FAMILY = "document_ai"
-# Jobs per page of ``list_jobs`` (seed 002's listJobs: limit 1-100, default 20).
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
 
 # Phase result and item statuses.
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 PENDING = "PENDING"
 IN_PROGRESS = "IN_PROGRESS"
+
+
+class JobNotRunnable(BatchPipelinesError):
+    """The job is not RUNNING, or another live runner holds it."""
+
+    code = "BP-DOC-NOT-RUNNABLE"
+
 
 # The shared batch row mirrors the job's status so `batch-pipelines batch list` reads right.
 _BATCH_STATUS = {
@@ -328,7 +339,14 @@ class DocumentJobStore:
 
     # ------------------------------------------------------------------ lifecycle
     def apply_action(
-        self, ref: int | str, action: str, reason: str | None = None, *, new_run: bool = True
+        self,
+        ref: int | str,
+        action: str,
+        reason: str | None = None,
+        *,
+        new_run: bool = True,
+        claimed_by: str | None = None,
+        lease_seconds: float = 30.0,
     ) -> DocumentJob:
         """Move a job by a user or run action (start, pause, resume, cancel, complete, fail).
 
@@ -336,9 +354,18 @@ class DocumentJobStore:
         status read, so two actions racing cannot both apply. A start or resume asks for a
         new run (the generation goes up) unless ``new_run`` is False: Dagster retrying a
         failed run resumes the job inside that retry.
+
+        ``claimed_by`` (start or resume only) names the runner that works the job right away
+        (`docs start|resume --run`): the job turns RUNNING already claimed by it, in the same
+        transaction, so the launcher never sees it RUNNING without a worker and starts no
+        run that would race it (as ``create_job`` does for `docs submit --run`). A claim
+        still held by a live worker (one stopping after a pause) is respected: the job is
+        left as it was and ``JobNotRunnable`` says who holds it.
         """
         if action not in batch_jobs.ACTIONS:
             raise ValueError(f"unknown action {action!r}")
+        if claimed_by and action not in ("start", "resume"):
+            raise ValueError(f"a claim is taken only by start or resume, not {action!r}")
         job = self.get_job(ref)
         target = batch_jobs.next_status(action, job.status)
         now = utcnow()
@@ -347,6 +374,23 @@ class DocumentJobStore:
             "updated_at": now,
             "status_reason": reason,
         }
+        conditions = [document_jobs.c.id == job.id, document_jobs.c.status == job.status.value]
+        if claimed_by:
+            state = self.claim_state(job)
+            if not (state.free or state.dead or state.holder_id == claimed_by):
+                raise JobNotRunnable(
+                    f"cannot {action} job {job.key} here: {state.why}; wait for it to stop "
+                    "or pause the job",
+                    details={"runner": job.runner_id},
+                )
+            # Compare-and-set on the claim read too: a worker claiming it meanwhile wins.
+            conditions.append(
+                document_jobs.c.runner_id.is_(None)
+                if job.runner_id is None
+                else document_jobs.c.runner_id == job.runner_id
+            )
+            values["runner_id"] = claimed_by
+            values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
         if action in ("start", "resume"):
             if new_run:
                 values["generation"] = document_jobs.c.generation + 1
@@ -356,14 +400,19 @@ class DocumentJobStore:
             values["finished_at"] = now
         with self.engine.begin() as conn:
             changed = conn.execute(
-                sa.update(document_jobs)
-                .where(document_jobs.c.id == job.id, document_jobs.c.status == job.status.value)
-                .values(**values)
+                sa.update(document_jobs).where(*conditions).values(**values)
             ).rowcount
             if changed != 1:
-                current = conn.execute(
-                    sa.select(document_jobs.c.status).where(document_jobs.c.id == job.id)
-                ).scalar_one()
+                current, holder = conn.execute(
+                    sa.select(document_jobs.c.status, document_jobs.c.runner_id).where(
+                        document_jobs.c.id == job.id
+                    )
+                ).one()
+                if current == job.status.value:
+                    raise JobNotRunnable(
+                        f"cannot {action} job {job.key} here: another worker claimed it meanwhile",
+                        details={"runner": holder},
+                    )
                 raise IllegalTransition(
                     f"cannot {action} job {job.key}: its status changed to {current} meanwhile",
                     details={"action": action, "status": current},

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from batch_pipelines.demo import QUIET
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.assets import risk_modeling_assets
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER
@@ -74,8 +75,7 @@ def run_cycle_demo(
         instance=instance,
         resources=resources,
         raise_on_error=False,
-        # The console shows only errors; the whole event log is in the instance (make dev).
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        run_config=QUIET,
     )
     echo(f"  Dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
     echo(f"  {'batch type':<28} {'jobs':>5}  reconciliation")

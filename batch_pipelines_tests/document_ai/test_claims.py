@@ -75,3 +75,50 @@ def test_a_live_workers_claim_is_respected_with_a_one_line_message(store, monkey
     assert out.exit_code == 1 and "Traceback" not in out.output
     (line,) = [x for x in out.output.splitlines() if x.startswith("Error:")]
     assert "[BP-DOC-NOT-RUNNABLE]" in line and f"pid {os.getpid()}" in line
+
+
+def test_a_resume_for_a_worker_here_makes_the_job_running_and_claimed_in_one_step(store):
+    jobs, job = _job(store)
+    jobs.apply_action(job.id, "pause")
+    worker = new_runner_id()
+    resumed = jobs.apply_action(job.id, "resume", claimed_by=worker, lease_seconds=60)
+    # No moment where the launcher could see it RUNNING without a worker.
+    assert resumed.status == DocJobStatus.RUNNING and resumed.runner_id == worker
+    assert resumed.lease_expires_at > datetime.now(UTC) + timedelta(seconds=30)
+    assert resumed.generation == job.generation + 1
+
+
+def test_a_resume_for_a_worker_here_leaves_the_job_as_it_was_while_a_live_worker_holds_it(store):
+    jobs, job = _job(store)
+    jobs.apply_action(job.id, "pause")
+    holder = new_runner_id()  # this very process: a live worker still letting go
+    assert jobs.claim_runner(job.id, holder, 3600)
+    with pytest.raises(JobNotRunnable, match=f"being worked by pid {os.getpid()}"):
+        jobs.apply_action(job.id, "resume", claimed_by=new_runner_id())
+    after = jobs.get_job(job.id)
+    assert (after.status, after.runner_id, after.generation) == (
+        DocJobStatus.PAUSED,
+        holder,
+        job.generation,
+    )
+    # once it lets go, the resume takes the claim
+    jobs.release_runner(job.id, holder)
+    worker = new_runner_id()
+    assert jobs.apply_action(job.id, "resume", claimed_by=worker).runner_id == worker
+
+
+def test_docs_resume_run_works_the_job_under_the_claim_it_took_with_the_resume(store, monkeypatch):
+    jobs, job = _job(store)
+    jobs.apply_action(job.id, "pause")
+    seen = []
+
+    def worker(jobs, record, template, runner_id=None, **_):
+        seen.append((record.status, record.runner_id, runner_id))
+        return record
+
+    monkeypatch.setattr(docs_cli, "run_job_here", worker)
+    url = store.engine.url.render_as_string(hide_password=False)
+    out = CliRunner().invoke(docs_cli.docs, ["resume", job.key, "--run", "--database-url", url])
+    assert out.exit_code == 0, out.output
+    ((status, claimed, passed),) = seen
+    assert status == DocJobStatus.RUNNING and claimed is not None and passed == claimed

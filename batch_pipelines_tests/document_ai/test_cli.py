@@ -233,8 +233,15 @@ def test_a_page_size_above_the_seeds_limit_of_100_is_refused_by_the_cli_and_the_
     from batch_pipelines.store.batch_store import BatchStore
 
     db = f"sqlite:///{tmp_path / 's.db'}"
-    out = CliRunner().invoke(main, ["docs", "list", "--page-size", "500", "--database-url", db])
-    assert "--page-size 500: must be 1-100" in _one_line_error(out)
+    # An out-of-range option is a usage error (exit 2), like `docs results --limit 500`.
+    for args in (["--page-size", "500"], ["--page-size", "0"], ["--page", "0"]):
+        out = CliRunner().invoke(main, ["docs", "list", *args, "--database-url", db])
+        assert out.exit_code == 2 and "Usage:" in out.output, out.output
+        assert f"Invalid value for '{args[0]}'" in out.output
+    limit = CliRunner().invoke(
+        main, ["docs", "results", "x", "--limit", "500", "--database-url", db]
+    )
+    assert limit.exit_code == 2 and "Invalid value for '--limit'" in limit.output
     assert _invoke("list", "--page-size", "100", "--database-url", db).exit_code == 0
     with pytest.raises(ConfigurationError, match="1-100"):
         DocumentJobStore(BatchStore(db)).list_jobs(limit=500)

@@ -51,6 +51,18 @@ def test_a_job_worked_outside_dagster_by_a_live_worker_gets_no_run():
     assert (d.to_launch, d.to_fail, d.to_complete) == ([], [], [])
 
 
+def test_a_job_held_by_a_live_worker_is_not_failed_for_a_run_that_ended_without_the_claim():
+    # `docs resume --run` raced the launcher: its run found the claim taken and failed, but
+    # the CLI worker is alive and working the job.
+    job = RunningJob("papers-1", "document_pipeline", 2, claimed_elsewhere=True)
+    d = launch_decisions([job], {"papers-1#2": [RunSeen("r7", "FAILURE")]})
+    assert (d.to_launch, d.to_fail, d.dead_runs, d.to_complete) == ([], [], [], [])
+    # once that worker's claim has run out, the job is failed as before
+    gone = RunningJob("papers-1", "document_pipeline", 2, claim_expired_seconds=90)
+    d = launch_decisions([gone], {"papers-1#2": [RunSeen("r7", "FAILURE")]})
+    assert [key for key, _ in d.to_fail] == ["papers-1"]
+
+
 def test_a_running_job_with_every_item_settled_is_completed_instead_of_given_a_run():
     job = RunningJob("papers-1", "document_pipeline", 3, nothing_left=True)
     d = launch_decisions([job], {})

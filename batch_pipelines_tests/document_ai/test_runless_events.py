@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import dagster as dg
+import pytest
+import yaml
 from click.testing import CliRunner
 
 from batch_pipelines.cli import main
@@ -16,10 +18,12 @@ from batch_pipelines.document_ai.items import parse_items
 from batch_pipelines.document_ai.pipelines import load_pipelines
 from batch_pipelines.document_ai.reports import analytics
 from batch_pipelines.document_ai.resources import DocumentAISettings
+from batch_pipelines.document_ai.runner import DocumentJobRunner
 from batch_pipelines.document_ai.sensors import build_document_job_launcher
 from batch_pipelines.document_ai.store import DocumentJobStore
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines_tests.document_ai.test_job_phases import OWN_PHASES
 
 PIPELINES = load_pipelines()
 TEXT = "Marie Curie studied radioactivity in Paris and won two Nobel Prizes for her research."
@@ -56,8 +60,119 @@ def test_a_job_run_from_the_cli_materializes_its_partition_on_every_phase_asset(
             assert instance.get_materialized_partitions(asset) == {key}, phase.name
             event = instance.get_latest_materialization_event(asset)
             metadata = event.asset_materialization.metadata
-            assert metadata["job_status"].value == "COMPLETED"
+            # Recorded as the phase ended, before the job was completed.
+            assert metadata["job_status"].value == "RUNNING"
             assert metadata["items_done"].value == 3 and "cost_this_run" in metadata
+            assert _materializations(instance, asset, key) == 1, phase.name
+
+
+def _materializations(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> int:
+    return len(
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=10
+        ).records
+    )
+
+
+def _submit_run(tmp_path, db: str, *extra: str):
+    items = tmp_path / "papers.jsonl"
+    items.write_text("\n".join(json.dumps({"content": f"{TEXT} {i}"}) for i in range(3)) + "\n")
+    return CliRunner().invoke(
+        main,
+        ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--run", *extra]
+        + ["--database-url", db, "--json"],
+    )
+
+
+def _killed_before_completing(monkeypatch) -> None:
+    """The worker is killed after its last phase, before it marks the job COMPLETED."""
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DocumentJobRunner, "finish", killed)
+
+
+def test_a_cli_worker_killed_before_completing_the_job_has_recorded_every_phase_it_finished(
+    tmp_path, monkeypatch
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    _killed_before_completing(monkeypatch)
+    out = _submit_run(tmp_path, db)
+    assert out.exit_code != 0
+    jobs = DocumentJobStore(BatchStore(db))
+    (job,), _ = jobs.list_jobs()
+    assert job.status.value == "RUNNING"
+    template = PIPELINES["document_pipeline"]
+    with dg.DagsterInstance.get() as instance:
+        for phase in template.phases:
+            assert _materializations(instance, phase_key(template, phase), job.key) == 1
+    jobs.store.dispose()
+
+
+@pytest.mark.parametrize("own_phases", [False, True])
+def test_docs_status_records_a_completed_jobs_missing_phases_once(
+    tmp_path, monkeypatch, own_phases
+):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # worked where nothing is recorded
+    extra = []
+    if own_phases:  # recorded on the pipeline's assets at their positions, not by own name
+        phases = tmp_path / "phases.yaml"
+        phases.write_text(yaml.safe_dump({"phases": OWN_PHASES}))
+        extra = ["--phases", str(phases)]
+    out = _submit_run(tmp_path, db, *extra)
+    assert out.exit_code == 0, out.output
+    key = json.loads(out.output)["key"]
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    template = PIPELINES["document_pipeline"]
+    first = template.phases[0]
+    with dg.DagsterInstance.get() as instance:
+        # One phase was recorded before the kill; the others were lost.
+        instance.add_dynamic_partitions("document_pipeline_jobs", [key])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=phase_key(template, first), partition=key)
+        )
+    for _ in range(2):
+        shown = CliRunner().invoke(main, ["docs", "status", key, "--database-url", db])
+        assert shown.exit_code == 0, shown.output
+    with dg.DagsterInstance.get() as instance:
+        for phase in template.phases:
+            assert _materializations(instance, phase_key(template, phase), key) == 1, phase.name
+        last = instance.get_latest_materialization_event(phase_key(template, template.phases[-1]))
+        assert last.asset_materialization.metadata["job_status"].value == "COMPLETED"
+        assert last.asset_materialization.metadata["items_done"].value == 3
+
+
+def test_the_launcher_records_the_phases_of_a_settled_job_it_completes(tmp_path, monkeypatch):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with monkeypatch.context() as killing:
+        _killed_before_completing(killing)
+        assert _submit_run(tmp_path, db).exit_code != 0
+    jobs = DocumentJobStore(BatchStore(db))
+    (job,), _ = jobs.list_jobs()
+    assert job.status.value == "RUNNING" and job.runner_id is None
+    template = PIPELINES["document_pipeline"]
+    _, asset_job, _ = build_pipeline_definitions(template)
+    sensor = build_document_job_launcher([asset_job])
+    resources = {
+        "batch_store": BatchStoreResource(database_url=db),
+        "document_ai": DocumentAISettings(),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        result = sensor(ctx)
+    assert not result.run_requests
+    assert jobs.get_job(job.id).status.value == "COMPLETED"
+    for phase in template.phases:
+        assert _materializations(instance, phase_key(template, phase), job.key) == 1, phase.name
+    jobs.store.dispose()
 
 
 def test_a_budget_paused_job_shows_its_state_on_the_asset_and_a_success_rate(tmp_path):
@@ -150,3 +265,37 @@ def test_the_launcher_starts_no_run_for_a_job_settled_since_it_was_read(tmp_path
         result = sensor(ctx)
     assert not result.run_requests
     jobs.store.dispose()
+
+
+def test_a_finished_phase_is_materialized_once_per_job_and_a_stop_always_shows():
+    from batch_pipelines.document_ai.runless import needs_record
+
+    assert needs_record(stopped=False, already_materialized=False)
+    assert not needs_record(stopped=False, already_materialized=True)  # a resume's empty redo
+    assert needs_record(stopped=True, already_materialized=False)
+
+
+def test_a_dagster_instance_that_cannot_take_a_record_does_not_fail_the_cli_workers_job(
+    tmp_path, monkeypatch
+):
+    from batch_pipelines.document_ai import runless
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("event log unavailable")
+
+    monkeypatch.setattr(runless, "record_phase", broken)
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    items = tmp_path / "papers.jsonl"
+    items.write_text(json.dumps({"content": TEXT}) + "\n")
+    out = CliRunner().invoke(
+        main,
+        ["docs", "submit", str(items), "--pipeline", "document_pipeline", "--run"]
+        + ["--database-url", db],
+    )
+    assert out.exit_code == 0, out.output
+    assert "COMPLETED" in out.output.splitlines()[-1]
+    assert "not recorded on the assets" in out.output and "event log unavailable" in out.output
