@@ -56,8 +56,17 @@ def test_a_job_run_from_the_cli_materializes_its_partition_on_every_phase_asset(
             assert instance.get_materialized_partitions(asset) == {key}, phase.name
             event = instance.get_latest_materialization_event(asset)
             metadata = event.asset_materialization.metadata
-            assert metadata["job_status"].value == "COMPLETED"
-            assert metadata["items_done"].value == 3 and "cost_this_run" in metadata
+            assert metadata["batch_status"].value == "COMPLETED"
+            assert metadata["units_succeeded"].value == 3 and "cost_this_run" in metadata
+            checks = {
+                check_name: instance.event_log_storage.get_asset_check_execution_history(
+                    dg.AssetCheckKey(asset, check_name), limit=1
+                )[0]
+                for check_name in ("reconciled_completed", "nothing_failed", "processed_something")
+            }
+            for record in checks.values():
+                evaluation = record.event.asset_check_evaluation
+                assert evaluation.passed and evaluation.metadata["partition"].value == key
 
 
 def test_a_budget_paused_job_shows_its_state_on_the_asset_and_a_success_rate(tmp_path):
@@ -92,7 +101,7 @@ def test_a_budget_paused_job_shows_its_state_on_the_asset_and_a_success_rate(tmp
     stopped_in = next(p for p in template.phases if _observations(instance, phase_key(template, p)))
     (observed,) = _observations(instance, phase_key(template, stopped_in))
     assert observed.partition == job.key
-    assert observed.metadata["job_status"].value == "PAUSED"
+    assert observed.metadata["batch_status"].value == "PAUSED"
     assert observed.metadata["stopped"].value == "budget"
     assert "cost budget 0.002 reached" in observed.metadata["job_status_reason"].value
     assert isinstance(analytics(jobs, job, template)["success_rate"], float)
