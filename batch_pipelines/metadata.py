@@ -212,3 +212,46 @@ def standard_check_results(
             metadata={**numbers, **reason},
         ),
     ]
+
+
+def _raw(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def checks_line(evaluations: Iterable[Any]) -> str:
+    """The checks of one or more materializations on one console line, for the demo and
+    the CLI: each check with how many of its evaluations passed, and the severity of those
+    that did not (``evaluations``: Dagster's ``AssetCheckEvaluation``s, or anything with a
+    ``check_name``, ``passed`` and ``severity``)."""
+    by_name: dict[str, list[Any]] = {}
+    for evaluation in evaluations:
+        by_name.setdefault(evaluation.check_name, []).append(evaluation)
+    if not by_name:
+        return "checks: none evaluated"
+    parts = []
+    for name, results in by_name.items():
+        passed = sum(1 for r in results if r.passed)
+        part = f"{name} {passed}/{len(results)} passed"
+        failed: dict[str, int] = {}
+        for r in results:
+            if not r.passed:
+                failed[r.severity.value] = failed.get(r.severity.value, 0) + 1
+        if failed:
+            part += " (" + ", ".join(f"{n} {sev}" for sev, n in sorted(failed.items())) + ")"
+        parts.append(part)
+    return "checks: " + ", ".join(parts)
+
+
+def units_line(metadata: Mapping[str, Any]) -> str:
+    """The standard figures of one materialization on one console line (``metadata`` as
+    ``standard_metadata`` returns it or as Dagster stores it)."""
+    m = {k: _raw(v) for k, v in metadata.items()}
+    rate = m.get("success_rate")
+    line = (
+        f"units {m['units_total']}: {m['units_succeeded']} succeeded, {m['units_failed']} failed, "
+        f"{m['units_skipped']} skipped (success rate {'-' if rate is None else f'{rate:.0%}'}); "
+        f"cost {m['cost']:.6f}, {m['tokens']} tokens, {m['duration_seconds']:.1f} s"
+    )
+    if m.get(P95_LATENCY_KEY) is not None:
+        line += f", p95 latency {m[P95_LATENCY_KEY]:.0f} ms"
+    return line

@@ -12,9 +12,11 @@ from batch_pipelines.metadata import (
     STANDARD_CHECKS,
     STANDARD_KEYS,
     BatchOutcome,
+    checks_line,
     standard_check_results,
     standard_check_specs,
     standard_metadata,
+    units_line,
 )
 
 
@@ -124,3 +126,18 @@ def test_the_standard_check_specs_name_the_standard_checks_on_the_asset():
     assert [s.name for s in specs] == list(STANDARD_CHECKS)
     assert {s.asset_key for s in specs} == {dg.AssetKey(["fam", "a"])}
     assert [s.blocking for s in specs] == [True, False, False]
+
+
+def test_the_console_lines_count_checks_and_show_the_standard_figures():
+    ok = BatchOutcome(4, 4, 0, cost=0.5, tokens=10, duration_seconds=2.0, batch_status="COMPLETED")
+    bad = BatchOutcome(4, 3, 1, batch_status="FAILED")
+    line = checks_line([*standard_check_results(ok, "a"), *standard_check_results(bad, "b")])
+    assert line == (
+        "checks: reconciled_completed 1/2 passed (1 ERROR), nothing_failed 1/2 passed (1 ERROR), "
+        "processed_something 2/2 passed"
+    )
+    assert checks_line([]) == "checks: none evaluated"
+    assert units_line(standard_metadata(ok)) == (
+        "units 4: 4 succeeded, 0 failed, 0 skipped (success rate 100%); "
+        "cost 0.500000, 10 tokens, 2.0 s"
+    )

@@ -18,6 +18,7 @@ from batch_pipelines.cli_options import (
 )
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
+from batch_pipelines.metadata import checks_line, units_line
 
 _jobs_file = click.option(
     "--file",
@@ -273,12 +274,8 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
         )
         if metadata.get("nothing_to_do_reason"):
             click.echo(f"nothing to do: {metadata['nothing_to_do_reason']}")
-        click.echo(
-            "checks: "
-            + ", ".join(
-                f"{k} {'passed' if e.passed else e.severity.value}" for k, e in checks.items()
-            )
-        )
+        click.echo(units_line(metadata))
+        click.echo(checks_line(checks.values()))
     else:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
         if failure is not None and failure.step_failure_data.error is not None:
