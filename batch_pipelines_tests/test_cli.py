@@ -29,6 +29,14 @@ def test_demo_runs_end_to_end_and_says_where_to_look(tmp_path, monkeypatch):
     assert headings["5"] == "Document AI"
     for number, text in zip(parts[1::2], parts[2::2], strict=True):
         assert "where to look" in text, f"part {number} does not say where to look"
+    # Every family's part shows the standard checks of its assets, as `make dev` has them.
+    texts = dict(zip(parts[1::2], parts[2::2], strict=True))
+    for number in ("4", "5", "6", "7"):
+        assert re.search(r"checks: .*reconciled_completed \d+/\d+ passed", texts[number]), (
+            result.output
+        )
+    assert "reconciled_completed 12/12 passed, nothing_failed 12/12 passed" in texts["4"]
+    assert re.search(r"units \d+: \d+ succeeded", texts["5"]), texts["5"]
     assert not re.search(r"(?<!\.venv/bin/)batch-pipelines ", result.output)
     assert "Where to look" in result.output
     _make_dev_shows_what_the_demo_did(tmp_path)

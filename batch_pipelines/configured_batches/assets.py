@@ -8,14 +8,17 @@
   maintained by the preference sensors); a run processes the group's members with their
   own preferences, for the tick its sensor launched it for.
 
-Both run ``runner.run_batch`` and report the seed's context as metadata, with the status by
+Both run ``runner.run_batch`` and report the standard batch metadata (a unit is a request;
+``metadata.standard_metadata``) and the seed's context as metadata, with the status by
 tenant, feature type and user (``status_by_user``: at most ``STATUS_TABLE_ROWS`` users, failures
 first), the fallbacks taken when a source was down (``category_fallbacks``: category reads
 served from the last good snapshot kept in the store; ``preference_fallbacks``: group members
-given the job's ``default_preferences`` because the config source could not be read), and an
-asset check that every request succeeded.
+given the job's ``default_preferences`` because the config source could not be read), and the
+standard asset checks (``reconciled_completed``, ``nothing_failed``, ``processed_something``:
+a batch of no requests warns, it is not "nothing failed").
 """
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,14 +42,19 @@ from batch_pipelines.configured_batches.runner import (
 )
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
-from batch_pipelines.metadata import ERROR_CHARS, metadata_table
+from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.metadata import (
+    ERROR_CHARS,
+    BatchOutcome,
+    metadata_table,
+    standard_check_results,
+    standard_check_specs,
+    standard_metadata,
+)
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 
 GROUP = "configured_batches"
 CONCURRENCY_TAG = {"batch_pipelines/concurrency_group": "configured_batches"}
-CHECK_NAME = "all_requests_succeeded"
-# Warns when a batch had nothing to do (no users, no items, an empty group).
-PROCESSED_CHECK_NAME = "batch_processed_requests"
 REQUEST_TABLE_ROWS = 200
 STATUS_TABLE_ROWS = 200
 
@@ -122,8 +130,30 @@ def _status_metadata(result: BatchRunResult) -> dict[str, Any]:
     }
 
 
+def batch_outcome(
+    result: BatchRunResult, cost: Any, tokens: int, duration_seconds: float
+) -> BatchOutcome:
+    """The batch in the shared vocabulary: its requests are its units."""
+    progress = result.context["results"]["progress"]
+    return BatchOutcome(
+        units_total=result.requests_total,
+        units_succeeded=progress["succeeded"],
+        units_failed=progress["failed"],
+        cost=cost,
+        tokens=tokens,
+        duration_seconds=duration_seconds,
+        batch_id=result.batch_id,
+        batch_status=result.status.value,
+        reconciled=result.status == BatchStatus.COMPLETED,
+        reason=result.nothing_to_do,
+    )
+
+
 def _result(
-    context: dg.AssetExecutionContext, result: BatchRunResult, extra: dict[str, Any] | None = None
+    context: dg.AssetExecutionContext,
+    result: BatchRunResult,
+    outcome: BatchOutcome,
+    extra: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     results = result.context["results"]
     progress = results["progress"]
@@ -133,12 +163,8 @@ def _result(
         "invalid_users" if "invalid_users" in results["items"] else "invalid_categories"
     )
     metadata: dict[str, Any] = {
-        "batch_id": result.batch_id,
+        **standard_metadata(outcome),
         "batch_key": result.batch_key,
-        "batch_status": result.status.value,
-        "requests_total": result.requests_total,
-        "requests_succeeded": progress["succeeded"],
-        "requests_failed": progress["failed"],
         "requests_sent_this_run": result.sent_this_run,
         "requests_reused": result.reused,
         "progress_percent": progress["percentage"],
@@ -160,47 +186,27 @@ def _result(
         context.log.warning(f"{result.batch_key}: nothing to do: {result.nothing_to_do}")
     else:
         context.log.info(
-            f"{result.batch_key}: {progress['succeeded']}/{result.requests_total} requests succeeded"
+            f"{result.batch_key}: {outcome.units_succeeded}/{outcome.units_total} requests succeeded"
         )
-    return dg.MaterializeResult(metadata=metadata, check_results=check_results(result))
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=check_results(result, outcome, context.partition_key)
+    )
 
 
-def check_results(result: BatchRunResult) -> list[dg.AssetCheckResult]:
-    """The batch's checks. Zero requests is not "all succeeded": both checks warn, with the
-    reason, so an empty store or a filter that matches nothing is seen, not counted as done."""
-    reason = {"reason": result.nothing_to_do} if result.nothing_to_do else {}
+def check_results(
+    result: BatchRunResult, outcome: BatchOutcome, partition: str
+) -> list[dg.AssetCheckResult]:
+    """The standard checks. Zero requests is not "nothing failed": that check and
+    ``processed_something`` warn, with the reason, so an empty store or a filter that matches
+    nothing is seen, not counted as done. ``nothing_failed`` lists the failed requests."""
+    checks = standard_check_results(outcome, partition)
     return [
-        dg.AssetCheckResult(
-            check_name=CHECK_NAME,
-            passed=result.requests_total > 0 and not result.failed_keys,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "requests_total": result.requests_total,
-                "failed_requests": dg.MetadataValue.json(result.failed_keys[:100]),
-                **reason,
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name=PROCESSED_CHECK_NAME,
-            passed=result.requests_total > 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"requests_total": result.requests_total, **reason},
-        ),
-    ]
-
-
-def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            CHECK_NAME,
-            asset=asset,
-            description="Every request of the batch succeeded (fails on a batch of no requests).",
-        ),
-        dg.AssetCheckSpec(
-            PROCESSED_CHECK_NAME,
-            asset=asset,
-            description="The batch had something to do: warns, with the reason, when it planned no requests.",
-        ),
+        c.with_metadata(
+            {**c.metadata, "failed_requests": dg.MetadataValue.json(result.failed_keys[:100])}
+        )
+        if c.check_name == "nothing_failed"
+        else c
+        for c in checks
     ]
 
 
@@ -224,6 +230,7 @@ def _run(
 ) -> dg.MaterializeResult:
     store = batch_store.get_store()
     categories = configured_jobs.category_repository(store.engine)
+    started = time.monotonic()
     try:
         result = run_batch(
             store,
@@ -238,6 +245,8 @@ def _run(
         )
     except BatchPipelinesError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    cost, tokens = store.ledger_total(result.batch_id)
+    outcome = batch_outcome(result, cost, tokens, time.monotonic() - started)
     if categories.fallbacks:
         context.log.warning(
             f"{categories.fallbacks} category reads served from the last good snapshot ({categories.last_error})"
@@ -255,7 +264,7 @@ def _run(
         "chunk_size": job.chunk_size,
         "category_cache_ttl_seconds": categories.ttl_seconds,
     }
-    return _result(context, result, {**settings, **(extra or {})})
+    return _result(context, result, outcome, {**settings, **(extra or {})})
 
 
 def current_preferences(
@@ -307,7 +316,7 @@ def build_configured_batch_asset(
         group_name=GROUP,
         kinds={"python"},
         op_tags=CONCURRENCY_TAG,
-        check_specs=_check_specs("configured_batch"),
+        check_specs=standard_check_specs("configured_batch"),
         description=description,
     )
     def configured_batch(
@@ -333,7 +342,7 @@ def build_configured_batch_asset(
     group_name=GROUP,
     kinds={"python"},
     op_tags=CONCURRENCY_TAG,
-    check_specs=_check_specs("preference_batch"),
+    check_specs=standard_check_specs("preference_batch"),
     description=(
         "One preference group's batch for one tick: the group's members, each with their own "
         "preference and template overrides, processed by the preference job of the group's feature type."

@@ -19,6 +19,7 @@ from batch_pipelines.cli_options import (
 )
 from batch_pipelines.configured_batches.job_config import SAMPLE_JOBS_FILE, load_job_configuration
 from batch_pipelines.core.errors import BatchPipelinesError, ConfigurationError
+from batch_pipelines.metadata import checks_line, units_line
 
 _jobs_file = click.option(
     "--file",
@@ -254,7 +255,7 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
                 k: v.value
                 for k, v in event.step_materialization_data.materialization.metadata.items()
             }
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     batch_key = metadata.get("batch_key") or batch_key_for(
         job, tick, group_key if job.type.is_preference else None
     )
@@ -262,15 +263,14 @@ def run_now(job_id: str, tick: str, group_key: str | None) -> None:
     if metadata:
         click.echo(
             f"batch {metadata['batch_id']} ({batch_key}): {metadata['batch_status']}, "
-            f"{metadata['requests_succeeded']}/{metadata['requests_total']} requests succeeded, "
+            f"{metadata['units_succeeded']}/{metadata['units_total']} requests succeeded, "
             f"{metadata.get('deliveries_sent', 0)} result cards delivered, "
             f"{metadata.get('deliveries_failed', 0)} failed"
         )
         if metadata.get("nothing_to_do_reason"):
             click.echo(f"nothing to do: {metadata['nothing_to_do_reason']}")
-        click.echo(
-            "checks: " + ", ".join(f"{k} {'passed' if v else 'WARN'}" for k, v in checks.items())
-        )
+        click.echo(units_line(metadata))
+        click.echo(checks_line(checks.values()))
     else:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
         if failure is not None and failure.step_failure_data.error is not None:

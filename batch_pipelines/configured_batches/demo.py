@@ -34,6 +34,7 @@ from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import batch_key_for
 from batch_pipelines.configured_batches.sensors import preference_change_sensor
 from batch_pipelines.demo import QUIET
+from batch_pipelines.metadata import checks_line
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
 
@@ -122,6 +123,7 @@ def run_demo(
     tick = datetime.now(UTC).isoformat(timespec="minutes")
     contexts = ContextStore(store.engine)
     ok = True
+    evaluations = []
     echo(f"  {'job':<28} {'type':<34} {'requests':>8}  {'invalid':>7}  context")
     for job in jobs:
         if job.type.is_preference:
@@ -150,6 +152,7 @@ def run_demo(
                 raise_on_error=False,
             )
             key = batch_key_for(job, tick)
+        evaluations += result.get_asset_check_evaluations()
         context = contexts.get(BATCH, key)
         shaped = has_seed_shape(context, job.type.data_source)
         ok &= result.success and shaped
@@ -170,6 +173,7 @@ def run_demo(
             )
         )
     store.dispose()
+    echo(f"  {checks_line(evaluations)}")
     echo("  where to look:")
     echo(
         f"    status by user:    .venv/bin/batch-pipelines jobs status --user user_0001 --database-url {store_url}"

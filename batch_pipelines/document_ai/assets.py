@@ -25,6 +25,12 @@ from batch_pipelines.document_ai.reports import job_status
 from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.runner import DocumentJobRunner, PhaseReport, RunnerOptions
 from batch_pipelines.document_ai.store import DocumentJob, DocumentJobStore
+from batch_pipelines.metadata import (
+    BatchOutcome,
+    standard_check_results,
+    standard_check_specs,
+    standard_metadata,
+)
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 
 GROUP = "document_ai"
@@ -58,31 +64,62 @@ def phase_key(template: PipelineTemplate, phase: PhaseSpec) -> dg.AssetKey:
     return dg.AssetKey([GROUP, template.name, phase.name])
 
 
-def _metadata(report: PhaseReport, job: DocumentJob, status: dict[str, Any]) -> dict[str, Any]:
+def phase_outcome(
+    report: PhaseReport, job: DocumentJob, status: dict[str, Any], cost: Decimal, tokens: int
+) -> BatchOutcome:
+    """The phase in the shared vocabulary: its items are its units, as they stand after
+    this run (done by it or before it); ``cost`` and ``tokens`` are the phase's ledger.
+    Reconciled when every item of the job completed the phase."""
     phase_totals = next(p for p in status["phases"] if p["phase"] == report.phase)
+    completed, failed = phase_totals["completed"], phase_totals["failed"]
+    p95 = report.latency_p95()
+    return BatchOutcome(
+        units_total=report.items_total,
+        units_succeeded=completed,
+        units_failed=failed,
+        cost=cost,
+        tokens=tokens,
+        duration_seconds=report.duration_seconds,
+        batch_id=job.batch_id,
+        batch_status=status["status"],
+        reconciled=not report.stopped and failed == 0 and completed == report.items_total,
+        reason=(
+            f"phase {report.phase}: {completed} of {report.items_total} items completed, "
+            f"{failed} failed" + (f", stopped: {report.stopped}" if report.stopped else "")
+        ),
+        p95_latency_ms=p95 * 1000 if p95 is not None else None,
+    )
+
+
+def _metadata(
+    outcome: BatchOutcome, report: PhaseReport, job: DocumentJob, status: dict[str, Any]
+) -> dict[str, Any]:
+    mean = report.latency_mean()
     return {
+        **standard_metadata(outcome),
         "job": job.key,
-        "job_status": status["status"],
         "job_status_reason": status["status_reason"] or "",
         "stopped": report.stopped or "",
         "cost_budget": str(job.options.cost_budget) if job.options.cost_budget is not None else "",
         "model": report.model,
         "task_type": report.task_type,
-        "items_total": report.items_total,
-        "items_done": phase_totals["completed"],
-        "items_failed": phase_totals["failed"],
         "items_processed_this_run": report.processed,
         "items_done_before_this_run": report.done_before,
         "success_rate_this_run": report.success_rate,
         "cost_this_run": float(report.cost),
         "tokens_this_run": report.tokens,
         "job_cost_total": float(Decimal(status["cost"])),
-        "latency_mean_seconds": report.latency_mean(),
-        "latency_p95_seconds": report.latency_p95(),
+        "latency_mean_ms": round(mean * 1000, 1) if mean is not None else None,
         "validation_scores": dg.MetadataValue.json(report.score_distribution()),
         "checkpoints_written": report.checkpoints,
-        "duration_seconds": round(report.duration_seconds, 3),
     }
+
+
+def _outcome(
+    jobs: DocumentJobStore, report: PhaseReport, job: DocumentJob, status: dict[str, Any]
+) -> BatchOutcome:
+    cost, tokens = jobs.store.ledger_total(job.batch_id, phase=report.phase)
+    return phase_outcome(report, job, status, cost, tokens)
 
 
 def build_phase_asset(
@@ -92,21 +129,32 @@ def build_phase_asset(
     previous = template.phases[index - 1] if index else None
     last = index == len(template.phases) - 1
 
-    @dg.asset(
-        key=phase_key(template, phase),
-        deps=[phase_key(template, previous)] if previous else [],
+    key = phase_key(template, phase)
+
+    # A multi-asset of one, subsettable, so that a phase which stops early or does not run
+    # (the job paused, cancelled, at its budget) yields neither the asset nor its checks.
+    @dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[
+            dg.AssetSpec(
+                key,
+                deps=[phase_key(template, previous)] if previous else [],
+                group_name=f"{GROUP}_{template.name}",
+                kinds={"ai"},
+                description=f"Phase {index + 1} of {len(template.phases)} of pipeline "
+                f"{template.name}: {phase.task_type}"
+                + (" with retrieval" if phase.use_rag else "")
+                + (
+                    f", validated (min score {phase.validation.min_score})"
+                    if phase.validation.enabled
+                    else ""
+                ),
+                skippable=True,
+            )
+        ],
         partitions_def=partitions,
-        group_name=f"{GROUP}_{template.name}",
-        kinds={"ai"},
-        description=f"Phase {index + 1} of {len(template.phases)} of pipeline {template.name}: "
-        f"{phase.task_type}"
-        + (" with retrieval" if phase.use_rag else "")
-        + (
-            f", validated (min score {phase.validation.min_score})"
-            if phase.validation.enabled
-            else ""
-        ),
-        output_required=False,
+        check_specs=standard_check_specs(key),
+        can_subset=True,
         op_tags=CONCURRENCY_TAG,
     )
     def _phase(
@@ -186,15 +234,26 @@ def build_phase_asset(
                 f"job {job.key} stopped in phase {job_phase.name}: {report.stopped} ({job.status_reason or ''})"
             )
             # Not materialized (the phase is not done), but the stop and its reason show.
-            context.log_event(phase_event(template, job, report, status))
+            context.log_event(phase_event(template, jobs, job, report, status))
             return
-        yield dg.MaterializeResult(metadata=_metadata(report, job, status))
+        outcome = _outcome(jobs, report, job, status)
+        selected = context.selected_asset_check_keys
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=_metadata(outcome, report, job, status),
+            check_results=[
+                r
+                for r in standard_check_results(outcome, job.key, asset_key=key)
+                if dg.AssetCheckKey(key, r.check_name or "") in selected
+            ],
+        )
 
     return _phase
 
 
 def phase_event(
     template: PipelineTemplate,
+    jobs: DocumentJobStore,
     job: DocumentJob,
     report: PhaseReport,
     status: dict[str, Any],
@@ -208,7 +267,7 @@ def phase_event(
     its reason - shows on the asset without marking the partition done. Same metadata as
     a run's, plus ``worked_by`` for work done outside Dagster (``docs ... --run``).
     """
-    metadata = _metadata(report, job, status)
+    metadata = _metadata(_outcome(jobs, report, job, status), report, job, status)
     if runless:
         metadata["worked_by"] = "batch-pipelines docs --run (outside a Dagster run)"
     # The asset at the phase's position (a job with its own phases runs them one for one).
@@ -233,9 +292,24 @@ def record_runless_work(
     if not instance.has_dynamic_partition(name, job.key):
         instance.add_dynamic_partitions(name, [job.key])
     status = job_status(jobs, job, job.template(template))
-    events = [phase_event(template, job, r, status, runless=True) for r in reports]
+    events = [phase_event(template, jobs, job, r, status, runless=True) for r in reports]
     for event in events:
         instance.report_runless_asset_event(event)
+    for report, event in zip(reports, events, strict=True):
+        if isinstance(event, dg.AssetMaterialization):
+            # The standard checks too, as a run would report them with the materialization.
+            outcome = _outcome(jobs, report, job, status)
+            for result in standard_check_results(outcome, job.key):
+                instance.report_runless_asset_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=event.asset_key,
+                        check_name=result.check_name or "",
+                        passed=result.passed,
+                        metadata=result.metadata,
+                        severity=result.severity,
+                        description=result.description,
+                    )
+                )
     return events
 
 

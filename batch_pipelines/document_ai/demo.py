@@ -23,6 +23,7 @@ from batch_pipelines.document_ai.pipelines import load_pipelines
 from batch_pipelines.document_ai.reports import analytics, item_results, job_status
 from batch_pipelines.document_ai.resources import DocumentAISettings
 from batch_pipelines.document_ai.store import DocumentJobStore
+from batch_pipelines.metadata import checks_line, units_line
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
 
@@ -194,6 +195,11 @@ def run_demo(
             f"    cost by phase: {format_counts(stats['cost_by_phase'])}; success rate "
             + (f"{stats['success_rate']}%" if stats["success_rate"] is not None else "-")
         )
+        materialized = result.get_asset_materialization_events()
+        if materialized:
+            last = materialized[-1].step_materialization_data.materialization
+            echo(f"    phase {last.asset_key.path[-1]}: {units_line(last.metadata)}")
+        echo(f"    {checks_line(result.get_asset_check_evaluations())}")
         expected = "PAUSED" if "cost_budget" in extra else "COMPLETED"
         ok = ok and job.status.value == expected
 

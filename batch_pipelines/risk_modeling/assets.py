@@ -1,9 +1,10 @@
 """One asset per batch type, partitioned by cycle, in the order the work depends on.
 
 Materializing a partition runs that batch type of that cycle to a settled state (see
-``cycle_batches.materialize_batch_type``) and reports counts, reconciliation and a job
-table as metadata, with two asset checks: a clean validation and a COMPLETED
-reconciliation.
+``cycle_batches.materialize_batch_type``) and reports the standard batch metadata (a unit is
+a job; ``metadata.standard_metadata``) with the reconciliation and a job table beside it,
+and the standard checks (``reconciled_completed`` blocking the next batch type) plus a clean
+validation.
 """
 
 import asyncio
@@ -15,7 +16,14 @@ import dagster as dg
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
 from batch_pipelines.failures import USER_ERRORS, final_failure, refuse_run_retries
-from batch_pipelines.metadata import ERROR_CHARS, metadata_table
+from batch_pipelines.metadata import (
+    ERROR_CHARS,
+    BatchOutcome,
+    metadata_table,
+    standard_check_results,
+    standard_check_specs,
+    standard_metadata,
+)
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER, BatchType
 from batch_pipelines.risk_modeling.context import HandlerContext
@@ -64,13 +72,6 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
     validation_check = dg.AssetCheckSpec(
         "validation_clean", asset=key, description="No validation error before submission."
     )
-    # Blocking: the next batch type of the cycle does not start on an unsettled or failed one.
-    recon_check = dg.AssetCheckSpec(
-        "reconciled_completed",
-        asset=key,
-        blocking=True,
-        description="The batch reconciled COMPLETED.",
-    )
 
     @dg.asset(
         key=key,
@@ -81,7 +82,8 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
         tags={"execution": batch_type.execution},
         op_tags=CONCURRENCY_TAG,
         pool="risk_modeler",
-        check_specs=[validation_check, recon_check],
+        # Blocking: the next batch type of the cycle does not start on an unsettled or failed one.
+        check_specs=[validation_check, *standard_check_specs(key, reconciled_blocking=True)],
         description=f"The cycle's {batch_type.value} batch ({batch_type.execution}), submitted, tracked and reconciled.",
     )
     def _batch_asset(
@@ -128,7 +130,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 description=f"{exc.message}\n" + "\n".join(f"- {e}" for e in errors[:50]),
                 metadata={
                     "validation_errors": dg.MetadataValue.json(errors),
-                    "batch_id": exc.details.get("batch_id"),
+                    "batch_id": dg.MetadataValue.text(str(exc.details.get("batch_id") or "")),
                 },
                 allow_retries=False,  # a retry cannot fix the configuration or the service's state
             ) from None
@@ -139,7 +141,7 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 description=f"{exc.message}:\n" + "\n".join(f"- {name}" for name in existing[:100]),
                 metadata={
                     "existing_analyses": dg.MetadataValue.json(existing),
-                    "batch_id": exc.details.get("batch_id"),
+                    "batch_id": dg.MetadataValue.text(str(exc.details.get("batch_id") or "")),
                 },
                 allow_retries=False,
             ) from None
@@ -167,22 +169,32 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
             )
 
         jobs = store.list_jobs(outcome.batch_id)
+        cost, tokens = store.ledger_total(outcome.batch_id)
+        counts = result.counts
+        standard = BatchOutcome(
+            units_total=summary.total_jobs,
+            units_succeeded=counts.get("FINISHED", 0),
+            units_failed=counts.get("FAILED", 0) + counts.get("ERROR", 0),
+            # Skipped jobs: attempts a resubmission replaced, and jobs skipped by configuration.
+            units_skipped=counts.get("SKIPPED", 0),
+            cost=cost,
+            tokens=tokens,
+            duration_seconds=result.duration_seconds,
+            batch_id=outcome.batch_id,
+            batch_status=result.status.value,
+            reconciled=rec.status == BatchStatus.COMPLETED,
+            reason=rec.reason,
+        )
         metadata: dict[str, Any] = {
-            "batch_id": outcome.batch_id,
-            "batch_status": result.status.value,
+            **standard_metadata(standard),
             "reconciliation_status": rec.status.value,
             "reconciliation_reason": rec.reason,
             "reconciliation_summary": dg.MetadataValue.json(rec.to_dict()),
-            "jobs_total": summary.non_skipped_jobs,
-            "jobs_finished": result.counts.get("FINISHED", 0),
-            "jobs_failed": result.counts.get("FAILED", 0),
-            "jobs_error": result.counts.get("ERROR", 0),
-            "jobs_cancelled": result.counts.get("CANCELLED", 0),
-            "jobs_skipped": result.counts.get("SKIPPED", 0),
+            "jobs_error": counts.get("ERROR", 0),
+            "jobs_cancelled": counts.get("CANCELLED", 0),
             "jobs_submitted_this_run": result.submitted,
             "jobs_resubmitted_this_run": len(outcome.resubmitted_job_ids),
             "jobs_validated": outcome.validated_jobs,
-            "duration_seconds": round(result.duration_seconds, 3),
             "jobs": _job_table(jobs),
         }
         return dg.MaterializeResult(
@@ -191,14 +203,12 @@ def build_batch_asset(batch_type: BatchType, upstream: BatchType | None) -> dg.A
                 dg.AssetCheckResult(
                     check_name="validation_clean",
                     passed=True,
-                    metadata={"jobs_validated": outcome.validated_jobs},
+                    metadata={
+                        "jobs_validated": outcome.validated_jobs,
+                        "partition": dg.MetadataValue.text(cycle),
+                    },
                 ),
-                dg.AssetCheckResult(
-                    check_name="reconciled_completed",
-                    passed=rec.status == BatchStatus.COMPLETED,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={"status": rec.status.value, "reason": rec.reason},
-                ),
+                *standard_check_results(standard, cycle),
             ],
         )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.demo import QUIET
+from batch_pipelines.metadata import checks_line
 from batch_pipelines.resources import BatchStoreResource, RiskModelerResource, TeamsResource
 from batch_pipelines.risk_modeling.assets import risk_modeling_assets
 from batch_pipelines.risk_modeling.batch_types import BATCH_TYPE_ORDER
@@ -94,5 +95,6 @@ def run_cycle_demo(
         all_completed &= status == "COMPLETED"
         jobs = sum(n for s, n in store.job_status_counts(batches[-1].id).items() if s != "SKIPPED")
         echo(f"  {batch_type.value:<28} {jobs:>5}  {status} - {reason}")
+    echo(f"  {checks_line(result.get_asset_check_evaluations())}")
     store.dispose()
     return 0 if result.success and all_completed else 1

@@ -4,17 +4,28 @@ Each role is independent (seed 000), so a role is a partition of its own and its
 the workflow: the run's status is the role's status, its failure names the step and the
 reason, and Dagster's retry policy repeats a step that failed for a transient reason (a
 5xx or timeout of the model service). A role already published is not redone unless
-``force_rerun``. Materialization metadata: dashboard_url, steps, cost. Each model call is
+``force_rerun``. Materialization metadata: the standard batch metadata (the role is the
+run's one unit, skipped when already ready; ``metadata.standard_metadata``) with the
+dashboard_url link, and the steps beside it; the standard checks. Each model call is
 written to the cost ledger under the role batch's shared ``batches`` row as it answers, and
 the run records its id on the batch's workflow when it starts.
 """
 
 import asyncio
+import time
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from batch_pipelines.core.costs import summarize
+from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.metadata import (
+    BatchOutcome,
+    standard_check_results,
+    standard_check_specs,
+    standard_metadata,
+)
 from batch_pipelines.resources import BatchStoreResource, ModelsResource
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
 from batch_pipelines.role_onboarding.service import ASSET_NAME, NO_RUN_RETRY_ON_FAILURE
@@ -40,6 +51,32 @@ CONCURRENCY_TAGS = {CONCURRENCY_TAG_KEY: CONCURRENCY_GROUP}
 # Short, because it is the second line: the model client has already retried each call
 # with its own backoff and the service's Retry-After.
 STEP_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=0.5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def role_outcome(
+    *,
+    batch_id: str,
+    dashboard_url: str,
+    duration_seconds: float,
+    result: WorkflowResult | None = None,
+) -> BatchOutcome:
+    """The role's run in the shared vocabulary: the role is its one unit, succeeded when its
+    workflow published it, skipped (``result`` None) when it was already ready. A role that
+    fails raises instead, so a materialized role has COMPLETED."""
+    totals = summarize(result.costs) if result is not None and result.costs else None
+    return BatchOutcome(
+        units_total=1,
+        units_succeeded=1 if result is not None else 0,
+        units_failed=0,
+        units_skipped=0 if result is not None else 1,
+        cost=totals.total_cost if totals else 0.0,
+        tokens=totals.total_tokens if totals else 0,
+        duration_seconds=duration_seconds,
+        batch_id=batch_id,
+        batch_status=BatchStatus.COMPLETED.value,
+        reason="" if result is not None else "already ready (force_rerun is false)",
+        links={"dashboard_url": dashboard_url},
+    )
 
 
 class RoleOnboardingConfig(dg.Config):
@@ -91,6 +128,7 @@ def _role_input(
     # The seed's activity limit: at most the pool's limit of roles work (call the model
     # service) at once, however many role runs the run queue let start.
     pool=ACTIVITY_POOL,
+    check_specs=standard_check_specs(ASSET_NAME),
     description="One company role onboarded: taxonomy role, documents, AI assessment, enhancement "
     "workflows and its published dashboard record.",
 )
@@ -105,11 +143,15 @@ def role_onboarding(
     store = RoleOnboardingStore(batch_store.get_store())
     partition = context.partition_key
     workflow = config.workflow_id or None
+    started = time.monotonic()
     ledger_batch_id = None
+    role_batch_id = ""
     if workflow:
         # The batch record lists its roles' run ids: this run is the workflow's.
         stored = store.record_run(workflow, context.run_id)
-        ledger_batch_id = store.ledger_batch_id(stored.batch_id) if stored is not None else None
+        if stored is not None:
+            role_batch_id = stored.batch_id
+            ledger_batch_id = store.ledger_batch_id(stored.batch_id)
 
     def on_step(step: str) -> None:
         context.log.info(f"{partition}: {step}")
@@ -126,14 +168,19 @@ def role_onboarding(
             context.log.info(
                 f"{partition} is already ready at {url}; not redone (force_rerun is false)"
             )
+            outcome = role_outcome(
+                batch_id=role_batch_id,
+                dashboard_url=url,
+                duration_seconds=time.monotonic() - started,
+            )
             return dg.MaterializeResult(
                 metadata={
-                    "dashboard_url": dg.MetadataValue.url(url),
+                    **standard_metadata(outcome),
                     "steps": dg.MetadataValue.json([]),
                     "already_ready": True,
-                    "cost": 0.0,
                     "workflow_id": workflow or "",
-                }
+                },
+                check_results=standard_check_results(outcome, partition),
             )
         company, _ = split_partition_key(partition)
 
@@ -182,16 +229,22 @@ def role_onboarding(
     if workflow:
         store.record_step(workflow, "published")
     url = dashboard_url(result.published.dashboard_id, settings.dashboard_base_url)
+    outcome = role_outcome(
+        batch_id=role_batch_id,
+        dashboard_url=url,
+        duration_seconds=time.monotonic() - started,
+        result=result,
+    )
     return dg.MaterializeResult(
         metadata={
-            "dashboard_url": dg.MetadataValue.url(url),
+            **standard_metadata(outcome),
             "steps": dg.MetadataValue.json(result.steps),
             "taxonomy_role_id": result.taxonomy.taxonomy_role_id if result.taxonomy else "",
-            "cost": result.cost,
             "model_calls": len(result.costs),
             "workflow_id": workflow or "",
             "attempt": config.attempt,
-        }
+        },
+        check_results=standard_check_results(outcome, partition),
     )
 
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from batch_pipelines.metadata import STANDARD_CHECKS, checks_line
 from batch_pipelines.role_onboarding.queue_harness import (
     CODE_LOCATION_MODULE,
     QueueTimeout,
     project_dagster_yaml,
     run_batch_through_queue,
 )
+from batch_pipelines.role_onboarding.service import ASSET_NAME
 from batch_pipelines.role_onboarding.status import DEFAULT_MAX_CONCURRENT_ACTIVITIES, money
 from batch_pipelines.role_onboarding.submission import slugify, validate_submission
 
@@ -83,6 +86,25 @@ def _project(
     return Path(instance.root_directory), store_url, workspace
 
 
+def batch_checks_line(instance: dg.DagsterInstance, batch_id: str) -> str:
+    """The standard checks of a role batch's runs, as the instance recorded them: the latest
+    evaluation of each check for each role (partition) of the batch."""
+    latest: dict[tuple[str, str], Any] = {}
+    for name in STANDARD_CHECKS:
+        key = dg.AssetCheckKey(dg.AssetKey(ASSET_NAME), name)
+        # Newest first; a batch's roles are among the last few hundred evaluations.
+        for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=500):
+            evaluation = record.event.asset_check_evaluation if record.event else None
+            if evaluation is None:
+                continue
+            metadata = evaluation.metadata
+            if getattr(metadata.get("batch_id"), "value", None) != batch_id:
+                continue
+            partition = getattr(metadata.get("partition"), "value", "")
+            latest.setdefault((name, partition), evaluation)
+    return checks_line(latest.values())
+
+
 def run_demo(
     echo: Callable[[str], None],
     directory: Path,
@@ -140,6 +162,8 @@ def run_demo(
         f"{DEFAULT_MAX_CONCURRENT_ACTIVITIES} ({'held' if ok_activities else 'VIOLATED'})"
     )
     echo(f"  batch cost from the ledger: {money(final.cost)} ({final.tokens} tokens)")
+    if store_url and not instance.is_ephemeral:
+        echo(f"  {batch_checks_line(instance, result.batch_id)} (the roles' latest runs)")
     sample = final.roles[0]
     echo(
         f"  e.g. {sample.role_name}: {sample.status} at {sample.dashboard_url} (workflow {sample.workflow_id})"

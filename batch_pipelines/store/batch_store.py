@@ -1091,18 +1091,20 @@ class BatchStore:
         """Totals of one batch, summed over its ledger entries (never a counter)."""
         return summarize(self.list_cost_entries(batch_id))
 
-    def ledger_total(self, batch_id: int) -> tuple[Decimal, int]:
-        """Total cost and tokens of one batch's ledger, summed by the database.
+    def ledger_total(self, batch_id: int, *, phase: str | None = None) -> tuple[Decimal, int]:
+        """Total cost and tokens of one batch's ledger (of one ``phase`` of it, if given),
+        summed by the database.
 
         What progress reports and budgets need, without reading every entry as
         ``cost_totals`` does (a 10,000-item, 3-phase job has 30,000 of them).
         """
         ce = t.cost_entries
         tokens = sa.func.sum(ce.c.prompt_tokens + ce.c.completion_tokens)
+        query = sa.select(self.ledger_cost_sum(), tokens).where(ce.c.batch_id == batch_id)
+        if phase is not None:
+            query = query.where(ce.c.phase == phase)
         with self.engine.connect() as conn:
-            total, token_sum = conn.execute(
-                sa.select(self.ledger_cost_sum(), tokens).where(ce.c.batch_id == batch_id)
-            ).one()
+            total, token_sum = conn.execute(query).one()
         return self.ledger_cost(total), int(token_sum or 0)
 
     def ledger_cost_sum(self) -> sa.ColumnElement:

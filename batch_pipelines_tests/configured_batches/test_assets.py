@@ -24,6 +24,7 @@ from batch_pipelines.resources import (
     default_resources,
 )
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines_tests.test_metadata import assert_standard_metadata
 
 from .batch_data import ACTIVE_USERS, INACTIVE_USER, add_preferences, job_file, seed
 
@@ -70,14 +71,25 @@ def test_a_static_jobs_tick_runs_its_batch_and_reports_the_seeds_context(store_u
     assert result.success
     meta = _metadata(result)
     assert meta["batch_key"] == f"user_welcome_notes/{tick}"
-    assert meta["requests_total"] == meta["requests_succeeded"] == len(ACTIVE_USERS)
+    assert meta["units_total"] == meta["units_succeeded"] == len(ACTIVE_USERS)
+    assert meta["batch_id"] == str(
+        BatchStore(store_url).find_batches(family="configured_batches")[0].id
+    )
     assert meta["batch_context"]["results"]["progress"]["percentage"] == 100
     assert meta["status_by_tenant"] == {
         "tenant_a": {"users": 10, "succeeded": 10, "failed": 0},
         "tenant_b": {"users": 10, "succeeded": 10, "failed": 0},
     }
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"all_requests_succeeded": True, "batch_processed_requests": True}
+    assert checks == {
+        "reconciled_completed": True,
+        "nothing_failed": True,
+        "processed_something": True,
+    }
+    (materialization,) = result.asset_materializations_for_node("configured_batch")
+    assert_standard_metadata(materialization.metadata)
+    for evaluation in result.get_asset_check_evaluations():
+        assert evaluation.metadata["partition"].value == "user_welcome_notes"
     assert meta["nothing_to_do"] is False
     store = BatchStore(store_url)
     assert ContextStore(store.engine).status_by_user(ACTIVE_USERS[0])[0]["tick"] == tick
@@ -521,14 +533,18 @@ def test_a_batch_on_an_empty_store_says_it_had_nothing_to_do_and_its_checks_warn
     )
     assert result.success
     meta = _metadata(result)
-    assert meta["requests_total"] == 0 and meta["nothing_to_do"] is True
+    assert meta["units_total"] == 0 and meta["nothing_to_do"] is True
     assert reason in meta["nothing_to_do_reason"]
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert {name: e.passed for name, e in evaluations.items()} == {
-        "all_requests_succeeded": False,
-        "batch_processed_requests": False,
+        "reconciled_completed": True,
+        "nothing_failed": False,
+        "processed_something": False,
     }
-    assert {e.severity for e in evaluations.values()} == {dg.AssetCheckSeverity.WARN}
+    for name in ("nothing_failed", "processed_something"):
+        assert evaluations[name].severity == dg.AssetCheckSeverity.WARN
+        assert evaluations[name].metadata["units_processed"].value == 0
+        assert reason in evaluations[name].metadata["reason"].value
     warnings = [
         e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
     ]
@@ -568,7 +584,7 @@ def test_chunk_size_and_category_cache_ttl_come_from_the_environment_through_the
         return _metadata(result)
 
     meta = run("team_activity_digest")  # BATCH_USERS over 20 users, in chunks of 7
-    assert (meta["chunk_size"], meta["requests_total"]) == (7, 3)
+    assert (meta["chunk_size"], meta["units_total"]) == (7, 3)
     assert meta["category_cache_ttl_seconds"] == 0
     # A job that sets its own chunk size keeps it.
     monkeypatch.setenv("BATCH_CHUNK_SIZE", "3")

@@ -28,8 +28,10 @@ from batch_pipelines.document_ai.sensors import (
     document_items_drop_sensor,
 )
 from batch_pipelines.document_ai.store import DocumentJobStore
+from batch_pipelines.metadata import STANDARD_CHECKS
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines_tests.test_metadata import assert_standard_metadata
 
 PIPELINES = load_pipelines()
 TEXTS = [
@@ -100,13 +102,23 @@ def test_a_submitted_job_runs_through_its_phase_assets_with_cost_and_quality_met
             phase_key(template, phase)
         ).asset_materialization
         assert mat.partition == job.key
+        assert_standard_metadata(mat.metadata)
         md = {k: v.value for k, v in mat.metadata.items()}
-        assert md["items_done"] + md["items_failed"] == 6
-        assert md["cost_this_run"] > 0 and md["tokens_this_run"] > 0
-        assert md["latency_p95_seconds"] >= md["latency_mean_seconds"] > 0
+        assert md["units_total"] == 6 and md["units_succeeded"] + md["units_failed"] == 6
+        assert md["batch_id"] == str(job.batch_id)
+        # One run did the whole phase: its spend is the phase's spend.
+        assert md["cost"] == md["cost_this_run"] > 0 and md["tokens"] == md["tokens_this_run"] > 0
+        assert md["p95_latency_ms"] >= md["latency_mean_ms"] > 0
         if phase.validation.enabled:
             assert sum(md["validation_scores"].values()) >= md["items_processed_this_run"]
     assert jobs.get_job(job.id).status == DocJobStatus.COMPLETED
+    evaluations = result.get_asset_check_evaluations()
+    assert {(e.asset_key, e.check_name) for e in evaluations} == {
+        (phase_key(template, p), name) for p in template.phases for name in STANDARD_CHECKS
+    }
+    for evaluation in evaluations:
+        assert evaluation.metadata["partition"].value == job.key
+        assert evaluation.metadata["units_total"].value == 6
 
 
 def test_a_paused_job_materializes_nothing_and_its_later_phases_are_skipped(setup):

@@ -61,8 +61,17 @@ def test_a_job_run_from_the_cli_materializes_its_partition_on_every_phase_asset(
             event = instance.get_latest_materialization_event(asset)
             metadata = event.asset_materialization.metadata
             # Recorded as the phase ended, before the job was completed.
-            assert metadata["job_status"].value == "RUNNING"
-            assert metadata["items_done"].value == 3 and "cost_this_run" in metadata
+            assert metadata["batch_status"].value == "RUNNING"
+            assert metadata["units_succeeded"].value == 3 and "cost_this_run" in metadata
+            checks = {
+                check_name: instance.event_log_storage.get_asset_check_execution_history(
+                    dg.AssetCheckKey(asset, check_name), limit=1
+                )[0]
+                for check_name in ("reconciled_completed", "nothing_failed", "processed_something")
+            }
+            for record in checks.values():
+                evaluation = record.event.asset_check_evaluation
+                assert evaluation.metadata["partition"].value == key
             assert _materializations(instance, asset, key) == 1, phase.name
 
 
@@ -145,8 +154,8 @@ def test_docs_status_records_a_completed_jobs_missing_phases_once(
         for phase in template.phases:
             assert _materializations(instance, phase_key(template, phase), key) == 1, phase.name
         last = instance.get_latest_materialization_event(phase_key(template, template.phases[-1]))
-        assert last.asset_materialization.metadata["job_status"].value == "COMPLETED"
-        assert last.asset_materialization.metadata["items_done"].value == 3
+        assert last.asset_materialization.metadata["batch_status"].value == "COMPLETED"
+        assert last.asset_materialization.metadata["units_succeeded"].value == 3
 
 
 def test_the_launcher_records_the_phases_of_a_settled_job_it_completes(tmp_path, monkeypatch):
@@ -207,7 +216,7 @@ def test_a_budget_paused_job_shows_its_state_on_the_asset_and_a_success_rate(tmp
     stopped_in = next(p for p in template.phases if _observations(instance, phase_key(template, p)))
     (observed,) = _observations(instance, phase_key(template, stopped_in))
     assert observed.partition == job.key
-    assert observed.metadata["job_status"].value == "PAUSED"
+    assert observed.metadata["batch_status"].value == "PAUSED"
     assert observed.metadata["stopped"].value == "budget"
     assert "cost budget 0.002 reached" in observed.metadata["job_status_reason"].value
     assert isinstance(analytics(jobs, job, template)["success_rate"], float)

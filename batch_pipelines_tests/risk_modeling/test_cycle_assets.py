@@ -21,6 +21,7 @@ from batch_pipelines.risk_modeling.sample_source import create_sample_source
 from batch_pipelines.risk_modeling.sample_workbook import valid_workbook
 from batch_pipelines.risk_modeling.workbook import load_workbook_configuration
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines_tests.test_metadata import assert_standard_metadata
 
 ANALYSIS_INDEX = BATCH_TYPE_ORDER.index(BatchType.ANALYSIS)
 GROUPING_INDEX = BATCH_TYPE_ORDER.index(BatchType.GROUPING)
@@ -61,9 +62,18 @@ def test_a_whole_cycle_reconciles_completed_for_all_twelve_batch_types_and_repor
     mats = result.asset_materializations_for_node("risk_modeling__analysis")
     meta = mats[0].metadata
     assert meta["reconciliation_status"].value == "COMPLETED"
-    assert meta["jobs_finished"].value == meta["jobs_total"].value > 0
+    assert_standard_metadata(meta)
+    assert meta["units_succeeded"].value == meta["units_total"].value > 0
+    assert meta["success_rate"].value == 1.0
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"validation_clean": True, "reconciled_completed": True}
+    assert checks == {
+        "validation_clean": True,
+        "reconciled_completed": True,
+        "nothing_failed": True,
+        "processed_something": True,
+    }
+    for evaluation in result.get_asset_check_evaluations():
+        assert evaluation.metadata["partition"].value == name
 
 
 def test_injected_failures_fail_the_batch_notify_teams_and_resubmission_completes_it(cycle):
@@ -82,8 +92,10 @@ def test_injected_failures_fail_the_batch_notify_teams_and_resubmission_complete
     first = _materialize(analysis_asset, name, flaky, instance)
     batch = _batch(store, name, BatchType.ANALYSIS)
     assert batch.status.value == "FAILED"
-    evaluations = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
-    assert evaluations.get("reconciled_completed") is False, evaluations
+    evaluations = {e.check_name: e for e in first.get_asset_check_evaluations()}
+    assert evaluations["reconciled_completed"].passed is False, evaluations
+    failed = evaluations["nothing_failed"]
+    assert failed.passed is False and failed.metadata["units_failed"].value > 0
     (notice,) = [
         e for e in store.batch_events(batch.id) if e["message"] == "Teams notification sent"
     ]

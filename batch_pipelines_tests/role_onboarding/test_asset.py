@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from batch_pipelines.core.backoff import RetryPolicy
+from batch_pipelines.metadata import STANDARD_CHECKS
 from batch_pipelines.resources import BatchStoreResource, ModelsResource
 from batch_pipelines.role_onboarding.assets import role_onboarding
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
@@ -21,6 +22,7 @@ from batch_pipelines.simulators.embedded import model_client
 from batch_pipelines.simulators.faults import FaultPlan
 from batch_pipelines.simulators.models import ModelSimulator
 from batch_pipelines.store.batch_store import BatchStore
+from batch_pipelines_tests.test_metadata import assert_standard_metadata
 
 ROLE = RoleInput(
     partition_key="acme/claims-adjuster",
@@ -107,8 +109,15 @@ def test_materializing_a_role_publishes_its_dashboard_and_reports_steps_and_cost
         result = _materialize(tmp_path, instance, "acme/actuary", {"role_name": "Actuary"})
         assert result.success
         meta = _metadata(result)
+        (mat,) = result.asset_materializations_for_node("role_onboarding")
+        assert_standard_metadata(mat.metadata)
+        assert isinstance(mat.metadata["dashboard_url"], dg.UrlMetadataValue)
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert meta["dashboard_url"] == "https://app.example/dashboard/roles/cr-1"
-    assert meta["steps"][-1] == "publish_dashboard" and meta["cost"] > 0
+    assert meta["steps"][-1] == "publish_dashboard" and meta["cost"] > 0 and meta["tokens"] > 0
+    assert (meta["units_total"], meta["units_succeeded"], meta["success_rate"]) == (1, 1, 1.0)
+    assert {name: e.passed for name, e in checks.items()} == dict.fromkeys(STANDARD_CHECKS, True)
+    assert {e.metadata["partition"].value for e in checks.values()} == {"acme/actuary"}
     assert RoleOnboardingStore(BatchStore(f"sqlite:///{tmp_path / 'store.db'}")).get_dashboard(
         "acme/actuary"
     )
@@ -120,6 +129,7 @@ def test_a_ready_role_is_not_redone_unless_force_rerun(tmp_path):
         again = _metadata(_materialize(tmp_path, instance, "acme/actuary", {}))
         forced = _metadata(_materialize(tmp_path, instance, "acme/actuary", {"force_rerun": True}))
     assert again["already_ready"] is True and again["steps"] == [] and again["cost"] == 0
+    assert (again["units_total"], again["units_skipped"]) == (1, 1)
     assert (
         forced["steps"][-1] == "publish_dashboard"
         and forced["dashboard_url"] == again["dashboard_url"]

@@ -122,6 +122,8 @@ def test_role_costs_reach_the_ledger_under_the_batchs_shared_batch_and_a_repeate
     assert all(e.call_key.startswith(f"role_onboarding:{workflow}:") for e in entries)
     (mat,) = first.asset_materializations_for_node("role_onboarding")
     assert float(ledger.cost_totals(shared).total_cost) == mat.metadata["cost"].value > 0
+    # The role batch's id, as text: an id is a label, not a figure to plot.
+    assert mat.metadata["batch_id"] == dg.MetadataValue.text(batch.batch_id)
 
 
 def test_the_batch_status_and_roles_status_show_the_batchs_cost_from_the_ledger(tmp_path):

@@ -99,6 +99,15 @@ def test_totals_by_phase_item_and_kind_are_sums_over_the_ledger(store):
     assert set(totals.by_phase) == {"ocr_cleanup", "summarization", "(none)"}
     assert set(totals.by_item) == {"1", "2", "(none)"}
     assert totals.by_kind["retry"] == Decimal("0.0075")
+    # One phase's spend, summed by the database (a phase asset's standard cost and tokens).
+    cost, tokens = store.ledger_total(batch_id, phase="summarization")
+    assert cost == totals.by_phase["summarization"]
+    assert tokens == sum(
+        e.usage.prompt_tokens + e.usage.completion_tokens
+        for e in entries
+        if e.phase == "summarization"
+    )
+    assert store.ledger_total(batch_id, phase="no_such_phase") == (Decimal(0), 0)
     assert totals.by_phase["summarization"] == sum(
         (e.cost for e in entries if e.phase == "summarization"), Decimal(0)
     )
