@@ -6,6 +6,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from batch_pipelines_tests.conftest import new_postgres_database
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -13,30 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def dagster_postgres_url(postgres_url):
     """A database of its own for Dagster's tables: the session's database is the store
     tests', whose schema comparison must not meet Dagster's own ``jobs`` table."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    name = f"bp_dagster_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            sa.engine.make_url(postgres_url)
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with new_postgres_database(postgres_url, "bp_dagster") as url:
+        yield url
 
 
 def _load(home: Path, source: Path) -> dg.DagsterInstance:

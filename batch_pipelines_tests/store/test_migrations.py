@@ -12,7 +12,6 @@ any older revision, with a row in every table, upgrades to head keeping its rows
 from __future__ import annotations
 
 import ast
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +27,7 @@ from alembic.script import ScriptDirectory
 from batch_pipelines.store import database
 from batch_pipelines.store.batch_store import BatchStore
 from batch_pipelines.store.schema import VERSION_TABLE, metadata
+from batch_pipelines_tests.conftest import new_postgres_database
 
 VERSIONS = Path(database.__file__).parent / "migrations" / "versions"
 
@@ -91,27 +91,8 @@ def empty_database_url(database_url) -> Iterator[str]:
     if not database_url.startswith("postgresql"):
         yield database_url
         return
-    name = f"bp_migrate_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            sa.engine.make_url(database_url)
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with new_postgres_database(database_url, "bp_migrate") as url:
+        yield url
 
 
 def _value_for(column: sa.Column, dialect: str):
