@@ -46,6 +46,16 @@ CLI = ".venv/bin/batch-pipelines"
 # only errors; the whole event log is in the instance (make dev), and each demo says what
 # happened in its own lines. One definition, used by every family's demo.
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def database_url_hint(store_url: str) -> str:
+    """What a printed CLI hint needs to reach ``store_url``: nothing for the project's own
+    store (the CLI's default), else ``--database-url URL`` (a family demo run on its own)."""
+    if store_url == project_store_url(os.environ, Path.cwd()):
+        return ""
+    return f" --database-url {store_url}"
+
+
 # The other families' demos: (folder, heading).
 FAMILY_DEMOS = (
     ("document_ai", "Document AI"),

@@ -18,6 +18,8 @@ def test_demo_runs_end_to_end_and_says_where_to_look(tmp_path, monkeypatch):
     assert "Portfolio Creation: batch 2 reconciled COMPLETED" in result.output
     assert "duplicate acceptances: none" in result.output
     assert "Every part ended as expected." in result.output
+    # The demo ran on the project's store, the CLI's default: no hint needs --database-url.
+    assert "--database-url" not in result.output
     # It reads like the README: the demo's own lines, no raw Dagster log, every part saying
     # where to look, commands as the README writes them.
     assert " - dagster - " not in result.output

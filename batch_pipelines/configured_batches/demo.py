@@ -33,7 +33,7 @@ from batch_pipelines.configured_batches.partitions import PREFERENCE_GROUPS
 from batch_pipelines.configured_batches.resources import ConfigServiceResource
 from batch_pipelines.configured_batches.runner import batch_key_for
 from batch_pipelines.configured_batches.sensors import preference_change_sensor
-from batch_pipelines.demo import QUIET
+from batch_pipelines.demo import QUIET, database_url_hint
 from batch_pipelines.metadata import checks_line
 from batch_pipelines.resources import BatchStoreResource, ModelsResource, TeamsResource
 from batch_pipelines.store.batch_store import BatchStore
@@ -176,13 +176,13 @@ def run_demo(
     echo(f"  {checks_line(evaluations)}")
     echo("  where to look:")
     echo(
-        f"    status by user:    .venv/bin/batch-pipelines jobs status --user user_0001 --database-url {store_url}"
+        f"    status by user:    .venv/bin/batch-pipelines jobs status --user user_0001{database_url_hint(store_url)}"
     )
     echo(
-        f"    by tenant:         .venv/bin/batch-pipelines jobs status --tenant acme --database-url {store_url}"
+        f"    by tenant:         .venv/bin/batch-pipelines jobs status --tenant acme{database_url_hint(store_url)}"
     )
     echo(
-        f"    by feature type:   .venv/bin/batch-pipelines jobs status --feature-type daily_digest --database-url {store_url}"
+        f"    by feature type:   .venv/bin/batch-pipelines jobs status --feature-type daily_digest{database_url_hint(store_url)}"
     )
     echo(
         "    the Dagster UI:    make dev, then the configured_batches asset group (configured_batch,"

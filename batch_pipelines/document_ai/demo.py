@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_pipelines.cli_options import format_counts
-from batch_pipelines.demo import QUIET
+from batch_pipelines.demo import QUIET, database_url_hint
 from batch_pipelines.document_ai.assets import JOB_TAG, build_pipeline_definitions
 from batch_pipelines.document_ai.jobs import add_reference_documents, submit_document_job
 from batch_pipelines.document_ai.pipelines import load_pipelines
@@ -204,9 +204,9 @@ def run_demo(
         ok = ok and job.status.value == expected
 
     echo("  where to look:")
-    echo(f"    .venv/bin/batch-pipelines docs list --database-url {store_url}")
+    echo(f"    .venv/bin/batch-pipelines docs list{database_url_hint(store_url)}")
     echo(
-        f"    .venv/bin/batch-pipelines docs status <job> / results / analytics --database-url {store_url}"
+        f"    .venv/bin/batch-pipelines docs status <job> / results / analytics{database_url_hint(store_url)}"
     )
     echo("    the Dagster UI (make dev): asset groups document_ai_<pipeline>, partition = the job")
     store.dispose()
