@@ -188,6 +188,17 @@ def test_an_invalid_job_leaves_the_rest_loaded_and_is_shown_in_the_asset_and_a_f
     assert "9 valid jobs, no problems" in configured_jobs_problems(fine).skip_message
 
 
+def test_the_readme_describes_a_bad_job_file_as_the_ui_shows_it():
+    """The sensor above fails its tick; Dagster shows a failed tick as an orange triangle on
+    the Automation page with the problems in the tick's details, not as a red sensor."""
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert "in red on the Automation page" not in readme
+    assert "every tick of the `configured_jobs_problems` sensor fails" in readme
+    assert "orange warning triangle" in readme and "in the tick's details" in readme
+
+
 def test_a_partition_whose_job_became_invalid_fails_with_the_jobs_problem(store_url, tmp_path):
     path = job_file(tmp_path, lambda raw: raw["jobs"][0].update(concurrency=0))
     with pytest.raises(dg.Failure, match="user_welcome_notes.*concurrency"):
