@@ -20,10 +20,9 @@ import dagster as dg
 from batch_pipelines.clients.teams import adaptive_card, notify_batch
 from batch_pipelines.document_ai.batch_jobs import DocJobStatus
 from batch_pipelines.document_ai.pipelines import PhaseSpec, PipelineTemplate
-from batch_pipelines.document_ai.rag import ReferenceLibrary
 from batch_pipelines.document_ai.reports import job_status
 from batch_pipelines.document_ai.resources import DocumentAISettings
-from batch_pipelines.document_ai.runner import DocumentJobRunner, PhaseReport, RunnerOptions
+from batch_pipelines.document_ai.runner import PhaseReport, RunnerOptions
 from batch_pipelines.document_ai.store import DocumentJob, DocumentJobStore
 from batch_pipelines.metadata import (
     BatchOutcome,
@@ -178,24 +177,11 @@ def build_phase_asset(
 
         async def run() -> PhaseReport:
             async with models.client() as client:
-                prices = document_ai.price_table()
-                library = ReferenceLibrary(
-                    jobs.engine,
-                    client,
-                    embedding_model=document_ai.embedding_model,
-                    prices=prices,
-                    on_cost=jobs.store.record_cost_entries,
-                    batch_id=job.batch_id,
-                )
-                runner = DocumentJobRunner(
+                runner = document_ai.job_runner(
                     jobs,
                     job,
                     template,
                     client,
-                    router=document_ai.router(),
-                    prices=prices,
-                    retrieve=library.retrieve,
-                    retrieval_model=library.embedding_model,
                     options=RunnerOptions(
                         lease_seconds=document_ai.lease_seconds,
                         control_check_seconds=document_ai.control_check_seconds,

@@ -109,12 +109,10 @@ def run_job_here(
     if a run had done it: partition materialized, or the stop observed), so a kill loses at
     most the record of the phase in flight, which the next worker makes up.
     """
-    from batch_pipelines.document_ai.rag import ReferenceLibrary
-    from batch_pipelines.document_ai.runner import DocumentJobRunner, RunnerOptions
+    from batch_pipelines.document_ai.runner import RunnerOptions
     from batch_pipelines.progress import ProgressReporter
 
     settings = _settings()
-    prices = settings.price_table()
     instance = dagster_instance(required=False)
     recorded: list[str] = []
     unrecorded: list[str] = []
@@ -134,23 +132,11 @@ def run_job_here(
 
     async def go():
         async with _models().client() as client:
-            library = ReferenceLibrary(
-                jobs.engine,
-                client,
-                embedding_model=settings.embedding_model,
-                prices=prices,
-                on_cost=jobs.store.record_cost_entries,
-                batch_id=job.batch_id,
-            )
-            runner = DocumentJobRunner(
+            runner = settings.job_runner(
                 jobs,
                 job,
                 template,
                 client,
-                router=settings.router(),
-                prices=prices,
-                retrieve=library.retrieve,
-                retrieval_model=library.embedding_model,
                 options=RunnerOptions(validator_model=settings.validator_model),
                 runner_id=runner_id,
             )

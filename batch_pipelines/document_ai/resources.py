@@ -46,6 +46,34 @@ class DocumentAISettings(dg.ConfigurableResource):
         fallback = routes.pop("*", None) or DEFAULT_ROUTER.fallback
         return ModelRouter(routes, fallback=fallback)
 
+    def job_runner(self, jobs, job, template, client, *, options, runner_id=None):
+        """The runner of ``job`` with its project's reference library for retrieval: built
+        one way for a run's phase asset and for a worker in the terminal (`docs ... --run`)."""
+        from batch_pipelines.document_ai.rag import ReferenceLibrary
+        from batch_pipelines.document_ai.runner import DocumentJobRunner
+
+        prices = self.price_table()
+        library = ReferenceLibrary(
+            jobs.engine,
+            client,
+            embedding_model=self.embedding_model,
+            prices=prices,
+            on_cost=jobs.store.record_cost_entries,
+            batch_id=job.batch_id,
+        )
+        return DocumentJobRunner(
+            jobs,
+            job,
+            template,
+            client,
+            router=self.router(),
+            prices=prices,
+            retrieve=library.retrieve,
+            retrieval_model=library.embedding_model,
+            options=options,
+            runner_id=runner_id,
+        )
+
     def price_table(self) -> PriceTable:
         """The prices; every model the router, the validator and retrieval use must be priced."""
         table = (
