@@ -43,6 +43,7 @@ from batch_pipelines.configured_batches.runner import (
 from batch_pipelines.configured_batches.schedules import TICK_TAG
 from batch_pipelines.core.errors import BatchPipelinesError
 from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.failures import NO_RUN_RETRY_ON_STEP_FAILURE
 from batch_pipelines.metadata import (
     ERROR_CHARS,
     BatchOutcome,
@@ -388,7 +389,7 @@ preference_batch_job = dg.define_asset_job(
     "preference_batch_job",
     selection=[preference_batch],
     partitions_def=PREFERENCE_GROUPS,
-    tags={**CONCURRENCY_TAG, "dagster/retry_on_asset_or_op_failure": "false"},
+    tags={**CONCURRENCY_TAG, **NO_RUN_RETRY_ON_STEP_FAILURE},
     description="One preference group's batch for one tick (launched by the preference sensors).",
 )
 
@@ -398,6 +399,6 @@ def build_configured_batch_job(asset: dg.AssetsDefinition) -> Any:
         "configured_batch_job",
         selection=[asset],
         partitions_def=asset.partitions_def,
-        tags={**CONCURRENCY_TAG, "dagster/retry_on_asset_or_op_failure": "false"},
+        tags={**CONCURRENCY_TAG, **NO_RUN_RETRY_ON_STEP_FAILURE},
         description="One static configured job for one tick (launched by the job's schedule, or from the UI).",
     )

@@ -15,7 +15,12 @@ import dagster as dg
 
 from batch_pipelines.core.statuses import BatchStatus
 from batch_pipelines.engine.executor import EngineOptions
-from batch_pipelines.failures import USER_ERRORS, final_failure, refuse_run_retries
+from batch_pipelines.failures import (
+    NO_RUN_RETRY_ON_STEP_FAILURE,
+    USER_ERRORS,
+    final_failure,
+    refuse_run_retries,
+)
 from batch_pipelines.metadata import (
     ERROR_CHARS,
     BatchOutcome,
@@ -232,6 +237,6 @@ risk_modeling_cycle_job = dg.define_asset_job(
     partitions_def=CYCLES,
     # Run retries would only repeat validation failures or wait-for-decision stops; transient
     # service errors are already retried inside the engine.
-    tags={**CONCURRENCY_TAG, "dagster/retry_on_asset_or_op_failure": "false"},
+    tags={**CONCURRENCY_TAG, **NO_RUN_RETRY_ON_STEP_FAILURE},
     description="All twelve batch types of one cycle, in dependency order.",
 )

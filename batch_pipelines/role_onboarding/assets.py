@@ -20,6 +20,7 @@ from pydantic import Field
 
 from batch_pipelines.core.costs import summarize
 from batch_pipelines.core.statuses import BatchStatus
+from batch_pipelines.failures import NO_RUN_RETRY_ON_STEP_FAILURE
 from batch_pipelines.metadata import (
     BatchOutcome,
     standard_check_results,
@@ -28,7 +29,7 @@ from batch_pipelines.metadata import (
 )
 from batch_pipelines.resources import BatchStoreResource, ModelsResource
 from batch_pipelines.role_onboarding.resources import RoleOnboardingSettings
-from batch_pipelines.role_onboarding.service import ASSET_NAME, NO_RUN_RETRY_ON_FAILURE
+from batch_pipelines.role_onboarding.service import ASSET_NAME
 from batch_pipelines.role_onboarding.status import (
     ACTIVITY_POOL,
     CONCURRENCY_GROUP,
@@ -254,6 +255,6 @@ role_onboarding_job = dg.define_asset_job(
     partitions_def=ROLES,
     # One role per run and one step per role: no per-step subprocess to start.
     executor_def=dg.in_process_executor,
-    tags={**CONCURRENCY_TAGS, **NO_RUN_RETRY_ON_FAILURE},
+    tags={**CONCURRENCY_TAGS, **NO_RUN_RETRY_ON_STEP_FAILURE},
     description="Onboard one role (one partition); batches launch one run per role.",
 )

@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from batch_pipelines.core.errors import BatchError, ConfigurationError
+from batch_pipelines.failures import NO_RUN_RETRY_ON_STEP_FAILURE
 from batch_pipelines.role_onboarding.status import (
     ACTIVITY_POOL,
     BATCH_TAG,
@@ -51,7 +52,6 @@ DEFAULT_ROLE_RUN_LIMIT = 5
 ASSET_NAME = "role_onboarding"
 # Run-level retries would repeat a failure the asset's own retry policy already judged
 # (transient errors are retried inside the run); a crashed run is still retried.
-NO_RUN_RETRY_ON_FAILURE = {"dagster/retry_on_asset_or_op_failure": "false"}
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def run_tags(wf: WorkflowRecord) -> dict[str, str]:
         BATCH_TAG: wf.batch_id,
         ROUND_TAG: round_tag_value(wf.batch_id, wf.round),
         WORKFLOW_TAG: wf.workflow_id,
-        **NO_RUN_RETRY_ON_FAILURE,
+        **NO_RUN_RETRY_ON_STEP_FAILURE,
     }
 
 
